@@ -1,0 +1,5 @@
+"""``python -m litejobs``: the same as the ``litejobs`` command."""
+
+from litejobs.cli import main
+
+main()

@@ -1,0 +1,332 @@
+"""The App: the registry of tasks and cron entries, and the producer's side of the store."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, ParamSpec, TypeVar, overload
+
+from litejobs.bell import Bell
+from litejobs.config import MAX_PAYLOAD, Config, read_file
+from litejobs.job import Job
+from litejobs.serialization import dump_call
+from litejobs.store import NewJob, Store
+from litejobs.task import DEFAULT_QUEUE, Backoff, CallOptions, Prepared, Task, TaskOptions
+
+__all__ = ["App", "CronSpec"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+#: The idempotency window when a key is given and the task sets no ``unique_for``.
+DEFAULT_UNIQUE_FOR = 24 * 3600.0
+MAX_NAME = 200
+
+
+@dataclass(frozen=True, slots=True)
+class CronSpec:
+    """A cron entry as declared (``@app.cron`` or ``[cron.NAME]``); see ``litejobs.cron``."""
+
+    name: str
+    schedule: str
+    task: str
+    timezone: str = "UTC"
+    args: tuple[Any, ...] = ()
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+def _check_name(kind: str, value: object) -> str:
+    if not isinstance(value, str) or not value or len(value) > MAX_NAME:
+        raise ValueError(f"{kind} must be a non-empty string of at most {MAX_NAME} characters, "
+                         f"not {value!r}")
+    if any(ord(ch) < 32 for ch in value):
+        raise ValueError(f"{kind} {value!r} contains control characters; use printable text")
+    return value
+
+
+def _check_seconds(what: str, value: object, allow_zero: bool = True) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ValueError(f"{what} must be a finite number of seconds, not {value!r}")
+    if value < 0 or (value == 0 and not allow_zero):
+        raise ValueError(f"{what} must be {'>= 0' if allow_zero else '> 0'}, not {value!r}")
+    return float(value)
+
+
+def _check_priority(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not -100 <= value <= 100:
+        raise ValueError(f"priority must be a whole number from -100 to 100 (higher runs "
+                         f"first), not {value!r}")
+    return value
+
+
+def _check_retries(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"retries must be a whole number >= 0, not {value!r}")
+    return value
+
+
+def _main_module_name() -> str:
+    main = sys.modules.get("__main__")
+    spec = getattr(main, "__spec__", None)
+    if spec is not None and spec.name:
+        return str(spec.name)
+    path = getattr(main, "__file__", None)
+    return os.path.splitext(os.path.basename(path))[0] if path else "__main__"
+
+
+class App:
+    """A litejobs application: one database file and the tasks that run against it.
+
+    ``App("jobs.db")`` names the file (created on first use); ``App.from_config(path)`` takes
+    the database and settings of a litejobs.toml.
+    """
+
+    def __init__(
+        self,
+        database: str | os.PathLike[str],
+        *,
+        durability: str = "full",
+        max_payload: int = MAX_PAYLOAD,
+        config: Config | None = None,
+    ) -> None:
+        self.store = Store(database, durability=durability)
+        self.config = config or Config(database=self.store.path, durability=durability,
+                                       max_payload=max_payload)
+        self.max_payload = max_payload
+        self.tasks: dict[str, Task[Any, Any]] = {}
+        self.cron_specs: dict[str, CronSpec] = {}
+        self._bell: Bell | None = None
+        for name, table in self.config.cron.items():
+            self._add_cron_table(name, table)
+
+    @classmethod
+    def from_config(cls, path: str | os.PathLike[str] = "litejobs.toml") -> App:
+        """An App for the database and settings of a litejobs.toml file."""
+        config = read_file(os.fspath(path))
+        database = config.database or os.path.join(os.path.dirname(config.source or "."),
+                                                   "litejobs.db")
+        return cls(database, durability=config.durability, max_payload=config.max_payload,
+                   config=config)
+
+    def __repr__(self) -> str:
+        return f"<litejobs.App {self.store.path} tasks={len(self.tasks)}>"
+
+    # --- registry ----------------------------------------------------------------------------
+
+    @overload
+    def task(self, fn: Callable[P, R], /) -> Task[P, R]: ...
+
+    @overload
+    def task(
+        self,
+        *,
+        name: str | None = None,
+        queue: str = DEFAULT_QUEUE,
+        priority: int = 0,
+        retries: int = 3,
+        timeout: float | None = None,
+        backoff: Backoff | None = None,
+        retry_on: type[BaseException] | tuple[type[BaseException], ...] = (Exception,),
+        unique_for: float | None = None,
+        concurrency_key: str | Callable[..., str] | None = None,
+        concurrency_limit: int = 1,
+    ) -> Callable[[Callable[P, R]], Task[P, R]]: ...
+
+    def task(
+        self,
+        fn: Callable[P, R] | None = None,
+        /,
+        *,
+        name: str | None = None,
+        queue: str = DEFAULT_QUEUE,
+        priority: int = 0,
+        retries: int = 3,
+        timeout: float | None = None,
+        backoff: Backoff | None = None,
+        retry_on: type[BaseException] | tuple[type[BaseException], ...] = (Exception,),
+        unique_for: float | None = None,
+        concurrency_key: str | Callable[..., str] | None = None,
+        concurrency_limit: int = 1,
+    ) -> Task[P, R] | Callable[[Callable[P, R]], Task[P, R]]:
+        """Register a function as a task: ``@app.task`` or ``@app.task(name=..., ...)``."""
+        if isinstance(retry_on, type):
+            retry_on = (retry_on,)
+        if not all(isinstance(t, type) and issubclass(t, BaseException) for t in retry_on):
+            raise TypeError(f"retry_on must be exception classes, not {retry_on!r}")
+        _check_name("queue", queue)
+        _check_priority(priority)
+        _check_retries(retries)
+        if timeout is not None:
+            _check_seconds("timeout", timeout, allow_zero=False)
+        if unique_for is not None:
+            _check_seconds("unique_for", unique_for, allow_zero=False)
+        if isinstance(concurrency_limit, bool) or not isinstance(concurrency_limit, int) or (
+            concurrency_limit < 1
+        ):
+            raise ValueError(f"concurrency_limit must be a whole number >= 1, not "
+                             f"{concurrency_limit!r}")
+
+        def register(func: Callable[P, R]) -> Task[P, R]:
+            if not callable(func):
+                raise TypeError(f"@app.task needs a function, not {func!r}")
+            module = func.__module__
+            if module == "__main__":
+                module = _main_module_name()
+            task_name = _check_name("task name", name or f"{module}.{func.__qualname__}")
+            defaults = TaskOptions(
+                name=task_name, queue=queue, priority=priority, retries=retries,
+                timeout=None if timeout is None else float(timeout),
+                backoff=backoff or Backoff(), retry_on=tuple(retry_on), unique_for=unique_for,
+                concurrency_key=concurrency_key, concurrency_limit=concurrency_limit,
+            )
+            existing = self.tasks.get(task_name)
+            if existing is not None and existing.fn is not func and (
+                getattr(existing.fn, "__code__", None) is not getattr(func, "__code__", None)
+            ):
+                raise ValueError(f"a task named {task_name!r} is already registered (by "
+                                 f"{existing.fn!r}); give one of them another name=")
+            t: Task[P, R] = Task(self, func, defaults)
+            self.tasks[task_name] = t
+            return t
+
+        if fn is not None:
+            return register(fn)
+        return register
+
+    def cron(
+        self,
+        schedule: str,
+        *,
+        name: str | None = None,
+        timezone: str = "UTC",
+        args: Sequence[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+        **options: Any,
+    ) -> Callable[[Callable[P, R]], Task[P, R]]:
+        """Register a function as a task and fire it on a cron ``schedule``."""
+
+        def register(func: Callable[P, R]) -> Task[P, R]:
+            t = func if isinstance(func, Task) else self.task(func)
+            entry = name or t.name
+            self.cron_specs[entry] = CronSpec(entry, schedule, t.name, timezone, tuple(args),
+                                              dict(kwargs or {}), dict(options))
+            return t
+
+        return register
+
+    def _add_cron_table(self, name: str, table: Mapping[str, Any]) -> None:
+        rest = {k: v for k, v in table.items()
+                if k not in ("schedule", "task", "timezone", "args", "kwargs")}
+        self.cron_specs[name] = CronSpec(
+            name, str(table["schedule"]), str(table["task"]), str(table.get("timezone", "UTC")),
+            tuple(table.get("args", ())), dict(table.get("kwargs", {})), rest,
+        )
+
+    # --- producing ---------------------------------------------------------------------------
+
+    def ring(self, message: bytes = b"e") -> None:
+        """Wake the supervisors serving this database (a hint; never raises)."""
+        if self._bell is None:
+            self._bell = Bell(self.store.path)
+        try:
+            self._bell.ring(message)
+        except OSError:
+            pass
+
+    def enqueue(
+        self,
+        task: str,
+        args: Sequence[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+        **options: Any,
+    ) -> Job:
+        """Enqueue a call by task name; the name need not be registered in this process.
+
+        ``options`` are those of ``task.options(...)``: delay, run_at, queue, priority, key,
+        retries, timeout, expires, debounce.
+        """
+        _check_name("task name", task)
+        if isinstance(args, str | bytes) or not isinstance(args, Sequence):
+            raise TypeError(f"args must be a list of arguments, not {type(args).__name__}")
+        if kwargs is not None and not isinstance(kwargs, Mapping):
+            raise TypeError(f"kwargs must be a dict, not {type(kwargs).__name__}")
+        registered = self.tasks.get(task)
+        prepared = Prepared(
+            task, tuple(args), dict(kwargs or {}), CallOptions(**options),
+            registered.defaults if registered else None,
+            registered.param_names if registered else (),
+        )
+        return self.enqueue_many([prepared])[0]
+
+    def enqueue_many(self, calls: Iterable[Prepared]) -> list[Job]:
+        """Enqueue many prepared calls in one transaction: all are written, or none."""
+        now = time.time()
+        new = [self._new_job(p, now) for p in calls]
+        if not new:
+            return []
+        rows = self.store.insert_jobs(new, now)
+        self.ring(b"e")
+        return [Job(self, row) for row in rows]
+
+    def _new_job(self, p: Prepared, now: float) -> NewJob:
+        if not isinstance(p, Prepared):
+            raise TypeError(f"enqueue_many takes task.prepare(...) values, not {p!r}")
+        d = p.defaults or TaskOptions(name=p.task)
+        o = p.options
+        queue = _check_name("queue", o.queue if o.queue is not None else d.queue)
+        priority = _check_priority(o.priority if o.priority is not None else d.priority)
+        retries = _check_retries(o.retries if o.retries is not None else d.retries)
+        timeout = o.timeout if o.timeout is not None else d.timeout
+        if timeout is not None:
+            timeout = _check_seconds("timeout", timeout, allow_zero=False)
+        run_at = now
+        if o.delay is not None and o.run_at is not None:
+            raise ValueError("give delay or run_at, not both")
+        if o.delay is not None:
+            run_at = now + _check_seconds("delay", o.delay)
+        elif o.run_at is not None:
+            if isinstance(o.run_at, datetime):
+                if o.run_at.tzinfo is None:
+                    raise ValueError("run_at must be timezone-aware (e.g. "
+                                     "datetime.now(timezone.utc) + timedelta(minutes=5))")
+                run_at = o.run_at.timestamp()
+            else:
+                run_at = _check_seconds("run_at", o.run_at)
+        expires_at = None
+        if o.expires is not None:
+            expires_at = run_at + _check_seconds("expires", o.expires, allow_zero=False)
+        args, kwargs = dump_call(p.task, p.args, p.kwargs, self.max_payload, p.param_names)
+        key = o.key
+        unique_for = d.unique_for
+        if key is not None:
+            _check_name("key", key)
+            unique_for = unique_for or DEFAULT_UNIQUE_FOR
+        elif unique_for is not None:
+            key = json.dumps([json.loads(args), json.loads(kwargs)], sort_keys=True,
+                             separators=(",", ":"))
+        debounce = None
+        if o.debounce is not None:
+            if key is None:
+                raise ValueError("debounce needs a key: .options(debounce=S, key=...)")
+            debounce = _check_seconds("debounce", o.debounce)
+            run_at = max(run_at, now + debounce)
+        return NewJob(p.task, queue, priority, args, kwargs, run_at, retries + 1, timeout, key,
+                      expires_at, unique_for, debounce)
+
+    # --- reading -----------------------------------------------------------------------------
+
+    def get_job(self, job_id: int) -> Job | None:
+        """The job with this id, or None when there is none (never enqueued, or pruned)."""
+        row = self.store.get_job(int(job_id))
+        return None if row is None else Job(self, row)
+
+    def stats(self) -> dict[str, Any]:
+        """``{"states": {state: n, …}, "queues": {name: {state: n, …}}}``, zeros included."""
+        return self.store.stats()

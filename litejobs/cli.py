@@ -1,0 +1,332 @@
+"""The ``litejobs`` command.
+
+Every command takes ``--config`` and ``--database`` after its name; those that print data take
+``--json``. Errors are one line naming the problem and what to do, with a non-zero exit.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any, TypeVar
+
+import click
+
+from litejobs.app import App
+from litejobs.config import DEFAULT_FILE, load_config, render_template
+from litejobs.errors import LitejobsError
+from litejobs.job import Job, iso
+from litejobs.store import Store
+from litejobs.worker import load_app
+
+__all__ = ["main"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _fail(message: str) -> click.ClickException:
+    return click.ClickException(message)
+
+
+def _errors(fn: F) -> F:
+    """Turn litejobs and value errors into one clear line and exit status 1."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except (LitejobsError, ValueError, TypeError) as exc:
+            raise _fail(str(exc)) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _common(fn: F) -> F:
+    fn = click.option("--database", "database", type=click.Path(dir_okay=False),
+                      help="The SQLite file (overrides LITEJOBS_DATABASE and the config).")(fn)
+    fn = click.option("--config", "config_path", type=click.Path(dir_okay=False),
+                      help=f"A litejobs.toml (default: ./{DEFAULT_FILE} if present).")(fn)
+    return fn
+
+
+def _json_option(fn: F) -> F:
+    return click.option("--json", "as_json", is_flag=True, help="Print JSON.")(fn)
+
+
+class _Context:
+    def __init__(self, config_path: str | None, database: str | None,
+                 app_spec: str | None = None, **flags: Any) -> None:
+        self.config = load_config(config_path, database=database, app=app_spec, **flags)
+        self._app: App | None = None
+
+    @property
+    def app_spec(self) -> str | None:
+        return self.config.app
+
+    def app(self) -> App:
+        if self._app is None:
+            if not self.config.app:
+                raise _fail("no app given: pass --app module:attr, set LITEJOBS_APP, or set "
+                            "app = in litejobs.toml (`litejobs init` writes one)")
+            if os.getcwd() not in sys.path:
+                sys.path.insert(0, os.getcwd())
+            self._app = load_app(self.config.app)
+        return self._app
+
+    def database(self, check_app: bool = False) -> str:
+        """The database path; with ``check_app``, refuse when it differs from the app's."""
+        configured = self.config.database
+        if configured is None or check_app:
+            if self.config.app:
+                app_path = self.app().store.path
+                if configured is not None and os.path.realpath(configured) != os.path.realpath(
+                        app_path):
+                    raise _fail(
+                        f"the database {configured} (from the flag, LITEJOBS_DATABASE or the "
+                        f"config) differs from {app_path}, the one the app {self.config.app} "
+                        "writes; workers would read another file than your web app. Make "
+                        "them the same"
+                    )
+                return app_path
+        if configured is None:
+            raise _fail("no database given: pass --database PATH, set LITEJOBS_DATABASE, or "
+                        "set database = in litejobs.toml")
+        return configured
+
+    def store(self) -> Store:
+        return Store(self.database(), durability=self.config.durability)
+
+    def job_app(self) -> App:
+        """An App to hold Job handles: the configured one, or a bare one on the database."""
+        if self.config.app and self.config.database is None:
+            return self.app()
+        return App(self.database(), durability=self.config.durability)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="litejobs")
+def main() -> None:
+    """litejobs: background jobs and cron in one SQLite file."""
+
+
+@main.command()
+@_common
+@click.option("--app", "app_spec", help="Import path of the App, module:attr (or file.py:attr).")
+@click.option("--workers", type=click.IntRange(min=1), help="Worker processes (default 2).")
+@click.option("--queues", help="Serve only these queues, comma-separated (default: all).")
+@click.option("--grace", type=float, help="Seconds running jobs get on SIGTERM (default 30).")
+@click.option("-v", "--verbose", is_flag=True, help="Log debug messages.")
+@_errors
+def run(config_path: str | None, database: str | None, app_spec: str | None,
+        workers: int | None, queues: str | None, grace: float | None, verbose: bool) -> None:
+    """Run the supervisor: a pool of workers, the cron ticker and maintenance."""
+    from litejobs.supervisor import Supervisor
+
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(asctime)s litejobs[%(process)d] %(levelname)s %(message)s")
+    ctx = _Context(config_path, database, app_spec, workers=workers, grace=grace)
+    path = ctx.database(check_app=True)
+    app = ctx.app()
+    Store(path).verify()
+    config = replace(ctx.config, database=path)
+    assert ctx.app_spec is not None
+    queue_list = [q.strip() for q in queues.split(",") if q.strip()] if queues else None
+    code = Supervisor(app, ctx.app_spec, config, queue_list).run()
+    sys.exit(code)
+
+
+@main.command()
+@_common
+@click.option("--app", "app_spec", help="Import path of your App, written into the file.")
+@click.option("--force", is_flag=True, help="Overwrite an existing file.")
+@_errors
+def init(config_path: str | None, database: str | None, app_spec: str | None,
+         force: bool) -> None:
+    """Write a commented litejobs.toml."""
+    path = config_path or DEFAULT_FILE
+    if os.path.exists(path) and not force:
+        raise _fail(f"{path} already exists; pass --force to overwrite it")
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(render_template(app_spec, database))
+    click.echo(f"wrote {path}; edit app = and database =, then run `litejobs check`")
+
+
+@main.command()
+@_common
+@click.option("--app", "app_spec", help="Import path of the App, module:attr.")
+@_errors
+def check(config_path: str | None, database: str | None, app_spec: str | None) -> None:
+    """Validate the config, the app import and the database file."""
+    ctx = _Context(config_path, database, app_spec)
+    path = ctx.database(check_app=True)
+    Store(path).verify()
+    if ctx.config.app:
+        app = ctx.app()
+        click.echo(f"ok: app {ctx.config.app} with {len(app.tasks)} task(s): "
+                   f"{', '.join(sorted(app.tasks)) or 'none'}")
+    click.echo(f"ok: database {path}")
+
+
+@main.command()
+@_common
+@click.argument("task")
+@click.option("--app", "app_spec", help="Import path of the App, module:attr.")
+@click.option("--args", "args_json", default="[]", help="Positional arguments as a JSON array.")
+@click.option("--kwargs", "kwargs_json", default="{}", help="Keyword arguments as a JSON object.")
+@click.option("--delay", type=float, help="Run no sooner than this many seconds from now.")
+@click.option("--queue", help="Queue (default: the task's).")
+@click.option("--priority", type=click.IntRange(-100, 100), help="-100..100, higher first.")
+@click.option("--key", help="Idempotency key.")
+@_json_option
+@_errors
+def enqueue(config_path: str | None, database: str | None, task: str, app_spec: str | None,
+            args_json: str, kwargs_json: str, delay: float | None, queue: str | None,
+            priority: int | None, key: str | None, as_json: bool) -> None:
+    """Enqueue TASK (a registered task name); prints the new job's id."""
+    ctx = _Context(config_path, database, app_spec)
+    app = ctx.app()
+    ctx.database(check_app=True)
+    if task not in app.tasks:
+        raise _fail(f"unknown task {task!r}; the app {ctx.config.app} has: "
+                    f"{', '.join(sorted(app.tasks)) or 'no tasks'}")
+    try:
+        args = json.loads(args_json)
+        kwargs = json.loads(kwargs_json)
+    except json.JSONDecodeError as exc:
+        raise _fail(f"--args/--kwargs must be JSON: {exc}") from None
+    if not isinstance(args, list):
+        raise _fail("--args must be a JSON array, e.g. '[1, 2]'")
+    if not isinstance(kwargs, dict):
+        raise _fail('--kwargs must be a JSON object, e.g. \'{"to": "a@b.c"}\'')
+    options = {k: v for k, v in (("delay", delay), ("queue", queue), ("priority", priority),
+                                 ("key", key)) if v is not None}
+    job = app.enqueue(task, args, kwargs, **options)
+    click.echo(json.dumps(job.to_dict()) if as_json else str(job.id))
+
+
+def _short(text: str | None, width: int) -> str:
+    if not text:
+        return ""
+    line = text.splitlines()[0] if text.splitlines() else text
+    return line if len(line) <= width else line[: width - 1] + "…"
+
+
+@main.command()
+@_common
+@click.option("--state", type=click.Choice(["scheduled", "queued", "running", "succeeded",
+                                            "failed", "cancelled"]))
+@click.option("--task", help="Only jobs of this task.")
+@click.option("--queue", help="Only jobs of this queue.")
+@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
+@_json_option
+@_errors
+def jobs(config_path: str | None, database: str | None, state: str | None, task: str | None,
+         queue: str | None, limit: int, as_json: bool) -> None:
+    """List jobs, newest first."""
+    ctx = _Context(config_path, database)
+    app = ctx.job_app()
+    rows = app.store.list_jobs(state=state, task=task, queue=queue, limit=limit)
+    items = [Job(app, r) for r in rows]
+    if as_json:
+        click.echo(json.dumps([j.to_dict() for j in items]))
+        return
+    if not items:
+        click.echo("no jobs")
+        return
+    click.echo(f"{'ID':>8}  {'STATE':<10} {'TASK':<30} {'QUEUE':<12} {'TRY':>3}  ERROR")
+    for j in items:
+        click.echo(f"{j.id:>8}  {j.state.value:<10} {_short(j.task, 30):<30} "
+                   f"{_short(j.queue, 12):<12} {j.attempt:>3}  {_short(j.error, 60)}")
+
+
+def _job_or_fail(app: App, job_id: int) -> Job:
+    job = app.get_job(job_id)
+    if job is None:
+        raise _fail(f"no job with id {job_id} (never enqueued, or pruned after retention)")
+    return job
+
+
+@main.command()
+@_common
+@click.argument("job_id", type=int)
+@_json_option
+@_errors
+def show(config_path: str | None, database: str | None, job_id: int, as_json: bool) -> None:
+    """Show one job and its attempts."""
+    ctx = _Context(config_path, database)
+    job = _job_or_fail(ctx.job_app(), job_id)
+    attempts = job.attempts()
+    if as_json:
+        data = job.to_dict()
+        data["attempts"] = [a.to_dict() for a in attempts]
+        click.echo(json.dumps(data))
+        return
+    d = job.to_dict()
+    for key in ("id", "task", "queue", "state", "priority", "attempt", "max_attempts", "args",
+                "kwargs", "key", "run_at", "created_at", "started_at", "finished_at", "result",
+                "error"):
+        value = d[key]
+        if value is None or value == [] or value == {}:
+            continue
+        click.echo(f"{key:>13}: {json.dumps(value) if key in ('args', 'kwargs', 'result') else value}")
+    for a in attempts:
+        click.echo(f"  attempt {a.attempt}: {a.outcome} {iso(a.started_at) or ''} → "
+                   f"{iso(a.finished_at) or ''} {_short(a.error, 100)}")
+        if a.traceback:
+            click.echo("    " + a.traceback.rstrip().replace("\n", "\n    "))
+
+
+@main.command()
+@_common
+@click.argument("job_id", type=int)
+@click.option("--retries", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Retries it gets after this new attempt.")
+@_errors
+def retry(config_path: str | None, database: str | None, job_id: int, retries: int) -> None:
+    """Put a failed or cancelled job back to queued."""
+    ctx = _Context(config_path, database)
+    app = ctx.job_app()
+    job = _job_or_fail(app, job_id)
+    if not app.store.retry(job_id, retries, time.time()):
+        raise _fail(f"job {job_id} is {job.state.value}; only failed or cancelled jobs can be "
+                    "retried")
+    app.ring(b"e")
+    click.echo(f"job {job_id} queued again")
+
+
+@main.command()
+@_common
+@click.argument("job_id", type=int)
+@_errors
+def cancel(config_path: str | None, database: str | None, job_id: int) -> None:
+    """Cancel a job: a pending one never runs, a running one is stopped."""
+    ctx = _Context(config_path, database)
+    app = ctx.job_app()
+    job = _job_or_fail(app, job_id)
+    if not job.cancel():
+        raise _fail(f"job {job_id} already ended {job.state.value}; nothing to cancel")
+    click.echo(f"job {job_id} cancelled")
+
+
+@main.command()
+@_common
+@_json_option
+@_errors
+def stats(config_path: str | None, database: str | None, as_json: bool) -> None:
+    """Count jobs by state and queue."""
+    ctx = _Context(config_path, database)
+    data = ctx.store().stats()
+    if as_json:
+        click.echo(json.dumps(data))
+        return
+    states = list(data["states"])
+    click.echo(f"{'QUEUE':<20}" + "".join(f"{s:>11}" for s in states))
+    for name, counts in sorted(data["queues"].items()):
+        click.echo(f"{_short(name, 20):<20}" + "".join(f"{counts[s]:>11}" for s in states))
+    click.echo(f"{'(all)':<20}" + "".join(f"{data['states'][s]:>11}" for s in states))

@@ -1,0 +1,251 @@
+"""Job states, the transitions between them, and the ``Job`` handle users hold."""
+
+from __future__ import annotations
+
+import enum
+import json
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from litejobs.errors import JobCancelled, JobFailed
+
+if TYPE_CHECKING:
+    from litejobs.app import App
+
+__all__ = ["TERMINAL", "TRANSITIONS", "Attempt", "Job", "State"]
+
+
+class State(enum.StrEnum):
+    """Where a job is in its life. Each member says who moves a job out of it."""
+
+    SCHEDULED = "scheduled"
+    """Waits for its ``run_at`` (a delay, or a retry's back-off). Left by: promote (the
+    supervisor's maintenance, at ``run_at``) or cancel."""
+
+    QUEUED = "queued"
+    """Ready to run. Left by: claim (a supervisor hands it to a worker), cancel, or a debounced
+    enqueue of its key (back to scheduled)."""
+
+    RUNNING = "running"
+    """An attempt holds its lease. Left by: the attempt's outcome (succeeded, failed, or
+    scheduled for a retry), rescue (lease expired or worker died), drain (back to queued) or
+    cancel."""
+
+    SUCCEEDED = "succeeded"
+    """Terminal: the task returned. Left by: prune only."""
+
+    FAILED = "failed"
+    """Terminal: the error was final or retries ran out. Left by: manual retry, or prune."""
+
+    CANCELLED = "cancelled"
+    """Terminal: cancelled or expired. Left by: manual retry, or prune."""
+
+
+TERMINAL: frozenset[State] = frozenset({State.SUCCEEDED, State.FAILED, State.CANCELLED})
+
+#: The single source of truth for state changes; the store's CHECK constraints and guarded
+#: updates are derived from it.
+TRANSITIONS: Mapping[State, frozenset[State]] = {
+    State.SCHEDULED: frozenset({State.QUEUED, State.CANCELLED}),
+    State.QUEUED: frozenset({State.RUNNING, State.SCHEDULED, State.CANCELLED}),
+    State.RUNNING: frozenset(
+        {State.SUCCEEDED, State.SCHEDULED, State.QUEUED, State.FAILED, State.CANCELLED}
+    ),
+    State.SUCCEEDED: frozenset(),
+    State.FAILED: frozenset({State.QUEUED}),
+    State.CANCELLED: frozenset({State.QUEUED}),
+}
+
+
+def sources(target: State) -> tuple[State, ...]:
+    """The states a job may move to ``target`` from, per ``TRANSITIONS``."""
+    return tuple(s for s, targets in TRANSITIONS.items() if target in targets)
+
+
+def to_datetime(ts: float | None) -> datetime | None:
+    """A stored UTC timestamp as an aware datetime."""
+    return None if ts is None else datetime.fromtimestamp(ts, UTC)
+
+
+def iso(ts: float | None) -> str | None:
+    """A stored UTC timestamp as ISO-8601 text."""
+    dt = to_datetime(ts)
+    return None if dt is None else dt.isoformat()
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """One run of a job. ``outcome`` is running, succeeded, failed, interrupted or stale."""
+
+    attempt: int
+    outcome: str
+    started_at: float | None
+    finished_at: float | None
+    error: str | None
+    traceback: str | None
+    worker: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "attempt": self.attempt,
+            "outcome": self.outcome,
+            "started_at": iso(self.started_at),
+            "finished_at": iso(self.finished_at),
+            "error": self.error,
+            "traceback": self.traceback,
+            "worker": self.worker,
+        }
+
+
+class Job:
+    """A handle on one enqueued call. Attributes reflect the last read; ``refresh()`` re-reads."""
+
+    __slots__ = ("_app", "_row", "id")
+
+    def __init__(self, app: App, row: Mapping[str, Any]) -> None:
+        self._app = app
+        self._row: Mapping[str, Any] = row
+        self.id: int = int(row["id"])
+
+    def __repr__(self) -> str:
+        return f"<Job {self.id} {self.task} {self.state.value}>"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Job) and other.id == self.id and other._app is self._app
+
+    def __hash__(self) -> int:
+        return hash(self.id)
+
+    @property
+    def state(self) -> State:
+        """The job's state as of the last read."""
+        return State(self._row["state"])
+
+    @property
+    def task(self) -> str:
+        return str(self._row["task"])
+
+    @property
+    def queue(self) -> str:
+        return str(self._row["queue"])
+
+    @property
+    def attempt(self) -> int:
+        """How many attempts have started (0 before the first)."""
+        return int(self._row["attempt"])
+
+    @property
+    def priority(self) -> int:
+        return int(self._row["priority"])
+
+    @property
+    def args(self) -> list[Any]:
+        return list(json.loads(self._row["args"]))
+
+    @property
+    def kwargs(self) -> dict[str, Any]:
+        return dict(json.loads(self._row["kwargs"]))
+
+    @property
+    def run_at(self) -> datetime:
+        dt = to_datetime(self._row["run_at"])
+        assert dt is not None
+        return dt
+
+    @property
+    def created_at(self) -> datetime:
+        dt = to_datetime(self._row["created_at"])
+        assert dt is not None
+        return dt
+
+    @property
+    def error(self) -> str | None:
+        """The last attempt's error text, or the reason it was cancelled."""
+        value = self._row["error"]
+        return None if value is None else str(value)
+
+    @property
+    def key(self) -> str | None:
+        value = self._row["key"]
+        return None if value is None else str(value)
+
+    def refresh(self) -> Job:
+        """Re-read the job from the database; returns ``self``."""
+        row = self._app.store.get_job(self.id)
+        if row is None:
+            raise LookupError(
+                f"job {self.id} no longer exists (pruned after its retention ran out)"
+            )
+        self._row = row
+        return self
+
+    def result(self, timeout: float | None = None) -> Any:
+        """Wait until the job is terminal and return its result.
+
+        Raises ``JobFailed`` or ``JobCancelled`` for those outcomes and ``TimeoutError`` when
+        ``timeout`` seconds pass first (``None`` waits for ever).
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        pause = 0.001
+        while True:
+            self.refresh()
+            state = self.state
+            if state is State.SUCCEEDED:
+                raw = self._row["result"]
+                return None if raw is None else json.loads(raw)
+            if state is State.FAILED:
+                raise JobFailed(self.id, self.error)
+            if state is State.CANCELLED:
+                raise JobCancelled(self.id, self.error)
+            if deadline is not None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(
+                        f"job {self.id} is still {state.value} after {timeout} s; "
+                        f"wait longer, or run `litejobs explain {self.id}` to see why"
+                    )
+                pause = min(pause, left)
+            time.sleep(pause)
+            pause = min(pause * 2, 0.05)
+
+    def cancel(self) -> bool:
+        """Cancel the job: a pending one never runs, a running one is stopped.
+
+        Returns True when this call cancelled it, False when it had already ended.
+        """
+        done = self._app.store.cancel(self.id, reason="cancelled", now=time.time())
+        self._app.ring(b"c")
+        self.refresh()
+        return done
+
+    def attempts(self) -> list[Attempt]:
+        """Every attempt so far, oldest first (the running one included)."""
+        return self._app.store.attempts(self.id)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The job as a JSON-ready object (the shape ``litejobs jobs --json`` prints)."""
+        r = self._row
+        return {
+            "id": self.id,
+            "task": self.task,
+            "queue": self.queue,
+            "state": self.state.value,
+            "attempt": self.attempt,
+            "max_attempts": r["max_attempts"],
+            "priority": self.priority,
+            "args": self.args,
+            "kwargs": self.kwargs,
+            "key": self.key,
+            "run_at": iso(r["run_at"]),
+            "created_at": iso(r["created_at"]),
+            "started_at": iso(r["started_at"]),
+            "finished_at": iso(r["finished_at"]),
+            "timeout": r["timeout"],
+            "result": None if r["result"] is None else json.loads(r["result"]),
+            "error": self.error,
+            "leased_by": r["leased_by"],
+            "lease_until": iso(r["lease_until"]),
+        }

@@ -1,0 +1,131 @@
+"""Maintenance: rescue, prune, and the retry rule they share with the supervisor.
+
+Each function runs one batch inside the caller's write transaction and returns a count, so the
+supervisor's loop stays a thin wrapper and tests drive them with any ``now``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from litejobs.errors import JobTimeout, WorkerDied
+from litejobs.store import Tx
+from litejobs.task import Backoff, Task
+
+__all__ = ["Failure", "after_error", "prune", "rescue_dead_supervisors", "rescue_expired"]
+
+log = logging.getLogger("litejobs")
+_DEFAULT_BACKOFF = Backoff()
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """What to record for an attempt that ended in an error."""
+
+    error: str
+    retry_at: float | None  # None: the job is failed for good
+
+
+def after_error(
+    *,
+    task: Task[Any, Any] | None,
+    error: str,
+    error_type: type[BaseException],
+    attempt: int,
+    interrupts: int,
+    max_attempts: int,
+    crashes: int,
+    crash_limit: int,
+    now: float,
+    crashed: bool,
+) -> Failure:
+    """The retry rule for errors the supervisor sees (timeouts, deaths, rescues).
+
+    A job runs at most ``max_attempts`` counted times (drain interruptions do not count);
+    ``retry_on`` decides which errors are retried; a crash (``WorkerDied``) is retried at once
+    rather than after a back-off, since the pool — not the job's input — is what failed, until
+    the job has killed ``crash_limit`` workers.
+    """
+    counted = attempt - interrupts
+    if crashed and crashes + 1 >= crash_limit:
+        return Failure(
+            f"{error}; its worker died {crashes + 1} times (crash_limit={crash_limit}), so the "
+            "job is failed instead of crash-looping the pool", None)
+    retry_on: tuple[type[BaseException], ...] = (Exception,) if task is None else (
+        task.defaults.retry_on
+    )
+    if not issubclass(error_type, retry_on):
+        return Failure(error, None)
+    if counted >= max_attempts:
+        return Failure(error, None)
+    if crashed:
+        return Failure(error, now)
+    backoff = _DEFAULT_BACKOFF if task is None else task.defaults.backoff
+    return Failure(error, now + backoff.delay(counted))
+
+
+def _rescue(tx: Tx, row: Mapping[str, Any], tasks: Mapping[str, Task[Any, Any]],
+            crash_limit: int, now: float, why: str) -> None:
+    error = f"WorkerDied: {why}"
+    plan = after_error(task=tasks.get(row["task"]), error=error, error_type=WorkerDied,
+                       attempt=row["attempt"], interrupts=row["interrupts"],
+                       max_attempts=row["max_attempts"], crashes=row["crashes"],
+                       crash_limit=crash_limit, now=now, crashed=True)
+    tx.fail(row["id"], row["attempt"], plan.error, None, row["leased_by"], row["started_at"], now,
+            plan.retry_at, crashed=True)
+    log.warning("rescued job %s (attempt %s, %s): %s", row["id"], row["attempt"], row["task"],
+                "re-queued" if plan.retry_at is not None else "failed")
+
+
+def rescue_expired(tx: Tx, now: float, tasks: Mapping[str, Task[Any, Any]],
+                   crash_limit: int, limit: int = 500) -> int:
+    """Return running jobs whose lease ran out (their supervisor or worker stopped renewing)."""
+    rows = tx.expired_leases(now, limit)
+    for row in rows:
+        _rescue(tx, row, tasks, crash_limit, now,
+                "its lease expired (the worker or its supervisor stopped renewing it)")
+    return len(rows)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def rescue_dead_supervisors(tx: Tx, now: float, me: str, tasks: Mapping[str, Task[Any, Any]],
+                            crash_limit: int, supervisors: list[Mapping[str, Any]]) -> int:
+    """Return at once the jobs of supervisors on this host whose process is gone, without
+    waiting for their leases to run out."""
+    host = socket.gethostname()
+    count = 0
+    for sup in supervisors:
+        if sup["id"] == me or sup["hostname"] != host:
+            continue
+        if sup["pid"] != os.getpid() and _alive(sup["pid"]):
+            continue
+        for row in tx.leases_of(f"{sup['id']}:"):
+            _rescue(tx, row, tasks, crash_limit, now,
+                    f"its supervisor (pid {sup['pid']}) is gone")
+            count += 1
+        tx.forget_supervisor(sup["id"])
+    return count
+
+
+def prune(tx: Tx, now: float, retention: float, limit: int = 500) -> int:
+    """Delete one batch of terminal jobs that finished more than ``retention`` seconds ago."""
+    return tx.prune(now - retention, limit)
+
+
+def timeout_error(attempt: int, timeout: float | None) -> tuple[str, type[BaseException]]:
+    return (f"JobTimeout: attempt {attempt} ran past its timeout of {timeout:g} s and its worker "
+            "was stopped", JobTimeout)

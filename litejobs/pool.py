@@ -1,0 +1,182 @@
+"""The supervisor's pool of worker processes: start, talk to, reap and end them."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["Assignment", "Pool", "WorkerProcess", "describe_exit"]
+
+# A fresh interpreter per worker: it never inherits a SQLite connection or a lock.
+_BOOT = "import sys; from litejobs.worker import main; sys.exit(main())"
+
+
+@dataclass(slots=True)
+class Assignment:
+    """The job a worker is running, as the supervisor knows it."""
+
+    id: int
+    attempt: int
+    task: str
+    queue: str
+    max_attempts: int
+    interrupts: int
+    crashes: int
+    started: float  # wall clock, stored in the attempt row
+    deadline: float | None  # monotonic; None without a timeout
+    timeout: float | None
+
+
+@dataclass(slots=True)
+class WorkerProcess:
+    """One worker process and its pipes."""
+
+    proc: subprocess.Popen[bytes]
+    name: str  # the leased_by value of its jobs
+    to_worker: int
+    from_worker: int
+    buffer: bytearray = field(default_factory=bytearray)
+    ready: bool = False
+    retiring: bool = False
+    job: Assignment | None = None
+    last_seen: float = field(default_factory=time.monotonic)
+    done: int = 0
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    @property
+    def idle(self) -> bool:
+        return self.ready and not self.retiring and self.job is None
+
+    def rss(self) -> int:
+        """Resident memory in bytes (0 when unknown)."""
+        try:
+            with open(f"/proc/{self.pid}/statm", "rb") as f:
+                return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        except (OSError, ValueError, IndexError):
+            return 0
+
+
+def describe_exit(code: int | None) -> str:
+    if code is None:
+        return "worker died"
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = str(-code)
+        return f"worker died: signal {-code} ({name})"
+    return f"worker died: exit code {code}"
+
+
+class Pool:
+    """Starts workers for an app spec; the supervisor drives everything else."""
+
+    def __init__(self, app_spec: str, prefix: str) -> None:
+        self.app_spec = app_spec
+        self.prefix = prefix
+        self.workers: dict[int, WorkerProcess] = {}
+        self._env = dict(os.environ, LITEJOBS_SYS_PATH=json.dumps(sys.path))
+
+    def spawn(self) -> WorkerProcess:
+        down_r, down_w = os.pipe()  # supervisor → worker
+        up_r, up_w = os.pipe()  # worker → supervisor
+        try:
+            proc = subprocess.Popen(
+                [sys.executable, "-c", _BOOT, self.app_spec, str(down_r), str(up_w)],
+                pass_fds=(down_r, up_w),
+                env=self._env,
+                stdin=subprocess.DEVNULL,
+            )
+        finally:
+            os.close(down_r)
+            os.close(up_w)
+        os.set_blocking(up_r, False)
+        os.set_inheritable(down_w, False)
+        os.set_inheritable(up_r, False)
+        w = WorkerProcess(proc, f"{self.prefix}:w{proc.pid}", down_w, up_r)
+        self.workers[proc.pid] = w
+        return w
+
+    def send(self, w: WorkerProcess, data: bytes) -> bool:
+        """Write a message; False when the worker is gone (it will be reaped)."""
+        if w.to_worker < 0:
+            return False
+        view = memoryview(data)
+        try:
+            while view:
+                n = os.write(w.to_worker, view)
+                view = view[n:]
+        except (BrokenPipeError, OSError):
+            return False
+        return True
+
+    def read(self, w: WorkerProcess) -> list[Any]:
+        """Every complete message the worker has sent; ``[]`` when none is pending."""
+        if w.from_worker < 0:
+            return []
+        try:
+            while True:
+                chunk = os.read(w.from_worker, 1 << 16)
+                if not chunk:
+                    break
+                w.buffer += chunk
+        except (BlockingIOError, InterruptedError):
+            pass
+        except OSError:
+            pass
+        out: list[Any] = []
+        if b"\n" not in w.buffer:
+            return out
+        *lines, rest = bytes(w.buffer).split(b"\n")
+        w.buffer = bytearray(rest)
+        w.last_seen = time.monotonic()
+        for line in lines:
+            if line == b"h":
+                continue
+            out.append(json.loads(line))
+        return out
+
+    def retire(self, w: WorkerProcess) -> None:
+        """Ask a worker to exit once idle: closing its input ends its read loop."""
+        if not w.retiring:
+            w.retiring = True
+            self._close(w, "to_worker")
+
+    def kill(self, w: WorkerProcess) -> None:
+        """End a worker at once (SIGKILL); it is reaped like any other death."""
+        w.retiring = True
+        with contextlib.suppress(ProcessLookupError):
+            w.proc.kill()
+
+    def exited(self) -> list[tuple[WorkerProcess, int]]:
+        """Workers that have exited, with their exit codes; the caller reads their last
+        messages, then calls ``forget``."""
+        out: list[tuple[WorkerProcess, int]] = []
+        for w in self.workers.values():
+            code = w.proc.poll()
+            if code is not None:
+                out.append((w, code))
+        return out
+
+    def forget(self, w: WorkerProcess) -> None:
+        self.workers.pop(w.pid, None)
+        self._close(w, "to_worker")
+        self._close(w, "from_worker")
+
+    @staticmethod
+    def _close(w: WorkerProcess, which: str) -> None:
+        fd = getattr(w, which)
+        if fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+            setattr(w, which, -1)

@@ -1,0 +1,816 @@
+"""The job store: the only module that imports apsw or holds SQL.
+
+One WAL-mode SQLite file holds every job, attempt, queue and supervisor. Each write is one short
+``BEGIN IMMEDIATE`` transaction (a deferred one that upgrades to a write lock gets SQLITE_BUSY at
+once, whatever the busy timeout), retried whole on SQLITE_BUSY with a bounded, jittered back-off.
+Every state change is a guarded ``UPDATE … WHERE id = ? AND state IN (…)`` whose row count is
+checked; finishing, retrying or renewing an attempt also matches the attempt number, the fencing
+token that keeps a stale attempt from overwriting a newer one.
+
+Connections are per process and per thread: a connection never crosses a ``fork`` (a child that
+inherits one leaves it alone and opens its own).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import apsw
+
+from litejobs.errors import StorageError, StorageFull
+from litejobs.job import TRANSITIONS, Attempt, State, sources
+
+__all__ = ["SCHEMA_VERSION", "NewJob", "Store", "Tx"]
+
+SCHEMA_VERSION = 1
+#: PRAGMA application_id of a litejobs file ("LJOB"): tells our files from other programs'.
+APPLICATION_ID = 0x4C4A4F42
+SQLITE_HEADER = b"SQLite format 3\x00"
+#: How long a write keeps retrying SQLITE_BUSY before it gives up with a StorageError.
+BUSY_DEADLINE = 60.0
+
+T = TypeVar("T")
+Row = dict[str, Any]
+
+_STATES = ", ".join(f"'{s.value}'" for s in State)
+_TRANSITION_PAIRS = ", ".join(
+    f"('{a.value}', '{b.value}')" for a, targets in TRANSITIONS.items() for b in sorted(targets)
+)
+
+SCHEMA = f"""
+CREATE TABLE jobs (
+    id            INTEGER PRIMARY KEY,
+    task          TEXT    NOT NULL,
+    queue         TEXT    NOT NULL,
+    state         TEXT    NOT NULL CHECK (state IN ({_STATES})),
+    priority      INTEGER NOT NULL DEFAULT 0 CHECK (priority BETWEEN -100 AND 100),
+    args          TEXT    NOT NULL,
+    kwargs        TEXT    NOT NULL,
+    key           TEXT,
+    run_at        REAL    NOT NULL,
+    scheduled_at  REAL    NOT NULL,
+    created_at    REAL    NOT NULL,
+    attempt       INTEGER NOT NULL DEFAULT 0,
+    max_attempts  INTEGER NOT NULL CHECK (max_attempts >= 1),
+    interrupts    INTEGER NOT NULL DEFAULT 0,
+    crashes       INTEGER NOT NULL DEFAULT 0,
+    timeout       REAL,
+    expires_at    REAL,
+    leased_by     TEXT,
+    lease_until   REAL,
+    started_at    REAL,
+    finished_at   REAL,
+    result        TEXT,
+    error         TEXT,
+    CHECK (state != 'running' OR (leased_by IS NOT NULL AND lease_until IS NOT NULL)),
+    CHECK (attempt - interrupts <= max_attempts OR state != 'running')
+);
+CREATE INDEX jobs_queued    ON jobs (queue, priority DESC, run_at, id) WHERE state = 'queued';
+CREATE INDEX jobs_scheduled ON jobs (run_at) WHERE state = 'scheduled';
+CREATE INDEX jobs_running   ON jobs (lease_until) WHERE state = 'running';
+CREATE INDEX jobs_finished  ON jobs (finished_at) WHERE state IN ('succeeded', 'failed', 'cancelled');
+CREATE INDEX jobs_task      ON jobs (task, state);
+CREATE INDEX jobs_key       ON jobs (task, key, created_at) WHERE key IS NOT NULL;
+
+-- The schema repeats TRANSITIONS: no update may move a job along an edge it does not list.
+CREATE TRIGGER jobs_transition BEFORE UPDATE OF state ON jobs
+WHEN old.state != new.state AND (old.state, new.state) NOT IN (VALUES {_TRANSITION_PAIRS})
+BEGIN
+    SELECT RAISE(ABORT, 'litejobs: illegal state transition');
+END;
+
+CREATE TABLE attempts (
+    job_id      INTEGER NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+    attempt     INTEGER NOT NULL,
+    outcome     TEXT    NOT NULL
+                CHECK (outcome IN ('succeeded', 'failed', 'interrupted', 'stale')),
+    worker      TEXT,
+    started_at  REAL,
+    finished_at REAL,
+    error       TEXT,
+    traceback   TEXT,
+    PRIMARY KEY (job_id, attempt)
+) WITHOUT ROWID;
+
+CREATE TABLE queues (
+    name   TEXT PRIMARY KEY,
+    paused INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;
+
+CREATE TABLE supervisors (
+    id           TEXT PRIMARY KEY,
+    hostname     TEXT NOT NULL,
+    pid          INTEGER NOT NULL,
+    started_at   REAL NOT NULL,
+    heartbeat_at REAL NOT NULL,
+    queues       TEXT NOT NULL
+) WITHOUT ROWID;
+"""
+
+#: Migrations from version N to N+1, by N. Each runs inside the upgrading transaction.
+MIGRATIONS: dict[int, str] = {}
+
+JOB_COLUMNS = (
+    "id, task, queue, state, priority, args, kwargs, key, run_at, scheduled_at, created_at, "
+    "attempt, max_attempts, interrupts, crashes, timeout, expires_at, leased_by, lease_until, "
+    "started_at, finished_at, result, error"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class NewJob:
+    """One job to insert, already validated and encoded."""
+
+    task: str
+    queue: str
+    priority: int
+    args: str
+    kwargs: str
+    run_at: float
+    max_attempts: int
+    timeout: float | None
+    key: str | None = None
+    expires_at: float | None = None
+    #: The idempotency window: a live job of the same task and key younger than this is
+    #: returned instead of a new one.
+    unique_for: float | None = None
+    #: With a key: push a pending job of that key back to now + debounce, newest arguments.
+    debounce: float | None = None
+
+
+def _dicts(cursor: apsw.Cursor) -> Iterator[Row]:
+    names: list[str] | None = None
+    for values in cursor:
+        if names is None:
+            names = [d[0] for d in cursor.get_description()]
+        yield dict(zip(names, values, strict=True))
+
+
+def _storage_error(path: str, exc: apsw.Error) -> StorageError:
+    if isinstance(exc, apsw.FullError):
+        return StorageFull(
+            f"the disk holding {path} is full; nothing was written. Free some space and try "
+            "again (`litejobs doctor` shows the free space)"
+        )
+    if isinstance(exc, apsw.ReadOnlyError):
+        return StorageError(
+            f"{path} is read-only ({exc}); make the file and its directory writable by this "
+            "user, then try again"
+        )
+    if isinstance(exc, apsw.CorruptError | apsw.NotADBError):
+        return StorageError(
+            f"{path} is corrupt ({exc}); litejobs will not write to it. Restore it from a "
+            "backup or move it aside and start a new file"
+        )
+    if isinstance(exc, apsw.BusyError):
+        return StorageError(
+            f"{path} stayed locked for {BUSY_DEADLINE:.0f} s; another program holds a long "
+            "write transaction on it. Find it (`fuser` on the file) and end it"
+        )
+    return StorageError(f"{path}: {type(exc).__name__}: {exc}; run `litejobs doctor`")
+
+
+# --- statements ------------------------------------------------------------------------------
+
+INSERT_JOB = """
+INSERT INTO jobs (task, queue, state, priority, args, kwargs, key, run_at, scheduled_at,
+                  created_at, max_attempts, timeout, expires_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+RETURNING id
+"""
+INSERT_QUEUE = "INSERT OR IGNORE INTO queues (name) VALUES (?)"
+FIND_KEY = f"""
+SELECT {JOB_COLUMNS} FROM jobs
+WHERE task = ? AND key = ? AND created_at >= ? AND state NOT IN ('failed', 'cancelled')
+ORDER BY id DESC LIMIT 1
+"""
+DEBOUNCE = """
+UPDATE jobs SET state = 'scheduled', run_at = ?, scheduled_at = ?, args = ?, kwargs = ?
+WHERE id = ? AND state IN ('scheduled', 'queued')
+"""
+SELECT_JOB = f"SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?"
+SELECT_ATTEMPTS = (
+    "SELECT attempt, outcome, worker, started_at, finished_at, error, traceback "
+    "FROM attempts WHERE job_id = ? ORDER BY attempt"
+)
+SELECT_FOR_CANCEL = "SELECT state, attempt, started_at, leased_by FROM jobs WHERE id = ?"
+CANCEL_JOB = f"""
+UPDATE jobs SET state = 'cancelled', error = ?, finished_at = ?, leased_by = NULL,
+                lease_until = NULL
+WHERE id = ? AND state IN ({", ".join(f"'{s.value}'" for s in sources(State.CANCELLED))})
+"""
+RETRY_JOB = """
+UPDATE jobs SET state = 'queued', run_at = ?, max_attempts = attempt - interrupts + ?,
+                crashes = 0, error = NULL, finished_at = NULL, result = NULL
+WHERE id = ? AND state IN ('failed', 'cancelled')
+"""
+SELECT_QUEUES = "SELECT name, paused FROM queues ORDER BY name"
+CLAIM_CANDIDATES = """
+SELECT id, priority, run_at FROM jobs
+WHERE state = 'queued' AND queue = ?
+ORDER BY priority DESC, run_at, id
+LIMIT ?
+"""
+CLAIM = """
+UPDATE jobs SET state = 'running', attempt = attempt + 1, leased_by = ?, lease_until = ?,
+                started_at = ?
+WHERE id = ? AND state = 'queued'
+RETURNING id, task, queue, args, kwargs, attempt, max_attempts, interrupts, crashes, timeout,
+          scheduled_at, leased_by
+"""
+PROMOTE_DUE = """
+UPDATE jobs SET state = 'queued'
+WHERE id IN (SELECT id FROM jobs WHERE state = 'scheduled' AND run_at <= ?
+             ORDER BY run_at LIMIT ?)
+"""
+NEXT_SCHEDULED = "SELECT min(run_at) FROM jobs WHERE state = 'scheduled'"
+FINISH_SUCCEEDED = """
+UPDATE jobs SET state = 'succeeded', result = ?, error = NULL, finished_at = ?,
+                leased_by = NULL, lease_until = NULL
+WHERE id = ? AND attempt = ? AND state = 'running'
+"""
+FINISH_RETRY = """
+UPDATE jobs SET state = ?, run_at = ?, error = ?, crashes = crashes + ?, leased_by = NULL,
+                lease_until = NULL
+WHERE id = ? AND attempt = ? AND state = 'running'
+"""
+FINISH_FAILED = """
+UPDATE jobs SET state = 'failed', error = ?, crashes = crashes + ?, finished_at = ?,
+                leased_by = NULL, lease_until = NULL
+WHERE id = ? AND attempt = ? AND state = 'running'
+"""
+REQUEUE_INTERRUPTED = """
+UPDATE jobs SET state = 'queued', run_at = ?, interrupts = interrupts + 1, leased_by = NULL,
+                lease_until = NULL
+WHERE id = ? AND attempt = ? AND state = 'running'
+"""
+RECORD_ATTEMPT = """
+INSERT INTO attempts (job_id, attempt, outcome, worker, started_at, finished_at, error, traceback)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (job_id, attempt) DO NOTHING
+"""
+RECORD_STALE = """
+INSERT INTO attempts (job_id, attempt, outcome, worker, started_at, finished_at, error, traceback)
+VALUES (?, ?, 'stale', ?, ?, ?, ?, ?)
+ON CONFLICT (job_id, attempt) DO UPDATE SET
+    outcome = 'stale',
+    error = coalesce(attempts.error || '; ', '') || excluded.error
+"""
+RENEW_LEASE = """
+UPDATE jobs SET lease_until = ? WHERE id = ? AND attempt = ? AND state = 'running'
+"""
+EXPIRED_LEASES = """
+SELECT id, task, attempt, max_attempts, interrupts, crashes, leased_by, started_at
+FROM jobs WHERE state = 'running' AND lease_until < ? ORDER BY lease_until LIMIT ?
+"""
+RUNNING_LEASES = """
+SELECT id, task, attempt, max_attempts, interrupts, crashes, leased_by, started_at
+FROM jobs WHERE state = 'running' AND leased_by LIKE ? ESCAPE '\\'
+"""
+HELD_BY = "SELECT id, attempt FROM jobs WHERE state = 'running' AND leased_by LIKE ? ESCAPE '\\'"
+PRUNE = """
+DELETE FROM jobs WHERE id IN (
+    SELECT id FROM jobs WHERE state IN ('succeeded', 'failed', 'cancelled') AND finished_at < ?
+    ORDER BY finished_at LIMIT ?)
+"""
+UPSERT_SUPERVISOR = """
+INSERT INTO supervisors (id, hostname, pid, started_at, heartbeat_at, queues)
+VALUES (?, ?, ?, ?, ?, ?)
+ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at
+"""
+DELETE_SUPERVISOR = "DELETE FROM supervisors WHERE id = ?"
+DELETE_OLD_SUPERVISORS = "DELETE FROM supervisors WHERE heartbeat_at < ?"
+SELECT_SUPERVISORS = (
+    "SELECT id, hostname, pid, started_at, heartbeat_at, queues FROM supervisors ORDER BY id"
+)
+COUNT_BY_QUEUE_STATE = "SELECT queue, state, count(*) FROM jobs GROUP BY queue, state"
+
+
+def _like_prefix(prefix: str) -> str:
+    return prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+class Tx:
+    """The statements a supervisor runs inside one write transaction."""
+
+    def __init__(self, cursor: apsw.Cursor) -> None:
+        self.cursor = cursor
+
+    def queues(self) -> list[tuple[str, bool]]:
+        return [(str(n), bool(p)) for n, p in self.cursor.execute(SELECT_QUEUES)]
+
+    def claim(
+        self, worker_ids: Sequence[str], queues: Iterable[str], now: float, lease: float
+    ) -> list[Row]:
+        """Claim up to ``len(worker_ids)`` queued jobs of ``queues``, best first, one per worker.
+
+        Each claim bumps the attempt number (the fencing token) and takes a lease in the same
+        statement.
+        """
+        n = len(worker_ids)
+        if n == 0:
+            return []
+        candidates: list[tuple[int, float, int]] = []
+        for queue in queues:
+            for job_id, priority, run_at in self.cursor.execute(CLAIM_CANDIDATES, (queue, n)):
+                candidates.append((-priority, run_at, job_id))
+        candidates.sort()
+        claimed: list[Row] = []
+        for (_, _, job_id), worker in zip(candidates, worker_ids, strict=False):
+            claimed.extend(
+                _dicts(self.cursor.execute(CLAIM, (worker, now + lease, now, job_id)))
+            )
+        return claimed
+
+    def promote_due(self, now: float, limit: int = 1000) -> int:
+        self.cursor.execute(PROMOTE_DUE, (now, limit))
+        return self.cursor.connection.changes()
+
+    def succeed(
+        self, job_id: int, attempt: int, result: str, worker: str, started: float, now: float
+    ) -> bool:
+        """Record a successful attempt; False (and a ``stale`` attempt) if it lost its lease."""
+        self.cursor.execute(FINISH_SUCCEEDED, (result, now, job_id, attempt))
+        if self.cursor.connection.changes() == 1:
+            self._attempt(job_id, attempt, "succeeded", worker, started, now, None, None)
+            return True
+        self._stale(job_id, attempt, worker, started, now, "reported success")
+        return False
+
+    def fail(
+        self,
+        job_id: int,
+        attempt: int,
+        error: str,
+        traceback: str | None,
+        worker: str | None,
+        started: float | None,
+        now: float,
+        retry_at: float | None,
+        crashed: bool = False,
+    ) -> bool:
+        """Record a failed attempt: scheduled again at ``retry_at``, or failed when it is None."""
+        crash = 1 if crashed else 0
+        if retry_at is None:
+            self.cursor.execute(FINISH_FAILED, (error, crash, now, job_id, attempt))
+        else:
+            state = State.SCHEDULED.value if retry_at > now else State.QUEUED.value
+            self.cursor.execute(
+                FINISH_RETRY, (state, max(retry_at, now), error, crash, job_id, attempt)
+            )
+        if self.cursor.connection.changes() == 1:
+            self._attempt(job_id, attempt, "failed", worker, started, now, error, traceback)
+            return True
+        self._stale(job_id, attempt, worker, started, now, f"reported failure: {error}")
+        return False
+
+    def interrupt(
+        self, job_id: int, attempt: int, reason: str, worker: str | None, started: float | None,
+        now: float,
+    ) -> bool:
+        """Put a running job back to queued without counting the attempt (drain)."""
+        self.cursor.execute(REQUEUE_INTERRUPTED, (now, job_id, attempt))
+        if self.cursor.connection.changes() == 1:
+            self._attempt(job_id, attempt, "interrupted", worker, started, now, reason, None)
+            return True
+        return False
+
+    def renew(self, leases: Iterable[tuple[int, int]], until: float) -> list[int]:
+        """Extend the leases of ``(job_id, attempt)`` pairs; returns the ids that were lost."""
+        lost: list[int] = []
+        for job_id, attempt in leases:
+            self.cursor.execute(RENEW_LEASE, (until, job_id, attempt))
+            if self.cursor.connection.changes() != 1:
+                lost.append(job_id)
+        return lost
+
+    def expired_leases(self, now: float, limit: int = 500) -> list[Row]:
+        return list(_dicts(self.cursor.execute(EXPIRED_LEASES, (now, limit))))
+
+    def leases_of(self, prefix: str) -> list[Row]:
+        """Running jobs whose ``leased_by`` starts with ``prefix`` (a supervisor's id)."""
+        return list(_dicts(self.cursor.execute(RUNNING_LEASES, (_like_prefix(prefix),))))
+
+    def prune(self, before: float, limit: int = 500) -> int:
+        self.cursor.execute(PRUNE, (before, limit))
+        return self.cursor.connection.changes()
+
+    def heartbeat(
+        self, supervisor: str, hostname: str, pid: int, started: float, now: float, queues: str
+    ) -> None:
+        self.cursor.execute(UPSERT_SUPERVISOR, (supervisor, hostname, pid, started, now, queues))
+
+    def forget_supervisor(self, supervisor: str) -> None:
+        self.cursor.execute(DELETE_SUPERVISOR, (supervisor,))
+
+    def forget_supervisors_before(self, before: float) -> None:
+        self.cursor.execute(DELETE_OLD_SUPERVISORS, (before,))
+
+    def _attempt(
+        self, job_id: int, attempt: int, outcome: str, worker: str | None,
+        started: float | None, finished: float, error: str | None, traceback: str | None,
+    ) -> None:
+        self.cursor.execute(
+            RECORD_ATTEMPT, (job_id, attempt, outcome, worker, started, finished, error, traceback)
+        )
+
+    def _stale(
+        self, job_id: int, attempt: int, worker: str | None, started: float | None,
+        finished: float, what: str,
+    ) -> None:
+        # The job may have been pruned or deleted meanwhile; only record against a live row.
+        if self.cursor.execute("SELECT 1 FROM jobs WHERE id = ?", (job_id,)).fetchone() is None:
+            return
+        self.cursor.execute(
+            RECORD_STALE,
+            (job_id, attempt, worker, started, finished,
+             f"stale: attempt {attempt} {what} after losing its lease; outcome refused", None),
+        )
+
+
+class Store:
+    """A litejobs database file. Cheap to make; connections open lazily, one per thread."""
+
+    def __init__(self, path: str | os.PathLike[str], durability: str = "full",
+                 busy_timeout: float = 5.0) -> None:
+        if durability not in ("full", "fast"):
+            raise ValueError(f"durability must be 'full' or 'fast', not {durability!r}")
+        raw = os.fspath(path)
+        if raw in ("", ":memory:") or raw.startswith("file:"):
+            raise ValueError(
+                f"database must be a file path, not {raw!r}: workers in other processes "
+                "share it"
+            )
+        self.path = os.path.abspath(raw)
+        self.durability = durability
+        self.busy_timeout = busy_timeout
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._ready = False
+
+    # --- connections -------------------------------------------------------------------------
+
+    def connection(self) -> apsw.Connection:
+        """This thread's connection, opened on first use (and again after a fork)."""
+        local = self._local
+        conn: apsw.Connection | None = getattr(local, "conn", None)
+        if conn is not None and local.pid == os.getpid():
+            return conn
+        if conn is not None:
+            # Inherited across fork: never use or close it here (closing could disturb the
+            # parent's locks); keep a reference so it is not finalised either.
+            _INHERITED.append(conn)
+        conn = self._open()
+        local.conn = conn
+        local.pid = os.getpid()
+        return conn
+
+    def close(self) -> None:
+        """Close this thread's connection (others close when their threads end)."""
+        conn = getattr(self._local, "conn", None)
+        if conn is not None and self._local.pid == os.getpid():
+            conn.close()
+        self._local.conn = None
+
+    def _open(self) -> apsw.Connection:
+        path = self.path
+        directory = os.path.dirname(path)
+        if not os.path.isdir(directory):
+            raise StorageError(
+                f"the directory of {path} does not exist; create it or point database elsewhere"
+            )
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        except PermissionError:
+            raise StorageError(
+                f"cannot open {path} for writing: permission denied; make it (and its "
+                "directory) writable by this user"
+            ) from None
+        except OSError as exc:
+            raise StorageError(f"cannot open {path}: {exc.strerror}") from None
+        try:
+            head = os.read(fd, 16)
+        finally:
+            os.close(fd)
+        if head and head != SQLITE_HEADER[: len(head)] or 0 < len(head) < 16:
+            raise StorageError(
+                f"{path} is not a SQLite database; litejobs refuses to touch it. Point "
+                "database at a new file"
+            )
+        try:
+            conn = apsw.Connection(path, flags=apsw.SQLITE_OPEN_READWRITE,
+                                   statementcachesize=128)
+        except apsw.Error as exc:
+            raise _storage_error(path, exc) from None
+        try:
+            conn.set_busy_timeout(int(self.busy_timeout * 1000))
+            if conn.readonly("main"):
+                raise StorageError(
+                    f"{path} is read-only for this user; make the file and its directory "
+                    "writable, then try again"
+                )
+            self._check_identity(conn)
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()
+            if mode is None or str(mode[0]).lower() != "wal":
+                raise StorageError(
+                    f"{path} could not be switched to WAL mode (got {mode}); it must be on a "
+                    "local file system that supports shared memory"
+                )
+            sync = "FULL" if self.durability == "full" else "NORMAL"
+            conn.execute(f"PRAGMA synchronous = {sync}")
+            conn.execute("PRAGMA foreign_keys = ON")
+            conn.execute("PRAGMA journal_size_limit = 67108864")
+            if not self._ready:
+                with self._lock:
+                    self._ensure_schema(conn)
+                    self._ready = True
+        except apsw.Error as exc:
+            conn.close()
+            raise _storage_error(path, exc) from None
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def verify(self) -> None:
+        """Refuse a file litejobs must not use, without writing to it: not SQLite, another
+        program's, from a newer litejobs, or failing SQLite's ``quick_check``."""
+        try:
+            with open(self.path, "rb") as f:
+                head = f.read(16)
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            raise StorageError(f"cannot read {self.path}: {exc.strerror}") from None
+        if not head:
+            return
+        if head != SQLITE_HEADER:
+            raise StorageError(
+                f"{self.path} is not a SQLite database; litejobs refuses to touch it. Point "
+                "database at a new file"
+            )
+        try:
+            conn = apsw.Connection(self.path, flags=apsw.SQLITE_OPEN_READONLY)
+        except apsw.Error as exc:
+            raise _storage_error(self.path, exc) from None
+        try:
+            conn.set_busy_timeout(int(self.busy_timeout * 1000))
+            self._check_identity(conn)
+            problems = [str(r[0]) for r in conn.execute("PRAGMA quick_check")]
+        except apsw.Error as exc:
+            raise _storage_error(self.path, exc) from None
+        finally:
+            conn.close()
+        if problems != ["ok"]:
+            raise StorageError(
+                f"{self.path} failed SQLite's quick_check ({'; '.join(problems[:3])}); "
+                "litejobs will not write to it. Restore it from a backup, or move it aside "
+                "and start a new file"
+            )
+
+    def _check_identity(self, conn: apsw.Connection) -> None:
+        app_id = int(conn.execute("PRAGMA application_id").fetchone()[0])
+        version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+        if app_id == 0:
+            tables = conn.execute(
+                "SELECT count(*) FROM sqlite_schema WHERE name NOT LIKE 'sqlite_%'"
+            ).fetchone()[0]
+            if tables:
+                raise StorageError(
+                    f"{self.path} is another program's SQLite database, not a litejobs one; "
+                    "litejobs refuses to modify it. Point database at a new file"
+                )
+        elif app_id != APPLICATION_ID:
+            raise StorageError(
+                f"{self.path} belongs to another program (application_id {app_id:#x}); "
+                "litejobs refuses to modify it. Point database at a new file"
+            )
+        elif version > SCHEMA_VERSION:
+            raise StorageError(
+                f"{self.path} was written by a newer litejobs (schema {version}; this one "
+                f"knows up to {SCHEMA_VERSION}); upgrade litejobs (pip install -U litejobs)"
+            )
+
+    def _ensure_schema(self, conn: apsw.Connection) -> None:
+        def setup(cur: apsw.Cursor) -> None:
+            app_id = int(cur.execute("PRAGMA application_id").fetchone()[0])
+            version = int(cur.execute("PRAGMA user_version").fetchone()[0])
+            if app_id == 0:
+                cur.execute(SCHEMA)
+                cur.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+                cur.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+                return
+            while version < SCHEMA_VERSION:
+                cur.execute(MIGRATIONS[version])
+                version += 1
+                cur.execute(f"PRAGMA user_version = {version}")
+
+        self._transaction(conn, setup)
+
+    # --- transactions ------------------------------------------------------------------------
+
+    def _transaction(self, conn: apsw.Connection, fn: Callable[[apsw.Cursor], T]) -> T:
+        deadline = time.monotonic() + BUSY_DEADLINE
+        pause = 0.001
+        while True:
+            try:
+                cur = conn.cursor()
+                cur.execute("BEGIN IMMEDIATE")
+                try:
+                    value = fn(cur)
+                except BaseException:
+                    if not conn.get_autocommit():
+                        conn.execute("ROLLBACK")
+                    raise
+                cur.execute("COMMIT")
+                return value
+            except apsw.BusyError as exc:
+                if not conn.get_autocommit():
+                    try:
+                        conn.execute("ROLLBACK")
+                    except apsw.Error:
+                        pass
+                if time.monotonic() + pause > deadline:
+                    raise _storage_error(self.path, exc) from None
+                time.sleep(pause * random.uniform(0.5, 1.0))
+                pause = min(pause * 2, 0.1)
+            except (apsw.FullError, apsw.ReadOnlyError, apsw.IOError, apsw.CorruptError,
+                    apsw.NotADBError, apsw.CantOpenError) as exc:
+                raise _storage_error(self.path, exc) from None
+
+    def write(self, fn: Callable[[Tx], T]) -> T:
+        """Run ``fn`` in one ``BEGIN IMMEDIATE`` transaction, retried whole on SQLITE_BUSY."""
+        return self._transaction(self.connection(), lambda cur: fn(Tx(cur)))
+
+    def _read(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        try:
+            return list(_dicts(self.connection().execute(sql, params)))
+        except apsw.BusyError as exc:
+            raise _storage_error(self.path, exc) from None
+        except (apsw.IOError, apsw.CorruptError, apsw.NotADBError) as exc:
+            raise _storage_error(self.path, exc) from None
+
+    # --- producers ---------------------------------------------------------------------------
+
+    def insert_jobs(self, jobs: Sequence[NewJob], now: float) -> list[Row]:
+        """Insert ``jobs`` in one transaction; returns each one's row, in order.
+
+        A job with a key whose live twin (same task and key, not failed or cancelled, younger
+        than its ``unique_for``) exists returns that twin instead; the write lock makes this
+        exact across processes.
+        """
+
+        def insert(cur: apsw.Cursor) -> list[Row]:
+            seen: set[str] = set()
+            out: list[Row] = []
+            for job in jobs:
+                if job.key is not None:
+                    twin = self._twin(cur, job, now)
+                    if twin is not None:
+                        out.append(twin)
+                        continue
+                if job.queue not in seen:
+                    cur.execute(INSERT_QUEUE, (job.queue,))
+                    seen.add(job.queue)
+                state = State.SCHEDULED.value if job.run_at > now else State.QUEUED.value
+                job_id = cur.execute(INSERT_JOB, (
+                    job.task, job.queue, state, job.priority, job.args, job.kwargs, job.key,
+                    job.run_at, job.run_at, now, job.max_attempts, job.timeout, job.expires_at,
+                )).fetchone()[0]
+                out.append({
+                    "id": int(job_id), "task": job.task, "queue": job.queue, "state": state,
+                    "priority": job.priority, "args": job.args, "kwargs": job.kwargs,
+                    "key": job.key, "run_at": job.run_at, "scheduled_at": job.run_at,
+                    "created_at": now, "attempt": 0, "max_attempts": job.max_attempts,
+                    "interrupts": 0, "crashes": 0, "timeout": job.timeout,
+                    "expires_at": job.expires_at, "leased_by": None, "lease_until": None,
+                    "started_at": None, "finished_at": None, "result": None, "error": None,
+                })
+            return out
+
+        return self._transaction(self.connection(), insert)
+
+    @staticmethod
+    def _twin(cur: apsw.Cursor, job: NewJob, now: float) -> Row | None:
+        window = job.unique_for if job.unique_for is not None else float("inf")
+        rows = list(_dicts(cur.execute(FIND_KEY, (job.task, job.key, now - window))))
+        if not rows:
+            return None
+        twin = rows[0]
+        if job.debounce is not None and twin["state"] in ("scheduled", "queued"):
+            cur.execute(DEBOUNCE, (job.run_at, job.run_at, job.args, job.kwargs, twin["id"]))
+            twin.update(state="scheduled", run_at=job.run_at, scheduled_at=job.run_at,
+                        args=job.args, kwargs=job.kwargs)
+        return twin
+
+    def get_job(self, job_id: int) -> Row | None:
+        rows = self._read(SELECT_JOB, (job_id,))
+        return rows[0] if rows else None
+
+    def list_jobs(self, state: str | None = None, task: str | None = None,
+                  queue: str | None = None, limit: int = 100) -> list[Row]:
+        clauses: list[str] = []
+        params: list[Any] = []
+        for column, value in (("state", state), ("task", task), ("queue", queue)):
+            if value is not None:
+                clauses.append(f"{column} = ?")
+                params.append(value)
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        params.append(limit)
+        return self._read(f"SELECT {JOB_COLUMNS} FROM jobs {where} ORDER BY id DESC LIMIT ?",
+                          params)
+
+    def attempts(self, job_id: int) -> list[Attempt]:
+        """Every attempt of a job, oldest first; the running one is read from the job row."""
+        rows = self._read(SELECT_ATTEMPTS, (job_id,))
+        out = [Attempt(r["attempt"], r["outcome"], r["started_at"], r["finished_at"], r["error"],
+                       r["traceback"], r["worker"]) for r in rows]
+        job = self.get_job(job_id)
+        if job is not None and job["state"] == State.RUNNING.value:
+            if not out or out[-1].attempt < job["attempt"]:
+                out.append(Attempt(job["attempt"], "running", job["started_at"], None, None,
+                                   None, job["leased_by"]))
+        return out
+
+    def cancel(self, job_id: int, reason: str, now: float) -> bool:
+        """Cancel a pending or running job; False when it is already terminal or missing."""
+
+        def cancel(cur: apsw.Cursor) -> bool:
+            row = cur.execute(SELECT_FOR_CANCEL, (job_id,)).fetchone()
+            if row is None:
+                return False
+            was, attempt, started, leased_by = row
+            cur.execute(CANCEL_JOB, (reason, now, job_id))
+            if cur.connection.changes() != 1:
+                return False
+            if was == State.RUNNING.value:
+                cur.execute(RECORD_ATTEMPT, (job_id, attempt, "interrupted", leased_by, started,
+                                             now, reason, None))
+            return True
+
+        return self._transaction(self.connection(), cancel)
+
+    def retry(self, job_id: int, retries: int, now: float) -> bool:
+        """Put a failed or cancelled job back to queued with ``retries`` more retries."""
+
+        def retry(cur: apsw.Cursor) -> bool:
+            cur.execute(RETRY_JOB, (now, retries + 1, job_id))
+            return cur.connection.changes() == 1
+
+        return self._transaction(self.connection(), retry)
+
+    def next_scheduled(self) -> float | None:
+        row = self.connection().execute(NEXT_SCHEDULED).fetchone()
+        return None if row is None or row[0] is None else float(row[0])
+
+    def held_by(self, prefix: str) -> dict[int, int]:
+        """``{job_id: attempt}`` of running jobs leased by ids starting with ``prefix``."""
+        cur = self.connection().execute(HELD_BY, (_like_prefix(prefix),))
+        return {int(i): int(a) for i, a in cur}
+
+    def supervisors(self) -> list[Row]:
+        return self._read(SELECT_SUPERVISORS)
+
+    def stats(self) -> dict[str, Any]:
+        states = {s.value: 0 for s in State}
+        queues: dict[str, dict[str, int]] = {}
+        for name, _ in self.queue_list():
+            queues[name] = {s.value: 0 for s in State}
+        for queue, state, count in self.connection().execute(COUNT_BY_QUEUE_STATE):
+            states[state] += count
+            queues.setdefault(queue, {s.value: 0 for s in State})[state] = count
+        return {"states": states, "queues": queues}
+
+    def queue_list(self) -> list[tuple[str, bool]]:
+        return [(str(n), bool(p)) for n, p in self.connection().execute(SELECT_QUEUES)]
+
+    # --- upkeep ------------------------------------------------------------------------------
+
+    def checkpoint(self, truncate: bool = False) -> tuple[int, int]:
+        """Checkpoint the WAL (PASSIVE, or TRUNCATE to shrink it); returns (log, checkpointed)."""
+        mode = apsw.SQLITE_CHECKPOINT_TRUNCATE if truncate else apsw.SQLITE_CHECKPOINT_PASSIVE
+        try:
+            log, done = self.connection().wal_checkpoint(mode=mode)
+        except apsw.BusyError:
+            return (-1, -1)
+        return int(log), int(done)
+
+    def wal_size(self) -> int:
+        try:
+            return os.path.getsize(self.path + "-wal")
+        except OSError:
+            return 0
+
+    def quick_check(self) -> list[str]:
+        """SQLite's ``quick_check``: ``[]`` when the file is sound, else the problems found."""
+        problems = [str(r[0]) for r in self.connection().execute("PRAGMA quick_check")]
+        return [] if problems == ["ok"] else problems
+
+
+_INHERITED: list[apsw.Connection] = []

@@ -1,0 +1,491 @@
+"""The supervisor (``litejobs run``): one process that owns a pool of workers.
+
+It claims jobs for idle workers, records their outcomes, renews their leases, enforces hard
+timeouts, replaces workers that die, promotes scheduled jobs when due, rescues jobs of dead
+supervisors, prunes and checkpoints — all from one ``selectors`` loop. Outcomes, promotions and
+claims that are ready together go into one write transaction (one commit for many jobs).
+
+Signals only record themselves and wake the loop through ``signal.set_wakeup_fd``. The first
+SIGTERM/SIGINT drains: no new claims, running jobs get ``grace`` seconds, then are stopped and
+put back to ``queued`` (not counted as a failure). A second signal stops at once the same way.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import secrets
+import selectors
+import signal
+import socket
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from litejobs import maintenance
+from litejobs.app import App
+from litejobs.bell import BellListener
+from litejobs.config import Config
+from litejobs.errors import LitejobsError, StorageError, WorkerDied
+from litejobs.pool import Assignment, Pool, WorkerProcess, describe_exit
+from litejobs.store import Row, Store, Tx
+
+__all__ = ["Supervisor"]
+
+log = logging.getLogger("litejobs")
+
+POLL = 1.0  # fallback claim/promote poll when no bell rings (seconds)
+HELD_CHECK = 1.0  # how often running jobs are checked for cancellation
+MEMORY_CHECK = 0.5
+HEARTBEAT = 5.0
+CHECKPOINT = 10.0
+PRUNE = 60.0
+WAL_TRUNCATE = 64 * 1024 * 1024
+START_FAILURES = 5  # workers that die before becoming ready, in a row, before giving up
+
+
+@dataclass(slots=True)
+class _Outcome:
+    kind: str  # "ok" | "fail" | "interrupt"
+    a: Assignment
+    worker: str
+    finished: float
+    result: str = "null"
+    error: str = ""
+    traceback: str | None = None
+    retry_at: float | None = None
+    crashed: bool = False
+
+
+class Supervisor:
+    """Runs workers for ``app`` until drained. ``app_spec`` is how workers import the app."""
+
+    def __init__(self, app: App, app_spec: str, config: Config,
+                 queues: Sequence[str] | None = None) -> None:
+        self.app = app
+        self.config = config
+        self.queues = list(queues) if queues else None
+        self.store = Store(app.store.path, durability=config.durability)
+        self.hostname = socket.gethostname()
+        self.id = f"{self.hostname}:{os.getpid()}:{secrets.token_hex(3)}"
+        self.pool = Pool(app_spec, self.id)
+        self.started = time.time()
+        self.outcomes: list[_Outcome] = []
+        self.draining = False
+        self.stopping = False
+        self.grace_deadline: float | None = None
+        self.wake = True
+        self.check_held = False
+        self.next_due: float | None = None  # earliest run_at of a scheduled job
+        self.due_stale = True  # next_due must be read again (a ring, a poll, a promotion)
+        self.start_failures = 0
+        self.storage_down_until = 0.0
+        now = time.monotonic()
+        self.timers = {"poll": now, "renew": now + config.lease / 3, "held": now + HELD_CHECK,
+                       "memory": now + MEMORY_CHECK, "heartbeat": now, "rescue": now,
+                       "checkpoint": now + CHECKPOINT, "prune": now}
+        self._signals: list[int] = []
+
+    # --- life cycle --------------------------------------------------------------------------
+
+    def run(self) -> int:
+        """Serve until drained by a signal; returns the process exit code."""
+        sel = selectors.DefaultSelector()
+        wake_r, wake_w = os.pipe()
+        os.set_blocking(wake_r, False)
+        os.set_blocking(wake_w, False)
+        old_fd = signal.set_wakeup_fd(wake_w)
+        old = {s: signal.signal(s, self._on_signal)
+               for s in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD)}
+        listener = BellListener(self.store.path, self.id.replace(":", "-"))
+        sel.register(wake_r, selectors.EVENT_READ, "signal")
+        sel.register(listener.fileno(), selectors.EVENT_READ, "bell")
+        self.selector = sel
+        try:
+            self._start()
+            log.info("supervisor %s serving %s with %d workers (queues: %s)", self.id,
+                     self.store.path, self.config.workers, ",".join(self.queues or ["all"]))
+            while True:
+                for key, _ in sel.select(self._wait()):
+                    if key.data == "signal":
+                        with contextlib.suppress(OSError):
+                            os.read(wake_r, 512)
+                    elif key.data == "bell":
+                        rung = listener.drain()
+                        self.wake = True
+                        self.due_stale = self.due_stale or b"e" in rung
+                        if b"c" in rung:
+                            self.check_held = True
+                    else:
+                        self._on_readable(key.data)
+                if self._cycle():
+                    break
+            return 0
+        finally:
+            self._shutdown()
+            listener.close()
+            signal.set_wakeup_fd(old_fd)
+            for s, h in old.items():
+                signal.signal(s, h)
+            sel.close()
+            os.close(wake_r)
+            os.close(wake_w)
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        if signum != signal.SIGCHLD:
+            self._signals.append(signum)
+
+    def _start(self) -> None:
+        now = time.time()
+        self.store.write(lambda tx: tx.heartbeat(self.id, self.hostname, os.getpid(),
+                                                 self.started, now, ",".join(self.queues or [])))
+        self._rescue(now)
+        for _ in range(self.config.workers):
+            self._add_worker()
+
+    def _add_worker(self) -> WorkerProcess:
+        w = self.pool.spawn()
+        self.selector.register(w.from_worker, selectors.EVENT_READ, w)
+        return w
+
+    def _shutdown(self) -> None:
+        for w in list(self.pool.workers.values()):
+            if w.job is not None:
+                self._interrupt(w, "the supervisor stopped")
+            self.pool.kill(w) if w.job is not None else self.pool.retire(w)
+        deadline = time.monotonic() + 5.0
+        for w in list(self.pool.workers.values()):
+            try:
+                w.proc.wait(max(0.0, deadline - time.monotonic()))
+            except Exception:  # noqa: BLE001 - a straggler is killed below
+                self.pool.kill(w)
+                w.proc.wait()
+            self.pool.forget(w)
+        with contextlib.suppress(LitejobsError):
+            self._flush(time.time())
+            self.store.write(lambda tx: tx.forget_supervisor(self.id))
+        self.store.close()
+
+    # --- events ------------------------------------------------------------------------------
+
+    def _on_readable(self, w: WorkerProcess) -> None:
+        for msg in self.pool.read(w):
+            self._on_message(w, msg)
+
+    def _on_message(self, w: WorkerProcess, msg: dict[str, Any]) -> None:
+        if "ready" in msg:
+            w.ready = True
+            self.start_failures = 0
+            self.wake = True
+            return
+        a = w.job
+        if a is None or a.id != msg["id"] or a.attempt != msg["attempt"]:
+            return  # an outcome we stopped waiting for (killed for a timeout or cancel)
+        w.job = None
+        w.done += 1
+        now = time.time()
+        if msg["ok"]:
+            self.outcomes.append(_Outcome("ok", a, w.name, now,
+                                          result=_raw_result(msg.get("result"))))
+        else:
+            counted = a.attempt - a.interrupts
+            retry_at = None
+            if msg["retry"] and counted < a.max_attempts:
+                retry_at = now + float(msg["delay"] or 0.0)
+            self.outcomes.append(_Outcome("fail", a, w.name, now, error=msg["error"],
+                                          traceback=msg.get("traceback"), retry_at=retry_at))
+        self.wake = True
+        limit = self.config.max_tasks_per_child
+        mem = self.config.max_memory_per_child
+        if self.draining or (limit and w.done >= limit) or (mem and w.rss() > mem):
+            self.pool.retire(w)
+
+    def _cycle(self) -> bool:
+        """Everything after the loop wakes; True when the supervisor should exit."""
+        mono = time.monotonic()
+        self._handle_signals(mono)
+        self._reap()
+        self._enforce(mono)
+        now = time.time()
+        try:
+            if mono >= self.storage_down_until:
+                self._step(now, mono)
+                self._maintain(now, mono)
+        except StorageError as exc:
+            # The supervisor stays up through a full disk or a locked file and retries.
+            log.error("%s; retrying in 1 s", exc)
+            self.storage_down_until = mono + 1.0
+        busy = any(w.job is not None for w in self.pool.workers.values())
+        if self.draining and not busy and not self.outcomes:
+            log.info("drained: no job running, exiting")
+            return True
+        if self.stopping:
+            return True
+        return False
+
+    def _handle_signals(self, mono: float) -> None:
+        while self._signals:
+            signum = self._signals.pop(0)
+            if not self.draining:
+                self.draining = True
+                self.grace_deadline = mono + self.config.grace
+                running = [w for w in self.pool.workers.values() if w.job is not None]
+                log.info("%s: draining; %d running job(s) get up to %g s to finish (send it "
+                         "again to stop now)", signal.Signals(signum).name, len(running),
+                         self.config.grace)
+                for w in list(self.pool.workers.values()):
+                    if w.job is None:
+                        self.pool.retire(w)
+            else:
+                log.info("%s again: stopping now, running jobs go back to queued",
+                         signal.Signals(signum).name)
+                self._stop_running("a second signal stopped the supervisor")
+                self.stopping = True
+
+    def _stop_running(self, reason: str) -> None:
+        for w in list(self.pool.workers.values()):
+            if w.job is not None:
+                self._interrupt(w, reason)
+                self.pool.kill(w)
+
+    def _interrupt(self, w: WorkerProcess, reason: str) -> None:
+        assert w.job is not None
+        self.outcomes.append(_Outcome("interrupt", w.job, w.name, time.time(), error=reason))
+        w.job = None
+
+    def _reap(self) -> None:
+        for w, code in self.pool.exited():
+            self._on_readable(w)  # an outcome sent just before it exited
+            with contextlib.suppress(KeyError, ValueError):
+                self.selector.unregister(w.from_worker)
+            self.pool.forget(w)
+            if w.job is not None:
+                a = w.job
+                why = describe_exit(code)
+                log.warning("%s while running job %s (%s, attempt %s)", why, a.id, a.task,
+                            a.attempt)
+                self._fail_by_supervisor(w, f"WorkerDied: {why}", WorkerDied, crashed=True)
+            if not w.ready:
+                self.start_failures += 1
+                if self.start_failures >= START_FAILURES:
+                    raise SystemExit(
+                        f"litejobs: {self.start_failures} workers in a row exited before they "
+                        "were ready (see their errors above); fix the app import and restart")
+            if not self.draining and not self.stopping:
+                self._add_worker()
+
+    def _fail_by_supervisor(self, w: WorkerProcess, error: str,
+                            error_type: type[BaseException], crashed: bool) -> None:
+        a = w.job
+        assert a is not None
+        now = time.time()
+        plan = maintenance.after_error(
+            task=self.app.tasks.get(a.task), error=error, error_type=error_type,
+            attempt=a.attempt, interrupts=a.interrupts, max_attempts=a.max_attempts,
+            crashes=a.crashes, crash_limit=self.config.crash_limit, now=now, crashed=crashed)
+        self.outcomes.append(_Outcome("fail", a, w.name, now, error=plan.error,
+                                      retry_at=plan.retry_at, crashed=crashed))
+        w.job = None
+        self.wake = True
+
+    def _enforce(self, mono: float) -> None:
+        """Hard timeouts, memory limits and the end of the grace period."""
+        check_memory = self.config.max_memory_per_child and mono >= self.timers["memory"]
+        if check_memory:
+            self.timers["memory"] = mono + MEMORY_CHECK
+        for w in list(self.pool.workers.values()):
+            a = w.job
+            if a is None:
+                continue
+            if a.deadline is not None and mono >= a.deadline:
+                log.warning("job %s (%s) ran past its timeout of %g s; stopping its worker",
+                            a.id, a.task, a.timeout)
+                error, kind = maintenance.timeout_error(a.attempt, a.timeout)
+                self._fail_by_supervisor(w, error, kind, crashed=False)
+                self.pool.kill(w)
+            elif check_memory and (rss := w.rss()) > self.config.max_memory_per_child:
+                log.warning("job %s (%s): worker RSS %d MB is over max_memory_per_child; "
+                            "stopping it", a.id, a.task, rss >> 20)
+                self._fail_by_supervisor(
+                    w, f"WorkerDied: worker exceeded max_memory_per_child "
+                    f"({self.config.max_memory_per_child >> 20} MB) with {rss >> 20} MB",
+                    WorkerDied, crashed=True)
+                self.pool.kill(w)
+        if self.draining and self.grace_deadline is not None and mono >= self.grace_deadline:
+            if any(w.job is not None for w in self.pool.workers.values()):
+                log.info("grace period over: stopping running jobs, they go back to queued")
+                self._stop_running(f"the grace period ({self.config.grace:g} s) ran out "
+                                   "while draining")
+            self.grace_deadline = None
+
+    # --- the write transaction ---------------------------------------------------------------
+
+    def _step(self, now: float, mono: float) -> None:
+        idle = [] if self.draining else [w for w in self.pool.workers.values() if w.idle]
+        if mono >= self.timers["poll"]:
+            self.timers["poll"] = mono + POLL
+            self.wake = True
+            self.due_stale = True
+        if self.due_stale:
+            self.due_stale = False
+            self.next_due = self.store.next_scheduled()
+        promote = self.next_due is not None and self.next_due <= now
+        claim = bool(idle) and (self.wake or promote)
+        renew = mono >= self.timers["renew"]
+        if not (self.outcomes or promote or claim or renew):
+            return
+        leases: list[tuple[int, int]] = []
+        if renew:
+            self.timers["renew"] = mono + self.config.lease / 3
+            fresh = mono - self.config.lease / 2
+            leases = [(w.job.id, w.job.attempt) for w in self.pool.workers.values()
+                      if w.job is not None and w.last_seen >= fresh]
+        outcomes = self.outcomes
+        lease = self.config.lease
+
+        def work(tx: Tx) -> tuple[list[Row], list[int]]:
+            self._record(tx, outcomes)
+            if promote:
+                tx.promote_due(now)
+            lost = tx.renew(leases, now + lease) if leases else []
+            rows: list[Row] = []
+            if claim:
+                queues = self.queues or [n for n, paused in tx.queues() if not paused]
+                rows = tx.claim([w.name for w in idle], queues, now, lease)
+            return rows, lost
+
+        rows, lost = self.store.write(work)
+        self.outcomes = []
+        if promote:
+            self.next_due = self.store.next_scheduled()
+        if claim:
+            self.wake = len(rows) == len(idle)
+        for job_id in lost:
+            self._lost(job_id)
+        by_name = {w.name: w for w in idle}
+        for row in rows:
+            self._dispatch(by_name[row["leased_by"]], row, now)
+
+    def _record(self, tx: Tx, outcomes: list[_Outcome]) -> None:
+        for o in outcomes:
+            a = o.a
+            if o.kind == "ok":
+                tx.succeed(a.id, a.attempt, o.result, o.worker, a.started, o.finished)
+            elif o.kind == "fail":
+                tx.fail(a.id, a.attempt, o.error, o.traceback, o.worker, a.started, o.finished,
+                        o.retry_at, crashed=o.crashed)
+                if o.retry_at is not None and o.retry_at > o.finished:
+                    self.next_due = min(self.next_due or o.retry_at, o.retry_at)
+                    # (a retry loop of this transaction may see this twice; min is idempotent)
+            else:
+                tx.interrupt(a.id, a.attempt, o.error, o.worker, a.started, o.finished)
+
+    def _flush(self, now: float) -> None:
+        if self.outcomes:
+            outcomes = self.outcomes
+            self.store.write(lambda tx: self._record(tx, outcomes))
+            self.outcomes = []
+
+    def _dispatch(self, w: WorkerProcess, row: Row, now: float) -> None:
+        timeout = row["timeout"]
+        w.job = Assignment(
+            id=row["id"], attempt=row["attempt"], task=row["task"], queue=row["queue"],
+            max_attempts=row["max_attempts"], interrupts=row["interrupts"],
+            crashes=row["crashes"], started=now,
+            deadline=None if timeout is None else time.monotonic() + timeout, timeout=timeout)
+        line = (
+            f'{{"id":{row["id"]},"task":{_json_str(row["task"])},"attempt":{row["attempt"]},'
+            f'"queue":{_json_str(row["queue"])},"scheduled_at":{row["scheduled_at"]!r},'
+            f'"max_attempts":{row["max_attempts"]},"interrupts":{row["interrupts"]},'
+            f'"args":{row["args"]},"kwargs":{row["kwargs"]}}}\n'
+        )
+        if not self.pool.send(w, line.encode()):
+            self.pool.kill(w)  # reaped next cycle; the job is returned as a crash
+
+    def _lost(self, job_id: int) -> None:
+        """A job of ours was cancelled or rescued elsewhere: stop the attempt at once."""
+        for w in list(self.pool.workers.values()):
+            if w.job is not None and w.job.id == job_id:
+                log.info("job %s was cancelled or taken over; stopping its worker", job_id)
+                w.job = None
+                self.pool.kill(w)
+
+    # --- maintenance -------------------------------------------------------------------------
+
+    def _maintain(self, now: float, mono: float) -> None:
+        t = self.timers
+        if self.check_held or mono >= t["held"]:
+            self.check_held = False
+            t["held"] = mono + HELD_CHECK
+            busy = {w.job.id: w.job.attempt for w in self.pool.workers.values()
+                    if w.job is not None}
+            if busy:
+                held = self.store.held_by(self.id + ":")
+                for job_id, attempt in busy.items():
+                    if held.get(job_id) != attempt:
+                        self._lost(job_id)
+        if mono >= t["heartbeat"]:
+            t["heartbeat"] = mono + HEARTBEAT
+            self.store.write(lambda tx: tx.heartbeat(
+                self.id, self.hostname, os.getpid(), self.started, now,
+                ",".join(self.queues or [])))
+        if mono >= t["rescue"]:
+            t["rescue"] = mono + max(1.0, self.config.lease / 4)
+            self._rescue(now)
+        if mono >= t["prune"]:
+            t["prune"] = mono + PRUNE
+            retention = self.config.retention
+            while self.store.write(lambda tx: maintenance.prune(tx, now, retention)) >= 500:
+                pass
+        if mono >= t["checkpoint"]:
+            t["checkpoint"] = mono + CHECKPOINT
+            self.store.checkpoint(truncate=self.store.wal_size() > WAL_TRUNCATE)
+
+    def _rescue(self, now: float) -> None:
+        tasks = self.app.tasks
+        limit = self.config.crash_limit
+        supervisors = self.store.supervisors()
+
+        def work(tx: Tx) -> int:
+            n = maintenance.rescue_dead_supervisors(tx, now, self.id, tasks, limit, supervisors)
+            n += maintenance.rescue_expired(tx, now, tasks, limit)
+            tx.forget_supervisors_before(now - 86400)
+            return n
+
+        if self.store.write(work):
+            self.wake = True
+
+    # --- timing ------------------------------------------------------------------------------
+
+    def _wait(self) -> float:
+        """Seconds until the loop has something to do, if nothing wakes it first."""
+        if self.outcomes or (self.wake and any(w.idle for w in self.pool.workers.values())
+                             and not self.draining):
+            return 0.0
+        mono = time.monotonic()
+        due = [v for k, v in self.timers.items()
+               if k != "memory" or self.config.max_memory_per_child]
+        due.extend(w.job.deadline for w in self.pool.workers.values()
+                   if w.job is not None and w.job.deadline is not None)
+        if self.grace_deadline is not None:
+            due.append(self.grace_deadline)
+        if self.storage_down_until > mono:
+            due = [self.storage_down_until]
+        wait = min(due) - mono
+        if self.next_due is not None:
+            wait = min(wait, self.next_due - time.time())
+        return max(0.0, wait)
+
+
+def _json_str(value: str) -> str:
+    import json
+
+    return json.dumps(value)
+
+
+def _raw_result(value: Any) -> str:
+    import json
+
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)

@@ -1,0 +1,178 @@
+"""Tasks: registered functions, their options, and the calls (``prepare``) that become jobs."""
+
+from __future__ import annotations
+
+import inspect
+import random
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
+
+if TYPE_CHECKING:
+    from litejobs.app import App
+    from litejobs.job import Job
+
+__all__ = ["Backoff", "CallOptions", "Prepared", "Task", "TaskOptions"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+DEFAULT_QUEUE = "default"
+
+
+@dataclass(frozen=True, slots=True)
+class Backoff:
+    """Exponential back-off between retries.
+
+    The delay before retry ``k`` (1, 2, …) is ``min(max, base * factor**(k-1))`` seconds; with
+    ``jitter`` it is multiplied by a random factor in [0.5, 1.0] so failed jobs do not return
+    in lockstep.
+    """
+
+    base: float = 1.0
+    factor: float = 2.0
+    max: float = 3600.0
+    jitter: bool = True
+
+    def __post_init__(self) -> None:
+        if self.base < 0 or self.factor < 1 or self.max < 0:
+            raise ValueError(
+                f"Backoff needs base >= 0, factor >= 1 and max >= 0; got base={self.base}, "
+                f"factor={self.factor}, max={self.max}"
+            )
+
+    def delay(self, k: int) -> float:
+        """Seconds to wait before retry ``k`` (1-based)."""
+        try:
+            raw = self.base * self.factor ** (max(k, 1) - 1)
+        except OverflowError:
+            raw = self.max
+        value = min(self.max, raw)
+        if self.jitter:
+            value *= random.uniform(0.5, 1.0)
+        return value
+
+
+@dataclass(frozen=True, slots=True)
+class TaskOptions:
+    """A task's defaults, fixed at ``@app.task``."""
+
+    name: str
+    queue: str = DEFAULT_QUEUE
+    priority: int = 0
+    retries: int = 3
+    timeout: float | None = None
+    backoff: Backoff = field(default_factory=Backoff)
+    retry_on: tuple[type[BaseException], ...] = (Exception,)
+    unique_for: float | None = None
+    concurrency_key: str | Callable[..., str] | None = None
+    concurrency_limit: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class CallOptions:
+    """Per-call overrides (``task.options(...)``); ``None`` keeps the task's default."""
+
+    delay: float | None = None
+    run_at: datetime | float | None = None
+    queue: str | None = None
+    priority: int | None = None
+    key: str | None = None
+    retries: int | None = None
+    timeout: float | None = None
+    expires: float | None = None
+    debounce: float | None = None
+    concurrency_key: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A call ready to enqueue, as made by ``task.prepare(...)``; give a list of them to
+    ``app.enqueue_many``."""
+
+    task: str
+    args: tuple[Any, ...]
+    kwargs: Mapping[str, Any]
+    options: CallOptions = CallOptions()
+    defaults: TaskOptions | None = None
+    param_names: tuple[str, ...] = ()
+
+
+def positional_names(fn: Callable[..., Any]) -> tuple[str, ...]:
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return ()
+    kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    return tuple(p.name for p in params if p.kind in kinds)
+
+
+class _Caller(Generic[P, R]):
+    """What ``enqueue`` and ``prepare`` share between a task and its ``options()``."""
+
+    _task: Task[P, R]
+    _call: CallOptions
+
+    def prepare(self, *args: P.args, **kwargs: P.kwargs) -> Prepared:
+        """The call as a value, for ``app.enqueue_many``; nothing is written."""
+        t = self._task
+        return Prepared(t.name, args, kwargs, self._call, t.defaults, t.param_names)
+
+    def enqueue(self, *args: P.args, **kwargs: P.kwargs) -> Job:
+        """Enqueue one call; the job is committed when this returns."""
+        return self._task.app.enqueue_many([self.prepare(*args, **kwargs)])[0]
+
+
+class BoundTask(_Caller[P, R]):
+    """A task with per-call options, as returned by ``task.options(...)``."""
+
+    def __init__(self, task: Task[P, R], call: CallOptions) -> None:
+        self._task = task
+        self._call = call
+
+    def options(self, **overrides: Any) -> BoundTask[P, R]:
+        return BoundTask(self._task, replace(self._call, **overrides))
+
+
+class Task(_Caller[P, R]):
+    """A registered function. Call it to run inline; ``enqueue`` it to run in a worker."""
+
+    def __init__(self, app: App, fn: Callable[P, R], defaults: TaskOptions) -> None:
+        self.app = app
+        self.fn = fn
+        self.defaults = defaults
+        self.param_names = positional_names(fn)
+        self._task = self
+        self._call = CallOptions()
+        self.__doc__ = fn.__doc__
+        self.__name__ = getattr(fn, "__name__", defaults.name)
+        self.__wrapped__ = fn
+
+    @property
+    def name(self) -> str:
+        return self.defaults.name
+
+    def __repr__(self) -> str:
+        return f"<Task {self.name} queue={self.defaults.queue}>"
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        return self.fn(*args, **kwargs)
+
+    def options(
+        self,
+        *,
+        delay: float | None = None,
+        run_at: datetime | float | None = None,
+        queue: str | None = None,
+        priority: int | None = None,
+        key: str | None = None,
+        retries: int | None = None,
+        timeout: float | None = None,
+        expires: float | None = None,
+        debounce: float | None = None,
+        concurrency_key: str | None = None,
+    ) -> BoundTask[P, R]:
+        """Per-call overrides; ``.enqueue(...)`` or ``.prepare(...)`` on the result."""
+        return BoundTask(self, CallOptions(delay, run_at, queue, priority, key, retries,
+                                           timeout, expires, debounce, concurrency_key))

@@ -1,0 +1,212 @@
+"""The worker process: receive a job from the supervisor, run it, report the outcome.
+
+A worker is started by the supervisor as a fresh interpreter (``python -c …``, so it never
+inherits a SQLite connection) and talks to it over two pipes, one JSON line per message:
+
+    supervisor → worker   {"id", "task", "attempt", "queue", "scheduled_at", "args", "kwargs"}
+    worker → supervisor   {"ready": pid}                       once the app is imported
+                          {"id", "attempt", "ok": true, "result": …}
+                          {"id", "attempt", "ok": false, "error", "traceback", "retry", "delay"}
+                          "h"                                  a heartbeat, every second
+
+The worker holds no connection: the supervisor claims, renews leases and records outcomes, so
+a frozen worker simply stops heartbeating and loses its lease. The worker exits by itself when
+the supervisor disappears (its input pipe closes, its parent changes, or PDEATHSIG).
+"""
+
+from __future__ import annotations
+
+import contextvars
+import ctypes
+import json
+import os
+import signal
+import sys
+import threading
+import time
+import traceback
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from litejobs.job import to_datetime
+from litejobs.serialization import dump_result
+
+if TYPE_CHECKING:
+    from litejobs.app import App
+
+__all__ = ["JobContext", "current_job", "load_app", "main"]
+
+HEARTBEAT = 1.0
+MAX_ERROR = 4096
+MAX_TRACEBACK = 65536
+
+
+@dataclass(frozen=True, slots=True)
+class JobContext:
+    """What a running task may know about its own job (read-only)."""
+
+    id: int
+    task: str
+    attempt: int
+    queue: str
+    scheduled_at: datetime
+    max_attempts: int
+
+
+_current: contextvars.ContextVar[JobContext | None] = contextvars.ContextVar(
+    "litejobs_current_job", default=None
+)
+
+
+def current_job() -> JobContext:
+    """The job this task is running as; raises ``RuntimeError`` outside a running task."""
+    ctx = _current.get()
+    if ctx is None:
+        raise RuntimeError(
+            "litejobs.current_job() is only available inside a task run by a litejobs worker "
+            "(or litejobs.testing); this code is not running as a job"
+        )
+    return ctx
+
+
+def load_app(spec: str) -> App:
+    """Import ``"package.module:attr"`` (or ``"path/to/file.py:attr"``) and return the App."""
+    import importlib
+    import importlib.util
+
+    from litejobs.app import App
+    from litejobs.errors import ConfigError
+
+    module_name, sep, attr = spec.partition(":")
+    if not sep or not module_name or not attr:
+        raise ConfigError(f"app {spec!r} must look like 'package.module:attribute'")
+    try:
+        if module_name.endswith(".py"):
+            path = os.path.abspath(module_name)
+            name = os.path.splitext(os.path.basename(path))[0]
+            if name in sys.modules and getattr(sys.modules[name], "__file__", None) == path:
+                module = sys.modules[name]
+            else:
+                sys.path.insert(0, os.path.dirname(path))
+                module = importlib.import_module(name)
+        else:
+            module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigError(
+            f"cannot import app {spec!r}: {exc}. Run from your project's directory, or fix "
+            "the 'app' setting (--app, LITEJOBS_APP or app = in litejobs.toml)"
+        ) from exc
+    obj: Any = module
+    for part in attr.split("."):
+        obj = getattr(obj, part, None)
+        if obj is None:
+            raise ConfigError(f"app {spec!r}: module {module_name!r} has no attribute {attr!r}")
+    if not isinstance(obj, App):
+        raise ConfigError(f"app {spec!r} is a {type(obj).__name__}, not a litejobs.App")
+    return obj
+
+
+def _die_with_parent() -> None:
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            pr_set_pdeathsig = 1
+            libc.prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError):
+            pass
+
+
+class _Channel:
+    """The worker's end of the pipes; writes are serialised between the two threads."""
+
+    def __init__(self, read_fd: int, write_fd: int) -> None:
+        self.reader = os.fdopen(read_fd, "rb", buffering=65536)
+        self.write_fd = write_fd
+        self.lock = threading.Lock()
+
+    def send(self, data: bytes) -> None:
+        with self.lock:
+            view = memoryview(data)
+            while view:
+                try:
+                    n = os.write(self.write_fd, view)
+                except BrokenPipeError:
+                    os._exit(0)  # the supervisor is gone: nobody to report to
+                view = view[n:]
+
+
+def _heartbeat(channel: _Channel, parent: int) -> None:
+    while True:
+        time.sleep(HEARTBEAT)
+        if os.getppid() != parent:
+            os._exit(0)
+        channel.send(b"h\n")
+
+
+def _error_text(exc: BaseException) -> str:
+    text = f"{type(exc).__qualname__}: {exc}"
+    return text if len(text) <= MAX_ERROR else text[: MAX_ERROR - 3] + "..."
+
+
+def run_job(app: App, msg: dict[str, Any]) -> bytes:
+    """Run one job message and return the outcome message (one JSON line)."""
+    job_id = msg["id"]
+    attempt = msg["attempt"]
+    head = f'{{"id":{job_id},"attempt":{attempt},'
+    task = app.tasks.get(msg["task"])
+    if task is None:
+        known = ", ".join(sorted(app.tasks)) or "none"
+        error = (f"unknown task {msg['task']!r}: this worker's app has no task of that name "
+                 f"(registered: {known}). Register it with @app.task in the app `litejobs run` "
+                 "loads, or cancel the job")
+        body = json.dumps({"ok": False, "error": error, "traceback": None, "retry": False,
+                           "delay": None})
+        return (head + body[1:] + "\n").encode()
+    scheduled = to_datetime(msg["scheduled_at"])
+    assert scheduled is not None
+    ctx = JobContext(job_id, task.name, attempt, msg["queue"], scheduled, msg["max_attempts"])
+    token = _current.set(ctx)
+    try:
+        value = task.fn(*msg["args"], **msg["kwargs"])
+        result = dump_result(value)
+    except BaseException as exc:  # a task's SystemExit is its failure, not the worker's exit
+        opts = task.defaults
+        retry = isinstance(exc, opts.retry_on)
+        counted = attempt - msg.get("interrupts", 0)
+        delay = opts.backoff.delay(counted) if retry else None
+        tb = traceback.format_exc()
+        if len(tb) > MAX_TRACEBACK:
+            tb = tb[-MAX_TRACEBACK:]
+        body = json.dumps({"ok": False, "error": _error_text(exc), "traceback": tb,
+                           "retry": retry, "delay": delay})
+        return (head + body[1:] + "\n").encode()
+    finally:
+        _current.reset(token)
+    return (head + '"ok":true,"result":' + result + "}\n").encode()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of a worker process; argv is ``SPEC READ_FD WRITE_FD``."""
+    argv = sys.argv[1:] if argv is None else argv
+    spec, read_fd, write_fd = argv[0], int(argv[1]), int(argv[2])
+    parent = os.getppid()
+    # The supervisor decides when a worker stops: a terminal's Ctrl-C or a group-wide SIGTERM
+    # must not kill a task halfway, so both are ignored here and the supervisor drains.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    _die_with_parent()
+    if os.getppid() != parent:
+        return 0
+    path = os.environ.get("LITEJOBS_SYS_PATH")
+    if path:
+        sys.path[:] = json.loads(path)
+    channel = _Channel(read_fd, write_fd)
+    app = load_app(spec)
+    threading.Thread(target=_heartbeat, args=(channel, parent), daemon=True,
+                     name="litejobs-heartbeat").start()
+    channel.send(f'{{"ready":{os.getpid()}}}\n'.encode())
+    for line in channel.reader:
+        channel.send(run_job(app, json.loads(line)))
+    return 0
+
