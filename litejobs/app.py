@@ -10,10 +10,11 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, ParamSpec, TypeVar, overload
+from typing import Any, ParamSpec, Protocol, TypeVar, overload
 
 from litejobs.bell import Bell
 from litejobs.config import MAX_PAYLOAD, Config, read_file
+from litejobs.cron import entry_from_spec
 from litejobs.job import Job
 from litejobs.serialization import dump_call
 from litejobs.store import NewJob, Store
@@ -40,6 +41,13 @@ class CronSpec:
     args: tuple[Any, ...] = ()
     kwargs: Mapping[str, Any] = field(default_factory=dict)
     options: Mapping[str, Any] = field(default_factory=dict)
+    source: str = "@app.cron"
+
+
+class TaskDecorator(Protocol):
+    """What ``@app.task(...)`` with options returns: a decorator keeping the signature."""
+
+    def __call__(self, fn: Callable[P, R], /) -> Task[P, R]: ...
 
 
 def _check_name(kind: str, value: object) -> str:
@@ -104,7 +112,7 @@ class App:
         self.cron_specs: dict[str, CronSpec] = {}
         self._bell: Bell | None = None
         for name, table in self.config.cron.items():
-            self._add_cron_table(name, table)
+            self.add_cron_table(name, table, self.config.source or "litejobs.toml")
 
     @classmethod
     def from_config(cls, path: str | os.PathLike[str] = "litejobs.toml") -> App:
@@ -137,11 +145,11 @@ class App:
         unique_for: float | None = None,
         concurrency_key: str | Callable[..., str] | None = None,
         concurrency_limit: int = 1,
-    ) -> Callable[[Callable[P, R]], Task[P, R]]: ...
+    ) -> TaskDecorator: ...
 
-    def task(
+    def task(  # type: ignore[misc]  # mypy misreads the bare-or-options overload pair
         self,
-        fn: Callable[P, R] | None = None,
+        fn: Callable[..., Any] | None = None,
         /,
         *,
         name: str | None = None,
@@ -154,7 +162,7 @@ class App:
         unique_for: float | None = None,
         concurrency_key: str | Callable[..., str] | None = None,
         concurrency_limit: int = 1,
-    ) -> Task[P, R] | Callable[[Callable[P, R]], Task[P, R]]:
+    ) -> Any:
         """Register a function as a task: ``@app.task`` or ``@app.task(name=..., ...)``."""
         if isinstance(retry_on, type):
             retry_on = (retry_on,)
@@ -173,7 +181,7 @@ class App:
             raise ValueError(f"concurrency_limit must be a whole number >= 1, not "
                              f"{concurrency_limit!r}")
 
-        def register(func: Callable[P, R]) -> Task[P, R]:
+        def register(func: Callable[..., Any]) -> Task[Any, Any]:
             if not callable(func):
                 raise TypeError(f"@app.task needs a function, not {func!r}")
             module = func.__module__
@@ -192,7 +200,7 @@ class App:
             ):
                 raise ValueError(f"a task named {task_name!r} is already registered (by "
                                  f"{existing.fn!r}); give one of them another name=")
-            t: Task[P, R] = Task(self, func, defaults)
+            t: Task[Any, Any] = Task(self, func, defaults)
             self.tasks[task_name] = t
             return t
 
@@ -210,23 +218,33 @@ class App:
         kwargs: Mapping[str, Any] | None = None,
         **options: Any,
     ) -> Callable[[Callable[P, R]], Task[P, R]]:
-        """Register a function as a task and fire it on a cron ``schedule``."""
+        """Register a function as a task and fire it on a cron ``schedule`` (5 fields, 6 with
+        seconds last, or @hourly/@daily/@weekly/@monthly/@yearly) in ``timezone``.
+
+        ``options``: misfire ("latest", "skip", "all"), catchup (seconds), overlap ("skip",
+        "allow", "queue"), queue, priority. Invalid values raise ``ValueError`` at once.
+        """
 
         def register(func: Callable[P, R]) -> Task[P, R]:
             t = func if isinstance(func, Task) else self.task(func)
             entry = name or t.name
-            self.cron_specs[entry] = CronSpec(entry, schedule, t.name, timezone, tuple(args),
-                                              dict(kwargs or {}), dict(options))
+            spec = CronSpec(entry, schedule, t.name, timezone, tuple(args), dict(kwargs or {}),
+                            dict(options))
+            entry_from_spec(spec.name, spec.schedule, spec.task, spec.timezone, spec.args,
+                            spec.kwargs, spec.options, spec.source)
+            self.cron_specs[entry] = spec
             return t
 
         return register
 
-    def _add_cron_table(self, name: str, table: Mapping[str, Any]) -> None:
+    def add_cron_table(self, name: str, table: Mapping[str, Any], source: str) -> None:
+        """Add a ``[cron.NAME]`` table of a config file (validated when the ticker starts, so
+        an unknown task can still be registered after the config is read)."""
         rest = {k: v for k, v in table.items()
                 if k not in ("schedule", "task", "timezone", "args", "kwargs")}
         self.cron_specs[name] = CronSpec(
             name, str(table["schedule"]), str(table["task"]), str(table.get("timezone", "UTC")),
-            tuple(table.get("args", ())), dict(table.get("kwargs", {})), rest,
+            tuple(table.get("args", ())), dict(table.get("kwargs", {})), rest, source,
         )
 
     # --- producing ---------------------------------------------------------------------------
@@ -268,14 +286,16 @@ class App:
     def enqueue_many(self, calls: Iterable[Prepared]) -> list[Job]:
         """Enqueue many prepared calls in one transaction: all are written, or none."""
         now = time.time()
-        new = [self._new_job(p, now) for p in calls]
+        new = [self.build_job(p, now) for p in calls]
         if not new:
             return []
         rows = self.store.insert_jobs(new, now)
         self.ring(b"e")
         return [Job(self, row) for row in rows]
 
-    def _new_job(self, p: Prepared, now: float) -> NewJob:
+    def build_job(self, p: Prepared, now: float) -> NewJob:
+        """Validate and encode one prepared call (raises TypeError/ValueError; writes
+        nothing)."""
         if not isinstance(p, Prepared):
             raise TypeError(f"enqueue_many takes task.prepare(...) values, not {p!r}")
         d = p.defaults or TaskOptions(name=p.task)

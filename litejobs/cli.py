@@ -82,18 +82,17 @@ class _Context:
     def database(self, check_app: bool = False) -> str:
         """The database path; with ``check_app``, refuse when it differs from the app's."""
         configured = self.config.database
-        if configured is None or check_app:
-            if self.config.app:
-                app_path = self.app().store.path
-                if configured is not None and os.path.realpath(configured) != os.path.realpath(
-                        app_path):
-                    raise _fail(
-                        f"the database {configured} (from the flag, LITEJOBS_DATABASE or the "
-                        f"config) differs from {app_path}, the one the app {self.config.app} "
-                        "writes; workers would read another file than your web app. Make "
-                        "them the same"
-                    )
-                return app_path
+        if (configured is None or check_app) and self.config.app:
+            app_path = self.app().store.path
+            if configured is not None and os.path.realpath(configured) != os.path.realpath(
+                    app_path):
+                raise _fail(
+                    f"the database {configured} (from the flag, LITEJOBS_DATABASE or the "
+                    f"config) differs from {app_path}, the one the app {self.config.app} "
+                    "writes; workers would read another file than your web app. Make "
+                    "them the same"
+                )
+            return app_path
         if configured is None:
             raise _fail("no database given: pass --database PATH, set LITEJOBS_DATABASE, or "
                         "set database = in litejobs.toml")
@@ -272,9 +271,10 @@ def show(config_path: str | None, database: str | None, job_id: int, as_json: bo
                 "kwargs", "key", "run_at", "created_at", "started_at", "finished_at", "result",
                 "error"):
         value = d[key]
-        if value is None or value == [] or value == {}:
+        if value is None or value in ([], {}):
             continue
-        click.echo(f"{key:>13}: {json.dumps(value) if key in ('args', 'kwargs', 'result') else value}")
+        shown = json.dumps(value) if key in ("args", "kwargs", "result") else value
+        click.echo(f"{key:>13}: {shown}")
     for a in attempts:
         click.echo(f"  attempt {a.attempt}: {a.outcome} {iso(a.started_at) or ''} → "
                    f"{iso(a.finished_at) or ''} {_short(a.error, 100)}")

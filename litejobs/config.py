@@ -7,6 +7,7 @@ key and what is wrong.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import tomllib
@@ -80,6 +81,8 @@ def parse_duration(value: object, what: str = "duration") -> float:
         seconds = float(m.group(1)) * _UNITS[m.group(2) or "s"]
     else:
         raise ValueError(f"{what} must be a number of seconds or a string like '7d'")
+    if not math.isfinite(seconds):
+        raise ValueError(f"{what} must be a finite number of seconds, not {value!r}")
     if seconds < 0:
         raise ValueError(f"{what} must not be negative")
     return seconds
@@ -244,8 +247,34 @@ def _cron(c: _Checker, value: object) -> dict[str, dict[str, Any]]:
         for required in ("schedule", "task"):
             if not isinstance(table.get(required), str):
                 raise c.fail(where, required, "is required and must be a string")
+        if not isinstance(table.get("timezone", "UTC"), str):
+            raise c.fail(where, "timezone", "must be a string such as 'Europe/Berlin'")
+        if not isinstance(table.get("args", []), list):
+            raise c.fail(where, "args", "must be an array, e.g. args = [1, \"x\"]")
+        if not isinstance(table.get("kwargs", {}), dict):
+            raise c.fail(where, "kwargs", "must be a table, e.g. kwargs = { to = \"a@b.c\" }")
+        from litejobs.cron import entry_from_spec
+
+        options = {k: v for k, v in table.items()
+                   if k not in ("schedule", "task", "timezone", "args", "kwargs")}
+        try:
+            entry_from_spec(name, table["schedule"], table["task"],
+                            table.get("timezone", "UTC"), table.get("args", []),
+                            table.get("kwargs", {}), options, c.path)
+        except ValueError as exc:
+            raise c.fail(where, _cron_key(str(exc)), str(exc)) from None
         out[name] = dict(table)
     return out
+
+
+def _cron_key(message: str) -> str:
+    """The key of a cron table a validation message is about (for its line number)."""
+    if "time zone" in message:
+        return "timezone"
+    for key in ("misfire", "overlap", "catchup", "priority", "queue"):
+        if f"{key} must" in message:
+            return key
+    return "schedule"
 
 
 def read_file(path: str) -> Config:
@@ -262,6 +291,13 @@ def read_file(path: str) -> Config:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
+        # tomllib (before 3.14) only puts the position in its message; name the line's text
+        # too, so the key at fault is in the message.
+        at = re.search(r"at line (\d+)", str(exc))
+        lines = text.splitlines()
+        if at and 0 < int(at.group(1)) <= len(lines):
+            raise ConfigError(f"{path}:{at.group(1)}: not valid TOML: {exc}: "
+                              f"{lines[int(at.group(1)) - 1].strip()!r}") from None
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
     return replace(Config(), source=path, **_from_mapping(data, path, text))
 

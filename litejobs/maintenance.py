@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -103,7 +103,7 @@ def _alive(pid: int) -> bool:
 
 
 def rescue_dead_supervisors(tx: Tx, now: float, me: str, tasks: Mapping[str, Task[Any, Any]],
-                            crash_limit: int, supervisors: list[Mapping[str, Any]]) -> int:
+                            crash_limit: int, supervisors: Sequence[Mapping[str, Any]]) -> int:
     """Return at once the jobs of supervisors on this host whose process is gone, without
     waiting for their leases to run out."""
     host = socket.gethostname()

@@ -18,8 +18,36 @@ class PayloadTooLarge(ValueError):
     """The encoded arguments of a call are larger than the configured cap."""
 
 
-def _dump(value: Any) -> str:
-    return _encoder.encode(value)
+#: Deepest nesting of lists and objects a stored value may have. Python's encoder and decoder
+#: stop only at the recursion limit, which depends on the caller's stack: without a fixed cap a
+#: value enqueued from a shallow stack could fail to decode in a worker (or be accepted from one
+#: caller and refused from another).
+MAX_DEPTH = 200
+
+
+def _too_deep(value: Any, limit: int) -> bool:
+    # Only called on values the encoder accepted, so there are no cycles to guard against.
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list | tuple):
+            children = item
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
+
+
+def _dump(value: Any, limit: int = MAX_DEPTH) -> str:
+    text = _encoder.encode(value)
+    # Nesting needs at least as many brackets; counting them in C keeps the common case fast.
+    if text.count("[") + text.count("{") > limit and _too_deep(value, limit):
+        raise RecursionError(f"nested more than {MAX_DEPTH} levels deep")
+    return text
 
 
 def _why(value: Any) -> str | None:
@@ -27,7 +55,7 @@ def _why(value: Any) -> str | None:
         _dump(value)
     except (TypeError, ValueError, RecursionError) as exc:
         if isinstance(exc, RecursionError):
-            return "it is nested too deeply"
+            return f"it is nested more than {MAX_DEPTH} levels deep"
         return str(exc)
     return None
 
@@ -45,8 +73,9 @@ def dump_call(
     argument the way the caller wrote it.
     """
     try:
-        a = _dump(list(args))
-        k = _dump(dict(kwargs))
+        # +1: the list or object holding the arguments; each argument gets MAX_DEPTH levels.
+        a = _dump(list(args), MAX_DEPTH + 1)
+        k = _dump(dict(kwargs), MAX_DEPTH + 1)
     except (TypeError, ValueError, RecursionError):
         for i, value in enumerate(args):
             why = _why(value)

@@ -74,7 +74,8 @@ CREATE TABLE jobs (
 CREATE INDEX jobs_queued    ON jobs (queue, priority DESC, run_at, id) WHERE state = 'queued';
 CREATE INDEX jobs_scheduled ON jobs (run_at) WHERE state = 'scheduled';
 CREATE INDEX jobs_running   ON jobs (lease_until) WHERE state = 'running';
-CREATE INDEX jobs_finished  ON jobs (finished_at) WHERE state IN ('succeeded', 'failed', 'cancelled');
+CREATE INDEX jobs_finished  ON jobs (finished_at)
+    WHERE state IN ('succeeded', 'failed', 'cancelled');
 CREATE INDEX jobs_task      ON jobs (task, state);
 CREATE INDEX jobs_key       ON jobs (task, key, created_at) WHERE key IS NOT NULL;
 
@@ -101,6 +102,26 @@ CREATE TABLE attempts (
 CREATE TABLE queues (
     name   TEXT PRIMARY KEY,
     paused INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;
+
+-- One row per cron entry: its schedule as last seen and the newest instant it handled.
+CREATE TABLE cron_entries (
+    name         TEXT PRIMARY KEY,
+    schedule     TEXT NOT NULL,
+    since        REAL NOT NULL,
+    last_instant REAL,
+    last_job     INTEGER
+) WITHOUT ROWID;
+
+-- The exactly-once guarantee: an (entry, instant) row is written in the same transaction as
+-- the job it fires, so no instant can make two jobs, across restarts and supervisors.
+CREATE TABLE cron_fires (
+    entry    TEXT NOT NULL,
+    instant  REAL NOT NULL,
+    outcome  TEXT NOT NULL CHECK (outcome IN ('fired', 'skipped_overlap', 'skipped_misfire')),
+    job_id   INTEGER,
+    fired_at REAL NOT NULL,
+    PRIMARY KEY (entry, instant)
 ) WITHOUT ROWID;
 
 CREATE TABLE supervisors (
@@ -142,6 +163,11 @@ class NewJob:
     unique_for: float | None = None
     #: With a key: push a pending job of that key back to now + debounce, newest arguments.
     debounce: float | None = None
+
+
+def _scalar(target: apsw.Connection | apsw.Cursor, sql: str, params: Sequence[Any] = ()) -> Any:
+    row = target.execute(sql, params).fetchone()
+    return None if row is None else row[0]
 
 
 def _dicts(cursor: apsw.Cursor) -> Iterator[Row]:
@@ -279,6 +305,33 @@ DELETE FROM jobs WHERE id IN (
     SELECT id FROM jobs WHERE state IN ('succeeded', 'failed', 'cancelled') AND finished_at < ?
     ORDER BY finished_at LIMIT ?)
 """
+SELECT_CRON_ENTRY = (
+    "SELECT name, schedule, since, last_instant, last_job FROM cron_entries WHERE name = ?"
+)
+UPSERT_CRON_ENTRY = """
+INSERT INTO cron_entries (name, schedule, since) VALUES (?, ?, ?)
+ON CONFLICT (name) DO UPDATE SET schedule = excluded.schedule, since = excluded.since
+"""
+ADVANCE_CRON_ENTRY = """
+UPDATE cron_entries SET last_instant = max(coalesce(last_instant, 0), ?),
+                        last_job = coalesce(?, last_job)
+WHERE name = ?
+"""
+INSERT_CRON_FIRE = """
+INSERT OR IGNORE INTO cron_fires (entry, instant, outcome, fired_at) VALUES (?, ?, ?, ?)
+"""
+SET_CRON_FIRE_JOB = "UPDATE cron_fires SET job_id = ? WHERE entry = ? AND instant = ?"
+SELECT_JOB_STATE = "SELECT state FROM jobs WHERE id = ?"
+SELECT_CRON_ENTRIES = """
+SELECT e.name, e.schedule, e.since, e.last_instant, e.last_job, j.state AS last_state
+FROM cron_entries e LEFT JOIN jobs j ON j.id = e.last_job
+ORDER BY e.name
+"""
+PRUNE_CRON_FIRES = """
+DELETE FROM cron_fires WHERE (entry, instant) IN (
+    SELECT entry, instant FROM cron_fires WHERE fired_at < ? LIMIT ?)
+"""
+
 UPSERT_SUPERVISOR = """
 INSERT INTO supervisors (id, hostname, pid, started_at, heartbeat_at, queues)
 VALUES (?, ?, ?, ?, ?, ?)
@@ -301,6 +354,80 @@ class Tx:
 
     def __init__(self, cursor: apsw.Cursor) -> None:
         self.cursor = cursor
+        self._queues_seen: set[str] = set()
+
+    def insert(self, job: NewJob, now: float) -> Row:
+        """Insert one job (or return its live twin of the same task and key)."""
+        cur = self.cursor
+        if job.key is not None:
+            twin = self._twin(job, now)
+            if twin is not None:
+                return twin
+        if job.queue not in self._queues_seen:
+            cur.execute(INSERT_QUEUE, (job.queue,))
+            self._queues_seen.add(job.queue)
+        state = State.SCHEDULED.value if job.run_at > now else State.QUEUED.value
+        job_id = _scalar(cur, INSERT_JOB, (
+            job.task, job.queue, state, job.priority, job.args, job.kwargs, job.key,
+            job.run_at, job.run_at, now, job.max_attempts, job.timeout, job.expires_at,
+        ))
+        return {
+            "id": int(job_id), "task": job.task, "queue": job.queue, "state": state,
+            "priority": job.priority, "args": job.args, "kwargs": job.kwargs,
+            "key": job.key, "run_at": job.run_at, "scheduled_at": job.run_at,
+            "created_at": now, "attempt": 0, "max_attempts": job.max_attempts,
+            "interrupts": 0, "crashes": 0, "timeout": job.timeout,
+            "expires_at": job.expires_at, "leased_by": None, "lease_until": None,
+            "started_at": None, "finished_at": None, "result": None, "error": None,
+        }
+
+    def _twin(self, job: NewJob, now: float) -> Row | None:
+        cur = self.cursor
+        window = job.unique_for if job.unique_for is not None else float("inf")
+        rows = list(_dicts(cur.execute(FIND_KEY, (job.task, job.key, now - window))))
+        if not rows:
+            return None
+        twin = rows[0]
+        if job.debounce is not None and twin["state"] in ("scheduled", "queued"):
+            cur.execute(DEBOUNCE, (job.run_at, job.run_at, job.args, job.kwargs, twin["id"]))
+            twin.update(state="scheduled", run_at=job.run_at, scheduled_at=job.run_at,
+                        args=job.args, kwargs=job.kwargs)
+        return twin
+
+    # --- cron ---------------------------------------------------------------------------------
+
+    def cron_entry(self, name: str) -> Row | None:
+        rows = list(_dicts(self.cursor.execute(SELECT_CRON_ENTRY, (name,))))
+        return rows[0] if rows else None
+
+    def cron_reset(self, name: str, schedule: str, since: float) -> None:
+        """Start (or restart, after its schedule changed) an entry's history at ``since``."""
+        self.cursor.execute(UPSERT_CRON_ENTRY, (name, schedule, since))
+
+    def cron_fire(self, entry: str, instant: float, job: NewJob | None, outcome: str,
+                  now: float) -> int | None:
+        """Mark ``instant`` of ``entry`` handled; with a job, insert it in this transaction.
+
+        Returns the new job's id, or None when the instant was already handled (by another
+        supervisor, or before a restart) or is recorded as skipped.
+        """
+        self.cursor.execute(INSERT_CRON_FIRE, (entry, instant, outcome, now))
+        if self.cursor.connection.changes() != 1 or job is None:
+            return None
+        job_id = int(self.insert(job, now)["id"])
+        self.cursor.execute(SET_CRON_FIRE_JOB, (job_id, entry, instant))
+        return job_id
+
+    def cron_advance(self, name: str, instant: float, job_id: int | None) -> None:
+        self.cursor.execute(ADVANCE_CRON_ENTRY, (instant, job_id, name))
+
+    def job_state(self, job_id: int) -> str | None:
+        value = _scalar(self.cursor, SELECT_JOB_STATE, (job_id,))
+        return None if value is None else str(value)
+
+    def prune_cron_fires(self, before: float, limit: int = 500) -> int:
+        self.cursor.execute(PRUNE_CRON_FIRES, (before, limit))
+        return self.cursor.connection.changes()
 
     def queues(self) -> list[tuple[str, bool]]:
         return [(str(n), bool(p)) for n, p in self.cursor.execute(SELECT_QUEUES)]
@@ -498,7 +625,7 @@ class Store:
             head = os.read(fd, 16)
         finally:
             os.close(fd)
-        if head and head != SQLITE_HEADER[: len(head)] or 0 < len(head) < 16:
+        if (head and head != SQLITE_HEADER[: len(head)]) or 0 < len(head) < 16:
             raise StorageError(
                 f"{path} is not a SQLite database; litejobs refuses to touch it. Point "
                 "database at a new file"
@@ -575,12 +702,11 @@ class Store:
             )
 
     def _check_identity(self, conn: apsw.Connection) -> None:
-        app_id = int(conn.execute("PRAGMA application_id").fetchone()[0])
-        version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+        app_id = int(_scalar(conn, "PRAGMA application_id"))
+        version = int(_scalar(conn, "PRAGMA user_version"))
         if app_id == 0:
-            tables = conn.execute(
-                "SELECT count(*) FROM sqlite_schema WHERE name NOT LIKE 'sqlite_%'"
-            ).fetchone()[0]
+            tables = _scalar(
+                conn, "SELECT count(*) FROM sqlite_schema WHERE name NOT LIKE 'sqlite_%'")
             if tables:
                 raise StorageError(
                     f"{self.path} is another program's SQLite database, not a litejobs one; "
@@ -599,8 +725,8 @@ class Store:
 
     def _ensure_schema(self, conn: apsw.Connection) -> None:
         def setup(cur: apsw.Cursor) -> None:
-            app_id = int(cur.execute("PRAGMA application_id").fetchone()[0])
-            version = int(cur.execute("PRAGMA user_version").fetchone()[0])
+            app_id = int(_scalar(cur, "PRAGMA application_id"))
+            version = int(_scalar(cur, "PRAGMA user_version"))
             if app_id == 0:
                 cur.execute(SCHEMA)
                 cur.execute(f"PRAGMA application_id = {APPLICATION_ID}")
@@ -667,47 +793,10 @@ class Store:
         """
 
         def insert(cur: apsw.Cursor) -> list[Row]:
-            seen: set[str] = set()
-            out: list[Row] = []
-            for job in jobs:
-                if job.key is not None:
-                    twin = self._twin(cur, job, now)
-                    if twin is not None:
-                        out.append(twin)
-                        continue
-                if job.queue not in seen:
-                    cur.execute(INSERT_QUEUE, (job.queue,))
-                    seen.add(job.queue)
-                state = State.SCHEDULED.value if job.run_at > now else State.QUEUED.value
-                job_id = cur.execute(INSERT_JOB, (
-                    job.task, job.queue, state, job.priority, job.args, job.kwargs, job.key,
-                    job.run_at, job.run_at, now, job.max_attempts, job.timeout, job.expires_at,
-                )).fetchone()[0]
-                out.append({
-                    "id": int(job_id), "task": job.task, "queue": job.queue, "state": state,
-                    "priority": job.priority, "args": job.args, "kwargs": job.kwargs,
-                    "key": job.key, "run_at": job.run_at, "scheduled_at": job.run_at,
-                    "created_at": now, "attempt": 0, "max_attempts": job.max_attempts,
-                    "interrupts": 0, "crashes": 0, "timeout": job.timeout,
-                    "expires_at": job.expires_at, "leased_by": None, "lease_until": None,
-                    "started_at": None, "finished_at": None, "result": None, "error": None,
-                })
-            return out
+            tx = Tx(cur)
+            return [tx.insert(job, now) for job in jobs]
 
         return self._transaction(self.connection(), insert)
-
-    @staticmethod
-    def _twin(cur: apsw.Cursor, job: NewJob, now: float) -> Row | None:
-        window = job.unique_for if job.unique_for is not None else float("inf")
-        rows = list(_dicts(cur.execute(FIND_KEY, (job.task, job.key, now - window))))
-        if not rows:
-            return None
-        twin = rows[0]
-        if job.debounce is not None and twin["state"] in ("scheduled", "queued"):
-            cur.execute(DEBOUNCE, (job.run_at, job.run_at, job.args, job.kwargs, twin["id"]))
-            twin.update(state="scheduled", run_at=job.run_at, scheduled_at=job.run_at,
-                        args=job.args, kwargs=job.kwargs)
-        return twin
 
     def get_job(self, job_id: int) -> Row | None:
         rows = self._read(SELECT_JOB, (job_id,))
@@ -732,9 +821,9 @@ class Store:
         out = [Attempt(r["attempt"], r["outcome"], r["started_at"], r["finished_at"], r["error"],
                        r["traceback"], r["worker"]) for r in rows]
         job = self.get_job(job_id)
-        if job is not None and job["state"] == State.RUNNING.value:
-            if not out or out[-1].attempt < job["attempt"]:
-                out.append(Attempt(job["attempt"], "running", job["started_at"], None, None,
+        running = job is not None and job["state"] == State.RUNNING.value
+        if job is not None and running and (not out or out[-1].attempt < job["attempt"]):
+            out.append(Attempt(job["attempt"], "running", job["started_at"], None, None,
                                    None, job["leased_by"]))
         return out
 
@@ -776,6 +865,10 @@ class Store:
 
     def supervisors(self) -> list[Row]:
         return self._read(SELECT_SUPERVISORS)
+
+    def cron_entries(self) -> list[Row]:
+        """Each cron entry's stored state, with the state of the last job it fired."""
+        return self._read(SELECT_CRON_ENTRIES)
 
     def stats(self) -> dict[str, Any]:
         states = {s.value: 0 for s in State}

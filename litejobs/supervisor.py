@@ -31,6 +31,8 @@ from litejobs.config import Config
 from litejobs.errors import LitejobsError, StorageError, WorkerDied
 from litejobs.pool import Assignment, Pool, WorkerProcess, describe_exit
 from litejobs.store import Row, Store, Tx
+from litejobs.ticker import Ticker, build_entries
+from litejobs.worker import HEARTBEAT as WORKER_HEARTBEAT
 
 __all__ = ["Supervisor"]
 
@@ -87,6 +89,8 @@ class Supervisor:
                        "memory": now + MEMORY_CHECK, "heartbeat": now, "rescue": now,
                        "checkpoint": now + CHECKPOINT, "prune": now}
         self._signals: list[int] = []
+        self.ticker = Ticker(app, self.store, build_entries(app))
+        self.next_cron: float | None = None
 
     # --- life cycle --------------------------------------------------------------------------
 
@@ -142,6 +146,7 @@ class Supervisor:
         self.store.write(lambda tx: tx.heartbeat(self.id, self.hostname, os.getpid(),
                                                  self.started, now, ",".join(self.queues or [])))
         self._rescue(now)
+        self._tick(now)
         for _ in range(self.config.workers):
             self._add_worker()
 
@@ -159,7 +164,7 @@ class Supervisor:
         for w in list(self.pool.workers.values()):
             try:
                 w.proc.wait(max(0.0, deadline - time.monotonic()))
-            except Exception:  # noqa: BLE001 - a straggler is killed below
+            except Exception:
                 self.pool.kill(w)
                 w.proc.wait()
             self.pool.forget(w)
@@ -211,6 +216,8 @@ class Supervisor:
         now = time.time()
         try:
             if mono >= self.storage_down_until:
+                if self.next_cron is not None and now >= self.next_cron:
+                    self._tick(now)
                 self._step(now, mono)
                 self._maintain(now, mono)
         except StorageError as exc:
@@ -221,9 +228,7 @@ class Supervisor:
         if self.draining and not busy and not self.outcomes:
             log.info("drained: no job running, exiting")
             return True
-        if self.stopping:
-            return True
-        return False
+        return self.stopping
 
     def _handle_signals(self, mono: float) -> None:
         while self._signals:
@@ -339,7 +344,9 @@ class Supervisor:
         leases: list[tuple[int, int]] = []
         if renew:
             self.timers["renew"] = mono + self.config.lease / 3
-            fresh = mono - self.config.lease / 2
+            # A worker heartbeats every WORKER_HEARTBEAT s whatever the lease; a window
+            # shorter than that (lease < ~2 s) would drop healthy workers' leases.
+            fresh = mono - max(self.config.lease / 2, 3 * WORKER_HEARTBEAT)
             leases = [(w.job.id, w.job.attempt) for w in self.pool.workers.values()
                       if w.job is not None and w.last_seen >= fresh]
         outcomes = self.outcomes
@@ -439,9 +446,19 @@ class Supervisor:
             retention = self.config.retention
             while self.store.write(lambda tx: maintenance.prune(tx, now, retention)) >= 500:
                 pass
+            while self.store.write(lambda tx: tx.prune_cron_fires(now - retention)) >= 500:
+                pass
         if mono >= t["checkpoint"]:
             t["checkpoint"] = mono + CHECKPOINT
             self.store.checkpoint(truncate=self.store.wal_size() > WAL_TRUNCATE)
+
+    def _tick(self, now: float) -> None:
+        """Fire due cron instants, then sleep until the next one."""
+        if self.ticker.entries:
+            result = self.ticker.run_once(now)
+            if result.fired:
+                self.wake = True
+            self.next_cron = self.ticker.next_instant(now)
 
     def _rescue(self, now: float) -> None:
         tasks = self.app.tasks
@@ -474,8 +491,10 @@ class Supervisor:
         if self.storage_down_until > mono:
             due = [self.storage_down_until]
         wait = min(due) - mono
-        if self.next_due is not None:
-            wait = min(wait, self.next_due - time.time())
+        wall = time.time()
+        for instant in (self.next_due, self.next_cron):
+            if instant is not None:
+                wait = min(wait, instant - wall)
         return max(0.0, wait)
 
 

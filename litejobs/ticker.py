@@ -1,0 +1,153 @@
+"""The cron ticker: ``run_once(now)`` fires every due instant of every entry exactly once.
+
+Each fire writes a unique ``(entry, instant)`` row in the same transaction as its job, so an
+instant never makes two jobs — across restarts, a crash mid-fire, and several supervisors on
+one file. The supervisor's loop only reads the clock and sleeps until ``next_instant``.
+
+Missed instants (the supervisor was down, or the clock jumped forward) follow the entry's
+``misfire`` policy; a fire while the entry's previous job is still pending or running follows
+its ``overlap`` policy. Both are recorded in ``cron_fires`` and logged.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from litejobs.cron import CronEntry, entry_from_spec
+from litejobs.store import NewJob, Store, Tx
+from litejobs.task import CallOptions, Prepared
+
+if TYPE_CHECKING:
+    from litejobs.app import App, CronSpec
+
+__all__ = ["ON_TIME", "TickResult", "Ticker", "build_entries"]
+
+log = logging.getLogger("litejobs")
+
+#: An instant the ticker reaches more than this many seconds late counts as missed for
+#: ``misfire = "skip"`` (``catchup`` bounds "latest" and "all").
+ON_TIME = 60.0
+ACTIVE = frozenset({"scheduled", "queued", "running"})
+
+
+@dataclass(frozen=True, slots=True)
+class TickResult:
+    fired: int = 0
+    skipped: int = 0
+
+
+def build_entries(app: App, specs: Mapping[str, CronSpec] | None = None) -> list[CronEntry]:
+    """Validate the app's cron specs; ``ValueError`` names the entry, its source and the
+    problem (unknown task included)."""
+    out: list[CronEntry] = []
+    for spec in (specs if specs is not None else app.cron_specs).values():
+        entry = entry_from_spec(spec.name, spec.schedule, spec.task, spec.timezone, spec.args,
+                                spec.kwargs, spec.options, spec.source)
+        if spec.task not in app.tasks:
+            raise ValueError(
+                f"cron entry {spec.name!r} ({spec.source}): unknown task {spec.task!r}; the app "
+                f"has: {', '.join(sorted(app.tasks)) or 'no tasks'}")
+        out.append(entry)
+    return out
+
+
+class Ticker:
+    """Fires the instants of ``entries`` into ``store``, building jobs with ``app``."""
+
+    def __init__(self, app: App, store: Store, entries: Sequence[CronEntry]) -> None:
+        self.app = app
+        self.store = store
+        self.entries = list(entries)
+
+    def job_for(self, entry: CronEntry, instant: float, now: float) -> NewJob:
+        """The job an entry's fire at ``instant`` enqueues (its scheduled_at is the instant)."""
+        task = self.app.tasks.get(entry.task)
+        prepared = Prepared(entry.task, entry.args, entry.kwargs,
+                            CallOptions(queue=entry.queue, priority=entry.priority),
+                            task.defaults if task else None,
+                            task.param_names if task else ())
+        return replace(self.app.build_job(prepared, now), run_at=min(instant, now))
+
+    def next_instant(self, now: float) -> float | None:
+        """The earliest instant after ``now`` of any entry (None without entries)."""
+        after = datetime.fromtimestamp(now, UTC)
+        best: float | None = None
+        for entry in self.entries:
+            nxt = entry.schedule.next_after(after)
+            if nxt is not None and (best is None or nxt.timestamp() < best):
+                best = nxt.timestamp()
+        return best
+
+    def run_once(self, now: float) -> TickResult:
+        """Fire what is due at ``now``, in one write transaction."""
+        if not self.entries:
+            return TickResult()
+        return self.store.write(lambda tx: self._tick(tx, now))
+
+    def _tick(self, tx: Tx, now: float) -> TickResult:
+        fired = skipped = 0
+        now_dt = datetime.fromtimestamp(now, UTC)
+        for e in self.entries:
+            key = f"{e.schedule.expanded} {e.schedule.timezone}"
+            state = tx.cron_entry(e.name)
+            if state is None or state["schedule"] != key:
+                # A new entry (or a changed schedule) starts now: it owes nothing from before.
+                tx.cron_reset(e.name, key, now)
+                continue
+            base = max(state["since"], state["last_instant"] or 0.0)
+            due = e.due(datetime.fromtimestamp(base, UTC), now_dt)
+            if not due:
+                continue
+            f, s = self._handle(tx, e, state, [d.timestamp() for d in due], now)
+            fired += f
+            skipped += s
+        return TickResult(fired, skipped)
+
+    def _handle(self, tx: Tx, e: CronEntry, state: Mapping[str, Any], due: list[float],
+                now: float) -> tuple[int, int]:
+        if e.misfire == "all":
+            fire = [d for d in due if now - d <= e.catchup]
+        elif e.misfire == "latest":
+            fire = due[-1:] if now - due[-1] <= e.catchup else []
+        else:
+            fire = due[-1:] if now - due[-1] <= min(e.catchup, ON_TIME) else []
+        last_job = state["last_job"]
+        busy = last_job is not None and tx.job_state(last_job) in ACTIVE
+        if busy and e.overlap == "queue":
+            return 0, 0  # the instants stay due until the previous job has ended
+        if busy and e.overlap == "skip":
+            for d in due:
+                tx.cron_fire(e.name, d, None, "skipped_overlap", now)
+            tx.cron_advance(e.name, due[-1], None)
+            log.info("cron %s: skipped %d instant(s) up to %s: its previous job %s is still "
+                     "pending or running (overlap = skip)", e.name, len(due), _iso(due[-1]),
+                     last_job)
+            return 0, len(due)
+        if e.overlap == "queue" and fire:
+            # One job at a time: later instants wait for this one to end.
+            due = [d for d in due if d <= fire[0]]
+            fire = fire[:1]
+        chosen = set(fire)
+        fired_ids: list[int] = []
+        missed = 0
+        for d in due:
+            if d in chosen:
+                job_id = tx.cron_fire(e.name, d, self.job_for(e, d, now), "fired", now)
+                if job_id is not None:
+                    fired_ids.append(job_id)
+            else:
+                tx.cron_fire(e.name, d, None, "skipped_misfire", now)
+                missed += 1
+        tx.cron_advance(e.name, due[-1], fired_ids[-1] if fired_ids else None)
+        if missed:
+            log.warning("cron %s: skipped %d missed instant(s) up to %s (misfire = %s, "
+                        "catchup = %g s)", e.name, missed, _iso(due[-1]), e.misfire, e.catchup)
+        return len(fired_ids), missed
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat()
