@@ -7,6 +7,7 @@ Every command takes ``--config`` and ``--database`` after its name; those that p
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 import logging
 import os
@@ -14,15 +15,18 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import click
 
 from litejobs.app import App
 from litejobs.config import DEFAULT_FILE, load_config, render_template
+from litejobs.cron import CronEntry
 from litejobs.errors import LitejobsError
 from litejobs.job import Job, iso
 from litejobs.store import Store
+from litejobs.ticker import build_entries
 from litejobs.worker import load_app
 
 __all__ = ["main"]
@@ -76,7 +80,11 @@ class _Context:
                             "app = in litejobs.toml (`litejobs init` writes one)")
             if os.getcwd() not in sys.path:
                 sys.path.insert(0, os.getcwd())
-            self._app = load_app(self.config.app)
+            app = load_app(self.config.app)
+            for name, table in self.config.cron.items():
+                if name not in app.cron_specs:
+                    app.add_cron_table(name, table, self.config.source or "litejobs.toml")
+            self._app = app
         return self._app
 
     def database(self, check_app: bool = False) -> str:
@@ -167,8 +175,12 @@ def check(config_path: str | None, database: str | None, app_spec: str | None) -
     Store(path).verify()
     if ctx.config.app:
         app = ctx.app()
+        entries = build_entries(app)
         click.echo(f"ok: app {ctx.config.app} with {len(app.tasks)} task(s): "
                    f"{', '.join(sorted(app.tasks)) or 'none'}")
+        if entries:
+            click.echo(f"ok: {len(entries)} cron entr{'y' if len(entries) == 1 else 'ies'}: "
+                       f"{', '.join(e.name for e in entries)}")
     click.echo(f"ok: database {path}")
 
 
@@ -330,3 +342,106 @@ def stats(config_path: str | None, database: str | None, as_json: bool) -> None:
     for name, counts in sorted(data["queues"].items()):
         click.echo(f"{_short(name, 20):<20}" + "".join(f"{counts[s]:>11}" for s in states))
     click.echo(f"{'(all)':<20}" + "".join(f"{data['states'][s]:>11}" for s in states))
+
+
+@main.group()
+def cron() -> None:
+    """Cron entries: list them, trigger one now, show upcoming fire times."""
+
+
+def _entry(ctx: _Context, name: str) -> CronEntry:
+    for entry in build_entries(ctx.app()):
+        if entry.name == name:
+            return entry
+    names = ", ".join(sorted(ctx.app().cron_specs)) or "none"
+    raise _fail(f"no cron entry named {name!r}; the app has: {names}")
+
+
+@cron.command("list")
+@_common
+@click.option("--app", "app_spec", help="Import path of the App, module:attr.")
+@_json_option
+@_errors
+def cron_list(config_path: str | None, database: str | None, app_spec: str | None,
+              as_json: bool) -> None:
+    """Every cron entry: schedule, zone, policies, next fires, last fire and its job."""
+    ctx = _Context(config_path, database, app_spec)
+    entries = build_entries(ctx.app())
+    path = ctx.database(check_app=True)
+    stored = {r["name"]: r for r in Store(path, durability=ctx.config.durability).cron_entries()}
+    now = datetime.now(UTC)
+    items: list[dict[str, Any]] = []
+    for e in entries:
+        row = stored.get(e.name, {})
+        upcoming = list(itertools.islice(e.schedule.instants(now), 3))
+        items.append({
+            "name": e.name, "schedule": e.schedule.expression, "timezone": e.schedule.timezone,
+            "task": e.task, "misfire": e.misfire, "catchup": e.catchup, "overlap": e.overlap,
+            "next": [i.isoformat() for i in upcoming],
+            "last_fire": iso(row.get("last_instant")),
+            "last_job": row.get("last_job"), "last_job_state": row.get("last_state"),
+        })
+    if as_json:
+        click.echo(json.dumps(items))
+        return
+    if not items:
+        click.echo("no cron entries")
+        return
+    for it in items:
+        click.echo(f"{it['name']}: {it['schedule']} ({it['timezone']}) → {it['task']}  "
+                   f"misfire={it['misfire']} overlap={it['overlap']}")
+        click.echo(f"    next: {', '.join(it['next']) or 'never'}")
+        last = it["last_fire"] or "never"
+        job = f" (job {it['last_job']}: {it['last_job_state']})" if it["last_job"] else ""
+        click.echo(f"    last fire: {last}{job}")
+
+
+@cron.command("trigger")
+@_common
+@click.argument("name")
+@click.option("--app", "app_spec", help="Import path of the App, module:attr.")
+@_json_option
+@_errors
+def cron_trigger(config_path: str | None, database: str | None, name: str,
+                 app_spec: str | None, as_json: bool) -> None:
+    """Enqueue a run of entry NAME now, outside its schedule; prints the job id."""
+    ctx = _Context(config_path, database, app_spec)
+    entry = _entry(ctx, name)
+    ctx.database(check_app=True)
+    app = ctx.app()
+    job = app.enqueue(entry.task, list(entry.args), dict(entry.kwargs),
+                      **{k: v for k, v in (("queue", entry.queue), ("priority", entry.priority))
+                         if v is not None})
+    click.echo(json.dumps(job.to_dict()) if as_json else str(job.id))
+
+
+@cron.command("next")
+@_common
+@click.argument("name")
+@click.option("--app", "app_spec", help="Import path of the App, module:attr.")
+@click.option("--count", type=click.IntRange(1, 10000), default=5, show_default=True)
+@click.option("--after", "after_text", help="ISO-8601 moment to start after (default: now).")
+@_json_option
+@_errors
+def cron_next(config_path: str | None, database: str | None, name: str,
+              app_spec: str | None, count: int, after_text: str | None, as_json: bool) -> None:
+    """The next COUNT fire instants of entry NAME strictly after a moment, as UTC."""
+    ctx = _Context(config_path, database, app_spec)
+    entry = _entry(ctx, name)
+    if after_text is None:
+        after = datetime.now(UTC)
+    else:
+        try:
+            after = datetime.fromisoformat(after_text.replace("Z", "+00:00"))
+        except ValueError:
+            raise _fail(f"--after {after_text!r} is not ISO-8601; write e.g. "
+                        "2026-03-29T00:30:00Z") from None
+        if after.tzinfo is None:
+            after = after.replace(tzinfo=UTC)
+    instants = [i.astimezone(UTC).isoformat().replace("+00:00", "Z")
+                for i in itertools.islice(entry.schedule.instants(after), count)]
+    if as_json:
+        click.echo(json.dumps(instants))
+    else:
+        for i in instants:
+            click.echo(i)
