@@ -337,8 +337,30 @@ class App:
                 raise ValueError("debounce needs a key: .options(debounce=S, key=...)")
             debounce = _check_seconds("debounce", o.debounce)
             run_at = max(run_at, now + debounce)
-        return NewJob(p.task, queue, priority, args, kwargs, run_at, retries + 1, timeout, key,
-                      expires_at, unique_for, debounce)
+        ckey = o.concurrency_key if o.concurrency_key is not None else d.concurrency_key
+        if callable(ckey):
+            try:
+                ckey = ckey(*p.args, **p.kwargs)
+            except Exception as exc:
+                raise ValueError(f"task {p.task!r}: its concurrency_key function raised "
+                                 f"{type(exc).__name__}: {exc}; nothing was enqueued") from exc
+        if ckey is not None:
+            ckey = _check_name("concurrency_key", ckey)
+        return NewJob(p.task, queue, priority, args, kwargs, run_at, retries + 1, timeout,
+                      key=key, expires_at=expires_at,
+                      concurrency_key=ckey,
+                      concurrency_limit=d.concurrency_limit if ckey is not None else None,
+                      unique_for=unique_for, debounce=debounce)
+
+    def pause_queue(self, queue: str) -> None:
+        """Pause a queue: its jobs wait (running ones finish). Persisted in the database, so
+        every supervisor on the file obeys it until ``resume_queue``."""
+        self.store.set_paused(_check_name("queue", queue), True)
+
+    def resume_queue(self, queue: str) -> None:
+        """Let a paused queue's jobs run again."""
+        self.store.set_paused(_check_name("queue", queue), False)
+        self.ring(b"e")
 
     # --- reading -----------------------------------------------------------------------------
 

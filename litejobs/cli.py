@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 import click
 
 from litejobs.app import App
-from litejobs.config import DEFAULT_FILE, load_config, render_template
+from litejobs.config import DEFAULT_FILE, load_config, parse_duration, render_template
 from litejobs.cron import CronEntry
 from litejobs.errors import LitejobsError
 from litejobs.job import Job, iso
@@ -159,8 +159,15 @@ def init(config_path: str | None, database: str | None, app_spec: str | None,
     path = config_path or DEFAULT_FILE
     if os.path.exists(path) and not force:
         raise _fail(f"{path} already exists; pass --force to overwrite it")
-    with open(path, "w", encoding="utf-8") as f:
-        f.write(render_template(app_spec, database))
+    try:
+        # "x" without --force: never overwrite, even a file created since the check above
+        with open(path, "w" if force else "x", encoding="utf-8") as f:
+            f.write(render_template(app_spec, database))
+    except FileExistsError:
+        raise _fail(f"{path} already exists; pass --force to overwrite it") from None
+    except OSError as exc:
+        raise _fail(f"cannot write {path}: {exc.strerror}; create its directory or choose "
+                    "another --config path") from None
     click.echo(f"wrote {path}; edit app = and database =, then run `litejobs check`")
 
 
@@ -294,16 +301,74 @@ def show(config_path: str | None, database: str | None, job_id: int, as_json: bo
             click.echo("    " + a.traceback.rstrip().replace("\n", "\n    "))
 
 
+def _filter_options(fn: F) -> F:
+    fn = click.option("--since", help="Only jobs created since: a duration ago (2h, 7d) or "
+                      "an ISO-8601 time.")(fn)
+    fn = click.option("--queue", help="Only jobs of this queue.")(fn)
+    fn = click.option("--task", help="Only jobs of this task.")(fn)
+    fn = click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")(fn)
+    return fn
+
+
+def _since(text: str | None) -> float | None:
+    if text is None:
+        return None
+    try:
+        return time.time() - parse_duration(text, "--since")
+    except ValueError:
+        pass
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise _fail(f"--since {text!r} is neither a duration (30m, 2h, 7d) nor an ISO-8601 "
+                    "time") from None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+
+
+def _bulk(app: App, verb: str, states: list[str], task: str | None, queue: str | None,
+          since: str | None, yes: bool, act: Callable[[list[int]], int]) -> None:
+    """Count the matching jobs, confirm, then act on them in short batches with progress."""
+    cutoff = _since(since)
+    total = app.store.count_matching(states, task, queue, cutoff)
+    if total == 0:
+        click.echo(f"no {'/'.join(states)} jobs match; nothing to {verb}")
+        return
+    if not yes:
+        click.confirm(f"{verb} {total} {'/'.join(states)} job(s)?", abort=True)
+    done = 0
+    last_id = 0
+    while True:
+        ids = app.store.ids_matching(states, task, queue, cutoff, after_id=last_id)
+        if not ids:
+            break
+        last_id = ids[-1]
+        done += act(ids)
+        if total > 1000:
+            click.echo(f"  {done}/{total}", err=True)
+    app.ring(b"c" if verb == "cancel" else b"e")
+    click.echo(f"{verb}: {done} job(s)")
+
+
 @main.command()
 @_common
-@click.argument("job_id", type=int)
+@click.argument("job_id", type=int, required=False)
+@click.option("--state", "states", type=click.Choice(["failed", "cancelled"]), multiple=True,
+              help="Bulk: retry jobs in this state (default failed).")
+@_filter_options
 @click.option("--retries", type=click.IntRange(min=0), default=0, show_default=True,
-              help="Retries it gets after this new attempt.")
+              help="Retries each gets after its new attempt.")
 @_errors
-def retry(config_path: str | None, database: str | None, job_id: int, retries: int) -> None:
-    """Put a failed or cancelled job back to queued."""
+def retry(config_path: str | None, database: str | None, job_id: int | None,
+          states: tuple[str, ...], task: str | None, queue: str | None, since: str | None,
+          yes: bool, retries: int) -> None:
+    """Put a failed or cancelled job (JOB_ID), or every match of the filters, back to queued."""
     ctx = _Context(config_path, database)
     app = ctx.job_app()
+    if job_id is None:
+        now = time.time()
+        _bulk(app, "retry", list(states or ["failed"]), task, queue, since, yes,
+              lambda ids: app.store.retry_many(ids, retries, now))
+        return
     job = _job_or_fail(app, job_id)
     if not app.store.retry(job_id, retries, time.time()):
         raise _fail(f"job {job_id} is {job.state.value}; only failed or cancelled jobs can be "
@@ -314,16 +379,105 @@ def retry(config_path: str | None, database: str | None, job_id: int, retries: i
 
 @main.command()
 @_common
-@click.argument("job_id", type=int)
+@click.argument("job_id", type=int, required=False)
+@click.option("--state", "states", type=click.Choice(["scheduled", "queued", "running"]),
+              multiple=True, help="Bulk: cancel jobs in this state (default: all three).")
+@_filter_options
 @_errors
-def cancel(config_path: str | None, database: str | None, job_id: int) -> None:
-    """Cancel a job: a pending one never runs, a running one is stopped."""
+def cancel(config_path: str | None, database: str | None, job_id: int | None,
+           states: tuple[str, ...], task: str | None, queue: str | None, since: str | None,
+           yes: bool) -> None:
+    """Cancel a job (JOB_ID), or every match of the filters: pending ones never run, running
+    ones are stopped."""
     ctx = _Context(config_path, database)
     app = ctx.job_app()
+    if job_id is None:
+        if not (task or queue or since or states):
+            raise _fail("give a JOB_ID, or filters (--state, --task, --queue, --since) for a "
+                        "bulk cancel")
+        now = time.time()
+        _bulk(app, "cancel", list(states or ["scheduled", "queued", "running"]), task, queue,
+              since, yes,
+              lambda ids: sum(app.store.cancel(i, "cancelled", now) for i in ids))
+        return
     job = _job_or_fail(app, job_id)
     if not job.cancel():
         raise _fail(f"job {job_id} already ended {job.state.value}; nothing to cancel")
     click.echo(f"job {job_id} cancelled")
+
+
+@main.command()
+@_common
+@click.option("--state", "states", type=click.Choice(["succeeded", "failed", "cancelled"]),
+              multiple=True, help="Delete jobs in this state (default: all three).")
+@_filter_options
+@_errors
+def purge(config_path: str | None, database: str | None, states: tuple[str, ...],
+          task: str | None, queue: str | None, since: str | None, yes: bool) -> None:
+    """Delete finished jobs (and their attempts) matching the filters."""
+    ctx = _Context(config_path, database)
+    app = ctx.job_app()
+    _bulk(app, "purge", list(states or ["succeeded", "failed", "cancelled"]), task, queue,
+          since, yes, app.store.purge)
+
+
+@main.command()
+@_common
+@click.argument("action", type=click.Choice(["list", "pause", "resume"]), default="list")
+@click.argument("name", required=False)
+@_json_option
+@_errors
+def queues(config_path: str | None, database: str | None, action: str, name: str | None,
+           as_json: bool) -> None:
+    """List queues with their limits and counts, or pause / resume one (persisted)."""
+    ctx = _Context(config_path, database)
+    app = ctx.job_app()
+    if action != "list":
+        if not name:
+            raise _fail(f"name the queue: litejobs queues {action} NAME")
+        app.store.set_paused(name, action == "pause")
+        if action == "resume":
+            app.ring(b"e")
+        click.echo(f"queue {name} {'paused' if action == 'pause' else 'resumed'}")
+        return
+    counts = app.store.stats()["queues"]
+    paused = dict(app.store.queue_list())
+    items = []
+    for q in sorted(set(counts) | set(paused) | set(ctx.config.queues)):
+        limits = ctx.config.queues.get(q)
+        items.append({"name": q, "paused": paused.get(q, False),
+                      "concurrency": limits.concurrency if limits else None,
+                      "rate_limit": limits.rate_limit if limits else None,
+                      "counts": counts.get(q, {})})
+    if as_json:
+        click.echo(json.dumps(items))
+        return
+    for it in items:
+        c = it["counts"]
+        limits_text = ", ".join(f"{k}={it[k]}" for k in ("concurrency", "rate_limit") if it[k])
+        click.echo(f"{it['name']:<20} {'PAUSED' if it['paused'] else 'active':<7} "
+                   f"queued={c.get('queued', 0)} running={c.get('running', 0)} "
+                   f"scheduled={c.get('scheduled', 0)} {limits_text}")
+
+
+@main.command()
+@_common
+@click.argument("job_id", type=int)
+@click.option("--app", "app_spec", help="Import path of the App (to check the task exists).")
+@_json_option
+@_errors
+def explain(config_path: str | None, database: str | None, job_id: int,
+            app_spec: str | None, as_json: bool) -> None:
+    """Say in one sentence why a job is not running now."""
+    from litejobs.explain import explain as explain_job
+
+    ctx = _Context(config_path, database, app_spec)
+    app = ctx.job_app()
+    tasks = set(ctx.app().tasks) if ctx.config.app else None
+    result = explain_job(app.store, job_id, ctx.config, tasks)
+    if result is None:
+        raise _fail(f"no job with id {job_id} (never enqueued, or pruned after retention)")
+    click.echo(json.dumps(result.to_dict()) if as_json else result.message)
 
 
 @main.command()

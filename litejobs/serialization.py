@@ -72,6 +72,11 @@ def dump_call(
     ``names`` are the function's positional parameter names, used to name a bad positional
     argument the way the caller wrote it.
     """
+    for name in kwargs:
+        # JSON would quietly turn 1 into "1"; the call could then never be made as written
+        if not isinstance(name, str):
+            raise TypeError(f"task {task!r}: keyword names must be str, got {name!r}; "
+                            "nothing was enqueued")
     try:
         # +1: the list or object holding the arguments; each argument gets MAX_DEPTH levels.
         a = _dump(list(args), MAX_DEPTH + 1)

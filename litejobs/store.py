@@ -17,7 +17,7 @@ import os
 import random
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -26,12 +26,14 @@ import apsw
 from litejobs.errors import StorageError, StorageFull
 from litejobs.job import TRANSITIONS, Attempt, State, sources
 
-__all__ = ["SCHEMA_VERSION", "NewJob", "Store", "Tx"]
+__all__ = ["SCHEMA_VERSION", "NewJob", "QueueLimits", "Store", "Tx"]
 
 SCHEMA_VERSION = 1
 #: PRAGMA application_id of a litejobs file ("LJOB"): tells our files from other programs'.
 APPLICATION_ID = 0x4C4A4F42
 SQLITE_HEADER = b"SQLite format 3\x00"
+#: Extra seconds (at most 10% of the period) a rate window lasts beyond its period.
+RATE_MARGIN = 0.1
 #: How long a write keeps retrying SQLITE_BUSY before it gives up with a StorageError.
 BUSY_DEADLINE = 60.0
 
@@ -62,6 +64,8 @@ CREATE TABLE jobs (
     crashes       INTEGER NOT NULL DEFAULT 0,
     timeout       REAL,
     expires_at    REAL,
+    concurrency_key   TEXT,
+    concurrency_limit INTEGER,
     leased_by     TEXT,
     lease_until   REAL,
     started_at    REAL,
@@ -78,6 +82,17 @@ CREATE INDEX jobs_finished  ON jobs (finished_at)
     WHERE state IN ('succeeded', 'failed', 'cancelled');
 CREATE INDEX jobs_task      ON jobs (task, state);
 CREATE INDEX jobs_key       ON jobs (task, key, created_at) WHERE key IS NOT NULL;
+CREATE INDEX jobs_ckey      ON jobs (concurrency_key)
+    WHERE state = 'running' AND concurrency_key IS NOT NULL;
+CREATE INDEX jobs_expiry    ON jobs (expires_at)
+    WHERE expires_at IS NOT NULL AND state IN ('scheduled', 'queued');
+
+-- Start times of rate-limited queues' jobs: the sliding window each claim counts.
+CREATE TABLE rate_starts (
+    queue TEXT NOT NULL,
+    at    REAL NOT NULL
+);
+CREATE INDEX rate_starts_window ON rate_starts (queue, at);
 
 -- The schema repeats TRANSITIONS: no update may move a job along an edge it does not list.
 CREATE TRIGGER jobs_transition BEFORE UPDATE OF state ON jobs
@@ -139,7 +154,8 @@ MIGRATIONS: dict[int, str] = {}
 
 JOB_COLUMNS = (
     "id, task, queue, state, priority, args, kwargs, key, run_at, scheduled_at, created_at, "
-    "attempt, max_attempts, interrupts, crashes, timeout, expires_at, leased_by, lease_until, "
+    "attempt, max_attempts, interrupts, crashes, timeout, expires_at, concurrency_key, "
+    "concurrency_limit, leased_by, lease_until, "
     "started_at, finished_at, result, error"
 )
 
@@ -158,11 +174,35 @@ class NewJob:
     timeout: float | None
     key: str | None = None
     expires_at: float | None = None
+    concurrency_key: str | None = None
+    concurrency_limit: int | None = None
     #: The idempotency window: a live job of the same task and key younger than this is
     #: returned instead of a new one.
     unique_for: float | None = None
     #: With a key: push a pending job of that key back to now + debounce, newest arguments.
     debounce: float | None = None
+
+
+IDENTITY = (
+    "SELECT (SELECT application_id FROM pragma_application_id()), "
+    "(SELECT user_version FROM pragma_user_version()), "
+    "(SELECT count(*) FROM sqlite_schema WHERE name NOT LIKE 'sqlite_%')"
+)
+
+
+def _retry_busy(fn: Callable[[], T]) -> T:
+    """Run ``fn`` again on SQLITE_BUSY until BUSY_DEADLINE. For statements SQLite may refuse
+    at once, without its busy handler (switching to WAL while another process does)."""
+    deadline = time.monotonic() + BUSY_DEADLINE
+    pause = 0.001
+    while True:
+        try:
+            return fn()
+        except apsw.BusyError:
+            if time.monotonic() + pause > deadline:
+                raise
+            time.sleep(pause * random.uniform(0.5, 1.0))
+            pause = min(pause * 2, 0.1)
 
 
 def _scalar(target: apsw.Connection | apsw.Cursor, sql: str, params: Sequence[Any] = ()) -> Any:
@@ -206,8 +246,9 @@ def _storage_error(path: str, exc: apsw.Error) -> StorageError:
 
 INSERT_JOB = """
 INSERT INTO jobs (task, queue, state, priority, args, kwargs, key, run_at, scheduled_at,
-                  created_at, max_attempts, timeout, expires_at)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                  created_at, max_attempts, timeout, expires_at, concurrency_key,
+                  concurrency_limit)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 RETURNING id
 """
 INSERT_QUEUE = "INSERT OR IGNORE INTO queues (name) VALUES (?)"
@@ -238,10 +279,31 @@ WHERE id = ? AND state IN ('failed', 'cancelled')
 """
 SELECT_QUEUES = "SELECT name, paused FROM queues ORDER BY name"
 CLAIM_CANDIDATES = """
-SELECT id, priority, run_at FROM jobs
-WHERE state = 'queued' AND queue = ?
+SELECT id, priority, run_at, concurrency_key, concurrency_limit,
+       CASE WHEN concurrency_key IS NULL THEN 0 ELSE
+           (SELECT count(*) FROM jobs r
+            WHERE r.state = 'running' AND r.concurrency_key = j.concurrency_key) END AS held
+FROM jobs j
+WHERE state = 'queued' AND queue = ? AND (expires_at IS NULL OR expires_at >= ?)
+  AND (concurrency_key IS NULL OR held < concurrency_limit)
 ORDER BY priority DESC, run_at, id
 LIMIT ?
+"""
+RUNNING_BY_QUEUE = "SELECT queue, count(*) FROM jobs WHERE state = 'running' GROUP BY queue"
+RATE_WINDOW = "SELECT count(*), min(at) FROM rate_starts WHERE queue = ? AND at > ?"
+RATE_OLDEST = "SELECT min(at) FROM rate_starts WHERE queue = ? AND at > ?"
+RATE_FORGET = "DELETE FROM rate_starts WHERE queue = ? AND at <= ?"
+RATE_START = "INSERT INTO rate_starts (queue, at) VALUES (?, ?)"
+EXPIRE_DUE = """
+UPDATE jobs SET state = 'cancelled', finished_at = ?,
+    error = 'expired: not started within ' || printf('%g', expires_at - run_at)
+            || ' s of its run time'
+WHERE id IN (SELECT id FROM jobs WHERE expires_at IS NOT NULL AND expires_at < ?
+             AND state IN ('scheduled', 'queued') LIMIT ?)
+"""
+SET_PAUSED = """
+INSERT INTO queues (name, paused) VALUES (?, ?)
+ON CONFLICT (name) DO UPDATE SET paused = excluded.paused
 """
 CLAIM = """
 UPDATE jobs SET state = 'running', attempt = attempt + 1, leased_by = ?, lease_until = ?,
@@ -332,6 +394,21 @@ DELETE FROM cron_fires WHERE (entry, instant) IN (
     SELECT entry, instant FROM cron_fires WHERE fired_at < ? LIMIT ?)
 """
 
+RUNNING_IN_QUEUE = (
+    "SELECT id FROM jobs WHERE state = 'running' AND queue = ? ORDER BY started_at LIMIT ?"
+)
+COUNT_RUNNING_IN_QUEUE = "SELECT count(*) FROM jobs WHERE state = 'running' AND queue = ?"
+RUNNING_WITH_KEY = (
+    "SELECT id FROM jobs WHERE state = 'running' AND concurrency_key = ? ORDER BY started_at"
+)
+AHEAD_IN_QUEUE = """
+SELECT count(*) FROM jobs
+WHERE state = 'queued' AND queue = :queue
+  AND (priority > :priority OR (priority = :priority AND (run_at < :run_at
+       OR (run_at = :run_at AND id < :id))))
+"""
+SELECT_PAUSED = "SELECT paused FROM queues WHERE name = ?"
+
 UPSERT_SUPERVISOR = """
 INSERT INTO supervisors (id, hostname, pid, started_at, heartbeat_at, queues)
 VALUES (?, ?, ?, ?, ?, ?)
@@ -349,11 +426,21 @@ def _like_prefix(prefix: str) -> str:
     return prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
 
+@dataclass(frozen=True, slots=True)
+class QueueLimits:
+    """A queue as a claim sees it: its name and the limits its config sets."""
+
+    name: str
+    concurrency: int | None = None
+    rate: tuple[int, float] | None = None  # (N, period in seconds): N starts per period
+
+
 class Tx:
     """The statements a supervisor runs inside one write transaction."""
 
     def __init__(self, cursor: apsw.Cursor) -> None:
         self.cursor = cursor
+        self.next_slot: float | None = None
         self._queues_seen: set[str] = set()
 
     def insert(self, job: NewJob, now: float) -> Row:
@@ -370,6 +457,7 @@ class Tx:
         job_id = _scalar(cur, INSERT_JOB, (
             job.task, job.queue, state, job.priority, job.args, job.kwargs, job.key,
             job.run_at, job.run_at, now, job.max_attempts, job.timeout, job.expires_at,
+            job.concurrency_key, job.concurrency_limit,
         ))
         return {
             "id": int(job_id), "task": job.task, "queue": job.queue, "state": state,
@@ -377,7 +465,8 @@ class Tx:
             "key": job.key, "run_at": job.run_at, "scheduled_at": job.run_at,
             "created_at": now, "attempt": 0, "max_attempts": job.max_attempts,
             "interrupts": 0, "crashes": 0, "timeout": job.timeout,
-            "expires_at": job.expires_at, "leased_by": None, "lease_until": None,
+            "expires_at": job.expires_at, "concurrency_key": job.concurrency_key,
+            "concurrency_limit": job.concurrency_limit, "leased_by": None, "lease_until": None,
             "started_at": None, "finished_at": None, "result": None, "error": None,
         }
 
@@ -433,27 +522,91 @@ class Tx:
         return [(str(n), bool(p)) for n, p in self.cursor.execute(SELECT_QUEUES)]
 
     def claim(
-        self, worker_ids: Sequence[str], queues: Iterable[str], now: float, lease: float
+        self, worker_ids: Sequence[str], queues: Iterable[QueueLimits], now: float, lease: float
     ) -> list[Row]:
         """Claim up to ``len(worker_ids)`` queued jobs of ``queues``, best first, one per worker.
 
-        Each claim bumps the attempt number (the fencing token) and takes a lease in the same
-        statement.
+        Every limit is enforced here, inside the write transaction, so it holds across all
+        workers and supervisors on the file: a queue's concurrency (running jobs of the queue),
+        its rate limit (a sliding window of start times), each job's concurrency key (running
+        jobs sharing the key), and expiry. Each claim bumps the attempt number (the fencing
+        token) and takes a lease in the same statement. ``self.next_slot`` is set to the
+        moment a rate-limited queue with waiting jobs gets its next slot.
         """
+        self.next_slot = None
         n = len(worker_ids)
         if n == 0:
             return []
-        candidates: list[tuple[int, float, int]] = []
-        for queue in queues:
-            for job_id, priority, run_at in self.cursor.execute(CLAIM_CANDIDATES, (queue, n)):
-                candidates.append((-priority, run_at, job_id))
+        queues = list(queues)
+        running: dict[str, int] = {}
+        if any(q.concurrency is not None for q in queues):
+            running = {str(q): int(c) for q, c in self.cursor.execute(RUNNING_BY_QUEUE)}
+        candidates: list[tuple[int, float, int, str, str | None, int, int]] = []
+        caps: dict[str, int] = {}
+        for q in queues:
+            cap = n
+            if q.concurrency is not None:
+                cap = min(cap, q.concurrency - running.get(q.name, 0))
+            if q.rate is not None and cap > 0:
+                count, period = q.rate
+                # Starts are counted at claim; a job reaches its worker a few ms later, so the
+                # window is a little longer than the period and the limit also holds for the
+                # starts tasks see.
+                period += min(RATE_MARGIN, period * 0.1)
+                self.cursor.execute(RATE_FORGET, (q.name, now - period))
+                used, oldest = self.cursor.execute(
+                    RATE_WINDOW, (q.name, now - period)).fetchone() or (0, None)
+                if used >= count:
+                    cap = 0
+                    self._slot(q.name, (oldest or now) + period, now)
+                else:
+                    cap = min(cap, count - used)
+            if cap <= 0:
+                continue
+            caps[q.name] = cap
+            # Slack beyond the cap: jobs of one key in this batch may exclude each other.
+            for job_id, priority, run_at, ckey, climit, held in self.cursor.execute(
+                    CLAIM_CANDIDATES, (q.name, now, cap + min(cap, 64))):
+                candidates.append((-priority, run_at, job_id, q.name, ckey, climit or 1, held))
         candidates.sort()
+        held_now: dict[str, int] = {}
         claimed: list[Row] = []
-        for (_, _, job_id), worker in zip(candidates, worker_ids, strict=False):
-            claimed.extend(
-                _dicts(self.cursor.execute(CLAIM, (worker, now + lease, now, job_id)))
-            )
+        workers = iter(worker_ids)
+        limits = {q.name: q for q in queues}
+        for _, _, job_id, queue, ckey, climit, held in candidates:
+            if len(claimed) == n:
+                break
+            if caps[queue] <= 0:
+                continue
+            if ckey is not None:
+                taken = held_now.get(ckey, held)
+                if taken >= climit:
+                    continue
+                held_now[ckey] = taken + 1
+            caps[queue] -= 1
+            row = next(_dicts(self.cursor.execute(CLAIM, (next(workers), now + lease, now,
+                                                          job_id))), None)
+            if row is None:
+                continue
+            claimed.append(row)
+            rate = limits[queue].rate
+            if rate is not None:
+                self.cursor.execute(RATE_START, (queue, now))
+                if caps[queue] == 0:
+                    period = rate[1] + min(RATE_MARGIN, rate[1] * 0.1)
+                    oldest = _scalar(self.cursor, RATE_OLDEST, (queue, now - period))
+                    self._slot(queue, (oldest or now) + period, now)
         return claimed
+
+    def _slot(self, queue: str, at: float, now: float) -> None:
+        at = max(at, now)
+        if self.next_slot is None or at < self.next_slot:
+            self.next_slot = at
+
+    def expire_due(self, now: float, limit: int = 500) -> int:
+        """Cancel (reason "expired") pending jobs not started by their ``expires_at``."""
+        self.cursor.execute(EXPIRE_DUE, (now, now, limit))
+        return self.cursor.connection.changes()
 
     def promote_due(self, now: float, limit: int = 1000) -> int:
         self.cursor.execute(PROMOTE_DUE, (now, limit))
@@ -643,7 +796,7 @@ class Store:
                     "writable, then try again"
                 )
             self._check_identity(conn)
-            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()
+            mode = _retry_busy(lambda: conn.execute("PRAGMA journal_mode = WAL").fetchone())
             if mode is None or str(mode[0]).lower() != "wal":
                 raise StorageError(
                     f"{path} could not be switched to WAL mode (got {mode}); it must be on a "
@@ -702,11 +855,10 @@ class Store:
             )
 
     def _check_identity(self, conn: apsw.Connection) -> None:
-        app_id = int(_scalar(conn, "PRAGMA application_id"))
-        version = int(_scalar(conn, "PRAGMA user_version"))
+        # One statement, so one snapshot: read separately, another process creating the schema
+        # in between makes a fresh file look like another program's (id 0, tables present).
+        app_id, version, tables = conn.execute(IDENTITY).fetchone() or (0, 0, 0)
         if app_id == 0:
-            tables = _scalar(
-                conn, "SELECT count(*) FROM sqlite_schema WHERE name NOT LIKE 'sqlite_%'")
             if tables:
                 raise StorageError(
                     f"{self.path} is another program's SQLite database, not a litejobs one; "
@@ -774,7 +926,7 @@ class Store:
         """Run ``fn`` in one ``BEGIN IMMEDIATE`` transaction, retried whole on SQLITE_BUSY."""
         return self._transaction(self.connection(), lambda cur: fn(Tx(cur)))
 
-    def _read(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+    def _read(self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> list[Row]:
         try:
             return list(_dicts(self.connection().execute(sql, params)))
         except apsw.BusyError as exc:
@@ -875,13 +1027,100 @@ class Store:
         queues: dict[str, dict[str, int]] = {}
         for name, _ in self.queue_list():
             queues[name] = {s.value: 0 for s in State}
-        for queue, state, count in self.connection().execute(COUNT_BY_QUEUE_STATE):
+        # _read: a corrupt or locked file surfaces as StorageError, not a raw apsw error
+        for row in self._read(COUNT_BY_QUEUE_STATE):
+            queue, state, count = row.values()
             states[state] += count
             queues.setdefault(queue, {s.value: 0 for s in State})[state] = count
         return {"states": states, "queues": queues}
 
+    def set_paused(self, queue: str, paused: bool) -> None:
+        """Pause or resume a queue (persisted: every supervisor on the file obeys it)."""
+        self._transaction(self.connection(),
+                          lambda cur: cur.execute(SET_PAUSED, (queue, int(paused))))
+
+    # --- bulk operations ---------------------------------------------------------------------
+
+    @staticmethod
+    def _filters(states: Sequence[str], task: str | None, queue: str | None,
+                 since: float | None) -> tuple[str, list[Any]]:
+        clauses = [f"state IN ({', '.join('?' for _ in states)})"]
+        params: list[Any] = list(states)
+        for column, value in (("task", task), ("queue", queue)):
+            if value is not None:
+                clauses.append(f"{column} = ?")
+                params.append(value)
+        if since is not None:
+            clauses.append("created_at >= ?")
+            params.append(since)
+        return " AND ".join(clauses), params
+
+    def count_matching(self, states: Sequence[str], task: str | None = None,
+                       queue: str | None = None, since: float | None = None) -> int:
+        where, params = self._filters(states, task, queue, since)
+        return int(self._read(f"SELECT count(*) AS n FROM jobs WHERE {where}", params)[0]["n"])
+
+    def ids_matching(self, states: Sequence[str], task: str | None = None,
+                     queue: str | None = None, since: float | None = None,
+                     after_id: int = 0, limit: int = 1000) -> list[int]:
+        """One page of matching ids above ``after_id``, for bulk operations in batches."""
+        where, params = self._filters(states, task, queue, since)
+        rows = self._read(f"SELECT id FROM jobs WHERE {where} AND id > ? ORDER BY id LIMIT ?",
+                          [*params, after_id, limit])
+        return [int(r["id"]) for r in rows]
+
+    def retry_many(self, ids: Sequence[int], retries: int, now: float) -> int:
+        """Manual retry of many failed or cancelled jobs, in one short transaction."""
+
+        def retry(cur: apsw.Cursor) -> int:
+            n = 0
+            for job_id in ids:
+                cur.execute(RETRY_JOB, (now, retries + 1, job_id))
+                n += cur.connection.changes()
+            return n
+
+        return self._transaction(self.connection(), retry)
+
+    def purge(self, ids: Sequence[int]) -> int:
+        """Delete terminal jobs (and their attempts) by id; others are left alone."""
+
+        def purge(cur: apsw.Cursor) -> int:
+            n = 0
+            for job_id in ids:
+                cur.execute("DELETE FROM jobs WHERE id = ? AND state IN "
+                            "('succeeded', 'failed', 'cancelled')", (job_id,))
+                n += cur.connection.changes()
+            return n
+
+        return self._transaction(self.connection(), purge)
+
+    # --- facts for `explain` ------------------------------------------------------------------
+
+    def queue_paused(self, queue: str) -> bool:
+        rows = self._read(SELECT_PAUSED, (queue,))
+        return bool(rows and rows[0]["paused"])
+
+    def running_in_queue(self, queue: str, limit: int = 5) -> tuple[int, list[int]]:
+        count = int(next(iter(self._read(COUNT_RUNNING_IN_QUEUE, (queue,))[0].values())))
+        ids = [int(r["id"]) for r in self._read(RUNNING_IN_QUEUE, (queue, limit))]
+        return count, ids
+
+    def running_with_key(self, key: str) -> list[int]:
+        return [int(r["id"]) for r in self._read(RUNNING_WITH_KEY, (key,))]
+
+    def rate_window(self, queue: str, since: float) -> tuple[int, float | None]:
+        row = self._read(RATE_WINDOW, (queue, since))[0]
+        values = list(row.values())
+        return int(values[0]), values[1]
+
+    def ahead_of(self, job: Row) -> int:
+        """How many queued jobs of the job's queue a claim takes before it."""
+        rows = self._read(AHEAD_IN_QUEUE, {"queue": job["queue"], "priority": job["priority"],
+                                           "run_at": job["run_at"], "id": job["id"]})
+        return int(next(iter(rows[0].values())))
+
     def queue_list(self) -> list[tuple[str, bool]]:
-        return [(str(n), bool(p)) for n, p in self.connection().execute(SELECT_QUEUES)]
+        return [(str(r["name"]), bool(r["paused"])) for r in self._read(SELECT_QUEUES)]
 
     # --- upkeep ------------------------------------------------------------------------------
 

@@ -27,10 +27,10 @@ from typing import Any
 from litejobs import maintenance
 from litejobs.app import App
 from litejobs.bell import BellListener
-from litejobs.config import Config
+from litejobs.config import Config, parse_rate
 from litejobs.errors import LitejobsError, StorageError, WorkerDied
 from litejobs.pool import Assignment, Pool, WorkerProcess, describe_exit
-from litejobs.store import Row, Store, Tx
+from litejobs.store import QueueLimits, Row, Store, Tx
 from litejobs.ticker import Ticker, build_entries
 from litejobs.worker import HEARTBEAT as WORKER_HEARTBEAT
 
@@ -91,6 +91,7 @@ class Supervisor:
         self._signals: list[int] = []
         self.ticker = Ticker(app, self.store, build_entries(app))
         self.next_cron: float | None = None
+        self.next_slot: float | None = None  # when a rate-limited queue may start a job again
 
     # --- life cycle --------------------------------------------------------------------------
 
@@ -337,9 +338,12 @@ class Supervisor:
             self.due_stale = False
             self.next_due = self.store.next_scheduled()
         promote = self.next_due is not None and self.next_due <= now
-        claim = bool(idle) and (self.wake or promote)
+        slot = self.next_slot is not None and now >= self.next_slot
+        claim = bool(idle) and (self.wake or promote or slot)
         renew = mono >= self.timers["renew"]
         if not (self.outcomes or promote or claim or renew):
+            if slot and not idle:
+                self.next_slot = None  # a worker finishing will claim again anyway
             return
         leases: list[tuple[int, int]] = []
         if renew:
@@ -359,8 +363,9 @@ class Supervisor:
             lost = tx.renew(leases, now + lease) if leases else []
             rows: list[Row] = []
             if claim:
-                queues = self.queues or [n for n, paused in tx.queues() if not paused]
-                rows = tx.claim([w.name for w in idle], queues, now, lease)
+                tx.expire_due(now)
+                rows = tx.claim([w.name for w in idle], self._served(tx.queues()), now, lease)
+                self.next_slot = tx.next_slot
             return rows, lost
 
         rows, lost = self.store.write(work)
@@ -374,6 +379,19 @@ class Supervisor:
         by_name = {w.name: w for w in idle}
         for row in rows:
             self._dispatch(by_name[row["leased_by"]], row, now)
+
+    def _served(self, known: list[tuple[str, bool]]) -> list[QueueLimits]:
+        """The queues this supervisor claims from now, with their configured limits."""
+        paused = {name for name, p in known if p}
+        names = self.queues or [name for name, _ in known]
+        out: list[QueueLimits] = []
+        for name in names:
+            if name in paused:
+                continue
+            q = self.config.queues.get(name)
+            rate = parse_rate(q.rate_limit) if q is not None and q.rate_limit else None
+            out.append(QueueLimits(name, q.concurrency if q is not None else None, rate))
+        return out
 
     def _record(self, tx: Tx, outcomes: list[_Outcome]) -> None:
         for o in outcomes:
@@ -492,7 +510,7 @@ class Supervisor:
             due = [self.storage_down_until]
         wait = min(due) - mono
         wall = time.time()
-        for instant in (self.next_due, self.next_cron):
+        for instant in (self.next_due, self.next_cron, self.next_slot):
             if instant is not None:
                 wait = min(wait, instant - wall)
         return max(0.0, wait)
