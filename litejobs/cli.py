@@ -498,6 +498,29 @@ def stats(config_path: str | None, database: str | None, as_json: bool) -> None:
     click.echo(f"{'(all)':<20}" + "".join(f"{data['states'][s]:>11}" for s in states))
 
 
+@main.command()
+@_common
+@click.option("--allow-network-fs", is_flag=True,
+              help="Only warn when the database is on a network file system.")
+@_json_option
+@_errors
+def doctor(config_path: str | None, database: str | None, allow_network_fs: bool,
+           as_json: bool) -> None:
+    """Check the database file, its file system, disk, WAL, leases and supervisors."""
+    from litejobs.doctor import diagnose
+
+    ctx = _Context(config_path, database)
+    checks = diagnose(ctx.database(), allow_network_fs=allow_network_fs)
+    if as_json:
+        click.echo(json.dumps([c.to_dict() for c in checks]))
+    else:
+        marks = {"ok": "ok  ", "warn": "WARN", "fail": "FAIL"}
+        for c in checks:
+            click.echo(f"{marks[c.verdict]} {c.name:<12} {c.message}")
+    if any(c.verdict == "fail" for c in checks):
+        sys.exit(1)
+
+
 @main.group()
 def cron() -> None:
     """Cron entries: list them, trigger one now, show upcoming fire times."""

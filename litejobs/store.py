@@ -419,6 +419,10 @@ DELETE_OLD_SUPERVISORS = "DELETE FROM supervisors WHERE heartbeat_at < ?"
 SELECT_SUPERVISORS = (
     "SELECT id, hostname, pid, started_at, heartbeat_at, queues FROM supervisors ORDER BY id"
 )
+COUNT_EXPIRED_LEASES = "SELECT count(*) FROM jobs WHERE state = 'running' AND lease_until < ?"
+COUNT_RUNNING = "SELECT count(*) FROM jobs WHERE state = 'running'"
+COUNT_QUEUED = "SELECT count(*) FROM jobs WHERE state = 'queued'"
+OLDEST_QUEUED = "SELECT min(run_at) FROM jobs WHERE state = 'queued'"
 COUNT_BY_QUEUE_STATE = "SELECT queue, state, count(*) FROM jobs GROUP BY queue, state"
 
 
@@ -817,6 +821,29 @@ class Store:
             conn.close()
             raise
         return conn
+
+    def inspect(self, now: float) -> Row:
+        """Facts for ``litejobs doctor``, read on a read-only connection (nothing is written).
+
+        Call ``verify()`` first: this assumes a litejobs file.
+        """
+        conn = apsw.Connection(self.path, flags=apsw.SQLITE_OPEN_READONLY)
+        try:
+            conn.set_busy_timeout(int(self.busy_timeout * 1000))
+            facts: Row = {
+                "journal_mode": str(_scalar(conn, "PRAGMA journal_mode")),
+                "schema_version": int(_scalar(conn, "PRAGMA user_version")),
+                "expired_leases": int(_scalar(conn, COUNT_EXPIRED_LEASES, (now,))),
+                "running": int(_scalar(conn, COUNT_RUNNING)),
+                "oldest_queued": _scalar(conn, OLDEST_QUEUED),
+                "queued": int(_scalar(conn, COUNT_QUEUED)),
+                "supervisors": list(_dicts(conn.execute(SELECT_SUPERVISORS))),
+            }
+        except apsw.Error as exc:
+            raise _storage_error(self.path, exc) from None
+        finally:
+            conn.close()
+        return facts
 
     def verify(self) -> None:
         """Refuse a file litejobs must not use, without writing to it: not SQLite, another
