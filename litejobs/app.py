@@ -319,9 +319,9 @@ class App:
                 run_at = o.run_at.timestamp()
             else:
                 run_at = _check_seconds("run_at", o.run_at)
-        expires_at = None
+        expires = None
         if o.expires is not None:
-            expires_at = run_at + _check_seconds("expires", o.expires, allow_zero=False)
+            expires = _check_seconds("expires", o.expires, allow_zero=False)
         args, kwargs = dump_call(p.task, p.args, p.kwargs, self.max_payload, p.param_names)
         key = o.key
         unique_for = d.unique_for
@@ -337,6 +337,8 @@ class App:
                 raise ValueError("debounce needs a key: .options(debounce=S, key=...)")
             debounce = _check_seconds("debounce", o.debounce)
             run_at = max(run_at, now + debounce)
+        # after the debounce: expires counts from the run time the job really gets
+        expires_at = None if expires is None else run_at + expires
         ckey = o.concurrency_key if o.concurrency_key is not None else d.concurrency_key
         if callable(ckey):
             try:

@@ -106,14 +106,24 @@ class _Context:
                         "set database = in litejobs.toml")
         return configured
 
+    def existing_database(self) -> str:
+        """The database path, refusing one that does not exist (a typo must not quietly
+        create an empty file that every command then reports as empty)."""
+        path = self.database()
+        if not os.path.exists(path):
+            raise _fail(f"no database at {path}; check --database / LITEJOBS_DATABASE / the "
+                        "config (it is created by the first enqueue or `litejobs run`)")
+        return path
+
     def store(self) -> Store:
-        return Store(self.database(), durability=self.config.durability)
+        return Store(self.existing_database(), durability=self.config.durability)
 
     def job_app(self) -> App:
         """An App to hold Job handles: the configured one, or a bare one on the database."""
+        path = self.existing_database()
         if self.config.app and self.config.database is None:
             return self.app()
-        return App(self.database(), durability=self.config.durability)
+        return App(path, durability=self.config.durability)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

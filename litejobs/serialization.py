@@ -52,7 +52,7 @@ def _dump(value: Any, limit: int = MAX_DEPTH) -> str:
 
 def _why(value: Any) -> str | None:
     try:
-        _dump(value)
+        _dump(value).encode()  # a lone surrogate ("\udcff" from a file name) is not UTF-8
     except (TypeError, ValueError, RecursionError) as exc:
         if isinstance(exc, RecursionError):
             return f"it is nested more than {MAX_DEPTH} levels deep"
@@ -81,6 +81,7 @@ def dump_call(
         # +1: the list or object holding the arguments; each argument gets MAX_DEPTH levels.
         a = _dump(list(args), MAX_DEPTH + 1)
         k = _dump(dict(kwargs), MAX_DEPTH + 1)
+        size = len(a.encode()) + len(k.encode())  # UnicodeEncodeError is a ValueError
     except (TypeError, ValueError, RecursionError):
         for i, value in enumerate(args):
             why = _why(value)
@@ -104,7 +105,6 @@ def dump_call(
                     "nothing was enqueued"
                 ) from None
         raise
-    size = len(a.encode()) + len(k.encode())
     if size > max_payload:
         raise PayloadTooLarge(
             f"task {task!r}: arguments take {size} bytes as JSON, over the cap of "
@@ -117,7 +117,9 @@ def dump_call(
 def dump_result(value: Any) -> str:
     """Encode a task's return value; raises TypeError when JSON cannot carry it."""
     try:
-        return _dump(value)
+        text = _dump(value)
+        text.encode()
+        return text
     except (TypeError, ValueError, RecursionError) as exc:
         raise TypeError(
             f"the task returned a value JSON cannot carry ({exc}); return JSON values only"

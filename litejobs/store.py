@@ -258,7 +258,8 @@ WHERE task = ? AND key = ? AND created_at >= ? AND state NOT IN ('failed', 'canc
 ORDER BY id DESC LIMIT 1
 """
 DEBOUNCE = """
-UPDATE jobs SET state = 'scheduled', run_at = ?, scheduled_at = ?, args = ?, kwargs = ?
+UPDATE jobs SET state = 'scheduled', run_at = ?, scheduled_at = ?, args = ?, kwargs = ?,
+                expires_at = ?
 WHERE id = ? AND state IN ('scheduled', 'queued')
 """
 SELECT_JOB = f"SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?"
@@ -481,10 +482,16 @@ class Tx:
         if not rows:
             return None
         twin = rows[0]
-        if job.debounce is not None and twin["state"] in ("scheduled", "queued"):
-            cur.execute(DEBOUNCE, (job.run_at, job.run_at, job.args, job.kwargs, twin["id"]))
+        if job.debounce is not None and twin["state"] not in ("scheduled", "queued"):
+            # The twin already took older arguments (it runs or ran): the newest ones get a
+            # job of their own, debounced from now.
+            return None
+        if job.debounce is not None:
+            # expires_at counts from the run time, so it moves with it
+            cur.execute(DEBOUNCE, (job.run_at, job.run_at, job.args, job.kwargs,
+                                   job.expires_at, twin["id"]))
             twin.update(state="scheduled", run_at=job.run_at, scheduled_at=job.run_at,
-                        args=job.args, kwargs=job.kwargs)
+                        args=job.args, kwargs=job.kwargs, expires_at=job.expires_at)
         return twin
 
     # --- cron ---------------------------------------------------------------------------------

@@ -1,0 +1,1 @@
+"""Test apps that `litejobs run` imports in the process-level tests."""

@@ -1,0 +1,619 @@
+"""The store against real SQLite files: transitions, guarded updates, fencing, concurrency,
+maintenance batches, and refusing files litejobs must not touch."""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import os
+import sqlite3
+import stat
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import apsw
+import pytest
+
+import litejobs
+from litejobs import maintenance
+from litejobs.job import TERMINAL, TRANSITIONS, State
+from litejobs.store import SCHEMA_VERSION, QueueLimits, Store
+
+LEASE = 30.0
+DEFAULT = [QueueLimits("default")]
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Path:
+    return tmp_path / "jobs.db"
+
+
+@pytest.fixture
+def app(db: Path) -> litejobs.App:
+    return litejobs.App(db)
+
+
+def enqueue(app: litejobs.App, n: int = 1, **options: object) -> list[int]:
+    return [app.enqueue("t.work", args=[i], **options).id for i in range(n)]
+
+
+def claim_one(store: Store, now: float, worker: str = "sup:w1", queue: str = "default") -> dict:
+    rows = store.write(lambda tx: tx.claim([worker], [QueueLimits(queue)], now, LEASE))
+    assert len(rows) == 1, rows
+    return rows[0]
+
+
+def state_of(store: Store, job_id: int) -> str:
+    row = store.get_job(job_id)
+    assert row is not None
+    return str(row["state"])
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+# --- transitions -----------------------------------------------------------------------------
+
+
+def test_transitions_map_is_the_documented_one() -> None:
+    expected = {
+        State.SCHEDULED: {State.QUEUED, State.CANCELLED},
+        State.QUEUED: {State.RUNNING, State.SCHEDULED, State.CANCELLED},
+        State.RUNNING: {State.SUCCEEDED, State.SCHEDULED, State.QUEUED, State.FAILED,
+                        State.CANCELLED},
+        State.SUCCEEDED: set(),
+        State.FAILED: {State.QUEUED},
+        State.CANCELLED: {State.QUEUED},
+    }
+    assert {s: set(t) for s, t in TRANSITIONS.items()} == expected
+    assert set(TRANSITIONS) == set(State)
+    assert TERMINAL == {State.SUCCEEDED, State.FAILED, State.CANCELLED}
+    assert [s.value for s in State] == [
+        "scheduled", "queued", "running", "succeeded", "failed", "cancelled"]
+
+
+def _raw_job(cur: apsw.Cursor, state: str) -> int:
+    lease = ("x", 1.0) if state == "running" else (None, None)
+    return int(cur.execute(
+        "INSERT INTO jobs (task, queue, state, args, kwargs, run_at, scheduled_at, created_at, "
+        "max_attempts, attempt, leased_by, lease_until) "
+        "VALUES ('t', 'default', ?, '[]', '{}', 0, 0, 0, 5, 1, ?, ?) RETURNING id",
+        (state, *lease),
+    ).fetchone()[0])
+
+
+def test_schema_trigger_matches_transitions_map(db: Path) -> None:
+    """Every (from, to) pair: the trigger lets exactly the edges of TRANSITIONS through."""
+    store = Store(db)
+    checked = 0
+    for old, new in itertools.permutations(list(State), 2):
+        job_id = store.write(lambda tx, old=old: _raw_job(tx.cursor, old.value))
+        lease = ("x", 2.0) if new is State.RUNNING else (None, None)
+
+        def move(tx, job_id=job_id, new=new, lease=lease) -> None:
+            tx.cursor.execute("UPDATE jobs SET state = ?, leased_by = ?, lease_until = ? "
+                              "WHERE id = ?", (new.value, *lease, job_id))
+
+        if new in TRANSITIONS[old]:
+            store.write(move)
+            assert state_of(store, job_id) == new.value, (old, new)
+        else:
+            with pytest.raises(apsw.ConstraintError, match="illegal state transition"):
+                store.write(move)
+            assert state_of(store, job_id) == old.value, (old, new)
+        checked += 1
+    assert checked == 30
+
+
+def test_illegal_transition_from_succeeded_is_refused_and_rolled_back(app, db) -> None:
+    (job_id,) = enqueue(app)
+    store = app.store
+    now = time.time()
+    row = claim_one(store, now)
+    assert store.write(lambda tx: tx.succeed(job_id, row["attempt"], "42", "sup:w1", now, now))
+
+    def reopen(tx) -> None:
+        tx.cursor.execute("UPDATE jobs SET error = 'touched' WHERE id = ?", (job_id,))
+        tx.cursor.execute("UPDATE jobs SET state = 'queued' WHERE id = ?", (job_id,))
+
+    with pytest.raises(apsw.ConstraintError, match="illegal state transition"):
+        store.write(reopen)
+    job = store.get_job(job_id)
+    assert job["state"] == "succeeded"
+    assert job["error"] is None  # the whole transaction rolled back
+
+
+def test_claim_success_path(app) -> None:
+    (job_id,) = enqueue(app)
+    store = app.store
+    now = time.time()
+    row = claim_one(store, now, worker="sup:w7")
+    assert row["id"] == job_id
+    assert row["attempt"] == 1
+    assert row["leased_by"] == "sup:w7"
+    job = store.get_job(job_id)
+    assert job["state"] == "running"
+    assert job["lease_until"] == pytest.approx(now + LEASE, abs=1e-3)
+    assert job["started_at"] == pytest.approx(now, abs=1e-3)
+    # nothing left to claim
+    assert store.write(lambda tx: tx.claim(["sup:w2"], DEFAULT, now, LEASE)) == []
+
+    assert store.write(lambda tx: tx.succeed(job_id, 1, '{"ok":1}', "sup:w7", now, now + 1))
+    job = store.get_job(job_id)
+    assert job["state"] == "succeeded"
+    assert job["leased_by"] is None and job["lease_until"] is None
+    assert job["finished_at"] == pytest.approx(now + 1, abs=1e-3)
+    assert app.get_job(job_id).result(timeout=0) == {"ok": 1}
+    [attempt] = store.attempts(job_id)
+    assert (attempt.attempt, attempt.outcome, attempt.worker) == (1, "succeeded", "sup:w7")
+    # a second report of the same attempt is refused (the job is no longer running)
+    assert not store.write(lambda tx: tx.succeed(job_id, 1, "1", "sup:w7", now, now + 2))
+    assert state_of(store, job_id) == "succeeded"
+
+
+def test_claim_takes_best_first_and_one_per_worker(app) -> None:
+    low = app.enqueue("t.low", priority=-5).id
+    high = app.enqueue("t.high", priority=50).id
+    mid1 = app.enqueue("t.mid", priority=0).id
+    mid2 = app.enqueue("t.mid", priority=0).id
+    other = app.enqueue("t.other", queue="other", priority=100).id
+    now = time.time() + 1
+    rows = app.store.write(lambda tx: tx.claim(["a", "b", "c"], DEFAULT, now, LEASE))
+    assert [r["id"] for r in rows] == [high, mid1, mid2]
+    assert [r["leased_by"] for r in rows] == ["a", "b", "c"]
+    assert state_of(app.store, low) == "queued"
+    assert state_of(app.store, other) == "queued"
+
+
+def test_fail_with_retry_in_future_schedules(app) -> None:
+    (job_id,) = enqueue(app)
+    store = app.store
+    now = time.time()
+    claim_one(store, now)
+    assert store.write(lambda tx: tx.fail(job_id, 1, "ValueError: boom", "tb", "sup:w1", now,
+                                          now + 1, retry_at=now + 60))
+    job = store.get_job(job_id)
+    assert job["state"] == "scheduled"
+    assert job["run_at"] == pytest.approx(now + 60, abs=1e-3)
+    assert job["error"] == "ValueError: boom"
+    assert job["leased_by"] is None
+    [a] = store.attempts(job_id)
+    assert (a.outcome, a.error, a.traceback) == ("failed", "ValueError: boom", "tb")
+    # promote then claim again: attempt 2
+    assert store.write(lambda tx: tx.promote_due(now + 61)) == 1
+    row = claim_one(store, now + 62)
+    assert row["attempt"] == 2
+
+
+def test_fail_with_retry_due_now_queues(app) -> None:
+    (job_id,) = enqueue(app)
+    now = time.time()
+    claim_one(app.store, now)
+    assert app.store.write(lambda tx: tx.fail(job_id, 1, "E", None, "w", now, now, retry_at=now))
+    assert state_of(app.store, job_id) == "queued"
+
+
+def test_fail_for_good(app) -> None:
+    (job_id,) = enqueue(app)
+    now = time.time()
+    claim_one(app.store, now)
+    assert app.store.write(lambda tx: tx.fail(job_id, 1, "KeyError: 'x'", None, "w", now, now,
+                                              retry_at=None))
+    job = app.get_job(job_id)
+    assert job.state is State.FAILED
+    with pytest.raises(litejobs.JobFailed, match="KeyError"):
+        job.result(timeout=0)
+
+
+def test_interrupt_requeues_without_counting(app) -> None:
+    (job_id,) = enqueue(app)
+    store = app.store
+    now = time.time()
+    claim_one(store, now)
+    assert store.write(lambda tx: tx.interrupt(job_id, 1, "drained", "sup:w1", now, now + 1))
+    job = store.get_job(job_id)
+    assert (job["state"], job["interrupts"], job["attempt"]) == ("queued", 1, 1)
+    assert job["leased_by"] is None
+    [a] = store.attempts(job_id)
+    assert (a.outcome, a.error) == ("interrupted", "drained")
+    # the interrupt of a stale attempt is refused
+    row = claim_one(store, now + 2)
+    assert row["attempt"] == 2
+    assert not store.write(lambda tx: tx.interrupt(job_id, 1, "late", "w", now, now + 3))
+    assert state_of(store, job_id) == "running"
+
+
+def test_renew_extends_own_lease_and_reports_lost_ones(app) -> None:
+    a, b = enqueue(app, 2)
+    store = app.store
+    now = time.time()
+    rows = store.write(lambda tx: tx.claim(["w1", "w2"], DEFAULT, now, LEASE))
+    assert {r["id"] for r in rows} == {a, b}
+    lost = store.write(lambda tx: tx.renew([(a, 1), (b, 7)], now + 100))
+    assert lost == [b]
+    assert store.get_job(a)["lease_until"] == pytest.approx(now + 100, abs=1e-3)
+    assert store.get_job(b)["lease_until"] == pytest.approx(now + LEASE, abs=1e-3)
+
+
+def test_guarded_updates_need_running(app) -> None:
+    (job_id,) = enqueue(app)
+    now = time.time()
+    # queued, never claimed: no outcome may be recorded
+    assert not app.store.write(lambda tx: tx.succeed(job_id, 0, "1", "w", now, now))
+    assert not app.store.write(lambda tx: tx.fail(job_id, 0, "E", None, "w", now, now, None))
+    assert state_of(app.store, job_id) == "queued"
+
+
+# --- fencing ---------------------------------------------------------------------------------
+
+
+def test_stale_attempt_is_fenced(app) -> None:
+    (job_id,) = enqueue(app)
+    store = app.store
+    t0 = time.time()
+    first = claim_one(store, t0, worker="supA:w1")
+    assert first["attempt"] == 1
+
+    # the first worker freezes; its lease runs out and another supervisor rescues the job
+    rescued = store.write(lambda tx: maintenance.rescue_expired(tx, t0 + LEASE + 1, {}, 3))
+    assert rescued == 1
+    assert state_of(store, job_id) == "queued"
+
+    second = claim_one(store, t0 + LEASE + 2, worker="supB:w1")
+    assert second["id"] == job_id
+    assert second["attempt"] == 2
+
+    # the frozen worker wakes and reports success: refused, recorded as stale
+    ok = store.write(lambda tx: tx.succeed(job_id, 1, '"old"', "supA:w1", t0, t0 + LEASE + 3))
+    assert ok is False
+    job = store.get_job(job_id)
+    assert (job["state"], job["attempt"], job["leased_by"]) == ("running", 2, "supB:w1")
+    assert job["result"] is None
+    # and its lease renewal is refused too
+    assert store.write(lambda tx: tx.renew([(job_id, 1)], t0 + 1000)) == [job_id]
+
+    assert store.write(lambda tx: tx.succeed(job_id, 2, '"new"', "supB:w1", t0 + LEASE + 2,
+                                             t0 + LEASE + 4))
+    job = app.get_job(job_id)
+    assert job.state is State.SUCCEEDED
+    assert job.result(timeout=0) == "new"
+    attempts = store.attempts(job_id)
+    assert [(a.attempt, a.outcome) for a in attempts] == [(1, "stale"), (2, "succeeded")]
+    assert "stale" in attempts[0].error
+    assert attempts[1].worker == "supB:w1"
+
+
+def test_stale_failure_after_success_changes_nothing(app) -> None:
+    (job_id,) = enqueue(app)
+    store = app.store
+    t0 = time.time()
+    claim_one(store, t0)
+    store.write(lambda tx: maintenance.rescue_expired(tx, t0 + LEASE + 1, {}, 3))
+    claim_one(store, t0 + LEASE + 2)
+    assert store.write(lambda tx: tx.succeed(job_id, 2, "2", "w", t0, t0 + LEASE + 3))
+    assert not store.write(lambda tx: tx.fail(job_id, 1, "E", None, "w", t0, t0 + LEASE + 4,
+                                              retry_at=None))
+    assert state_of(store, job_id) == "succeeded"
+    assert [a.outcome for a in store.attempts(job_id)] == ["stale", "succeeded"]
+
+
+def test_rescue_leaves_live_leases_alone(app) -> None:
+    (job_id,) = enqueue(app)
+    t0 = time.time()
+    claim_one(app.store, t0)
+    assert app.store.write(lambda tx: maintenance.rescue_expired(tx, t0 + LEASE - 1, {}, 3)) == 0
+    assert state_of(app.store, job_id) == "running"
+
+
+# --- two processes claiming at once ----------------------------------------------------------
+
+CLAIMER = textwrap.dedent("""
+    import json, os, sys, time
+    from litejobs.store import QueueLimits, Store
+
+    db, name, go = sys.argv[1:4]
+    store = Store(db)
+    store.connection()
+    with open(go + "." + name, "w"):
+        pass
+    deadline = time.monotonic() + 60
+    while not os.path.exists(go):
+        if time.monotonic() > deadline:
+            sys.exit("never saw the go file")
+        time.sleep(0.001)
+    queues = [QueueLimits("default")]
+    ids = []
+    while True:
+        rows = store.write(lambda tx: tx.claim([name], queues, time.time(), 300))
+        if not rows:
+            break
+        ids.extend(r["id"] for r in rows)
+        time.sleep(0.001)  # "run" the job: a worker does not hold the lock between claims
+    print(json.dumps(ids))
+""")
+
+
+def test_processes_claiming_concurrently_never_share_a_job(app, db, tmp_path) -> None:
+    n_jobs, n_procs = 400, 4
+    app.enqueue_many([litejobs.Prepared("t.work", (i,), {}) for i in range(n_jobs)])
+    all_ids = {r["id"] for r in app.store.list_jobs(limit=10_000)}
+    assert len(all_ids) == n_jobs
+    script = tmp_path / "claimer.py"
+    script.write_text(CLAIMER)
+    go = tmp_path / "go"
+    names = [f"p{i}" for i in range(n_procs)]
+    procs = [subprocess.Popen([sys.executable, str(script), str(db), name, str(go)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for name in names]
+    try:
+        deadline = time.monotonic() + 60
+        while not all(Path(f"{go}.{name}").exists() for name in names):
+            assert time.monotonic() < deadline, "claimers did not start"
+            assert all(p.poll() is None for p in procs), [p.communicate() for p in procs]
+            time.sleep(0.005)
+        go.touch()
+        outs = [p.communicate(timeout=120) for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    claimed: dict[str, set[int]] = {}
+    for name, p, (out, err) in zip(names, procs, outs, strict=True):
+        assert p.returncode == 0, err
+        ids = json.loads(out)
+        assert len(ids) == len(set(ids)), f"{name} claimed a job twice"
+        claimed[name] = set(ids)
+    for a, b in itertools.combinations(names, 2):
+        assert not claimed[a] & claimed[b], f"{a} and {b} share {claimed[a] & claimed[b]}"
+    assert set().union(*claimed.values()) == all_ids
+    assert sum(1 for ids in claimed.values() if ids) >= 2  # they really did race
+    # the database agrees with what each process saw
+    for row in app.store.list_jobs(limit=10_000):
+        assert row["state"] == "running" and row["attempt"] == 1
+        assert row["id"] in claimed[row["leased_by"]]
+
+
+# --- maintenance -----------------------------------------------------------------------------
+
+
+def test_promote_due_uses_the_given_now(app) -> None:
+    soon = app.enqueue("t.a", delay=60).id
+    later = app.enqueue("t.b", delay=600).id
+    store = app.store
+    run_at = store.get_job(soon)["run_at"]
+    assert state_of(store, soon) == "scheduled"
+    assert store.write(lambda tx: tx.promote_due(run_at - 1)) == 0
+    assert state_of(store, soon) == "scheduled"
+    assert store.next_scheduled() == pytest.approx(run_at, abs=1e-3)
+    assert store.write(lambda tx: tx.promote_due(run_at)) == 1
+    assert state_of(store, soon) == "queued"
+    assert state_of(store, later) == "scheduled"
+    assert store.write(lambda tx: tx.promote_due(run_at + 10_000)) == 1
+    assert state_of(store, later) == "queued"
+    assert store.next_scheduled() is None
+    assert store.write(lambda tx: tx.promote_due(run_at + 20_000)) == 0
+
+
+def test_promote_due_respects_limit(app) -> None:
+    enqueue(app, 5, delay=10)
+    now = time.time() + 100
+    assert app.store.write(lambda tx: tx.promote_due(now, limit=2)) == 2
+    assert app.stats()["states"]["queued"] == 2
+    assert app.store.write(lambda tx: tx.promote_due(now, limit=10)) == 3
+    assert app.stats()["states"]["queued"] == 5
+
+
+def test_prune_deletes_only_old_terminal_jobs(app) -> None:
+    store = app.store
+    t0 = time.time()
+    done, failed, recent, pending, cancelled = enqueue(app, 5)
+    rows = store.write(lambda tx: tx.claim(["a", "b", "c"], DEFAULT, t0, LEASE))
+    assert [r["id"] for r in rows] == [done, failed, recent]
+    store.write(lambda tx: tx.succeed(done, 1, "1", "a", t0, t0))
+    store.write(lambda tx: tx.fail(failed, 1, "E", None, "b", t0, t0, None))
+    store.write(lambda tx: tx.succeed(recent, 1, "1", "c", t0, t0 + 5000))
+    assert store.cancel(cancelled, "cancelled", t0)
+    retention = 3600.0
+    now = t0 + retention + 1
+    assert store.write(lambda tx: maintenance.prune(tx, now, retention)) == 3
+    assert store.get_job(done) is None
+    assert store.get_job(failed) is None
+    assert store.get_job(cancelled) is None
+    assert store.attempts(done) == []  # attempts go with their job
+    assert state_of(store, recent) == "succeeded"
+    assert state_of(store, pending) == "queued"
+    assert store.write(lambda tx: maintenance.prune(tx, now, retention)) == 0
+    assert app.get_job(done) is None
+    assert store.write(lambda tx: maintenance.prune(tx, t0 + 5000 + retention + 1,
+                                                    retention)) == 1
+    assert store.get_job(recent) is None
+
+
+def test_prune_in_batches(app) -> None:
+    store = app.store
+    t0 = time.time()
+    ids = enqueue(app, 5)
+    for job_id in ids:
+        assert store.cancel(job_id, "cancelled", t0)
+    assert store.write(lambda tx: tx.prune(t0 + 1, limit=2)) == 2
+    assert store.write(lambda tx: tx.prune(t0 + 1, limit=2)) == 2
+    assert store.write(lambda tx: tx.prune(t0 + 1, limit=2)) == 1
+    assert store.list_jobs() == []
+
+
+# --- files litejobs must not touch -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("content", [
+    b"name,email\nada,ada@example.com\n" * 20,
+    b"hi",
+    b"SQLite format 2\x00" + b"\x00" * 100,
+])
+def test_refuses_non_sqlite_file_unchanged(tmp_path, content) -> None:
+    path = tmp_path / "notes.txt"
+    path.write_bytes(content)
+    with pytest.raises(litejobs.StorageError, match="not a SQLite database"):
+        Store(path).connection()
+    with pytest.raises(litejobs.StorageError, match="not a SQLite database"):
+        Store(path).verify()
+    with pytest.raises(litejobs.StorageError):
+        litejobs.App(path).enqueue("t.x")
+    assert path.read_bytes() == content
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+
+
+def test_refuses_another_programs_database_unchanged(tmp_path) -> None:
+    path = tmp_path / "crm.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT)")
+        conn.execute("INSERT INTO customers (name) VALUES ('Ada')")
+    conn.close()
+    before = digest(path)
+    with pytest.raises(litejobs.StorageError, match="another program"):
+        Store(path).connection()
+    with pytest.raises(litejobs.StorageError, match="another program"):
+        Store(path).verify()
+    with pytest.raises(litejobs.StorageError, match="another program"):
+        litejobs.App(path).enqueue("t.x")
+    assert digest(path) == before
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT name FROM sqlite_schema").fetchall() == [("customers",)]
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
+    conn.close()
+
+
+def test_refuses_foreign_application_id(tmp_path) -> None:
+    path = tmp_path / "other.db"
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA application_id = 1234")
+    conn.execute("CREATE TABLE t (x)")
+    conn.commit()
+    conn.close()
+    before = digest(path)
+    with pytest.raises(litejobs.StorageError, match="another program"):
+        Store(path).connection()
+    assert digest(path) == before
+
+
+def test_empty_sqlite_file_is_adopted(tmp_path) -> None:
+    path = tmp_path / "empty.db"
+    sqlite3.connect(path).close()  # zero bytes
+    app = litejobs.App(path)
+    job = app.enqueue("t.x")
+    assert app.get_job(job.id).state is State.QUEUED
+
+
+def test_refuses_newer_schema(tmp_path) -> None:
+    path = tmp_path / "jobs.db"
+    store = Store(path)
+    store.connection()
+    store.close()
+    conn = sqlite3.connect(path)
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    conn.commit()
+    conn.close()
+    for attempt in (lambda: Store(path).connection(), lambda: Store(path).verify(),
+                    lambda: litejobs.App(path).enqueue("t.x")):
+        with pytest.raises(litejobs.StorageError, match="newer litejobs") as info:
+            attempt()
+        assert str(SCHEMA_VERSION + 1) in str(info.value)
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION + 1
+    assert conn.execute("SELECT count(*) FROM jobs").fetchone()[0] == 0
+    conn.close()
+
+
+def test_files_are_private(tmp_path) -> None:
+    path = tmp_path / "jobs.db"
+    old = os.umask(0)
+    try:
+        app = litejobs.App(path)
+        app.enqueue("t.x")
+        files = [path, Path(f"{path}-wal"), Path(f"{path}-shm")]
+        for f in files:
+            assert f.exists(), f
+            assert stat.S_IMODE(f.stat().st_mode) == 0o600, (f, oct(f.stat().st_mode))
+    finally:
+        os.umask(old)
+
+
+def test_verify_accepts_a_sound_file_without_writing(app, db) -> None:
+    enqueue(app, 10)
+    app.store.close()
+    before = digest(db)
+    Store(db).verify()
+    assert digest(db) == before
+    Store(db.parent / "missing.db").verify()  # nothing there yet: fine
+    assert not (db.parent / "missing.db").exists()
+
+
+def make_corrupt(path: Path) -> None:
+    """A litejobs file whose middle pages are overwritten with garbage."""
+    app = litejobs.App(path)
+    app.enqueue_many([litejobs.Prepared("t.work", ("x" * 2000, i), {}) for i in range(300)])
+    app.store.close()
+    assert not Path(f"{path}-wal").exists() or Path(f"{path}-wal").stat().st_size == 0
+    page = 4096
+    size = path.stat().st_size
+    assert size >= 100 * page
+    garbage = bytes((i * 7 + 13) % 256 for i in range(page))
+    with open(path, "r+b") as f:
+        for n in range(size // page // 3, size // page // 3 + 20):
+            f.seek(n * page)
+            f.write(garbage)
+
+
+def test_verify_refuses_a_corrupt_file_without_writing(tmp_path) -> None:
+    path = tmp_path / "jobs.db"
+    make_corrupt(path)
+    before = digest(path)
+    with pytest.raises(litejobs.StorageError) as info:
+        Store(path).verify()
+    assert str(path) in str(info.value)
+    assert "corrupt" in str(info.value) or "quick_check" in str(info.value)
+    assert digest(path) == before
+
+
+def test_reading_a_corrupt_file_raises_storage_error(tmp_path) -> None:
+    path = tmp_path / "jobs.db"
+    make_corrupt(path)
+    with pytest.raises(litejobs.StorageError, match="corrupt"):
+        litejobs.App(path).stats()
+
+
+@pytest.mark.parametrize(("durability", "expected"), [("fast", 1), ("full", 2)])
+def test_durability_sets_synchronous(tmp_path, durability, expected) -> None:
+    store = Store(tmp_path / "jobs.db", durability=durability)
+    conn = store.connection()
+    assert conn.execute("PRAGMA synchronous").fetchone()[0] == expected
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
+    app = litejobs.App(tmp_path / "app.db", durability=durability)
+    assert app.store.connection().execute("PRAGMA synchronous").fetchone()[0] == expected
+
+
+def test_durability_default_is_full_and_bad_values_refused(tmp_path) -> None:
+    assert Store(tmp_path / "a.db").durability == "full"
+    with pytest.raises(ValueError, match="durability"):
+        Store(tmp_path / "a.db", durability="NORMAL")
+    with pytest.raises(ValueError, match="file path"):
+        Store(":memory:")
+
+
+def test_schema_version_and_application_id_are_stamped(app, db) -> None:
+    enqueue(app)
+    conn = sqlite3.connect(db)
+    try:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        assert conn.execute("PRAGMA application_id").fetchone()[0] == 0x4C4A4F42
+    finally:
+        conn.close()
