@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import sys
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -25,6 +26,7 @@ __all__ = ["App", "CronSpec"]
 P = ParamSpec("P")
 R = TypeVar("R")
 
+_CONTROL = re.compile(r"[\x00-\x1f]")
 #: The idempotency window when a key is given and the task sets no ``unique_for``.
 DEFAULT_UNIQUE_FOR = 24 * 3600.0
 MAX_NAME = 200
@@ -54,7 +56,7 @@ def _check_name(kind: str, value: object) -> str:
     if not isinstance(value, str) or not value or len(value) > MAX_NAME:
         raise ValueError(f"{kind} must be a non-empty string of at most {MAX_NAME} characters, "
                          f"not {value!r}")
-    if any(ord(ch) < 32 for ch in value):
+    if _CONTROL.search(value):
         raise ValueError(f"{kind} {value!r} contains control characters; use printable text")
     return value
 

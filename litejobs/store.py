@@ -302,6 +302,9 @@ UPDATE jobs SET state = 'cancelled', finished_at = ?,
 WHERE id IN (SELECT id FROM jobs WHERE expires_at IS NOT NULL AND expires_at < ?
              AND state IN ('scheduled', 'queued') LIMIT ?)
 """
+ADOPT_QUEUES = """
+INSERT OR IGNORE INTO queues (name) SELECT DISTINCT queue FROM jobs WHERE state = 'queued'
+"""
 SET_PAUSED = """
 INSERT INTO queues (name, paused) VALUES (?, ?)
 ON CONFLICT (name) DO UPDATE SET paused = excluded.paused
@@ -443,10 +446,10 @@ class QueueLimits:
 class Tx:
     """The statements a supervisor runs inside one write transaction."""
 
-    def __init__(self, cursor: apsw.Cursor) -> None:
+    def __init__(self, cursor: apsw.Cursor, queues_seen: set[str] | None = None) -> None:
         self.cursor = cursor
         self.next_slot: float | None = None
-        self._queues_seen: set[str] = set()
+        self._queues_seen: set[str] = set() if queues_seen is None else queues_seen
 
     def insert(self, job: NewJob, now: float) -> Row:
         """Insert one job (or return its live twin of the same task and key)."""
@@ -456,6 +459,8 @@ class Tx:
             if twin is not None:
                 return twin
         if job.queue not in self._queues_seen:
+            # Queue rows are never deleted, so once one is known to exist this process skips
+            # the statement (the set is shared by this Store's transactions).
             cur.execute(INSERT_QUEUE, (job.queue,))
             self._queues_seen.add(job.queue)
         state = State.SCHEDULED.value if job.run_at > now else State.QUEUED.value
@@ -614,6 +619,11 @@ class Tx:
         if self.next_slot is None or at < self.next_slot:
             self.next_slot = at
 
+    def adopt_orphan_queues(self) -> int:
+        """Give every queue with queued jobs a row (claims iterate over queue rows)."""
+        self.cursor.execute(ADOPT_QUEUES)
+        return self.cursor.connection.changes()
+
     def expire_due(self, now: float, limit: int = 500) -> int:
         """Cancel (reason "expired") pending jobs not started by their ``expires_at``."""
         self.cursor.execute(EXPIRE_DUE, (now, now, limit))
@@ -760,6 +770,9 @@ class Store:
         conn = self._open()
         local.conn = conn
         local.pid = os.getpid()
+        # Queue rows this connection has seen committed; they are never deleted, so inserts
+        # skip the INSERT OR IGNORE for them.
+        local.queues = set()
         return conn
 
     def close(self) -> None:
@@ -978,11 +991,18 @@ class Store:
         exact across processes.
         """
 
-        def insert(cur: apsw.Cursor) -> list[Row]:
-            tx = Tx(cur)
-            return [tx.insert(job, now) for job in jobs]
+        conn = self.connection()
+        known: set[str] = self._local.queues
 
-        return self._transaction(self.connection(), insert)
+        def insert(cur: apsw.Cursor) -> tuple[list[Row], set[str]]:
+            # A copy per attempt: only a committed transaction's queues are known to exist.
+            seen = set(known)
+            return [Tx(cur, seen).insert(job, now) for job in jobs], seen
+
+        rows, seen = self._transaction(conn, insert)
+        if len(seen) > len(known):
+            self._local.queues = seen
+        return rows
 
     def get_job(self, job_id: int) -> Row | None:
         rows = self._read(SELECT_JOB, (job_id,))

@@ -69,7 +69,11 @@ class Supervisor:
         self.app = app
         self.config = config
         self.queues = list(queues) if queues else None
-        self.store = Store(app.store.path, durability=config.durability)
+        # The supervisor's own commits (claims, outcomes, renewals, cron fires) need not be
+        # fsynced: a power cut that loses one only returns a job to where a rescue finds it
+        # and runs it again — at least once still holds. `durability` is about enqueues: a
+        # FULL enqueue syncs the WAL, and every frame before it, anyway.
+        self.store = Store(app.store.path, durability="fast")
         self.hostname = socket.gethostname()
         self.id = f"{self.hostname}:{os.getpid()}:{secrets.token_hex(3)}"
         self.pool = Pool(app_spec, self.id)
@@ -466,6 +470,7 @@ class Supervisor:
                 pass
             while self.store.write(lambda tx: tx.prune_cron_fires(now - retention)) >= 500:
                 pass
+            self.store.write(lambda tx: tx.adopt_orphan_queues())
         if mono >= t["checkpoint"]:
             t["checkpoint"] = mono + CHECKPOINT
             self.store.checkpoint(truncate=self.store.wal_size() > WAL_TRUNCATE)
