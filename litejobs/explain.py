@@ -13,7 +13,7 @@ from typing import Any
 
 from litejobs.config import Config, parse_rate
 from litejobs.job import iso
-from litejobs.store import Row, Store
+from litejobs.store import RATE_MARGIN, Row, Store
 
 __all__ = ["Explanation", "explain"]
 
@@ -93,6 +93,7 @@ def _queued(store: Store, job: Row, config: Config, now: float,
                        holders=holders)
     if limits is not None and limits.rate_limit:
         count, period = parse_rate(limits.rate_limit)
+        period += min(RATE_MARGIN, period * 0.1)  # the window a claim counts (Tx.claim)
         used, oldest = store.rate_window(queue, now - period)
         if used >= count and oldest is not None:
             return say("rate_limited", f"queue {queue!r} is rate-limited ({limits.rate_limit}): "

@@ -584,11 +584,38 @@ class Tx:
             for job_id, priority, run_at, ckey, climit, held in self.cursor.execute(
                     CLAIM_CANDIDATES, (q.name, now, cap + min(cap, 64))):
                 candidates.append((-priority, run_at, job_id, q.name, ckey, climit or 1, held))
-        candidates.sort()
-        held_now: dict[str, int] = {}
         claimed: list[Row] = []
         workers = iter(worker_ids)
         limits = {q.name: q for q in queues}
+        while True:
+            before = len(claimed)
+            skipped = self._claim_from(candidates, caps, limits, claimed, n, workers, now,
+                                       lease)
+            if not skipped or len(claimed) in (n, before):
+                return claimed
+            # Jobs of a key this batch just filled took candidate places that other keys'
+            # jobs could use: look again (the claimed ones now count as running, so the
+            # query skips their keys) rather than leave workers idle until the next poll.
+            candidates = []
+            for name, cap in caps.items():
+                if cap > 0:
+                    for job_id, priority, run_at, ckey, climit, held in self.cursor.execute(
+                            CLAIM_CANDIDATES, (name, now, cap + min(cap, 64))):
+                        candidates.append((-priority, run_at, job_id, name, ckey, climit or 1,
+                                           held))
+            if not candidates:
+                return claimed
+
+    def _claim_from(
+        self, candidates: list[tuple[int, float, int, str, str | None, int, int]],
+        caps: dict[str, int], limits: Mapping[str, QueueLimits], claimed: list[Row], n: int,
+        workers: Iterator[str], now: float, lease: float,
+    ) -> bool:
+        """Claim from ``candidates``, best first, into ``claimed``; True when a candidate was
+        passed over because this batch had already filled its concurrency key."""
+        candidates.sort()
+        held_now: dict[str, int] = {}
+        skipped = False
         for _, _, job_id, queue, ckey, climit, held in candidates:
             if len(claimed) == n:
                 break
@@ -597,6 +624,7 @@ class Tx:
             if ckey is not None:
                 taken = held_now.get(ckey, held)
                 if taken >= climit:
+                    skipped = skipped or ckey in held_now
                     continue
                 held_now[ckey] = taken + 1
             caps[queue] -= 1
@@ -612,7 +640,7 @@ class Tx:
                     period = rate[1] + min(RATE_MARGIN, rate[1] * 0.1)
                     oldest = _scalar(self.cursor, RATE_OLDEST, (queue, now - period))
                     self._slot(queue, (oldest or now) + period, now)
-        return claimed
+        return skipped
 
     def _slot(self, queue: str, at: float, now: float) -> None:
         at = max(at, now)

@@ -334,7 +334,8 @@ class Supervisor:
 
     def _step(self, now: float, mono: float) -> None:
         idle = [] if self.draining else [w for w in self.pool.workers.values() if w.idle]
-        if mono >= self.timers["poll"]:
+        polled = mono >= self.timers["poll"]
+        if polled:
             self.timers["poll"] = mono + POLL
             self.wake = True
             self.due_stale = True
@@ -344,8 +345,11 @@ class Supervisor:
         promote = self.next_due is not None and self.next_due <= now
         slot = self.next_slot is not None and now >= self.next_slot
         claim = bool(idle) and (self.wake or promote or slot)
+        # Expiry also runs on the poll: a job must end cancelled when its time runs out, not
+        # when a worker next comes free to claim.
+        expire = claim or polled
         renew = mono >= self.timers["renew"]
-        if not (self.outcomes or promote or claim or renew):
+        if not (self.outcomes or promote or expire or renew):
             if slot and not idle:
                 self.next_slot = None  # a worker finishing will claim again anyway
             return
@@ -366,8 +370,9 @@ class Supervisor:
                 tx.promote_due(now)
             lost = tx.renew(leases, now + lease) if leases else []
             rows: list[Row] = []
-            if claim:
+            if expire:
                 tx.expire_due(now)
+            if claim:
                 rows = tx.claim([w.name for w in idle], self._served(tx.queues()), now, lease)
                 self.next_slot = tx.next_slot
             return rows, lost
