@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,9 +46,13 @@ class WorkerProcess:
     buffer: bytearray = field(default_factory=bytearray)
     ready: bool = False
     retiring: bool = False
-    job: Assignment | None = None
+    job: Assignment | None = None  # the one it is running
+    #: Jobs sent ahead (prefetched), in the order it will run them once ``job`` is done.
+    backlog: deque[Assignment] = field(default_factory=deque)
     last_seen: float = field(default_factory=time.monotonic)
     done: int = 0
+    #: Moving average of its recent jobs' run times: prefetch only feeds quick workers.
+    pace: float = 0.1
 
     @property
     def pid(self) -> int:
@@ -56,6 +61,14 @@ class WorkerProcess:
     @property
     def idle(self) -> bool:
         return self.ready and not self.retiring and self.job is None
+
+    @property
+    def busy(self) -> bool:
+        return self.job is not None or bool(self.backlog)
+
+    def assignments(self) -> list[Assignment]:
+        """Every job this worker holds: the running one first, then its backlog."""
+        return ([self.job] if self.job is not None else []) + list(self.backlog)
 
     def rss(self) -> int:
         """Resident memory in bytes (0 when unknown)."""

@@ -80,7 +80,7 @@ CREATE INDEX jobs_scheduled ON jobs (run_at) WHERE state = 'scheduled';
 CREATE INDEX jobs_running   ON jobs (lease_until) WHERE state = 'running';
 CREATE INDEX jobs_finished  ON jobs (finished_at)
     WHERE state IN ('succeeded', 'failed', 'cancelled');
-CREATE INDEX jobs_task      ON jobs (task, state);
+CREATE INDEX jobs_task      ON jobs (task);
 CREATE INDEX jobs_key       ON jobs (task, key, created_at) WHERE key IS NOT NULL;
 CREATE INDEX jobs_ckey      ON jobs (concurrency_key)
     WHERE state = 'running' AND concurrency_key IS NOT NULL;
@@ -322,9 +322,11 @@ WHERE id IN (SELECT id FROM jobs WHERE state = 'scheduled' AND run_at <= ?
              ORDER BY run_at LIMIT ?)
 """
 NEXT_SCHEDULED = "SELECT min(run_at) FROM jobs WHERE state = 'scheduled'"
+# The successful attempt is not copied to `attempts`: the job row holds it (started_at,
+# finished_at, leased_by = its worker), which saves an insert on the hottest path.
 FINISH_SUCCEEDED = """
-UPDATE jobs SET state = 'succeeded', result = ?, error = NULL, finished_at = ?,
-                leased_by = NULL, lease_until = NULL
+UPDATE jobs SET state = 'succeeded', result = ?, error = NULL, started_at = ?, finished_at = ?,
+                leased_by = ?, lease_until = NULL
 WHERE id = ? AND attempt = ? AND state = 'running'
 """
 FINISH_RETRY = """
@@ -340,6 +342,11 @@ WHERE id = ? AND attempt = ? AND state = 'running'
 REQUEUE_INTERRUPTED = """
 UPDATE jobs SET state = 'queued', run_at = ?, interrupts = interrupts + 1, leased_by = NULL,
                 lease_until = NULL
+WHERE id = ? AND attempt = ? AND state = 'running'
+"""
+UNCLAIM = """
+UPDATE jobs SET state = 'queued', attempt = attempt - 1, leased_by = NULL, lease_until = NULL,
+                started_at = NULL
 WHERE id = ? AND attempt = ? AND state = 'running'
 """
 RECORD_ATTEMPT = """
@@ -665,9 +672,8 @@ class Tx:
         self, job_id: int, attempt: int, result: str, worker: str, started: float, now: float
     ) -> bool:
         """Record a successful attempt; False (and a ``stale`` attempt) if it lost its lease."""
-        self.cursor.execute(FINISH_SUCCEEDED, (result, now, job_id, attempt))
+        self.cursor.execute(FINISH_SUCCEEDED, (result, started, now, worker, job_id, attempt))
         if self.cursor.connection.changes() == 1:
-            self._attempt(job_id, attempt, "succeeded", worker, started, now, None, None)
             return True
         self._stale(job_id, attempt, worker, started, now, "reported success")
         return False
@@ -709,6 +715,13 @@ class Tx:
             self._attempt(job_id, attempt, "interrupted", worker, started, now, reason, None)
             return True
         return False
+
+    def unclaim(self, job_id: int, attempt: int) -> bool:
+        """Return a claimed job that never reached its worker's hands (it waited in a dead or
+        stopped worker's backlog) to queued, taking back the attempt number. Safe because only
+        the supervisor that claimed it records its outcomes, and it has let go of it."""
+        self.cursor.execute(UNCLAIM, (job_id, attempt))
+        return self.cursor.connection.changes() == 1
 
     def renew(self, leases: Iterable[tuple[int, int]], until: float) -> list[int]:
         """Extend the leases of ``(job_id, attempt)`` pairs; returns the ids that were lost."""
@@ -1050,15 +1063,17 @@ class Store:
                           params)
 
     def attempts(self, job_id: int) -> list[Attempt]:
-        """Every attempt of a job, oldest first; the running one is read from the job row."""
+        """Every attempt of a job, oldest first; the running or successful one is read from
+        the job row."""
         rows = self._read(SELECT_ATTEMPTS, (job_id,))
         out = [Attempt(r["attempt"], r["outcome"], r["started_at"], r["finished_at"], r["error"],
                        r["traceback"], r["worker"]) for r in rows]
         job = self.get_job(job_id)
-        running = job is not None and job["state"] == State.RUNNING.value
-        if job is not None and running and (not out or out[-1].attempt < job["attempt"]):
-            out.append(Attempt(job["attempt"], "running", job["started_at"], None, None,
-                                   None, job["leased_by"]))
+        last = job["state"] if job is not None else None
+        if job is not None and last in ("running", "succeeded") and (
+                not out or out[-1].attempt < job["attempt"]):
+            out.append(Attempt(job["attempt"], last, job["started_at"], job["finished_at"],
+                               None, None, job["leased_by"]))
         return out
 
     def cancel(self, job_id: int, reason: str, now: float) -> bool:

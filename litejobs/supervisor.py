@@ -13,6 +13,7 @@ put back to ``queued`` (not counted as a failure). A second signal stops at once
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import os
 import secrets
@@ -20,6 +21,7 @@ import selectors
 import signal
 import socket
 import time
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -46,11 +48,16 @@ CHECKPOINT = 10.0
 PRUNE = 60.0
 WAL_TRUNCATE = 64 * 1024 * 1024
 START_FAILURES = 5  # workers that die before becoming ready, in a row, before giving up
+#: Jobs a worker may hold: the one it runs and some sent ahead, so it never waits for the
+#: supervisor between quick jobs. Only workers whose recent jobs took under QUICK seconds get
+#: more than one: a job queued behind a long one would wait while another worker idles.
+PREFETCH = 4
+QUICK = 0.01
 
 
 @dataclass(slots=True)
 class _Outcome:
-    kind: str  # "ok" | "fail" | "interrupt"
+    kind: str  # "ok" | "fail" | "interrupt" | "unclaim"
     a: Assignment
     worker: str
     finished: float
@@ -162,9 +169,11 @@ class Supervisor:
 
     def _shutdown(self) -> None:
         for w in list(self.pool.workers.values()):
-            if w.job is not None:
+            if w.busy:
                 self._interrupt(w, "the supervisor stopped")
-            self.pool.kill(w) if w.job is not None else self.pool.retire(w)
+                self.pool.kill(w)
+            else:
+                self.pool.retire(w)
         deadline = time.monotonic() + 5.0
         for w in list(self.pool.workers.values()):
             try:
@@ -193,9 +202,12 @@ class Supervisor:
         a = w.job
         if a is None or a.id != msg["id"] or a.attempt != msg["attempt"]:
             return  # an outcome we stopped waiting for (killed for a timeout or cancel)
+        now = time.time()
         w.job = None
         w.done += 1
-        now = time.time()
+        w.pace = 0.7 * w.pace + 0.3 * (now - a.started)
+        if w.backlog:
+            self._begin(w, w.backlog.popleft(), now)
         if msg["ok"]:
             self.outcomes.append(_Outcome("ok", a, w.name, now,
                                           result=_raw_result(msg.get("result"))))
@@ -209,6 +221,8 @@ class Supervisor:
         self.wake = True
         limit = self.config.max_tasks_per_child
         mem = self.config.max_memory_per_child
+        if w.busy:
+            return
         if self.draining or (limit and w.done >= limit) or (mem and w.rss() > mem):
             self.pool.retire(w)
 
@@ -229,7 +243,7 @@ class Supervisor:
             # The supervisor stays up through a full disk or a locked file and retries.
             log.error("%s; retrying in 1 s", exc)
             self.storage_down_until = mono + 1.0
-        busy = any(w.job is not None for w in self.pool.workers.values())
+        busy = any(w.busy for w in self.pool.workers.values())
         if self.draining and not busy and not self.outcomes:
             log.info("drained: no job running, exiting")
             return True
@@ -241,12 +255,12 @@ class Supervisor:
             if not self.draining:
                 self.draining = True
                 self.grace_deadline = mono + self.config.grace
-                running = [w for w in self.pool.workers.values() if w.job is not None]
+                running = [w for w in self.pool.workers.values() if w.busy]
                 log.info("%s: draining; %d running job(s) get up to %g s to finish (send it "
                          "again to stop now)", signal.Signals(signum).name, len(running),
                          self.config.grace)
                 for w in list(self.pool.workers.values()):
-                    if w.job is None:
+                    if not w.busy:
                         self.pool.retire(w)
             else:
                 log.info("%s again: stopping now, running jobs go back to queued",
@@ -256,14 +270,20 @@ class Supervisor:
 
     def _stop_running(self, reason: str) -> None:
         for w in list(self.pool.workers.values()):
-            if w.job is not None:
+            if w.busy:
                 self._interrupt(w, reason)
                 self.pool.kill(w)
 
     def _interrupt(self, w: WorkerProcess, reason: str) -> None:
-        assert w.job is not None
-        self.outcomes.append(_Outcome("interrupt", w.job, w.name, time.time(), error=reason))
+        """Return every job the worker holds to queued, not counted as a failure."""
+        now = time.time()
+        if w.job is not None:
+            self.outcomes.append(_Outcome("interrupt", w.job, w.name, now, error=reason))
+        for a in w.backlog:
+            # Never started: give the claim back as if it had not happened.
+            self.outcomes.append(_Outcome("unclaim", a, w.name, now))
         w.job = None
+        w.backlog.clear()
 
     def _reap(self) -> None:
         for w, code in self.pool.exited():
@@ -277,6 +297,8 @@ class Supervisor:
                 log.warning("%s while running job %s (%s, attempt %s)", why, a.id, a.task,
                             a.attempt)
                 self._fail_by_supervisor(w, f"WorkerDied: {why}", WorkerDied, crashed=True)
+            if w.backlog:
+                self._interrupt(w, "its worker died")
             if not w.ready:
                 self.start_failures += 1
                 if self.start_failures >= START_FAILURES:
@@ -324,7 +346,7 @@ class Supervisor:
                     WorkerDied, crashed=True)
                 self.pool.kill(w)
         if self.draining and self.grace_deadline is not None and mono >= self.grace_deadline:
-            if any(w.job is not None for w in self.pool.workers.values()):
+            if any(w.busy for w in self.pool.workers.values()):
                 log.info("grace period over: stopping running jobs, they go back to queued")
                 self._stop_running(f"the grace period ({self.config.grace:g} s) ran out "
                                    "while draining")
@@ -332,8 +354,33 @@ class Supervisor:
 
     # --- the write transaction ---------------------------------------------------------------
 
+    def _slots(self) -> list[str]:
+        """Worker names, one per job to claim: idle workers first (the best jobs go to them),
+        then places in quick workers' backlogs, round-robin."""
+        if self.draining:
+            return []
+        limit = self.config.max_tasks_per_child
+        order: list[str] = []
+        extra: list[list[str]] = []
+        for w in self.pool.workers.values():
+            if not w.ready or w.retiring:
+                continue
+            held = len(w.backlog) + (w.job is not None)
+            room = (PREFETCH if w.pace < QUICK else 1) - held
+            if limit:
+                room = min(room, limit - w.done - held)
+            if room <= 0:
+                continue
+            if w.job is None:
+                order.append(w.name)
+                room -= 1
+            extra.append([w.name] * room)
+        for names in itertools.zip_longest(*extra):
+            order.extend(n for n in names if n is not None)
+        return order
+
     def _step(self, now: float, mono: float) -> None:
-        idle = [] if self.draining else [w for w in self.pool.workers.values() if w.idle]
+        idle = self._slots()
         polled = mono >= self.timers["poll"]
         if polled:
             self.timers["poll"] = mono + POLL
@@ -359,8 +406,8 @@ class Supervisor:
             # A worker heartbeats every WORKER_HEARTBEAT s whatever the lease; a window
             # shorter than that (lease < ~2 s) would drop healthy workers' leases.
             fresh = mono - max(self.config.lease / 2, 3 * WORKER_HEARTBEAT)
-            leases = [(w.job.id, w.job.attempt) for w in self.pool.workers.values()
-                      if w.job is not None and w.last_seen >= fresh]
+            leases = [(a.id, a.attempt) for w in self.pool.workers.values()
+                      if w.last_seen >= fresh for a in w.assignments()]
         outcomes = self.outcomes
         lease = self.config.lease
 
@@ -373,7 +420,7 @@ class Supervisor:
             if expire:
                 tx.expire_due(now)
             if claim:
-                rows = tx.claim([w.name for w in idle], self._served(tx.queues()), now, lease)
+                rows = tx.claim(idle, self._served(tx.queues()), now, lease)
                 self.next_slot = tx.next_slot
             return rows, lost
 
@@ -385,7 +432,7 @@ class Supervisor:
             self.wake = len(rows) == len(idle)
         for job_id in lost:
             self._lost(job_id)
-        by_name = {w.name: w for w in idle}
+        by_name = {w.name: w for w in self.pool.workers.values()}
         for row in rows:
             self._dispatch(by_name[row["leased_by"]], row, now)
 
@@ -413,8 +460,10 @@ class Supervisor:
                 if o.retry_at is not None and o.retry_at > o.finished:
                     self.next_due = min(self.next_due or o.retry_at, o.retry_at)
                     # (a retry loop of this transaction may see this twice; min is idempotent)
-            else:
+            elif o.kind == "interrupt":
                 tx.interrupt(a.id, a.attempt, o.error, o.worker, a.started, o.finished)
+            else:
+                tx.unclaim(a.id, a.attempt)
 
     def _flush(self, now: float) -> None:
         if self.outcomes:
@@ -422,13 +471,21 @@ class Supervisor:
             self.store.write(lambda tx: self._record(tx, outcomes))
             self.outcomes = []
 
+    def _begin(self, w: WorkerProcess, a: Assignment, now: float) -> None:
+        """``a`` is the job ``w`` runs from now: its clock and timeout start here."""
+        a.started = now
+        a.deadline = None if a.timeout is None else time.monotonic() + a.timeout
+        w.job = a
+
     def _dispatch(self, w: WorkerProcess, row: Row, now: float) -> None:
-        timeout = row["timeout"]
-        w.job = Assignment(
+        a = Assignment(
             id=row["id"], attempt=row["attempt"], task=row["task"], queue=row["queue"],
             max_attempts=row["max_attempts"], interrupts=row["interrupts"],
-            crashes=row["crashes"], started=now,
-            deadline=None if timeout is None else time.monotonic() + timeout, timeout=timeout)
+            crashes=row["crashes"], started=now, deadline=None, timeout=row["timeout"])
+        if w.job is None:
+            self._begin(w, a, now)
+        else:
+            w.backlog.append(a)
         line = (
             f'{{"id":{row["id"]},"task":{_json_str(row["task"])},"attempt":{row["attempt"]},'
             f'"queue":{_json_str(row["queue"])},"scheduled_at":{row["scheduled_at"]!r},'
@@ -439,11 +496,17 @@ class Supervisor:
             self.pool.kill(w)  # reaped next cycle; the job is returned as a crash
 
     def _lost(self, job_id: int) -> None:
-        """A job of ours was cancelled or rescued elsewhere: stop the attempt at once."""
+        """A job of ours was cancelled or rescued elsewhere: stop the attempt at once (the
+        worker's other jobs go back to queued)."""
         for w in list(self.pool.workers.values()):
-            if w.job is not None and w.job.id == job_id:
+            held = w.assignments()
+            if any(a.id == job_id for a in held):
                 log.info("job %s was cancelled or taken over; stopping its worker", job_id)
-                w.job = None
+                if w.job is not None and w.job.id == job_id:
+                    w.job = None
+                else:
+                    w.backlog = deque(a for a in w.backlog if a.id != job_id)
+                self._interrupt(w, "another job of its worker was cancelled")
                 self.pool.kill(w)
 
     # --- maintenance -------------------------------------------------------------------------
@@ -453,8 +516,8 @@ class Supervisor:
         if self.check_held or mono >= t["held"]:
             self.check_held = False
             t["held"] = mono + HELD_CHECK
-            busy = {w.job.id: w.job.attempt for w in self.pool.workers.values()
-                    if w.job is not None}
+            busy = {a.id: a.attempt for w in self.pool.workers.values()
+                    for a in w.assignments()}
             if busy:
                 held = self.store.held_by(self.id + ":")
                 for job_id, attempt in busy.items():
@@ -506,8 +569,7 @@ class Supervisor:
 
     def _wait(self) -> float:
         """Seconds until the loop has something to do, if nothing wakes it first."""
-        if self.outcomes or (self.wake and any(w.idle for w in self.pool.workers.values())
-                             and not self.draining):
+        if self.outcomes or (self.wake and not self.draining and self._slots()):
             return 0.0
         mono = time.monotonic()
         due = [v for k, v in self.timers.items()

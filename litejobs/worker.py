@@ -64,8 +64,8 @@ def current_job() -> JobContext:
     ctx = _current.get()
     if ctx is None:
         raise RuntimeError(
-            "litejobs.current_job() is only available inside a task run by a litejobs worker "
-            "(or litejobs.testing); this code is not running as a job"
+            "litejobs.current_job() is only available inside a task run by a litejobs worker; "
+            "this code is not running as a job"
         )
     return ctx
 

@@ -149,7 +149,8 @@ def test_claim_success_path(app) -> None:
     assert store.write(lambda tx: tx.succeed(job_id, 1, '{"ok":1}', "sup:w7", now, now + 1))
     job = store.get_job(job_id)
     assert job["state"] == "succeeded"
-    assert job["leased_by"] is None and job["lease_until"] is None
+    # no lease any more; leased_by keeps the worker that ran the successful attempt
+    assert job["lease_until"] is None and job["leased_by"] == "sup:w7"
     assert job["finished_at"] == pytest.approx(now + 1, abs=1e-3)
     assert app.get_job(job_id).result(timeout=0) == {"ok": 1}
     [attempt] = store.attempts(job_id)
