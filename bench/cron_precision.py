@@ -10,8 +10,8 @@ from the entry, as the cron issue's precision target (50 ms) assumes.
 from __future__ import annotations
 
 import argparse
-import itertools
 import datetime as dt
+import itertools
 import json
 import os
 import signal
