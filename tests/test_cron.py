@@ -396,3 +396,24 @@ def test_fire_writes_instant_and_job_in_one_transaction(tmp_path: Path) -> None:
         app.store.write(fire_then_fail)
     assert fires(app) == [] and app.store.list_jobs() == []
     assert t.run_once(ts("2026-05-01T10:10:01")).fired == 1
+
+
+def test_renamed_entry_is_a_new_entry_and_a_removed_one_stops(tmp_path: Path) -> None:
+    app = make_app(tmp_path, overlap="allow")
+    t = ticker(app)
+    t.run_once(ts("2026-05-01T10:00:30"))
+    assert t.run_once(ts("2026-05-01T10:10:00")).fired == 1
+    renamed = litejobs.App(tmp_path / "cron.db")
+
+    @renamed.cron("*/10 * * * *", name="every10_v2", overlap="allow")
+    def every10() -> None:
+        return None
+
+    t2 = ticker(renamed)
+    # A new name owes nothing from before it was first seen.
+    assert t2.run_once(ts("2026-05-01T10:35:00")).fired == 0
+    assert t2.run_once(ts("2026-05-01T10:40:00")).fired == 1
+    assert {r[0] for r in fires(renamed)} == {"every10", "every10_v2"}
+    # The old name is no longer configured: nothing fires for it any more.
+    assert [r for r in fires(renamed) if r[0] == "every10"] == [
+        ("every10", ts("2026-05-01T10:10:00"), "fired", 1)]
