@@ -280,16 +280,16 @@ WHERE id = ? AND state IN ('failed', 'cancelled')
 """
 SELECT_QUEUES = "SELECT name, paused FROM queues ORDER BY name"
 CLAIM_CANDIDATES = """
-SELECT id, priority, run_at, concurrency_key, concurrency_limit,
-       CASE WHEN concurrency_key IS NULL THEN 0 ELSE
-           (SELECT count(*) FROM jobs r
-            WHERE r.state = 'running' AND r.concurrency_key = j.concurrency_key) END AS held
+SELECT id, priority, run_at, concurrency_key, concurrency_limit
 FROM jobs j
 WHERE state = 'queued' AND queue = ? AND (expires_at IS NULL OR expires_at >= ?)
-  AND (concurrency_key IS NULL OR held < concurrency_limit)
+  AND (concurrency_key IS NULL OR (SELECT count(*) FROM jobs r WHERE r.state = 'running'
+                                   AND r.concurrency_key = j.concurrency_key)
+                                  < concurrency_limit)
 ORDER BY priority DESC, run_at, id
 LIMIT ?
 """
+COUNT_WITH_KEY = "SELECT count(*) FROM jobs WHERE state = 'running' AND concurrency_key = ?"
 RUNNING_BY_QUEUE = "SELECT queue, count(*) FROM jobs WHERE state = 'running' GROUP BY queue"
 RATE_WINDOW = "SELECT count(*), min(at) FROM rate_starts WHERE queue = ? AND at > ?"
 RATE_OLDEST = "SELECT min(at) FROM rate_starts WHERE queue = ? AND at > ?"
@@ -441,6 +441,10 @@ def _like_prefix(prefix: str) -> str:
     return prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
 
+#: A claim candidate: (-priority, run_at, id, queue, concurrency key, its limit); sorts best first.
+_Candidate = tuple[int, float, int, str, str | None, int]
+
+
 @dataclass(frozen=True, slots=True)
 class QueueLimits:
     """A queue as a claim sees it: its name and the limits its config sets."""
@@ -564,7 +568,7 @@ class Tx:
         running: dict[str, int] = {}
         if any(q.concurrency is not None for q in queues):
             running = {str(q): int(c) for q, c in self.cursor.execute(RUNNING_BY_QUEUE)}
-        candidates: list[tuple[int, float, int, str, str | None, int, int]] = []
+        candidates: list[_Candidate] = []
         caps: dict[str, int] = {}
         for q in queues:
             cap = n
@@ -587,10 +591,7 @@ class Tx:
             if cap <= 0:
                 continue
             caps[q.name] = cap
-            # Slack beyond the cap: jobs of one key in this batch may exclude each other.
-            for job_id, priority, run_at, ckey, climit, held in self.cursor.execute(
-                    CLAIM_CANDIDATES, (q.name, now, cap + min(cap, 64))):
-                candidates.append((-priority, run_at, job_id, q.name, ckey, climit or 1, held))
+            candidates.extend(self._candidates(q.name, now, cap))
         claimed: list[Row] = []
         workers = iter(worker_ids)
         limits = {q.name: q for q in queues}
@@ -606,15 +607,12 @@ class Tx:
             candidates = []
             for name, cap in caps.items():
                 if cap > 0:
-                    for job_id, priority, run_at, ckey, climit, held in self.cursor.execute(
-                            CLAIM_CANDIDATES, (name, now, cap + min(cap, 64))):
-                        candidates.append((-priority, run_at, job_id, name, ckey, climit or 1,
-                                           held))
+                    candidates.extend(self._candidates(name, now, cap))
             if not candidates:
                 return claimed
 
     def _claim_from(
-        self, candidates: list[tuple[int, float, int, str, str | None, int, int]],
+        self, candidates: list[_Candidate],
         caps: dict[str, int], limits: Mapping[str, QueueLimits], claimed: list[Row], n: int,
         workers: Iterator[str], now: float, lease: float,
     ) -> bool:
@@ -623,13 +621,15 @@ class Tx:
         candidates.sort()
         held_now: dict[str, int] = {}
         skipped = False
-        for _, _, job_id, queue, ckey, climit, held in candidates:
+        for _, _, job_id, queue, ckey, climit in candidates:
             if len(claimed) == n:
                 break
             if caps[queue] <= 0:
                 continue
             if ckey is not None:
-                taken = held_now.get(ckey, held)
+                taken = held_now.get(ckey)
+                if taken is None:  # first of its key in this batch: count the running ones
+                    taken = int(_scalar(self.cursor, COUNT_WITH_KEY, (ckey,)))
                 if taken >= climit:
                     skipped = skipped or ckey in held_now
                     continue
@@ -648,6 +648,13 @@ class Tx:
                     oldest = _scalar(self.cursor, RATE_OLDEST, (queue, now - period))
                     self._slot(queue, (oldest or now) + period, now)
         return skipped
+
+    def _candidates(self, queue: str, now: float, limit: int) -> list[_Candidate]:
+        """The best ``limit`` claimable jobs of a queue (keys already at their limit and
+        expired jobs left out), as sortable tuples."""
+        return [(-priority, run_at, job_id, queue, ckey, climit or 1)
+                for job_id, priority, run_at, ckey, climit in self.cursor.execute(
+                    CLAIM_CANDIDATES, (queue, now, limit))]
 
     def _slot(self, queue: str, at: float, now: float) -> None:
         at = max(at, now)
