@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import signal
@@ -44,6 +45,8 @@ class WorkerProcess:
     to_worker: int
     from_worker: int
     buffer: bytearray = field(default_factory=bytearray)
+    #: Bytes for the worker that its pipe has not taken yet (see ``Pool.send``).
+    outbox: bytearray = field(default_factory=bytearray)
     ready: bool = False
     retiring: bool = False
     job: Assignment | None = None  # the one it is running
@@ -114,6 +117,10 @@ class Pool:
             os.close(down_r)
             os.close(up_w)
         os.set_blocking(up_r, False)
+        os.set_blocking(down_w, False)
+        with contextlib.suppress(OSError, AttributeError):
+            # Room for a few jobs of the largest payload, so a send rarely waits at all.
+            fcntl.fcntl(down_w, fcntl.F_SETPIPE_SZ, 1 << 20)
         os.set_inheritable(down_w, False)
         os.set_inheritable(up_r, False)
         w = WorkerProcess(proc, f"{self.prefix}:w{proc.pid}", down_w, up_r)
@@ -121,15 +128,25 @@ class Pool:
         return w
 
     def send(self, w: WorkerProcess, data: bytes) -> bool:
-        """Write a message; False when the worker is gone (it will be reaped)."""
+        """Queue a message and write what the pipe takes now; False when the worker is gone
+        (it will be reaped). Never blocks: a worker busy writing a large result to us, or a
+        frozen one, would otherwise deadlock the supervisor on a full pipe."""
         if w.to_worker < 0:
             return False
-        view = memoryview(data)
+        w.outbox += data
+        return self.flush(w)
+
+    def flush(self, w: WorkerProcess) -> bool:
+        """Write as much of ``w.outbox`` as the pipe takes; False when the worker is gone."""
+        if w.to_worker < 0:
+            return False
         try:
-            while view:
-                n = os.write(w.to_worker, view)
-                view = view[n:]
-        except (BrokenPipeError, OSError):
+            while w.outbox:
+                n = os.write(w.to_worker, w.outbox)
+                del w.outbox[:n]
+        except (BlockingIOError, InterruptedError):
+            pass
+        except OSError:
             return False
         return True
 

@@ -41,8 +41,12 @@ T = TypeVar("T")
 Row = dict[str, Any]
 
 _STATES = ", ".join(f"'{s.value}'" for s in State)
-_TRANSITION_PAIRS = ", ".join(
-    f"('{a.value}', '{b.value}')" for a, targets in TRANSITIONS.items() for b in sorted(targets)
+# A plain boolean per source state: SQLite checks it in well under a microsecond, where a
+# row-value `NOT IN (VALUES …)` costs several per update on the hottest statements.
+_LEGAL_MOVES = "\n     OR ".join(
+    f"(old.state = '{a.value}' AND new.state IN "
+    f"({', '.join(repr(b.value) for b in sorted(targets))}))"
+    for a, targets in TRANSITIONS.items() if targets
 )
 
 SCHEMA = f"""
@@ -96,7 +100,7 @@ CREATE INDEX rate_starts_window ON rate_starts (queue, at);
 
 -- The schema repeats TRANSITIONS: no update may move a job along an edge it does not list.
 CREATE TRIGGER jobs_transition BEFORE UPDATE OF state ON jobs
-WHEN old.state != new.state AND (old.state, new.state) NOT IN (VALUES {_TRANSITION_PAIRS})
+WHEN old.state != new.state AND NOT ({_LEGAL_MOVES})
 BEGIN
     SELECT RAISE(ABORT, 'litejobs: illegal state transition');
 END;
@@ -233,6 +237,18 @@ def _storage_error(path: str, exc: apsw.Error) -> StorageError:
         return StorageError(
             f"{path} is corrupt ({exc}); litejobs will not write to it. Restore it from a "
             "backup or move it aside and start a new file"
+        )
+    if isinstance(exc, apsw.CantOpenError):
+        directory = os.path.dirname(path)
+        if not os.access(directory, os.W_OK | os.X_OK):
+            return StorageError(
+                f"cannot open {path} ({exc}): its directory {directory} is read-only or not "
+                "writable by this user, and SQLite must create the -wal and -shm files there; "
+                "make the directory writable, then try again"
+            )
+        return StorageError(
+            f"cannot open {path} ({exc}); check that it and its -wal and -shm files are "
+            "readable and writable by this user (`litejobs doctor` checks)"
         )
     if isinstance(exc, apsw.BusyError):
         return StorageError(
@@ -1026,7 +1042,8 @@ class Store:
             return list(_dicts(self.connection().execute(sql, params)))
         except apsw.BusyError as exc:
             raise _storage_error(self.path, exc) from None
-        except (apsw.IOError, apsw.CorruptError, apsw.NotADBError) as exc:
+        except (apsw.IOError, apsw.CorruptError, apsw.NotADBError, apsw.FullError,
+                apsw.ReadOnlyError, apsw.CantOpenError) as exc:
             raise _storage_error(self.path, exc) from None
 
     # --- producers ---------------------------------------------------------------------------
@@ -1111,13 +1128,14 @@ class Store:
         return self._transaction(self.connection(), retry)
 
     def next_scheduled(self) -> float | None:
-        row = self.connection().execute(NEXT_SCHEDULED).fetchone()
-        return None if row is None or row[0] is None else float(row[0])
+        value = next(iter(self._read(NEXT_SCHEDULED)[0].values()))
+        return None if value is None else float(value)
 
     def held_by(self, prefix: str) -> dict[int, int]:
         """``{job_id: attempt}`` of running jobs leased by ids starting with ``prefix``."""
-        cur = self.connection().execute(HELD_BY, (_like_prefix(prefix),))
-        return {int(i): int(a) for i, a in cur}
+        # _read: the supervisor's loop survives only StorageError, never a raw apsw error
+        rows = self._read(HELD_BY, (_like_prefix(prefix),))
+        return {int(r["id"]): int(r["attempt"]) for r in rows}
 
     def supervisors(self) -> list[Row]:
         return self._read(SELECT_SUPERVISORS)
@@ -1235,6 +1253,10 @@ class Store:
             log, done = self.connection().wal_checkpoint(mode=mode)
         except apsw.BusyError:
             return (-1, -1)
+        except apsw.Error as exc:
+            # A full disk fails the checkpoint (the database file must grow): a StorageError,
+            # which the supervisor logs and retries, not a crash.
+            raise _storage_error(self.path, exc) from None
         return int(log), int(done)
 
     def wal_size(self) -> int:

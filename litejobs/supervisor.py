@@ -13,7 +13,9 @@ put back to ``queued`` (not counted as a failure). A second signal stops at once
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
+import json
 import logging
 import os
 import secrets
@@ -28,7 +30,7 @@ from typing import Any
 
 from litejobs import maintenance
 from litejobs.app import App
-from litejobs.bell import BellListener
+from litejobs.bell import BellListener, bell_dir
 from litejobs.config import Config, parse_rate
 from litejobs.errors import LitejobsError, StorageError, WorkerDied
 from litejobs.pool import Assignment, Pool, WorkerProcess, describe_exit
@@ -51,7 +53,7 @@ START_FAILURES = 5  # workers that die before becoming ready, in a row, before g
 #: Jobs a worker may hold: the one it runs and some sent ahead, so it never waits for the
 #: supervisor between quick jobs. Only workers whose recent jobs took under QUICK seconds get
 #: more than one: a job queued behind a long one would wait while another worker idles.
-PREFETCH = 4
+PREFETCH = 8
 QUICK = 0.01
 
 
@@ -100,6 +102,7 @@ class Supervisor:
                        "memory": now + MEMORY_CHECK, "heartbeat": now, "rescue": now,
                        "checkpoint": now + CHECKPOINT, "prune": now}
         self._signals: list[int] = []
+        self.child_exited = False  # SIGCHLD seen: reap before anything else
         self.ticker = Ticker(app, self.store, build_entries(app))
         self.next_cron: float | None = None
         self.next_slot: float | None = None  # when a rate-limited queue may start a job again
@@ -108,6 +111,9 @@ class Supervisor:
 
     def run(self) -> int:
         """Serve until drained by a signal; returns the process exit code."""
+        # Open the file for writing first: an unusable one (read-only, foreign) is refused
+        # before anything (the wake-up socket directory) is created beside it.
+        self.store.connection()
         sel = selectors.DefaultSelector()
         wake_r, wake_w = os.pipe()
         os.set_blocking(wake_r, False)
@@ -115,7 +121,13 @@ class Supervisor:
         old_fd = signal.set_wakeup_fd(wake_w)
         old = {s: signal.signal(s, self._on_signal)
                for s in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD)}
-        listener = BellListener(self.store.path, self.id.replace(":", "-"))
+        try:
+            listener = BellListener(self.store.path, self.id.replace(":", "-"))
+        except OSError as exc:
+            raise StorageError(
+                f"cannot create the wake-up socket in {bell_dir(self.store.path)} "
+                f"({exc.strerror}); the directory of {self.store.path} must be writable by "
+                "this user (SQLite creates its -wal and -shm files there too)") from None
         sel.register(wake_r, selectors.EVENT_READ, "signal")
         sel.register(listener.fileno(), selectors.EVENT_READ, "bell")
         self.selector = sel
@@ -124,7 +136,14 @@ class Supervisor:
             log.info("supervisor %s serving %s with %d workers (queues: %s)", self.id,
                      self.store.path, self.config.workers, ",".join(self.queues or ["all"]))
             while True:
-                for key, _ in sel.select(self._wait()):
+                events = sel.select(self._wait())
+                if not events:
+                    # CPython returns [] without polling when a signal interrupts the wait
+                    # past its deadline, as SIGCONT after a SIGSTOP does: look again, so an
+                    # outcome already in a pipe is read (and fenced) before the timers act on
+                    # leases and kill its worker as a lost one.
+                    events = sel.select(0)
+                for key, _ in events:
                     if key.data == "signal":
                         with contextlib.suppress(OSError):
                             os.read(wake_r, 512)
@@ -150,7 +169,9 @@ class Supervisor:
             os.close(wake_w)
 
     def _on_signal(self, signum: int, frame: Any) -> None:
-        if signum != signal.SIGCHLD:
+        if signum == signal.SIGCHLD:
+            self.child_exited = True
+        else:
             self._signals.append(signum)
 
     def _start(self) -> None:
@@ -231,6 +252,9 @@ class Supervisor:
         mono = time.monotonic()
         self._handle_signals(mono)
         self._reap()
+        for w in list(self.pool.workers.values()):
+            if w.outbox and not self.pool.flush(w):
+                self.pool.kill(w)  # its pipe broke: reaped next cycle, its jobs returned
         self._enforce(mono)
         now = time.time()
         try:
@@ -286,6 +310,11 @@ class Supervisor:
         w.backlog.clear()
 
     def _reap(self) -> None:
+        # Polling every worker costs a waitpid each; only a SIGCHLD (or a worker we killed or
+        # retired, which also raises one) makes it worth it.
+        if not self.child_exited:
+            return
+        self.child_exited = False
         for w, code in self.pool.exited():
             self._on_readable(w)  # an outcome sent just before it exited
             with contextlib.suppress(KeyError, ValueError):
@@ -392,11 +421,12 @@ class Supervisor:
         promote = self.next_due is not None and self.next_due <= now
         slot = self.next_slot is not None and now >= self.next_slot
         claim = bool(idle) and (self.wake or promote or slot)
-        # Expiry also runs on the poll: a job must end cancelled when its time runs out, not
-        # when a worker next comes free to claim.
-        expire = claim or polled
+        # Expired jobs are never claimed (the claim filters them); marking them cancelled
+        # runs on the poll, so a job ends cancelled within a second of its time running out
+        # without costing every claim a statement.
+        expire = polled
         renew = mono >= self.timers["renew"]
-        if not (self.outcomes or promote or expire or renew):
+        if not (self.outcomes or promote or claim or expire or renew):
             if slot and not idle:
                 self.next_slot = None  # a worker finishing will claim again anyway
             return
@@ -433,8 +463,14 @@ class Supervisor:
         for job_id in lost:
             self._lost(job_id)
         by_name = {w.name: w for w in self.pool.workers.values()}
+        batches: dict[str, list[str]] = {}
         for row in rows:
-            self._dispatch(by_name[row["leased_by"]], row, now)
+            batches.setdefault(row["leased_by"], []).append(
+                self._dispatch(by_name[row["leased_by"]], row, now))
+        for name, lines in batches.items():
+            w = by_name[name]
+            if not self.pool.send(w, "".join(lines).encode()):
+                self.pool.kill(w)  # reaped next cycle; its jobs are returned
 
     def _served(self, known: list[tuple[str, bool]]) -> list[QueueLimits]:
         """The queues this supervisor claims from now, with their configured limits."""
@@ -477,7 +513,8 @@ class Supervisor:
         a.deadline = None if a.timeout is None else time.monotonic() + a.timeout
         w.job = a
 
-    def _dispatch(self, w: WorkerProcess, row: Row, now: float) -> None:
+    def _dispatch(self, w: WorkerProcess, row: Row, now: float) -> str:
+        """Hand a claimed job to ``w``; returns the message line to send it."""
         a = Assignment(
             id=row["id"], attempt=row["attempt"], task=row["task"], queue=row["queue"],
             max_attempts=row["max_attempts"], interrupts=row["interrupts"],
@@ -486,14 +523,12 @@ class Supervisor:
             self._begin(w, a, now)
         else:
             w.backlog.append(a)
-        line = (
+        return (
             f'{{"id":{row["id"]},"task":{_json_str(row["task"])},"attempt":{row["attempt"]},'
             f'"queue":{_json_str(row["queue"])},"scheduled_at":{row["scheduled_at"]!r},'
             f'"max_attempts":{row["max_attempts"]},"interrupts":{row["interrupts"]},'
             f'"args":{row["args"]},"kwargs":{row["kwargs"]}}}\n'
         )
-        if not self.pool.send(w, line.encode()):
-            self.pool.kill(w)  # reaped next cycle; the job is returned as a crash
 
     def _lost(self, job_id: int) -> None:
         """A job of ours was cancelled or rescued elsewhere: stop the attempt at once (the
@@ -581,6 +616,8 @@ class Supervisor:
         if self.storage_down_until > mono:
             due = [self.storage_down_until]
         wait = min(due) - mono
+        if any(w.outbox for w in self.pool.workers.values()):
+            wait = min(wait, 0.01)  # a worker's pipe was full: write the rest soon
         wall = time.time()
         for instant in (self.next_due, self.next_cron, self.next_slot):
             if instant is not None:
@@ -588,13 +625,11 @@ class Supervisor:
         return max(0.0, wait)
 
 
+@functools.lru_cache(maxsize=4096)
 def _json_str(value: str) -> str:
-    import json
-
+    """A task or queue name as a JSON string (names repeat: cached)."""
     return json.dumps(value)
 
 
 def _raw_result(value: Any) -> str:
-    import json
-
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
