@@ -228,6 +228,9 @@ def enqueue(config_path: str | None, database: str | None, task: str, app_spec: 
         kwargs = json.loads(kwargs_json)
     except json.JSONDecodeError as exc:
         raise _fail(f"--args/--kwargs must be JSON: {exc}") from None
+    except RecursionError:
+        raise _fail("--args/--kwargs are nested too deeply for JSON decoding; a stored value "
+                    "may be nested at most 200 levels") from None
     if not isinstance(args, list):
         raise _fail("--args must be a JSON array, e.g. '[1, 2]'")
     if not isinstance(kwargs, dict):

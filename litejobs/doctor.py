@@ -16,7 +16,7 @@ from typing import Any
 from litejobs.errors import StorageError
 from litejobs.store import SCHEMA_VERSION, Store
 
-__all__ = ["NETWORK_FS", "Check", "diagnose", "filesystem_of"]
+__all__ = ["NETWORK_FS", "Check", "diagnose", "filesystem_of", "is_network_fs"]
 
 #: File systems on which SQLite's locking is unreliable: a database there can be corrupted
 #: by two machines, or one machine's processes, believing they hold the lock.
@@ -38,6 +38,11 @@ class Check:
 
     def to_dict(self) -> dict[str, Any]:
         return {"check": self.name, "verdict": self.verdict, "message": self.message}
+
+
+def is_network_fs(fstype: str) -> bool:
+    """True for a file system type (as /proc/mounts names it) where SQLite locking is unsafe."""
+    return fstype in NETWORK_FS or fstype.startswith("nfs")
 
 
 def filesystem_of(path: str) -> tuple[str, str]:
@@ -77,7 +82,7 @@ def diagnose(path: str, allow_network_fs: bool = False, now: float | None = None
     add = checks.append
 
     mount, fstype = filesystem_of(directory if os.path.isdir(directory) else "/")
-    if fstype in NETWORK_FS or fstype.startswith("nfs"):
+    if is_network_fs(fstype):
         add(Check("filesystem", "warn" if allow_network_fs else "fail",
                   f"{directory} is on {fstype} ({mount}), a network file system where SQLite "
                   "locking is unsafe; move the database to a local disk (or pass "

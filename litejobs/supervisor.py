@@ -49,6 +49,8 @@ HEARTBEAT = 5.0
 CHECKPOINT = 10.0
 PRUNE = 60.0
 WAL_TRUNCATE = 64 * 1024 * 1024
+#: A change of the wall clock against the monotonic one bigger than this is a clock step.
+CLOCK_STEP = 1.0
 START_FAILURES = 5  # workers that die before becoming ready, in a row, before giving up
 #: Jobs a worker may hold: the one it runs and some sent ahead, so it never waits for the
 #: supervisor between quick jobs. Only workers whose recent jobs took under QUICK seconds get
@@ -97,6 +99,7 @@ class Supervisor:
         self.due_stale = True  # next_due must be read again (a ring, a poll, a promotion)
         self.start_failures = 0
         self.storage_down_until = 0.0
+        self.clock_offset = time.time() - time.monotonic()
         now = time.monotonic()
         self.timers = {"poll": now, "renew": now + config.lease / 3, "held": now + HELD_CHECK,
                        "memory": now + MEMORY_CHECK, "heartbeat": now, "rescue": now,
@@ -114,13 +117,6 @@ class Supervisor:
         # Open the file for writing first: an unusable one (read-only, foreign) is refused
         # before anything (the wake-up socket directory) is created beside it.
         self.store.connection()
-        sel = selectors.DefaultSelector()
-        wake_r, wake_w = os.pipe()
-        os.set_blocking(wake_r, False)
-        os.set_blocking(wake_w, False)
-        old_fd = signal.set_wakeup_fd(wake_w)
-        old = {s: signal.signal(s, self._on_signal)
-               for s in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD)}
         try:
             listener = BellListener(self.store.path, self.id.replace(":", "-"))
         except OSError as exc:
@@ -128,6 +124,13 @@ class Supervisor:
                 f"cannot create the wake-up socket in {bell_dir(self.store.path)} "
                 f"({exc.strerror}); the directory of {self.store.path} must be writable by "
                 "this user (SQLite creates its -wal and -shm files there too)") from None
+        sel = selectors.DefaultSelector()
+        wake_r, wake_w = os.pipe()
+        os.set_blocking(wake_r, False)
+        os.set_blocking(wake_w, False)
+        old_fd = signal.set_wakeup_fd(wake_w)
+        old = {s: signal.signal(s, self._on_signal)
+               for s in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD)}
         sel.register(wake_r, selectors.EVENT_READ, "signal")
         sel.register(listener.fileno(), selectors.EVENT_READ, "bell")
         self.selector = sel
@@ -257,6 +260,7 @@ class Supervisor:
                 self.pool.kill(w)  # its pipe broke: reaped next cycle, its jobs returned
         self._enforce(mono)
         now = time.time()
+        self._watch_clock()
         try:
             if mono >= self.storage_down_until:
                 if self.next_cron is not None and now >= self.next_cron:
@@ -272,6 +276,23 @@ class Supervisor:
             log.info("drained: no job running, exiting")
             return True
         return self.stopping
+
+    def _watch_clock(self) -> None:
+        """Leases and heartbeats are wall-clock times; this loop's timers are monotonic. When
+        the wall clock steps (NTP, a resumed VM, `date -s`), every lease on the host suddenly
+        looks expired (forward) or long (back). So after a step, renew our leases at once and
+        hold rescues back for one lease: every live supervisor renews before any is judged."""
+        offset = time.time() - time.monotonic()
+        step = offset - self.clock_offset
+        self.clock_offset = offset
+        if abs(step) < CLOCK_STEP:
+            return
+        mono = time.monotonic()
+        log.warning("the wall clock stepped %+.1f s: renewing leases now, rescuing none for "
+                    "%g s", step, self.config.lease)
+        self.timers["renew"] = mono
+        self.timers["rescue"] = max(self.timers["rescue"], mono + self.config.lease)
+        self.due_stale = True
 
     def _handle_signals(self, mono: float) -> None:
         while self._signals:
@@ -294,6 +315,7 @@ class Supervisor:
 
     def _stop_running(self, reason: str) -> None:
         for w in list(self.pool.workers.values()):
+            self._on_readable(w)  # outcomes already sent are recorded, not re-run
             if w.busy:
                 self._interrupt(w, reason)
                 self.pool.kill(w)
