@@ -20,6 +20,7 @@ import contextvars
 import ctypes
 import json
 import os
+import re
 import signal
 import sys
 import threading
@@ -207,6 +208,26 @@ def main(argv: list[str] | None = None) -> int:
                      name="litejobs-heartbeat").start()
     channel.send(f'{{"ready":{os.getpid()}}}\n'.encode())
     for line in channel.reader:
-        channel.send(run_job(app, json.loads(line)))
+        try:
+            msg = json.loads(line)
+        except ValueError:
+            channel.send(_unreadable(line))
+            continue
+        channel.send(run_job(app, msg))
     return 0
+
+
+_HEAD = re.compile(rb'^\{"id":(\d+),"task":.*?,"attempt":(\d+),')
+
+
+def _unreadable(line: bytes) -> bytes:
+    """The outcome for a job whose stored arguments are not JSON (a row written behind
+    litejobs' back): fail it, without retries, rather than the worker."""
+    m = _HEAD.match(line)
+    if m is None:
+        raise SystemExit(f"litejobs worker: unreadable message from the supervisor: {line!r}")
+    body = json.dumps({"ok": False, "retry": False, "delay": None, "traceback": None,
+                       "error": "the job's stored arguments are not valid JSON (was the row "
+                                "written outside litejobs?); fix or cancel it"})
+    return f'{{"id":{int(m.group(1))},"attempt":{int(m.group(2))},{body[1:]}\n'.encode()
 

@@ -359,6 +359,9 @@ def test_hostile_rows_never_run_code_and_files_are_private(start_supervisor, app
     assert "unexpected keyword" in (kwargs_job.error or ""), kwargs_job.error
     raw = jobs["raw pickle args"]
     assert raw.state is litejobs.State.FAILED, raw.state
+    # Failed as the job's own problem, at once: not by killing workers up to crash_limit.
+    assert "not valid JSON" in (raw.error or ""), raw.error
+    assert [a.outcome for a in raw.attempts()] == ["failed"], raw.attempts()
     assert not [m for m in markers if m.exists()], "a hostile row ran code"
     assert sup.running()
     assert app.enqueue("basic.add", args=[2, 3]).result(timeout=30) == 5  # pool goes on
