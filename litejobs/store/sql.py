@@ -1,0 +1,208 @@
+"""Every SQL statement litejobs runs, each a named constant (schema DDL lives in ``schema``).
+
+The transaction code beside them is in ``tx`` (a supervisor's write transaction) and in the
+package's ``Store`` (producers, readers, upkeep).
+"""
+
+from __future__ import annotations
+
+from litejobs.job import State, sources
+
+JOB_COLUMNS = (
+    "id, task, queue, state, priority, args, kwargs, key, run_at, scheduled_at, created_at, "
+    "attempt, max_attempts, interrupts, crashes, timeout, expires_at, concurrency_key, "
+    "concurrency_limit, leased_by, lease_until, "
+    "started_at, finished_at, result, error"
+)
+
+INSERT_JOB = """
+INSERT INTO jobs (task, queue, state, priority, args, kwargs, key, run_at, scheduled_at,
+                  created_at, max_attempts, timeout, expires_at, concurrency_key,
+                  concurrency_limit)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+RETURNING id
+"""
+INSERT_QUEUE = "INSERT OR IGNORE INTO queues (name) VALUES (?)"
+FIND_KEY = f"""
+SELECT {JOB_COLUMNS} FROM jobs
+WHERE task = ? AND key = ? AND created_at >= ? AND state NOT IN ('failed', 'cancelled')
+ORDER BY id DESC LIMIT 1
+"""
+DEBOUNCE = """
+UPDATE jobs SET state = 'scheduled', run_at = ?, scheduled_at = ?, args = ?, kwargs = ?,
+                expires_at = ?
+WHERE id = ? AND state IN ('scheduled', 'queued')
+"""
+SELECT_JOB = f"SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?"
+SELECT_ATTEMPTS = (
+    "SELECT attempt, outcome, worker, started_at, finished_at, error, traceback "
+    "FROM attempts WHERE job_id = ? ORDER BY attempt"
+)
+SELECT_FOR_CANCEL = "SELECT state, attempt, started_at, leased_by FROM jobs WHERE id = ?"
+CANCEL_JOB = f"""
+UPDATE jobs SET state = 'cancelled', error = ?, finished_at = ?, leased_by = NULL,
+                lease_until = NULL
+WHERE id = ? AND state IN ({", ".join(f"'{s.value}'" for s in sources(State.CANCELLED))})
+"""
+RETRY_JOB = """
+UPDATE jobs SET state = 'queued', run_at = ?, max_attempts = attempt - interrupts + ?,
+                crashes = 0, error = NULL, finished_at = NULL, result = NULL
+WHERE id = ? AND state IN ('failed', 'cancelled')
+"""
+SELECT_QUEUES = "SELECT name, paused FROM queues ORDER BY name"
+CLAIM_CANDIDATES = """
+SELECT id, priority, run_at, concurrency_key, concurrency_limit
+FROM jobs j
+WHERE state = 'queued' AND queue = ? AND (expires_at IS NULL OR expires_at >= ?)
+  AND (concurrency_key IS NULL OR (SELECT count(*) FROM jobs r WHERE r.state = 'running'
+                                   AND r.concurrency_key = j.concurrency_key)
+                                  < concurrency_limit)
+ORDER BY priority DESC, run_at, id
+LIMIT ?
+"""
+COUNT_WITH_KEY = "SELECT count(*) FROM jobs WHERE state = 'running' AND concurrency_key = ?"
+RUNNING_BY_QUEUE = "SELECT queue, count(*) FROM jobs WHERE state = 'running' GROUP BY queue"
+RATE_WINDOW = "SELECT count(*), min(at) FROM rate_starts WHERE queue = ? AND at > ?"
+RATE_OLDEST = "SELECT min(at) FROM rate_starts WHERE queue = ? AND at > ?"
+RATE_FORGET = "DELETE FROM rate_starts WHERE queue = ? AND at <= ?"
+RATE_START = "INSERT INTO rate_starts (queue, at) VALUES (?, ?)"
+EXPIRE_DUE = """
+UPDATE jobs SET state = 'cancelled', finished_at = ?,
+    error = 'expired: not started within ' || printf('%g', expires_at - run_at)
+            || ' s of its run time'
+WHERE id IN (SELECT id FROM jobs WHERE expires_at IS NOT NULL AND expires_at < ?
+             AND state IN ('scheduled', 'queued') LIMIT ?)
+"""
+ADOPT_QUEUES = """
+INSERT OR IGNORE INTO queues (name) SELECT DISTINCT queue FROM jobs WHERE state = 'queued'
+"""
+SET_PAUSED = """
+INSERT INTO queues (name, paused) VALUES (?, ?)
+ON CONFLICT (name) DO UPDATE SET paused = excluded.paused
+"""
+CLAIM = """
+UPDATE jobs SET state = 'running', attempt = attempt + 1, leased_by = ?, lease_until = ?,
+                started_at = ?
+WHERE id = ? AND state = 'queued'
+RETURNING id, task, queue, args, kwargs, attempt, max_attempts, interrupts, crashes, timeout,
+          scheduled_at, leased_by
+"""
+PROMOTE_DUE = """
+UPDATE jobs SET state = 'queued'
+WHERE id IN (SELECT id FROM jobs WHERE state = 'scheduled' AND run_at <= ?
+             ORDER BY run_at LIMIT ?)
+"""
+NEXT_SCHEDULED = "SELECT min(run_at) FROM jobs WHERE state = 'scheduled'"
+# The successful attempt is not copied to `attempts`: the job row holds it (started_at,
+# finished_at, leased_by = its worker), which saves an insert on the hottest path.
+FINISH_SUCCEEDED = """
+UPDATE jobs SET state = 'succeeded', result = ?, error = NULL, started_at = ?, finished_at = ?,
+                leased_by = ?, lease_until = NULL
+WHERE id = ? AND attempt = ? AND state = 'running'
+"""
+FINISH_RETRY = """
+UPDATE jobs SET state = ?, run_at = ?, error = ?, crashes = crashes + ?, leased_by = NULL,
+                lease_until = NULL
+WHERE id = ? AND attempt = ? AND state = 'running'
+"""
+FINISH_FAILED = """
+UPDATE jobs SET state = 'failed', error = ?, crashes = crashes + ?, finished_at = ?,
+                leased_by = NULL, lease_until = NULL
+WHERE id = ? AND attempt = ? AND state = 'running'
+"""
+REQUEUE_INTERRUPTED = """
+UPDATE jobs SET state = 'queued', run_at = ?, interrupts = interrupts + 1, leased_by = NULL,
+                lease_until = NULL
+WHERE id = ? AND attempt = ? AND state = 'running'
+"""
+UNCLAIM = """
+UPDATE jobs SET state = 'queued', attempt = attempt - 1, leased_by = NULL, lease_until = NULL,
+                started_at = NULL
+WHERE id = ? AND attempt = ? AND state = 'running'
+"""
+RECORD_ATTEMPT = """
+INSERT INTO attempts (job_id, attempt, outcome, worker, started_at, finished_at, error, traceback)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (job_id, attempt) DO NOTHING
+"""
+RECORD_STALE = """
+INSERT INTO attempts (job_id, attempt, outcome, worker, started_at, finished_at, error, traceback)
+VALUES (?, ?, 'stale', ?, ?, ?, ?, ?)
+ON CONFLICT (job_id, attempt) DO UPDATE SET
+    outcome = 'stale',
+    error = coalesce(attempts.error || '; ', '') || excluded.error
+"""
+RENEW_LEASE = """
+UPDATE jobs SET lease_until = ? WHERE id = ? AND attempt = ? AND state = 'running'
+"""
+EXPIRED_LEASES = """
+SELECT id, task, attempt, max_attempts, interrupts, crashes, leased_by, started_at
+FROM jobs WHERE state = 'running' AND lease_until < ? ORDER BY lease_until LIMIT ?
+"""
+RUNNING_LEASES = """
+SELECT id, task, attempt, max_attempts, interrupts, crashes, leased_by, started_at
+FROM jobs WHERE state = 'running' AND leased_by LIKE ? ESCAPE '\\'
+"""
+HELD_BY = "SELECT id, attempt FROM jobs WHERE state = 'running' AND leased_by LIKE ? ESCAPE '\\'"
+PRUNE = """
+DELETE FROM jobs WHERE id IN (
+    SELECT id FROM jobs WHERE state IN ('succeeded', 'failed', 'cancelled') AND finished_at < ?
+    ORDER BY finished_at LIMIT ?)
+"""
+SELECT_CRON_ENTRY = (
+    "SELECT name, schedule, since, last_instant, last_job FROM cron_entries WHERE name = ?"
+)
+UPSERT_CRON_ENTRY = """
+INSERT INTO cron_entries (name, schedule, since) VALUES (?, ?, ?)
+ON CONFLICT (name) DO UPDATE SET schedule = excluded.schedule, since = excluded.since
+"""
+ADVANCE_CRON_ENTRY = """
+UPDATE cron_entries SET last_instant = max(coalesce(last_instant, 0), ?),
+                        last_job = coalesce(?, last_job)
+WHERE name = ?
+"""
+INSERT_CRON_FIRE = """
+INSERT OR IGNORE INTO cron_fires (entry, instant, outcome, fired_at) VALUES (?, ?, ?, ?)
+"""
+SET_CRON_FIRE_JOB = "UPDATE cron_fires SET job_id = ? WHERE entry = ? AND instant = ?"
+SELECT_JOB_STATE = "SELECT state FROM jobs WHERE id = ?"
+SELECT_CRON_ENTRIES = """
+SELECT e.name, e.schedule, e.since, e.last_instant, e.last_job, j.state AS last_state
+FROM cron_entries e LEFT JOIN jobs j ON j.id = e.last_job
+ORDER BY e.name
+"""
+PRUNE_CRON_FIRES = """
+DELETE FROM cron_fires WHERE (entry, instant) IN (
+    SELECT entry, instant FROM cron_fires WHERE fired_at < ? LIMIT ?)
+"""
+
+RUNNING_IN_QUEUE = (
+    "SELECT id FROM jobs WHERE state = 'running' AND queue = ? ORDER BY started_at LIMIT ?"
+)
+COUNT_RUNNING_IN_QUEUE = "SELECT count(*) FROM jobs WHERE state = 'running' AND queue = ?"
+RUNNING_WITH_KEY = (
+    "SELECT id FROM jobs WHERE state = 'running' AND concurrency_key = ? ORDER BY started_at"
+)
+AHEAD_IN_QUEUE = """
+SELECT count(*) FROM jobs
+WHERE state = 'queued' AND queue = :queue
+  AND (priority > :priority OR (priority = :priority AND (run_at < :run_at
+       OR (run_at = :run_at AND id < :id))))
+"""
+SELECT_PAUSED = "SELECT paused FROM queues WHERE name = ?"
+
+UPSERT_SUPERVISOR = """
+INSERT INTO supervisors (id, hostname, pid, started_at, heartbeat_at, queues)
+VALUES (?, ?, ?, ?, ?, ?)
+ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at
+"""
+DELETE_SUPERVISOR = "DELETE FROM supervisors WHERE id = ?"
+DELETE_OLD_SUPERVISORS = "DELETE FROM supervisors WHERE heartbeat_at < ?"
+SELECT_SUPERVISORS = (
+    "SELECT id, hostname, pid, started_at, heartbeat_at, queues FROM supervisors ORDER BY id"
+)
+COUNT_EXPIRED_LEASES = "SELECT count(*) FROM jobs WHERE state = 'running' AND lease_until < ?"
+COUNT_RUNNING = "SELECT count(*) FROM jobs WHERE state = 'running'"
+COUNT_QUEUED = "SELECT count(*) FROM jobs WHERE state = 'queued'"
+OLDEST_QUEUED = "SELECT min(run_at) FROM jobs WHERE state = 'queued'"
+COUNT_BY_QUEUE_STATE = "SELECT queue, state, count(*) FROM jobs GROUP BY queue, state"

@@ -1,0 +1,401 @@
+"""One write transaction's statements: claims with every limit, outcomes with fencing, cron
+fires, leases, rescues and pruning. ``Store.write(fn)`` hands ``fn`` a ``Tx``."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import apsw
+
+from litejobs.job import State
+from litejobs.store import sql
+
+__all__ = ["RATE_MARGIN", "NewJob", "QueueLimits", "Row", "Tx"]
+
+Row = dict[str, Any]
+#: Extra seconds (at most 10% of the period) a rate window lasts beyond its period.
+RATE_MARGIN = 0.1
+
+
+def _scalar(target: apsw.Connection | apsw.Cursor, sql: str, params: Sequence[Any] = ()) -> Any:
+    row = target.execute(sql, params).fetchone()
+    return None if row is None else row[0]
+
+
+def _dicts(cursor: apsw.Cursor) -> Iterator[Row]:
+    names: list[str] | None = None
+    for values in cursor:
+        if names is None:
+            names = [d[0] for d in cursor.get_description()]
+        yield dict(zip(names, values, strict=True))
+
+
+def _like_prefix(prefix: str) -> str:
+    return prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+@dataclass(frozen=True, slots=True)
+class NewJob:
+    """One job to insert, already validated and encoded."""
+
+    task: str
+    queue: str
+    priority: int
+    args: str
+    kwargs: str
+    run_at: float
+    max_attempts: int
+    timeout: float | None
+    key: str | None = None
+    expires_at: float | None = None
+    concurrency_key: str | None = None
+    concurrency_limit: int | None = None
+    #: The idempotency window: a live job of the same task and key younger than this is
+    #: returned instead of a new one.
+    unique_for: float | None = None
+    #: With a key: push a pending job of that key back to now + debounce, newest arguments.
+    debounce: float | None = None
+
+
+#: A claim candidate: (-priority, run_at, id, queue, concurrency key, its limit); sorts best first.
+_Candidate = tuple[int, float, int, str, str | None, int]
+
+
+@dataclass(frozen=True, slots=True)
+class QueueLimits:
+    """A queue as a claim sees it: its name and the limits its config sets."""
+
+    name: str
+    concurrency: int | None = None
+    rate: tuple[int, float] | None = None  # (N, period in seconds): N starts per period
+
+
+class Tx:
+    """The statements a supervisor runs inside one write transaction."""
+
+    def __init__(self, cursor: apsw.Cursor, queues_seen: set[str] | None = None) -> None:
+        self.cursor = cursor
+        self.next_slot: float | None = None
+        self._queues_seen: set[str] = set() if queues_seen is None else queues_seen
+
+    def insert(self, job: NewJob, now: float) -> Row:
+        """Insert one job (or return its live twin of the same task and key)."""
+        cur = self.cursor
+        if job.key is not None:
+            twin = self._twin(job, now)
+            if twin is not None:
+                return twin
+        if job.queue not in self._queues_seen:
+            # Queue rows are never deleted, so once one is known to exist this process skips
+            # the statement (the set is shared by this Store's transactions).
+            cur.execute(sql.INSERT_QUEUE, (job.queue,))
+            self._queues_seen.add(job.queue)
+        state = State.SCHEDULED.value if job.run_at > now else State.QUEUED.value
+        job_id = _scalar(cur, sql.INSERT_JOB, (
+            job.task, job.queue, state, job.priority, job.args, job.kwargs, job.key,
+            job.run_at, job.run_at, now, job.max_attempts, job.timeout, job.expires_at,
+            job.concurrency_key, job.concurrency_limit,
+        ))
+        return {
+            "id": int(job_id), "task": job.task, "queue": job.queue, "state": state,
+            "priority": job.priority, "args": job.args, "kwargs": job.kwargs,
+            "key": job.key, "run_at": job.run_at, "scheduled_at": job.run_at,
+            "created_at": now, "attempt": 0, "max_attempts": job.max_attempts,
+            "interrupts": 0, "crashes": 0, "timeout": job.timeout,
+            "expires_at": job.expires_at, "concurrency_key": job.concurrency_key,
+            "concurrency_limit": job.concurrency_limit, "leased_by": None, "lease_until": None,
+            "started_at": None, "finished_at": None, "result": None, "error": None,
+        }
+
+    def _twin(self, job: NewJob, now: float) -> Row | None:
+        cur = self.cursor
+        window = job.unique_for if job.unique_for is not None else float("inf")
+        rows = list(_dicts(cur.execute(sql.FIND_KEY, (job.task, job.key, now - window))))
+        if not rows:
+            return None
+        twin = rows[0]
+        if job.debounce is not None and twin["state"] not in ("scheduled", "queued"):
+            # The twin already took older arguments (it runs or ran): the newest ones get a
+            # job of their own, debounced from now.
+            return None
+        if job.debounce is not None:
+            # expires_at counts from the run time, so it moves with it
+            cur.execute(sql.DEBOUNCE, (job.run_at, job.run_at, job.args, job.kwargs,
+                                   job.expires_at, twin["id"]))
+            twin.update(state="scheduled", run_at=job.run_at, scheduled_at=job.run_at,
+                        args=job.args, kwargs=job.kwargs, expires_at=job.expires_at)
+        return twin
+
+    # --- cron ---------------------------------------------------------------------------------
+
+    def cron_entry(self, name: str) -> Row | None:
+        rows = list(_dicts(self.cursor.execute(sql.SELECT_CRON_ENTRY, (name,))))
+        return rows[0] if rows else None
+
+    def cron_reset(self, name: str, schedule: str, since: float) -> None:
+        """Start (or restart, after its schedule changed) an entry's history at ``since``."""
+        self.cursor.execute(sql.UPSERT_CRON_ENTRY, (name, schedule, since))
+
+    def cron_fire(self, entry: str, instant: float, job: NewJob | None, outcome: str,
+                  now: float) -> int | None:
+        """Mark ``instant`` of ``entry`` handled; with a job, insert it in this transaction.
+
+        Returns the new job's id, or None when the instant was already handled (by another
+        supervisor, or before a restart) or is recorded as skipped.
+        """
+        self.cursor.execute(sql.INSERT_CRON_FIRE, (entry, instant, outcome, now))
+        if self.cursor.connection.changes() != 1 or job is None:
+            return None
+        job_id = int(self.insert(job, now)["id"])
+        self.cursor.execute(sql.SET_CRON_FIRE_JOB, (job_id, entry, instant))
+        return job_id
+
+    def cron_advance(self, name: str, instant: float, job_id: int | None) -> None:
+        self.cursor.execute(sql.ADVANCE_CRON_ENTRY, (instant, job_id, name))
+
+    def job_state(self, job_id: int) -> str | None:
+        value = _scalar(self.cursor, sql.SELECT_JOB_STATE, (job_id,))
+        return None if value is None else str(value)
+
+    def prune_cron_fires(self, before: float, limit: int = 500) -> int:
+        self.cursor.execute(sql.PRUNE_CRON_FIRES, (before, limit))
+        return self.cursor.connection.changes()
+
+    def queues(self) -> list[tuple[str, bool]]:
+        return [(str(n), bool(p)) for n, p in self.cursor.execute(sql.SELECT_QUEUES)]
+
+    def claim(
+        self, worker_ids: Sequence[str], queues: Iterable[QueueLimits], now: float, lease: float
+    ) -> list[Row]:
+        """Claim up to ``len(worker_ids)`` queued jobs of ``queues``, best first, one per worker.
+
+        Every limit is enforced here, inside the write transaction, so it holds across all
+        workers and supervisors on the file: a queue's concurrency (running jobs of the queue),
+        its rate limit (a sliding window of start times), each job's concurrency key (running
+        jobs sharing the key), and expiry. Each claim bumps the attempt number (the fencing
+        token) and takes a lease in the same statement. ``self.next_slot`` is set to the
+        moment a rate-limited queue with waiting jobs gets its next slot.
+        """
+        self.next_slot = None
+        n = len(worker_ids)
+        if n == 0:
+            return []
+        queues = list(queues)
+        running: dict[str, int] = {}
+        if any(q.concurrency is not None for q in queues):
+            running = {str(q): int(c) for q, c in self.cursor.execute(sql.RUNNING_BY_QUEUE)}
+        candidates: list[_Candidate] = []
+        caps: dict[str, int] = {}
+        for q in queues:
+            cap = n
+            if q.concurrency is not None:
+                cap = min(cap, q.concurrency - running.get(q.name, 0))
+            if q.rate is not None and cap > 0:
+                count, period = q.rate
+                # Starts are counted at claim; a job reaches its worker a few ms later, so the
+                # window is a little longer than the period and the limit also holds for the
+                # starts tasks see.
+                period += min(RATE_MARGIN, period * 0.1)
+                self.cursor.execute(sql.RATE_FORGET, (q.name, now - period))
+                used, oldest = self.cursor.execute(
+                    sql.RATE_WINDOW, (q.name, now - period)).fetchone() or (0, None)
+                if used >= count:
+                    cap = 0
+                    self._slot(q.name, (oldest or now) + period, now)
+                else:
+                    cap = min(cap, count - used)
+            if cap <= 0:
+                continue
+            caps[q.name] = cap
+            candidates.extend(self._candidates(q.name, now, cap))
+        claimed: list[Row] = []
+        workers = iter(worker_ids)
+        limits = {q.name: q for q in queues}
+        while True:
+            before = len(claimed)
+            skipped = self._claim_from(candidates, caps, limits, claimed, n, workers, now,
+                                       lease)
+            if not skipped or len(claimed) in (n, before):
+                return claimed
+            # Jobs of a key this batch just filled took candidate places that other keys'
+            # jobs could use: look again (the claimed ones now count as running, so the
+            # query skips their keys) rather than leave workers idle until the next poll.
+            candidates = []
+            for name, cap in caps.items():
+                if cap > 0:
+                    candidates.extend(self._candidates(name, now, cap))
+            if not candidates:
+                return claimed
+
+    def _claim_from(
+        self, candidates: list[_Candidate],
+        caps: dict[str, int], limits: Mapping[str, QueueLimits], claimed: list[Row], n: int,
+        workers: Iterator[str], now: float, lease: float,
+    ) -> bool:
+        """Claim from ``candidates``, best first, into ``claimed``; True when a candidate was
+        passed over because this batch had already filled its concurrency key."""
+        candidates.sort()
+        held_now: dict[str, int] = {}
+        skipped = False
+        for _, _, job_id, queue, ckey, climit in candidates:
+            if len(claimed) == n:
+                break
+            if caps[queue] <= 0:
+                continue
+            if ckey is not None:
+                taken = held_now.get(ckey)
+                if taken is None:  # first of its key in this batch: count the running ones
+                    taken = int(_scalar(self.cursor, sql.COUNT_WITH_KEY, (ckey,)))
+                if taken >= climit:
+                    skipped = skipped or ckey in held_now
+                    continue
+                held_now[ckey] = taken + 1
+            caps[queue] -= 1
+            row = next(_dicts(self.cursor.execute(sql.CLAIM, (next(workers), now + lease, now,
+                                                          job_id))), None)
+            if row is None:
+                continue
+            claimed.append(row)
+            rate = limits[queue].rate
+            if rate is not None:
+                self.cursor.execute(sql.RATE_START, (queue, now))
+                if caps[queue] == 0:
+                    period = rate[1] + min(RATE_MARGIN, rate[1] * 0.1)
+                    oldest = _scalar(self.cursor, sql.RATE_OLDEST, (queue, now - period))
+                    self._slot(queue, (oldest or now) + period, now)
+        return skipped
+
+    def _candidates(self, queue: str, now: float, limit: int) -> list[_Candidate]:
+        """The best ``limit`` claimable jobs of a queue (keys already at their limit and
+        expired jobs left out), as sortable tuples."""
+        return [(-priority, run_at, job_id, queue, ckey, climit or 1)
+                for job_id, priority, run_at, ckey, climit in self.cursor.execute(
+                    sql.CLAIM_CANDIDATES, (queue, now, limit))]
+
+    def _slot(self, queue: str, at: float, now: float) -> None:
+        at = max(at, now)
+        if self.next_slot is None or at < self.next_slot:
+            self.next_slot = at
+
+    def adopt_orphan_queues(self) -> int:
+        """Give every queue with queued jobs a row (claims iterate over queue rows)."""
+        self.cursor.execute(sql.ADOPT_QUEUES)
+        return self.cursor.connection.changes()
+
+    def expire_due(self, now: float, limit: int = 500) -> int:
+        """Cancel (reason "expired") pending jobs not started by their ``expires_at``."""
+        self.cursor.execute(sql.EXPIRE_DUE, (now, now, limit))
+        return self.cursor.connection.changes()
+
+    def promote_due(self, now: float, limit: int = 1000) -> int:
+        self.cursor.execute(sql.PROMOTE_DUE, (now, limit))
+        return self.cursor.connection.changes()
+
+    def succeed(
+        self, job_id: int, attempt: int, result: str, worker: str, started: float, now: float
+    ) -> bool:
+        """Record a successful attempt; False (and a ``stale`` attempt) if it lost its lease."""
+        self.cursor.execute(sql.FINISH_SUCCEEDED, (result, started, now, worker, job_id, attempt))
+        if self.cursor.connection.changes() == 1:
+            return True
+        self._stale(job_id, attempt, worker, started, now, "reported success")
+        return False
+
+    def fail(
+        self,
+        job_id: int,
+        attempt: int,
+        error: str,
+        traceback: str | None,
+        worker: str | None,
+        started: float | None,
+        now: float,
+        retry_at: float | None,
+        crashed: bool = False,
+    ) -> bool:
+        """Record a failed attempt: scheduled again at ``retry_at``, or failed when it is None."""
+        crash = 1 if crashed else 0
+        if retry_at is None:
+            self.cursor.execute(sql.FINISH_FAILED, (error, crash, now, job_id, attempt))
+        else:
+            state = State.SCHEDULED.value if retry_at > now else State.QUEUED.value
+            self.cursor.execute(
+                sql.FINISH_RETRY, (state, max(retry_at, now), error, crash, job_id, attempt)
+            )
+        if self.cursor.connection.changes() == 1:
+            self._attempt(job_id, attempt, "failed", worker, started, now, error, traceback)
+            return True
+        self._stale(job_id, attempt, worker, started, now, f"reported failure: {error}")
+        return False
+
+    def interrupt(
+        self, job_id: int, attempt: int, reason: str, worker: str | None, started: float | None,
+        now: float,
+    ) -> bool:
+        """Put a running job back to queued without counting the attempt (drain)."""
+        self.cursor.execute(sql.REQUEUE_INTERRUPTED, (now, job_id, attempt))
+        if self.cursor.connection.changes() == 1:
+            self._attempt(job_id, attempt, "interrupted", worker, started, now, reason, None)
+            return True
+        return False
+
+    def unclaim(self, job_id: int, attempt: int) -> bool:
+        """Return a claimed job that never reached its worker's hands (it waited in a dead or
+        stopped worker's backlog) to queued, taking back the attempt number. Safe because only
+        the supervisor that claimed it records its outcomes, and it has let go of it."""
+        self.cursor.execute(sql.UNCLAIM, (job_id, attempt))
+        return self.cursor.connection.changes() == 1
+
+    def renew(self, leases: Iterable[tuple[int, int]], until: float) -> list[int]:
+        """Extend the leases of ``(job_id, attempt)`` pairs; returns the ids that were lost."""
+        lost: list[int] = []
+        for job_id, attempt in leases:
+            self.cursor.execute(sql.RENEW_LEASE, (until, job_id, attempt))
+            if self.cursor.connection.changes() != 1:
+                lost.append(job_id)
+        return lost
+
+    def expired_leases(self, now: float, limit: int = 500) -> list[Row]:
+        return list(_dicts(self.cursor.execute(sql.EXPIRED_LEASES, (now, limit))))
+
+    def leases_of(self, prefix: str) -> list[Row]:
+        """Running jobs whose ``leased_by`` starts with ``prefix`` (a supervisor's id)."""
+        return list(_dicts(self.cursor.execute(sql.RUNNING_LEASES, (_like_prefix(prefix),))))
+
+    def prune(self, before: float, limit: int = 500) -> int:
+        self.cursor.execute(sql.PRUNE, (before, limit))
+        return self.cursor.connection.changes()
+
+    def heartbeat(
+        self, supervisor: str, hostname: str, pid: int, started: float, now: float, queues: str
+    ) -> None:
+        self.cursor.execute(sql.UPSERT_SUPERVISOR,
+                            (supervisor, hostname, pid, started, now, queues))
+
+    def forget_supervisor(self, supervisor: str) -> None:
+        self.cursor.execute(sql.DELETE_SUPERVISOR, (supervisor,))
+
+    def forget_supervisors_before(self, before: float) -> None:
+        self.cursor.execute(sql.DELETE_OLD_SUPERVISORS, (before,))
+
+    def _attempt(
+        self, job_id: int, attempt: int, outcome: str, worker: str | None,
+        started: float | None, finished: float, error: str | None, traceback: str | None,
+    ) -> None:
+        self.cursor.execute(sql.RECORD_ATTEMPT, (job_id, attempt, outcome, worker, started,
+                                                 finished, error, traceback))
+
+    def _stale(
+        self, job_id: int, attempt: int, worker: str | None, started: float | None,
+        finished: float, what: str,
+    ) -> None:
+        # The job may have been pruned or deleted meanwhile; only record against a live row.
+        if self.cursor.execute("SELECT 1 FROM jobs WHERE id = ?", (job_id,)).fetchone() is None:
+            return
+        self.cursor.execute(
+            sql.RECORD_STALE,
+            (job_id, attempt, worker, started, finished,
+             f"stale: attempt {attempt} {what} after losing its lease; outcome refused", None),
+        )
