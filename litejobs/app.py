@@ -19,7 +19,15 @@ from litejobs.cron import entry_from_spec
 from litejobs.job import Job
 from litejobs.serialization import dump_call
 from litejobs.store import NewJob, Store
-from litejobs.task import DEFAULT_QUEUE, Backoff, CallOptions, Prepared, Task, TaskOptions
+from litejobs.task import (
+    DEFAULT_QUEUE,
+    PLAIN,
+    Backoff,
+    CallOptions,
+    Prepared,
+    Task,
+    TaskOptions,
+)
 
 __all__ = ["App", "CronSpec"]
 
@@ -113,6 +121,8 @@ class App:
         self.tasks: dict[str, Task[Any, Any]] = {}
         self.cron_specs: dict[str, CronSpec] = {}
         self._bell: Bell | None = None
+        #: Per task (its defaults): the validated job of a plain call, arguments aside.
+        self._plain: dict[TaskOptions | None, NewJob] = {}
         for name, table in self.config.cron.items():
             self.add_cron_table(name, table, self.config.source or "litejobs.toml")
 
@@ -279,7 +289,7 @@ class App:
             raise TypeError(f"kwargs must be a dict, not {type(kwargs).__name__}")
         registered = self.tasks.get(task)
         prepared = Prepared(
-            task, tuple(args), dict(kwargs or {}), CallOptions(**options),
+            task, tuple(args), dict(kwargs or {}), CallOptions(**options) if options else PLAIN,
             registered.defaults if registered else None,
             registered.param_names if registered else (),
         )
@@ -300,6 +310,15 @@ class App:
         nothing)."""
         if not isinstance(p, Prepared):
             raise TypeError(f"enqueue_many takes task.prepare(...) values, not {p!r}")
+        if p.options is PLAIN:
+            static = self._plain.get(p.defaults)
+            if static is not None:  # nothing per call but the arguments: validated once
+                args, kwargs = dump_call(p.task, p.args, p.kwargs, self.max_payload,
+                                         p.param_names)
+                return NewJob(p.task, static.queue, static.priority, args, kwargs, now,
+                              static.max_attempts, static.timeout,
+                              concurrency_key=static.concurrency_key,
+                              concurrency_limit=static.concurrency_limit)
         d = p.defaults or TaskOptions(name=p.task)
         o = p.options
         queue = _check_name("queue", o.queue if o.queue is not None else d.queue)
@@ -341,7 +360,8 @@ class App:
             run_at = max(run_at, now + debounce)
         # after the debounce: expires counts from the run time the job really gets
         expires_at = None if expires is None else run_at + expires
-        ckey = o.concurrency_key if o.concurrency_key is not None else d.concurrency_key
+        static_key = o.concurrency_key if o.concurrency_key is not None else d.concurrency_key
+        ckey = static_key
         if callable(ckey):
             try:
                 ckey = ckey(*p.args, **p.kwargs)
@@ -350,11 +370,15 @@ class App:
                                  f"{type(exc).__name__}: {exc}; nothing was enqueued") from exc
         if ckey is not None:
             ckey = _check_name("concurrency_key", ckey)
-        return NewJob(p.task, queue, priority, args, kwargs, run_at, retries + 1, timeout,
-                      key=key, expires_at=expires_at,
-                      concurrency_key=ckey,
-                      concurrency_limit=d.concurrency_limit if ckey is not None else None,
-                      unique_for=unique_for, debounce=debounce)
+        job = NewJob(p.task, queue, priority, args, kwargs, run_at, retries + 1, timeout,
+                     key=key, expires_at=expires_at,
+                     concurrency_key=ckey,
+                     concurrency_limit=d.concurrency_limit if ckey is not None else None,
+                     unique_for=unique_for, debounce=debounce)
+        if o is PLAIN and key is None and not callable(static_key):
+            # Everything but the arguments depends on the task alone: remember it.
+            self._plain[p.defaults] = job
+        return job
 
     def pause_queue(self, queue: str) -> None:
         """Pause a queue: its jobs wait (running ones finish). Persisted in the database, so

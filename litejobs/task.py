@@ -86,6 +86,10 @@ class CallOptions:
     concurrency_key: str | None = None
 
 
+#: The options of a call that overrides nothing (shared, so ``build_job`` can spot it fast).
+PLAIN = CallOptions()
+
+
 @dataclass(frozen=True, slots=True)
 class Prepared:
     """A call ready to enqueue, as made by ``task.prepare(...)``; give a list of them to
@@ -94,7 +98,7 @@ class Prepared:
     task: str
     args: tuple[Any, ...]
     kwargs: Mapping[str, Any]
-    options: CallOptions = CallOptions()
+    options: CallOptions = PLAIN
     defaults: TaskOptions | None = None
     param_names: tuple[str, ...] = ()
 
@@ -144,7 +148,7 @@ class Task(_Caller[P, R]):
         self.defaults = defaults
         self.param_names = positional_names(fn)
         self._task = self
-        self._call = CallOptions()
+        self._call = PLAIN
         self.__doc__ = fn.__doc__
         self.__name__ = getattr(fn, "__name__", defaults.name)
         self.__wrapped__ = fn

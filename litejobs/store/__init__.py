@@ -366,7 +366,7 @@ class Store:
         def insert(cur: apsw.Cursor) -> tuple[list[Row], set[str]]:
             # A copy per attempt: only a committed transaction's queues are known to exist.
             seen = set(known)
-            return [Tx(cur, seen).insert(job, now) for job in jobs], seen
+            return Tx(cur, seen).insert_many(jobs, now), seen
 
         rows, seen = self._transaction(conn, insert)
         if len(seen) > len(known):

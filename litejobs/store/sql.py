@@ -22,6 +22,9 @@ INSERT INTO jobs (task, queue, state, priority, args, kwargs, key, run_at, sched
 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 RETURNING id
 """
+INSERT_JOBS = INSERT_JOB.replace("RETURNING id", "")  # for executemany: ids are contiguous
+MAX_JOB_ID = "SELECT max(id) FROM jobs"
+IDS_ABOVE = "SELECT id FROM jobs WHERE id > ? ORDER BY id"
 INSERT_QUEUE = "INSERT OR IGNORE INTO queues (name) VALUES (?)"
 FIND_KEY = f"""
 SELECT {JOB_COLUMNS} FROM jobs

@@ -59,6 +59,26 @@ class NewJob:
     debounce: float | None = None
 
 
+def _params(job: NewJob, state: str, now: float) -> tuple[Any, ...]:
+    return (job.task, job.queue, state, job.priority, job.args, job.kwargs, job.key, job.run_at,
+            job.run_at, now, job.max_attempts, job.timeout, job.expires_at, job.concurrency_key,
+            job.concurrency_limit)
+
+
+def _new_row(job: NewJob, job_id: int, state: str, now: float) -> Row:
+    """The row a just-inserted job has, without reading it back."""
+    return {
+        "id": job_id, "task": job.task, "queue": job.queue, "state": state,
+        "priority": job.priority, "args": job.args, "kwargs": job.kwargs,
+        "key": job.key, "run_at": job.run_at, "scheduled_at": job.run_at,
+        "created_at": now, "attempt": 0, "max_attempts": job.max_attempts,
+        "interrupts": 0, "crashes": 0, "timeout": job.timeout,
+        "expires_at": job.expires_at, "concurrency_key": job.concurrency_key,
+        "concurrency_limit": job.concurrency_limit, "leased_by": None, "lease_until": None,
+        "started_at": None, "finished_at": None, "result": None, "error": None,
+    }
+
+
 #: A claim candidate: (-priority, run_at, id, queue, concurrency key, its limit); sorts best first.
 _Candidate = tuple[int, float, int, str, str | None, int]
 
@@ -93,21 +113,44 @@ class Tx:
             cur.execute(sql.INSERT_QUEUE, (job.queue,))
             self._queues_seen.add(job.queue)
         state = State.SCHEDULED.value if job.run_at > now else State.QUEUED.value
-        job_id = _scalar(cur, sql.INSERT_JOB, (
-            job.task, job.queue, state, job.priority, job.args, job.kwargs, job.key,
-            job.run_at, job.run_at, now, job.max_attempts, job.timeout, job.expires_at,
-            job.concurrency_key, job.concurrency_limit,
-        ))
-        return {
-            "id": int(job_id), "task": job.task, "queue": job.queue, "state": state,
-            "priority": job.priority, "args": job.args, "kwargs": job.kwargs,
-            "key": job.key, "run_at": job.run_at, "scheduled_at": job.run_at,
-            "created_at": now, "attempt": 0, "max_attempts": job.max_attempts,
-            "interrupts": 0, "crashes": 0, "timeout": job.timeout,
-            "expires_at": job.expires_at, "concurrency_key": job.concurrency_key,
-            "concurrency_limit": job.concurrency_limit, "leased_by": None, "lease_until": None,
-            "started_at": None, "finished_at": None, "result": None, "error": None,
-        }
+        job_id = _scalar(cur, sql.INSERT_JOB, _params(job, state, now))
+        return _new_row(job, int(job_id), state, now)
+
+    def insert_many(self, jobs: Sequence[NewJob], now: float) -> list[Row]:
+        """Insert ``jobs`` in order: keyed ones one by one (they may have a twin), runs of
+        keyless ones with one ``executemany``."""
+        out: list[Row] = []
+        plain: list[NewJob] = []
+        for job in jobs:
+            if job.key is None:
+                plain.append(job)
+                continue
+            out.extend(self._insert_plain(plain, now))
+            plain = []
+            out.append(self.insert(job, now))
+        out.extend(self._insert_plain(plain, now))
+        return out
+
+    def _insert_plain(self, jobs: Sequence[NewJob], now: float) -> list[Row]:
+        if len(jobs) < 2:
+            return [self.insert(job, now) for job in jobs]
+        cur = self.cursor
+        for queue in {job.queue for job in jobs} - self._queues_seen:
+            cur.execute(sql.INSERT_QUEUE, (queue,))
+            self._queues_seen.add(queue)
+        states = [State.SCHEDULED.value if job.run_at > now else State.QUEUED.value
+                  for job in jobs]
+        top = _scalar(cur, sql.MAX_JOB_ID) or 0
+        cur.executemany(sql.INSERT_JOBS,
+                        [_params(job, state, now) for job, state in zip(jobs, states,
+                                                                         strict=True)])
+        last = cur.connection.last_insert_rowid()
+        # This transaction holds the write lock, so its rows take max(id)+1, +2, …; should
+        # SQLite ever pick other ids, read them back instead.
+        ids: Iterable[int] = (range(top + 1, last + 1) if last - top == len(jobs) else
+                              [int(r[0]) for r in cur.execute(sql.IDS_ABOVE, (top,))])
+        return [_new_row(job, job_id, state, now)
+                for job, job_id, state in zip(jobs, ids, states, strict=True)]
 
     def _twin(self, job: NewJob, now: float) -> Row | None:
         cur = self.cursor
