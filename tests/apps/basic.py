@@ -14,6 +14,7 @@ import time
 from typing import Any
 
 import litejobs
+from tests.apps import lazy_app
 
 #: Back-off of ``basic.flaky``: retry k waits 0.3 * 2**(k-1) s (0.3, 0.6, 1.2), no jitter.
 FLAKY_BACKOFF = litejobs.Backoff(base=0.3, factor=2.0, max=60.0, jitter=False)
@@ -113,19 +114,4 @@ def make_app(path: str | os.PathLike[str]) -> litejobs.App:
     return app
 
 
-_app: litejobs.App | None = None
-
-
-def __getattr__(name: str) -> Any:
-    # ``app`` is built on first use, from LITEJOBS_TEST_DB, so importing this module in the
-    # test process does not need the variable.
-    global _app
-    if name == "app":
-        if _app is None:
-            path = os.environ.get("LITEJOBS_TEST_DB")
-            if not path:
-                raise RuntimeError("tests.apps.basic:app needs LITEJOBS_TEST_DB (the database "
-                                   "path) in the environment")
-            _app = make_app(path)
-        return _app
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_app(__name__, make_app)

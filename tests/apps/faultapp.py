@@ -23,6 +23,7 @@ import time
 from typing import Any
 
 import litejobs
+from tests.apps import lazy_app
 
 #: Worker deaths are retried at once; ``crash_limit`` (a supervisor setting) caps them, and
 #: ``retries`` must not cap them first in the chaos scenarios.
@@ -99,21 +100,7 @@ def make_app(path: str | os.PathLike[str], durability: str = "full") -> litejobs
     return app
 
 
-_app: litejobs.App | None = None
-
-
-def __getattr__(name: str) -> Any:
-    # Built on first use from LITEJOBS_TEST_DB, so the test process can import this module.
-    global _app
-    if name == "app":
-        if _app is None:
-            path = os.environ.get("LITEJOBS_TEST_DB")
-            if not path:
-                raise RuntimeError("tests.apps.faultapp:app needs LITEJOBS_TEST_DB (the "
-                                   "database path) in the environment")
-            _app = make_app(path)
-        return _app
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_app(__name__, make_app)
 
 
 # --- the producer process ----------------------------------------------------------------------

@@ -17,6 +17,7 @@ import time
 from typing import Any
 
 import litejobs
+from tests.apps import lazy_app
 
 FAST_BACKOFF = litejobs.Backoff(base=0.05, factor=1.0, max=1.0, jitter=False)
 
@@ -110,17 +111,4 @@ def produce(db: str, go: str, task: str, key: str | None, args: list[Any], n: in
     print(json.dumps(ids), flush=True)
 
 
-_app: litejobs.App | None = None
-
-
-def __getattr__(name: str) -> Any:
-    global _app
-    if name == "app":
-        if _app is None:
-            path = os.environ.get("LITEJOBS_TEST_DB")
-            if not path:
-                raise RuntimeError("tests.apps.flowapp:app needs LITEJOBS_TEST_DB (the "
-                                   "database path) in the environment")
-            _app = make_app(path)
-        return _app
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_app(__name__, make_app)
