@@ -265,10 +265,7 @@ class App:
         """Wake the supervisors serving this database (a hint; never raises)."""
         if self._bell is None:
             self._bell = Bell(self.store.path)
-        try:
-            self._bell.ring(message)
-        except OSError:
-            pass
+        self._bell.ring(message)
 
     def enqueue(
         self,

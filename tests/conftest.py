@@ -249,3 +249,26 @@ class JobLog:
 @pytest.fixture
 def joblog(tmp_path: Path) -> JobLog:
     return JobLog(tmp_path / "jobs.log")
+
+
+def release_together(procs: list[subprocess.Popen[str]], ready: Callable[[], bool],
+                     go: Path, timeout: float = 120,
+                     before_go: Callable[[], None] | None = None) -> list[tuple[str, str]]:
+    """Wait until every process says it is ready (``ready()``), run ``before_go`` (a check of
+    the state they all start from), touch ``go`` so they start at once, and return their
+    (stdout, stderr); any still running at the end is killed."""
+    try:
+        deadline = time.monotonic() + 60
+        while not ready():
+            assert time.monotonic() < deadline, "the processes did not get ready"
+            assert all(p.poll() is None for p in procs), [p.communicate() for p in procs]
+            time.sleep(0.005)
+        if before_go is not None:
+            before_go()
+        go.touch()
+        return [p.communicate(timeout=timeout) for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()

@@ -21,6 +21,7 @@ import litejobs
 from litejobs.job import State
 from litejobs.serialization import PayloadTooLarge
 from litejobs.store import QueueLimits
+from tests.conftest import release_together
 
 ALL_STATES = ["scheduled", "queued", "running", "succeeded", "failed", "cancelled"]
 EMPTY_STATS = {"states": dict.fromkeys(ALL_STATES, 0), "queues": {}}
@@ -577,19 +578,7 @@ def test_concurrent_enqueues_of_one_key_give_one_job(app, tmp_path) -> None:
     procs = [subprocess.Popen([sys.executable, str(script), str(tmp_path / "jobs.db"), str(go),
                                "20"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for _ in range(4)]
-    try:
-        deadline = time.monotonic() + 60
-        while len(list(tmp_path.glob("go.*"))) < len(procs):
-            assert time.monotonic() < deadline, "enqueuers did not start"
-            assert all(p.poll() is None for p in procs), [p.communicate() for p in procs]
-            time.sleep(0.005)
-        go.touch()
-        outs = [p.communicate(timeout=120) for p in procs]
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
+    outs = release_together(procs, lambda: len(list(tmp_path.glob("go.*"))) >= len(procs), go)
     ids = set()
     for p, (out, err) in zip(procs, outs, strict=True):
         assert p.returncode == 0, err
@@ -627,20 +616,12 @@ def test_many_processes_creating_one_file_at_once(tmp_path, round_) -> None:
     procs = [subprocess.Popen([sys.executable, str(script), str(db), str(go), str(per_proc)],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for _ in range(n_procs)]
-    try:
-        deadline = time.monotonic() + 60
-        while len(list(tmp_path.glob("go.*"))) < n_procs:
-            assert time.monotonic() < deadline, "enqueuers did not start"
-            assert all(p.poll() is None for p in procs), [p.communicate() for p in procs]
-            time.sleep(0.005)
+
+    def nothing_created_yet() -> None:
         assert not db.exists()
-        go.touch()
-        outs = [p.communicate(timeout=120) for p in procs]
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
+
+    outs = release_together(procs, lambda: len(list(tmp_path.glob("go.*"))) >= n_procs, go,
+                            before_go=nothing_created_yet)
     for p, (_, err) in zip(procs, outs, strict=True):
         assert p.returncode == 0, err
     stats = litejobs.App(db).stats()

@@ -22,6 +22,7 @@ import litejobs
 from litejobs import maintenance
 from litejobs.job import TERMINAL, TRANSITIONS, State
 from litejobs.store import SCHEMA_VERSION, QueueLimits, Store
+from tests.conftest import release_together
 
 LEASE = 30.0
 DEFAULT = [QueueLimits("default")]
@@ -354,19 +355,7 @@ def test_processes_claiming_concurrently_never_share_a_job(app, db, tmp_path) ->
     procs = [subprocess.Popen([sys.executable, str(script), str(db), name, str(go)],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for name in names]
-    try:
-        deadline = time.monotonic() + 60
-        while not all(Path(f"{go}.{name}").exists() for name in names):
-            assert time.monotonic() < deadline, "claimers did not start"
-            assert all(p.poll() is None for p in procs), [p.communicate() for p in procs]
-            time.sleep(0.005)
-        go.touch()
-        outs = [p.communicate(timeout=120) for p in procs]
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
+    outs = release_together(procs, lambda: all(Path(f"{go}.{n}").exists() for n in names), go)
     claimed: dict[str, set[int]] = {}
     for name, p, (out, err) in zip(names, procs, outs, strict=True):
         assert p.returncode == 0, err

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable
 from typing import Any
@@ -24,3 +25,13 @@ def lazy_app(module: str, make_app: Callable[[str], Any]) -> Callable[[str], Any
         return built[0]
 
     return __getattr__
+
+
+def append_record(path: str, record: dict[str, Any]) -> None:
+    """One JSON line, written with a single O_APPEND write (atomic for short lines)."""
+    data = (json.dumps(record, separators=(",", ":")) + "\n").encode()
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, data)
+    finally:
+        os.close(fd)

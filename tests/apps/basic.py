@@ -8,27 +8,17 @@ are explicit (``basic.*``) so the supervisor's workers and the test process agre
 from __future__ import annotations
 
 import ctypes
-import json
 import os
 import time
 from typing import Any
 
 import litejobs
+from tests.apps import append_record as _append
 from tests.apps import lazy_app
 
 #: Back-off of ``basic.flaky``: retry k waits 0.3 * 2**(k-1) s (0.3, 0.6, 1.2), no jitter.
 FLAKY_BACKOFF = litejobs.Backoff(base=0.3, factor=2.0, max=60.0, jitter=False)
 FAST_BACKOFF = litejobs.Backoff(base=0.05, factor=1.0, max=1.0, jitter=False)
-
-
-def _append(path: str, record: dict[str, Any]) -> None:
-    """One JSON line, written with a single O_APPEND write (atomic for short lines)."""
-    data = (json.dumps(record, separators=(",", ":")) + "\n").encode()
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        os.write(fd, data)
-    finally:
-        os.close(fd)
 
 
 def add(a: int, b: int) -> int:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import ctypes
-import json
 import os
 import random
 import sys
@@ -23,6 +22,7 @@ import time
 from typing import Any
 
 import litejobs
+from tests.apps import append_record as _append
 from tests.apps import lazy_app
 
 #: Worker deaths are retried at once; ``crash_limit`` (a supervisor setting) caps them, and
@@ -36,16 +36,6 @@ def _log_path(log: str | None) -> str:
         raise RuntimeError("faultapp tasks need a log path: the `log` argument or "
                            "LITEJOBS_TEST_LOG")
     return path
-
-
-def _append(path: str, record: dict[str, Any]) -> None:
-    """One JSON line, written with a single O_APPEND write (atomic for short lines)."""
-    data = (json.dumps(record, separators=(",", ":")) + "\n").encode()
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        os.write(fd, data)
-    finally:
-        os.close(fd)
 
 
 def _start(log: str | None, tag: Any) -> tuple[str, dict[str, Any], float]:

@@ -17,19 +17,10 @@ import time
 from typing import Any
 
 import litejobs
+from tests.apps import append_record as _append
 from tests.apps import lazy_app
 
 FAST_BACKOFF = litejobs.Backoff(base=0.05, factor=1.0, max=1.0, jitter=False)
-
-
-def _append(path: str, record: dict[str, Any]) -> None:
-    """One JSON line, written with a single O_APPEND write (atomic for short lines)."""
-    data = (json.dumps(record, separators=(",", ":")) + "\n").encode()
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        os.write(fd, data)
-    finally:
-        os.close(fd)
 
 
 def logged(path: str, seconds: float = 0.0, tag: Any = None, group: str | None = None,
