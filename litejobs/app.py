@@ -9,7 +9,7 @@ import re
 import sys
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, ParamSpec, Protocol, TypeVar, overload
 
@@ -17,8 +17,8 @@ from litejobs.bell import Bell
 from litejobs.config import MAX_PAYLOAD, Config, read_file
 from litejobs.cron import entry_from_spec
 from litejobs.job import Job
-from litejobs.serialization import dump_call
-from litejobs.store import NewJob, Store
+from litejobs.serialization import dump_batch, dump_call
+from litejobs.store import NewJob, NewJobs, Store
 from litejobs.task import (
     DEFAULT_QUEUE,
     PLAIN,
@@ -38,6 +38,8 @@ _CONTROL = re.compile(r"[\x00-\x1f]")
 #: The idempotency window when a key is given and the task sets no ``unique_for``.
 DEFAULT_UNIQUE_FOR = 24 * 3600.0
 MAX_NAME = 200
+#: Plain calls of one task in a row from which enqueue_many inserts them as one batch.
+BATCH_MIN = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -290,17 +292,62 @@ class App:
             registered.defaults if registered else None,
             registered.param_names if registered else (),
         )
-        return self.enqueue_many([prepared])[0]
+        return self.enqueue_one(prepared)
+
+    def enqueue_one(self, call: Prepared) -> Job:
+        """Enqueue one prepared call (what ``task.enqueue`` does); committed on return."""
+        now = time.time()
+        row = self.store.insert_job(self.build_job(call, now), now)
+        self.ring(b"e")
+        return Job(self, row)
 
     def enqueue_many(self, calls: Iterable[Prepared]) -> list[Job]:
         """Enqueue many prepared calls in one transaction: all are written, or none."""
         now = time.time()
-        new = [self.build_job(p, now) for p in calls]
+        new = self._encode(calls if isinstance(calls, list | tuple) else list(calls), now)
         if not new:
             return []
         rows = self.store.insert_jobs(new, now)
         self.ring(b"e")
         return [Job(self, row) for row in rows]
+
+    def _encode(self, calls: Sequence[Prepared], now: float) -> list[NewJob | NewJobs]:
+        """Validate and encode ``calls``: runs of plain calls of one task (options all from the
+        task) become one ``NewJobs``, every other call its own ``NewJob``."""
+        out: list[NewJob | NewJobs] = []
+        i, n = 0, len(calls)
+        while i < n:
+            p = calls[i]
+            static = (self._plain.get(p.defaults) if type(p) is Prepared and p.options is PLAIN
+                      else None)
+            j = i + 1
+            if static is not None:
+                defaults = p.defaults
+                while j < n:
+                    q = calls[j]
+                    if type(q) is not Prepared or q.options is not PLAIN or (
+                            q.defaults is not defaults):
+                        break
+                    j += 1
+            if j - i >= BATCH_MIN:
+                assert static is not None
+                batch = self._batch(calls[i:j], static, now)
+                if batch is not None:
+                    out.append(batch)
+                    i = j
+                    continue
+            # (the first plain call of a task is encoded alone: that caches its options)
+            out.extend(self.build_job(q, now) for q in calls[i:j])
+            i = j
+        return out
+
+    def _batch(self, run: Sequence[Prepared], static: NewJob, now: float) -> NewJobs | None:
+        args = [p.args for p in run]
+        kwargs = [p.kwargs for p in run] if any(p.kwargs for p in run) else None
+        payload = dump_batch(args, kwargs, self.max_payload)
+        if payload is None:
+            return None  # some call may be refused: build_job names it
+        return NewJobs(replace(static, run_at=now), payload, args, kwargs)
 
     def build_job(self, p: Prepared, now: float) -> NewJob:
         """Validate and encode one prepared call (raises TypeError/ValueError; writes

@@ -23,8 +23,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from croniter import CroniterBadCronError, CroniterBadDateError, croniter
-
 __all__ = ["MISFIRE", "OVERLAP", "CronEntry", "Schedule", "entry_from_spec"]
 
 MISFIRE = ("latest", "skip", "all")
@@ -48,9 +46,13 @@ class Schedule:
             raise ValueError(f"schedule {expression!r} has {len(fields)} fields; write 5 "
                              "(minute hour day month weekday), 6 (… seconds last), or @hourly, "
                              "@daily, @weekly, @monthly, @yearly")
+        # Imported here, not at the top: croniter (and dateutil under it) cost a worker
+        # ~20 ms of start-up, and only schedules need it.
+        import croniter
+
         try:
-            croniter(expanded, datetime(2000, 1, 1))
-        except (CroniterBadCronError, ValueError, KeyError) as exc:
+            croniter.croniter(expanded, datetime(2000, 1, 1))
+        except (croniter.CroniterBadCronError, ValueError, KeyError) as exc:
             raise ValueError(f"schedule {expression!r} is not a valid cron expression: {exc}"
                              ) from None
         try:
@@ -67,7 +69,7 @@ class Schedule:
         probe = datetime(2001, 1, 1, tzinfo=UTC)
         try:
             self._first_wall(probe)
-        except CroniterBadDateError:
+        except croniter.CroniterBadDateError:
             raise ValueError(f"schedule {expression!r} never fires (no date matches it within "
                              f"{HORIZON_YEARS} years)") from None
 
@@ -75,8 +77,11 @@ class Schedule:
         return f"Schedule({self.expression!r}, {self.timezone!r})"
 
     def _first_wall(self, after: datetime) -> datetime:
-        it = croniter(self.expanded, after.astimezone(self.zone).replace(tzinfo=None),
-                      max_years_between_matches=HORIZON_YEARS)
+        import croniter
+
+        it = croniter.croniter(self.expanded,
+                               after.astimezone(self.zone).replace(tzinfo=None),
+                               max_years_between_matches=HORIZON_YEARS)
         return it.get_next(datetime)
 
     def _transition(self, lo: datetime, hi: datetime) -> datetime:
@@ -115,14 +120,16 @@ class Schedule:
             if early.astimezone(self.zone).utcoffset() != (
                     after + timedelta(hours=3)).astimezone(self.zone).utcoffset():
                 start = early
-        it = croniter(self.expanded, start.astimezone(self.zone).replace(tzinfo=None),
-                      max_years_between_matches=HORIZON_YEARS)
+        import croniter
+
+        it = croniter.croniter(self.expanded, start.astimezone(self.zone).replace(tzinfo=None),
+                               max_years_between_matches=HORIZON_YEARS)
         pending: list[datetime] = []  # second occurrences, held until the repeat ends
         last = after
         while True:
             try:
                 wall = it.get_next(datetime)
-            except CroniterBadDateError:
+            except croniter.CroniterBadDateError:
                 return
             kind, found = self._instants(wall)
             if kind == "twice":

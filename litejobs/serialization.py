@@ -9,7 +9,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["PayloadTooLarge", "dump_call", "dump_result", "load"]
+__all__ = ["PayloadTooLarge", "dump_batch", "dump_call", "dump_result", "encode", "load"]
 
 _encoder = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
 
@@ -50,6 +50,11 @@ def _dump(value: Any, limit: int = MAX_DEPTH) -> str:
     return text
 
 
+def encode(value: Any) -> str:
+    """Compact JSON as litejobs stores it (for a value already known to be valid)."""
+    return _encoder.encode(value)
+
+
 def _why(value: Any) -> str | None:
     try:
         _dump(value).encode()  # a lone surrogate ("\udcff" from a file name) is not UTF-8
@@ -80,8 +85,9 @@ def dump_call(
     try:
         # +1: the list or object holding the arguments; each argument gets MAX_DEPTH levels.
         a = _dump(list(args), MAX_DEPTH + 1)
-        k = _dump(dict(kwargs), MAX_DEPTH + 1)
-        size = len(a.encode()) + len(k.encode())  # UnicodeEncodeError is a ValueError
+        k = _dump(dict(kwargs), MAX_DEPTH + 1) if kwargs else "{}"
+        # UnicodeEncodeError (a lone surrogate) is a ValueError
+        size = (len(a) if a.isascii() else len(a.encode())) + len(k.encode())
     except (TypeError, ValueError, RecursionError):
         for i, value in enumerate(args):
             why = _why(value)
@@ -112,6 +118,43 @@ def dump_call(
             "name, or raise max_payload; nothing was enqueued"
         )
     return a, k
+
+
+def dump_batch(
+    args: Sequence[Sequence[Any]], kwargs: Sequence[Mapping[str, Any]] | None, max_payload: int
+) -> str | None:
+    """Many calls' arguments as one JSON array (of argument lists, or of ``[args, kwargs]``
+    pairs when ``kwargs`` is given), for a bulk insert that splits it inside SQLite.
+
+    Returns None when any call might be refused — not JSON, too deep, too large, a
+    non-string keyword — so the caller encodes the calls one by one and gets the exact
+    error; a batch this accepts holds only calls ``dump_call`` accepts.
+    """
+    if kwargs is not None:
+        for names in kwargs:
+            for name in names:
+                if type(name) is not str:
+                    return None
+        value: list[Any] = list(zip(args, kwargs, strict=True))
+        frame = 3  # brackets each call has without any nesting of its own: [ [ {
+    else:
+        value = list(args)
+        frame = 1
+    try:
+        text = _encoder.encode(value)
+        size = len(text) if text.isascii() else len(text.encode())
+    except (TypeError, ValueError):
+        return None
+    # Every call's arguments are shorter than the whole, so a whole within the cap is enough;
+    # else let dump_call measure each one.
+    if size > max_payload:
+        return None
+    # Brackets beyond each call's own frame bound the deepest call's nesting (a "[" inside a
+    # string counts too, which only sends an innocent batch the slow way).
+    extra = text.count("[") + text.count("{") - 1 - frame * len(value)
+    if extra >= MAX_DEPTH:
+        return None
+    return text
 
 
 def dump_result(value: Any) -> str:

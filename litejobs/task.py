@@ -125,7 +125,7 @@ class _Caller(Generic[P, R]):
 
     def enqueue(self, *args: P.args, **kwargs: P.kwargs) -> Job:
         """Enqueue one call; the job is committed when this returns."""
-        return self._task.app.enqueue_many([self.prepare(*args, **kwargs)])[0]
+        return self._task.app.enqueue_one(self.prepare(*args, **kwargs))
 
 
 class BoundTask(_Caller[P, R]):

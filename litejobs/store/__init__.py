@@ -36,6 +36,7 @@ from litejobs.store.schema import (
 from litejobs.store.tx import (
     RATE_MARGIN,
     NewJob,
+    NewJobs,
     QueueLimits,
     Row,
     Tx,
@@ -44,7 +45,8 @@ from litejobs.store.tx import (
     _scalar,
 )
 
-__all__ = ["RATE_MARGIN", "SCHEMA_VERSION", "NewJob", "QueueLimits", "Row", "Store", "Tx"]
+__all__ = ["RATE_MARGIN", "SCHEMA_VERSION", "NewJob", "NewJobs", "QueueLimits", "Row", "Store",
+           "Tx"]
 
 #: How long a write keeps retrying SQLITE_BUSY before it gives up with a StorageError.
 BUSY_DEADLINE = 60.0
@@ -107,7 +109,7 @@ class Store:
     """A litejobs database file. Cheap to make; connections open lazily, one per thread."""
 
     def __init__(self, path: str | os.PathLike[str], durability: str = "full",
-                 busy_timeout: float = 5.0) -> None:
+                 busy_timeout: float = 5.0, cache_mb: int | None = None) -> None:
         if durability not in ("full", "fast"):
             raise ValueError(f"durability must be 'full' or 'fast', not {durability!r}")
         raw = os.fspath(path)
@@ -119,6 +121,7 @@ class Store:
         self.path = os.path.abspath(raw)
         self.durability = durability
         self.busy_timeout = busy_timeout
+        self.cache_mb = cache_mb
         self._local = threading.local()
         self._lock = threading.Lock()
         self._ready = False
@@ -196,6 +199,8 @@ class Store:
                 )
             sync = "FULL" if self.durability == "full" else "NORMAL"
             conn.execute(f"PRAGMA synchronous = {sync}")
+            if self.cache_mb is not None:
+                conn.execute(f"PRAGMA cache_size = {-1024 * int(self.cache_mb)}")
             conn.execute("PRAGMA foreign_keys = ON")
             conn.execute("PRAGMA journal_size_limit = 67108864")
             if not self._ready:
@@ -352,7 +357,8 @@ class Store:
 
     # --- producers ---------------------------------------------------------------------------
 
-    def insert_jobs(self, jobs: Sequence[NewJob], now: float) -> list[Row]:
+    def insert_jobs(self, jobs: Sequence[NewJob | NewJobs], now: float,
+                    ) -> list[Mapping[str, Any]]:
         """Insert ``jobs`` in one transaction; returns each one's row, in order.
 
         A job with a key whose live twin (same task and key, not failed or cancelled, younger
@@ -363,7 +369,7 @@ class Store:
         conn = self.connection()
         known: set[str] = self._local.queues
 
-        def insert(cur: apsw.Cursor) -> tuple[list[Row], set[str]]:
+        def insert(cur: apsw.Cursor) -> tuple[list[Mapping[str, Any]], set[str]]:
             # A copy per attempt: only a committed transaction's queues are known to exist.
             seen = set(known)
             return Tx(cur, seen).insert_many(jobs, now), seen
@@ -372,6 +378,14 @@ class Store:
         if len(seen) > len(known):
             self._local.queues = seen
         return rows
+
+    def insert_job(self, job: NewJob, now: float) -> Mapping[str, Any]:
+        """``insert_jobs`` for one job (the common enqueue, kept short)."""
+        conn = self.connection()
+        known: set[str] = self._local.queues  # (set by connection())
+        if job.key is not None or job.queue not in known:
+            return self.insert_jobs([job], now)[0]
+        return self._transaction(conn, lambda cur: Tx(cur, known).insert(job, now))
 
     def get_job(self, job_id: int) -> Row | None:
         rows = self._read(sql.SELECT_JOB, (job_id,))

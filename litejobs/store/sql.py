@@ -23,6 +23,21 @@ VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 RETURNING id
 """
 INSERT_JOBS = INSERT_JOB.replace("RETURNING id", "")  # for executemany: ids are contiguous
+# INSERT_JOBS for a NewJobs: one row per element of a JSON array of argument lists (or of
+# [args, kwargs] pairs), in array order. SQLite keeps each element's JSON text as written.
+INSERT_JOBS_JSON = """
+INSERT INTO jobs (task, queue, state, priority, args, kwargs, key, run_at, scheduled_at,
+                  created_at, max_attempts, timeout, expires_at, concurrency_key,
+                  concurrency_limit)
+SELECT ?1, ?2, ?3, ?4, value, '{}', NULL, ?5, ?5, ?6, ?7, ?8, ?9, ?10, ?11 FROM json_each(?12)
+"""
+INSERT_JOBS_JSON_KW = """
+INSERT INTO jobs (task, queue, state, priority, args, kwargs, key, run_at, scheduled_at,
+                  created_at, max_attempts, timeout, expires_at, concurrency_key,
+                  concurrency_limit)
+SELECT ?1, ?2, ?3, ?4, value -> 0, value -> 1, NULL, ?5, ?5, ?6, ?7, ?8, ?9, ?10, ?11
+FROM json_each(?12)
+"""
 MAX_JOB_ID = "SELECT max(id) FROM jobs"
 IDS_ABOVE = "SELECT id FROM jobs WHERE id > ? ORDER BY id"
 INSERT_QUEUE = "INSERT OR IGNORE INTO queues (name) VALUES (?)"
@@ -90,6 +105,14 @@ WHERE id = ? AND state = 'queued'
 RETURNING id, task, queue, args, kwargs, attempt, max_attempts, interrupts, crashes, timeout,
           scheduled_at, leased_by
 """
+# CLAIM for many jobs of one worker: ids as a JSON array (each looked up by rowid).
+CLAIM_MANY = """
+UPDATE jobs SET state = 'running', attempt = attempt + 1, leased_by = ?, lease_until = ?,
+                started_at = ?
+WHERE id IN (SELECT value FROM json_each(?)) AND state = 'queued'
+RETURNING id, task, queue, args, kwargs, attempt, max_attempts, interrupts, crashes, timeout,
+          scheduled_at, leased_by
+"""
 PROMOTE_DUE = """
 UPDATE jobs SET state = 'queued'
 WHERE id IN (SELECT id FROM jobs WHERE state = 'scheduled' AND run_at <= ?
@@ -102,6 +125,16 @@ FINISH_SUCCEEDED = """
 UPDATE jobs SET state = 'succeeded', result = ?, error = NULL, started_at = ?, finished_at = ?,
                 leased_by = ?, lease_until = NULL
 WHERE id = ? AND attempt = ? AND state = 'running'
+"""
+# FINISH_SUCCEEDED for many: a JSON array of [id, attempt, result, started, finished, worker]
+# (the result is JSON itself, so `->` keeps it JSON text); RETURNING names the ones recorded.
+FINISH_SUCCEEDED_MANY = """
+UPDATE jobs SET state = 'succeeded', result = o.value -> 2, error = NULL,
+                started_at = o.value ->> 3, finished_at = o.value ->> 4,
+                leased_by = o.value ->> 5, lease_until = NULL
+FROM json_each(?) AS o
+WHERE jobs.id = o.value ->> 0 AND jobs.attempt = o.value ->> 1 AND jobs.state = 'running'
+RETURNING jobs.id
 """
 FINISH_RETRY = """
 UPDATE jobs SET state = ?, run_at = ?, error = ?, crashes = crashes + ?, leased_by = NULL,

@@ -3,6 +3,8 @@ fires, leases, rescues and pruning. ``Store.write(fn)`` hands ``fn`` a ``Tx``.""
 
 from __future__ import annotations
 
+import functools
+import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -10,9 +12,10 @@ from typing import Any
 import apsw
 
 from litejobs.job import State
+from litejobs.serialization import encode
 from litejobs.store import sql
 
-__all__ = ["RATE_MARGIN", "NewJob", "QueueLimits", "Row", "Tx"]
+__all__ = ["RATE_MARGIN", "NewJob", "NewJobs", "NewRow", "QueueLimits", "Row", "Tx"]
 
 Row = dict[str, Any]
 #: Extra seconds (at most 10% of the period) a rate window lasts beyond its period.
@@ -30,6 +33,17 @@ def _dicts(cursor: apsw.Cursor) -> Iterator[Row]:
         if names is None:
             names = [d[0] for d in cursor.get_description()]
         yield dict(zip(names, values, strict=True))
+
+
+@functools.lru_cache(maxsize=1024)
+def _quoted(name: str) -> str:
+    """A worker name as a JSON string (a few names, over and over)."""
+    return json.dumps(name)
+
+
+def _id_list(ids: Iterable[int]) -> str:
+    """Job ids as a JSON array, for ``json_each``."""
+    return "[" + ",".join(map(str, ids)) + "]"
 
 
 def _like_prefix(prefix: str) -> str:
@@ -65,18 +79,72 @@ def _params(job: NewJob, state: str, now: float) -> tuple[Any, ...]:
             job.concurrency_limit)
 
 
-def _new_row(job: NewJob, job_id: int, state: str, now: float) -> Row:
-    """The row a just-inserted job has, without reading it back."""
-    return {
-        "id": job_id, "task": job.task, "queue": job.queue, "state": state,
-        "priority": job.priority, "args": job.args, "kwargs": job.kwargs,
-        "key": job.key, "run_at": job.run_at, "scheduled_at": job.run_at,
-        "created_at": now, "attempt": 0, "max_attempts": job.max_attempts,
-        "interrupts": 0, "crashes": 0, "timeout": job.timeout,
-        "expires_at": job.expires_at, "concurrency_key": job.concurrency_key,
-        "concurrency_limit": job.concurrency_limit, "leased_by": None, "lease_until": None,
-        "started_at": None, "finished_at": None, "result": None, "error": None,
-    }
+@dataclass(frozen=True, slots=True)
+class NewJobs:
+    """Many keyless calls of one task with nothing but their arguments of their own: inserted
+    by one statement that splits ``payload`` inside SQLite (a row per call in Python cost more
+    than the insert itself)."""
+
+    #: Everything but the arguments (its own args/kwargs are ignored).
+    template: NewJob
+    #: A JSON array: one argument list per call, or ``[args, kwargs]`` pairs with kwargs.
+    payload: str
+    args: Sequence[Sequence[Any]]
+    #: Each call's keyword arguments; None when no call has any.
+    kwargs: Sequence[Mapping[str, Any]] | None = None
+
+    def __len__(self) -> int:
+        return len(self.args)
+
+
+class NewRow(Mapping[str, Any]):
+    """The row of a job this process just inserted, without reading it back. Built on first
+    use: a bulk insert hands out thousands that nobody may look at."""
+
+    __slots__ = ("_args", "_id", "_job", "_kwargs", "_now", "_row", "_state")
+
+    def __init__(self, job: NewJob, job_id: int, state: str, now: float,
+                 args: Sequence[Any] | None = None, kwargs: Mapping[str, Any] | None = None,
+                 ) -> None:
+        self._job = job
+        self._id = job_id
+        self._state = state
+        self._now = now
+        self._args = args  # for a NewJobs member: its own arguments, encoded when asked
+        self._kwargs = kwargs
+        self._row: Row | None = None
+
+    def _full(self) -> Row:
+        if self._row is None:
+            job = self._job
+            if self._args is None:
+                args, kwargs = job.args, job.kwargs
+            else:
+                args = encode(list(self._args))
+                kwargs = encode(dict(self._kwargs)) if self._kwargs else "{}"
+            self._row = {
+                "id": self._id, "task": job.task, "queue": job.queue, "state": self._state,
+                "priority": job.priority, "args": args, "kwargs": kwargs,
+                "key": job.key, "run_at": job.run_at, "scheduled_at": job.run_at,
+                "created_at": self._now, "attempt": 0, "max_attempts": job.max_attempts,
+                "interrupts": 0, "crashes": 0, "timeout": job.timeout,
+                "expires_at": job.expires_at, "concurrency_key": job.concurrency_key,
+                "concurrency_limit": job.concurrency_limit, "leased_by": None,
+                "lease_until": None, "started_at": None, "finished_at": None, "result": None,
+                "error": None,
+            }
+        return self._row
+
+    def __getitem__(self, key: str) -> Any:
+        if key == "id":
+            return self._id
+        return self._full()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._full())
+
+    def __len__(self) -> int:
+        return len(self._full())
 
 
 #: A claim candidate: (-priority, run_at, id, queue, concurrency key, its limit); sorts best first.
@@ -100,7 +168,7 @@ class Tx:
         self.next_slot: float | None = None
         self._queues_seen: set[str] = set() if queues_seen is None else queues_seen
 
-    def insert(self, job: NewJob, now: float) -> Row:
+    def insert(self, job: NewJob, now: float) -> Mapping[str, Any]:
         """Insert one job (or return its live twin of the same task and key)."""
         cur = self.cursor
         if job.key is not None:
@@ -108,49 +176,77 @@ class Tx:
             if twin is not None:
                 return twin
         if job.queue not in self._queues_seen:
-            # Queue rows are never deleted, so once one is known to exist this process skips
-            # the statement (the set is shared by this Store's transactions).
-            cur.execute(sql.INSERT_QUEUE, (job.queue,))
-            self._queues_seen.add(job.queue)
+            self._know_queues((job.queue,))
         state = State.SCHEDULED.value if job.run_at > now else State.QUEUED.value
         job_id = _scalar(cur, sql.INSERT_JOB, _params(job, state, now))
-        return _new_row(job, int(job_id), state, now)
+        return NewRow(job, int(job_id), state, now)
 
-    def insert_many(self, jobs: Sequence[NewJob], now: float) -> list[Row]:
+    def insert_many(self, jobs: Sequence[NewJob | NewJobs], now: float,
+                    ) -> list[Mapping[str, Any]]:
         """Insert ``jobs`` in order: keyed ones one by one (they may have a twin), runs of
-        keyless ones with one ``executemany``."""
-        out: list[Row] = []
+        keyless ones with one ``executemany``, each ``NewJobs`` with one statement."""
+        out: list[Mapping[str, Any]] = []
         plain: list[NewJob] = []
         for job in jobs:
-            if job.key is None:
+            if isinstance(job, NewJob) and job.key is None:
                 plain.append(job)
                 continue
             out.extend(self._insert_plain(plain, now))
             plain = []
-            out.append(self.insert(job, now))
+            if isinstance(job, NewJobs):
+                out.extend(self._insert_batch(job, now))
+            else:
+                out.append(self.insert(job, now))
         out.extend(self._insert_plain(plain, now))
         return out
 
-    def _insert_plain(self, jobs: Sequence[NewJob], now: float) -> list[Row]:
+    def _know_queues(self, queues: Iterable[str]) -> None:
+        for queue in set(queues) - self._queues_seen:
+            # Queue rows are never deleted, so once one is known to exist this process skips
+            # the statement (the set is shared by this Store's transactions).
+            self.cursor.execute(sql.INSERT_QUEUE, (queue,))
+            self._queues_seen.add(queue)
+
+    def _new_ids(self, top: int, count: int) -> Iterable[int]:
+        """The ids of the ``count`` rows just inserted above id ``top``."""
+        last = self.cursor.connection.last_insert_rowid()
+        # This transaction holds the write lock, so its rows take max(id)+1, +2, …; should
+        # SQLite ever pick other ids, read them back instead.
+        if last - top == count:
+            return range(top + 1, last + 1)
+        return [int(r[0]) for r in self.cursor.execute(sql.IDS_ABOVE, (top,))]
+
+    def _insert_plain(self, jobs: Sequence[NewJob], now: float) -> list[Mapping[str, Any]]:
         if len(jobs) < 2:
             return [self.insert(job, now) for job in jobs]
         cur = self.cursor
-        for queue in {job.queue for job in jobs} - self._queues_seen:
-            cur.execute(sql.INSERT_QUEUE, (queue,))
-            self._queues_seen.add(queue)
+        self._know_queues(job.queue for job in jobs)
         states = [State.SCHEDULED.value if job.run_at > now else State.QUEUED.value
                   for job in jobs]
         top = _scalar(cur, sql.MAX_JOB_ID) or 0
         cur.executemany(sql.INSERT_JOBS,
                         [_params(job, state, now) for job, state in zip(jobs, states,
                                                                          strict=True)])
-        last = cur.connection.last_insert_rowid()
-        # This transaction holds the write lock, so its rows take max(id)+1, +2, …; should
-        # SQLite ever pick other ids, read them back instead.
-        ids: Iterable[int] = (range(top + 1, last + 1) if last - top == len(jobs) else
-                              [int(r[0]) for r in cur.execute(sql.IDS_ABOVE, (top,))])
-        return [_new_row(job, job_id, state, now)
+        ids = self._new_ids(top, len(jobs))
+        return [NewRow(job, job_id, state, now)
                 for job, job_id, state in zip(jobs, ids, states, strict=True)]
+
+    def _insert_batch(self, batch: NewJobs, now: float) -> list[Mapping[str, Any]]:
+        job = batch.template
+        self._know_queues((job.queue,))
+        state = State.SCHEDULED.value if job.run_at > now else State.QUEUED.value
+        top = _scalar(self.cursor, sql.MAX_JOB_ID) or 0
+        statement = sql.INSERT_JOBS_JSON if batch.kwargs is None else sql.INSERT_JOBS_JSON_KW
+        self.cursor.execute(statement, (
+            job.task, job.queue, state, job.priority, job.run_at, now, job.max_attempts,
+            job.timeout, job.expires_at, job.concurrency_key, job.concurrency_limit,
+            batch.payload))
+        ids = self._new_ids(top, len(batch))
+        if batch.kwargs is None:
+            return [NewRow(job, job_id, state, now, args)
+                    for job_id, args in zip(ids, batch.args, strict=True)]
+        return [NewRow(job, job_id, state, now, args, kwargs)
+                for job_id, args, kwargs in zip(ids, batch.args, batch.kwargs, strict=True)]
 
     def _twin(self, job: NewJob, now: float) -> Row | None:
         cur = self.cursor
@@ -282,8 +378,13 @@ class Tx:
         candidates.sort()
         held_now: dict[str, int] = {}
         skipped = False
+        # Jobs with no key and no rate limit are claimed together, one statement per worker,
+        # after the loop: a statement per job cost the supervisor more than the rest of a
+        # claim. The others are claimed one by one because each changes what the next may do.
+        batch: dict[str, list[int]] = {}
+        pending = 0
         for _, _, job_id, queue, ckey, climit in candidates:
-            if len(claimed) == n:
+            if len(claimed) + pending == n:
                 break
             if caps[queue] <= 0:
                 continue
@@ -296,18 +397,31 @@ class Tx:
                     continue
                 held_now[ckey] = taken + 1
             caps[queue] -= 1
+            rate = limits[queue].rate
+            if ckey is None and rate is None:
+                batch.setdefault(next(workers), []).append(job_id)
+                pending += 1
+                continue
             row = next(_dicts(self.cursor.execute(sql.CLAIM, (next(workers), now + lease, now,
                                                           job_id))), None)
             if row is None:
                 continue
             claimed.append(row)
-            rate = limits[queue].rate
             if rate is not None:
                 self.cursor.execute(sql.RATE_START, (queue, now))
                 if caps[queue] == 0:
                     period = rate[1] + min(RATE_MARGIN, rate[1] * 0.1)
                     oldest = _scalar(self.cursor, sql.RATE_OLDEST, (queue, now - period))
                     self._slot(queue, (oldest or now) + period, now)
+        if batch:
+            start = len(claimed)
+            for worker, ids in batch.items():
+                claimed.extend(_dicts(self.cursor.execute(
+                    sql.CLAIM_MANY, (worker, now + lease, now, _id_list(ids)))))
+            # best first again (the batch came after the one-by-one claims), so each worker
+            # starts its best job and keeps the rest in that order
+            rank = {c[2]: i for i, c in enumerate(candidates)}
+            claimed[start:] = sorted(claimed[start:], key=lambda row: rank[row["id"]])
         return skipped
 
     def _candidates(self, queue: str, now: float, limit: int) -> list[_Candidate]:
@@ -345,6 +459,20 @@ class Tx:
             return True
         self._stale(job_id, attempt, worker, started, now, "reported success")
         return False
+
+    def succeed_many(self, done: Sequence[tuple[int, int, str, str, float, float]]) -> int:
+        """``succeed`` for many ``(job_id, attempt, result, worker, started, now)`` in one
+        statement; returns how many were recorded (the others become ``stale`` attempts)."""
+        if len(done) < 2:
+            return sum(self.succeed(*d) for d in done)
+        text = "[" + ",".join(
+            f"[{job_id},{attempt},{result},{started!r},{now!r},{_quoted(worker)}]"
+            for job_id, attempt, result, worker, started, now in done) + "]"
+        recorded = {int(r[0]) for r in self.cursor.execute(sql.FINISH_SUCCEEDED_MANY, (text,))}
+        for job_id, attempt, _, worker, started, now in done:
+            if job_id not in recorded:
+                self._stale(job_id, attempt, worker, started, now, "reported success")
+        return len(recorded)
 
     def fail(
         self,
