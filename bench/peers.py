@@ -1,6 +1,7 @@
 """litejobs against its peers, side by side, in one run on one machine.
 
-    python bench/peers.py [--jobs N] [--quick] [--repeat R] [--only NAME,...] [--out FILE]
+    python bench/peers.py [--jobs N] [--quick] [--repeat R] [--only NAME,...] [--no-scaling]
+                          [--out FILE] [--chart PNG]
 
 Creates bench/.venv-peers (from bench/requirements-peers.txt plus this repo, editable) and
 re-runs itself inside it; starts redis-server and PostgreSQL on 127.0.0.1 (Debian packages,
@@ -10,15 +11,21 @@ for each system, on the same workload (a no-op task that only records that it ra
 - enqueue one by one: N jobs from one process;
 - bulk enqueue: N jobs in chunks of 1000, where the system has a bulk API (else "—");
 - drain: N queued jobs run by 2 workers, from starting the workers until all have run;
-- pickup latency: an idle worker, 200 jobs 10 ms apart, enqueue → task start p50/p95/p99.
+- pickup latency: an idle worker, 200 jobs 10 ms apart, enqueue → task start p50/p95/p99;
+- 4 producers: while 2 workers drain, 4 processes enqueue N/5 jobs each one by one, all at
+  once; p50/p99 and the slowest of single enqueue calls, and the aggregate enqueue rate.
 
-Plus the SQLite ceiling (raw apsw) in the same run. Medians of R repetitions go to
-bench/RESULTS.md (and a chart to bench/results.png). Each adapter lives in bench/peers/.
+Plus the SQLite ceiling (raw apsw) in the same run, and a scaling section for litejobs alone
+(durability "full"): drain with 1, 2, 4, 8 workers; the rate over the first 10,000 jobs of a
+10k, 100k and 1M backlog; the memory of supervisor + workers idle after start-up and after the
+largest backlog has drained. Medians of R repetitions go to bench/RESULTS.md (and a chart to
+bench/results.png). Each adapter lives in bench/peers/.
 """
 
 from __future__ import annotations
 
 import argparse
+import array
 import contextlib
 import datetime as dt
 import hashlib
@@ -35,14 +42,17 @@ import tempfile
 import time
 import traceback
 from dataclasses import dataclass, field
+from functools import partial
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 VENV = os.path.join(HERE, ".venv-peers")
 REQS = os.path.join(HERE, "requirements-peers.txt")
 ADAPTERS = os.path.join(HERE, "peers")
+PRODUCER = os.path.join(ADAPTERS, "producer.py")
 CHUNK = 1000
 LAT_COUNT, LAT_GAP = 200, 0.010
+PRODUCERS = 4
 
 
 # --- the virtualenv ---------------------------------------------------------------------------
@@ -215,13 +225,20 @@ class Ctx:
 # --- workers ----------------------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def workers(peer, ctx: Ctx, mark: str, log: str):
+def peer_env(peer, mark: str) -> dict[str, str]:
+    """The environment of a system's workers, and of its producers (which must reach the same
+    store): the adapter's variables, the mark file, and bench/peers/ to import adapters from."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("LITEJOBS_")}
     env.update(peer.worker_env())
     env["PEERS_MARK"] = mark
     env["PYTHONPATH"] = ADAPTERS
     env["TASKITO_PYTHON"] = sys.executable
+    return env
+
+
+@contextlib.contextmanager
+def workers(peer, ctx: Ctx, mark: str, log: str):
+    env = peer_env(peer, mark)
     procs = []
     with open(log, "ab") as out:
         for cmd in peer.worker_cmds():
@@ -343,8 +360,83 @@ def w_latency(mod, kw, ctx, n, tag, timeout):
         peer.close()
 
 
+def w_producers(mod, kw, ctx, n, tag, timeout):
+    """PRODUCERS processes enqueue ``n // 5`` jobs each, one by one, all released at once, while
+    the system's 2 workers (started and warmed up first) drain them. Returns p50 and p99 of a
+    single enqueue call in ms, over all producers' calls, the aggregate enqueue rate (all calls /
+    first start to last end), and the slowest call in ms: a few calls stuck behind a lock for
+    hundreds of ms hide beyond p99 yet cost more time than all the rest. Counts as done only
+    when every job has run."""
+    from common import read
+    from producer import ID_SPAN
+    per = max(100, n // 5)
+    peer = mod.Peer(ctx, tag, **kw)
+    mark = os.path.join(ctx.workdir, f"mark-{tag}")
+    log = os.path.join(ctx.workdir, f"log-{tag}")
+    where = os.path.join(ctx.workdir, f"producers-{tag}")
+    os.makedirs(where)
+    prods: list[subprocess.Popen[bytes]] = []
+    logs = [os.path.join(where, f"log-{k}") for k in range(PRODUCERS)]
+
+    def failed() -> str:
+        bad = [(k, p.returncode) for k, p in enumerate(prods) if p.poll() not in (None, 0)]
+        return "; ".join(f"producer {k} exited {code}: {tail(logs[k])}" for k, code in bad)
+
+    def wait_for(what, done, deadline):
+        while not done():
+            if err := failed():
+                raise RuntimeError(err)
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"producers: no {what} after {timeout:.0f} s")
+            time.sleep(0.005)
+
+    try:
+        with workers(peer, ctx, mark, log) as procs:
+            peer.enqueue(-1)  # warm-up: the workers are up and idle when it has run
+            wait_marks(mark, 1, procs, time.monotonic() + 60, log)
+            env = peer_env(peer, mark)
+            for k in range(PRODUCERS):
+                with open(logs[k], "wb") as out:
+                    prods.append(subprocess.Popen(
+                        [sys.executable, PRODUCER, mod.__name__, str(k), str(per), where],
+                        cwd=ADAPTERS, env=env, stdout=out, stderr=subprocess.STDOUT,
+                        start_new_session=True))
+            ready = [os.path.join(where, f"ready-{k}") for k in range(PRODUCERS)]
+            wait_for("start", lambda: all(map(os.path.exists, ready)),
+                     time.monotonic() + timeout)
+            open(os.path.join(where, "go"), "w").close()
+            wait_for("end", lambda: all(p.poll() is not None for p in prods),
+                     time.monotonic() + timeout)
+            # every job must have run (each producer's warm-up job too, and ours)
+            wait_marks(mark, 1 + PRODUCERS * (per + 1), procs, time.monotonic() + timeout, log)
+        ran = read(mark)
+        missing = [k * ID_SPAN + j for k in range(PRODUCERS) for j in range(per)
+                   if k * ID_SPAN + j not in ran]
+        if missing:
+            raise RuntimeError(f"{len(missing)} producer jobs never ran, e.g. {missing[:3]}")
+        took: list[float] = []
+        began, ended = [], []
+        for k in range(PRODUCERS):
+            rec = array.array("d")
+            with open(os.path.join(where, f"lat-{k}"), "rb") as f:
+                rec.frombytes(f.read())
+            began.append(rec[0])
+            ended.append(rec[1])
+            took.extend(rec[2:])
+        ms = sorted(t * 1000.0 for t in took)
+        cuts = statistics.quantiles(ms, n=100, method="inclusive")
+        return (statistics.median(ms), cuts[98], len(ms) / (max(ended) - min(began)), ms[-1])
+    finally:
+        for p in prods:
+            if p.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(p.pid, signal.SIGKILL)
+                p.wait()
+        peer.close()
+
+
 WORKLOADS = [("enqueue", w_enqueue), ("bulk", w_bulk), ("drain", w_drain),
-             ("latency", w_latency)]
+             ("latency", w_latency), ("producers", w_producers)]
 
 # label, adapter module, Peer keyword arguments
 SYSTEMS = [
@@ -364,80 +456,161 @@ SYSTEMS = [
 
 # --- the SQLite ceiling -----------------------------------------------------------------------
 
-
-def raw_conn(path: str, sync: str):
-    import apsw
-    c = apsw.Connection(path)
-    c.execute("PRAGMA journal_mode=WAL")
-    c.execute(f"PRAGMA synchronous={sync}")
-    c.execute("CREATE TABLE IF NOT EXISTS jobs (id INTEGER PRIMARY KEY, state INTEGER NOT NULL,"
-              " task TEXT NOT NULL, args BLOB, created_at REAL, started_at REAL,"
-              " finished_at REAL)")
-    c.execute("CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state, id)")
-    return c
-
-
-def raw_insert(ctx, n, sync, tag):
-    c = raw_conn(ctx.db(f"raw-{sync}-{tag}.db"), sync)
-    sql = "INSERT INTO jobs(state, task, args, created_at) VALUES (0, 'noop', ?, ?)"
-    start = time.perf_counter()
-    for i in range(n):
-        c.execute(sql, (b"[%d]" % i, time.time()))
-    took = time.perf_counter() - start
-    c.close()
-    return n / took
-
-
-def raw_bulk(ctx, n, tag):
-    c = raw_conn(ctx.db(f"raw-bulk-{tag}.db"), "FULL")
-    sql = "INSERT INTO jobs(state, task, args, created_at) VALUES (0, 'noop', ?, ?)"
-    start = time.perf_counter()
-    for lo in range(0, n, CHUNK):
-        with c:
-            c.executemany(sql, [(b"[%d]" % i, time.time()) for i in range(lo, min(n, lo + CHUNK))])
-    took = time.perf_counter() - start
-    c.close()
-    return n / took
-
-
-def raw_claim(ctx, n, tag, batch):
-    """Claim + complete loop, one process, synchronous NORMAL: ``batch`` jobs per claim
-    transaction and per completion transaction."""
-    c = raw_conn(ctx.db(f"raw-claim-{batch}-{tag}.db"), "NORMAL")
-    with c:
-        c.executemany("INSERT INTO jobs(state, task, args, created_at) VALUES (0,'noop',?,?)",
-                      [(b"[%d]" % i, time.time()) for i in range(n)])
-    claim = ("UPDATE jobs SET state = 1, started_at = ? WHERE id IN "
-             "(SELECT id FROM jobs WHERE state = 0 ORDER BY id LIMIT ?) RETURNING id")
-    done = "UPDATE jobs SET state = 2, finished_at = ? WHERE id = ?"
-    start = time.perf_counter()
-    total = 0
-    while total < n:
-        c.execute("BEGIN IMMEDIATE")
-        ids = [r[0] for r in c.execute(claim, (time.time(), batch))]
-        c.execute("COMMIT")
-        if not ids:
-            break
-        now = time.time()
-        with c:
-            c.executemany(done, [(now, i) for i in ids])
-        total += len(ids)
-    took = time.perf_counter() - start
-    c.close()
-    return total / took
-
-
+# label, the workload it bounds, measurement(ceiling module, ctx, n, tag); the module is
+# bench/peers/ceiling.py (shared with bench/check.py), imported in main() once on sys.path
 CEILING = [
     ("raw insert, synchronous FULL", "enqueue",
-     lambda ctx, n, tag: raw_insert(ctx, n, "FULL", tag)),
+     lambda c, ctx, n, tag: c.insert(ctx.db(f"raw-full-{tag}.db"), n, "FULL")),
     ("raw insert, synchronous NORMAL", "enqueue",
-     lambda ctx, n, tag: raw_insert(ctx, n, "NORMAL", tag)),
-    ("raw executemany, 1000 per tx (FULL)", "bulk", raw_bulk),
+     lambda c, ctx, n, tag: c.insert(ctx.db(f"raw-normal-{tag}.db"), n, "NORMAL")),
+    ("raw executemany, 1000 per tx (FULL)", "bulk",
+     lambda c, ctx, n, tag: c.bulk(ctx.db(f"raw-bulk-{tag}.db"), n)),
     ("raw claim/complete, 1 per tx (NORMAL)", "drain",
-     lambda ctx, n, tag: raw_claim(ctx, n, tag, 1)),
+     lambda c, ctx, n, tag: c.claim(ctx.db(f"raw-claim-1-{tag}.db"), n, 1)),
     ("raw claim/complete, 100 per tx (NORMAL)", "drain",
-     lambda ctx, n, tag: raw_claim(ctx, n, tag, 100)),
+     lambda c, ctx, n, tag: c.claim(ctx.db(f"raw-claim-100-{tag}.db"), n, 100)),
 ]
+
+
+# --- scaling: litejobs alone ----------------------------------------------------------------
+
+FIRST = 10_000  # a backlog's rate is measured over its first FIRST jobs
+BACKLOG_TARGET = 0.8  # bigger backlogs should keep this share of the smallest one's rate
+MEMORY_TARGET = 60.0  # MiB of PSS, supervisor + 2 workers, idle
+GROWTH_SLACK = 5.0  # MiB of PSS more after the drain that still counts as "no growth"
+
+
+@dataclass
+class Plan:
+    """What the scaling section runs: full-size, or small for --quick."""
+    workers: list[int]
+    backlogs: list[int]
+
+    @classmethod
+    def make(cls, quick: bool) -> Plan:
+        if quick:
+            return cls([1, 2, 4], [10_000, 30_000, 100_000])
+        return cls([1, 2, 4, 8], [10_000, 100_000, 1_000_000])
+
+
+def proc_tree(root: int) -> list[int]:
+    """``root`` and all its descendants, from the ppid field of /proc/*/stat."""
+    children: dict[int, list[int]] = {}
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue  # gone meanwhile
+        # field 2, the command name, may hold spaces and ')': the fields after it start after
+        # its last ')' with the state, then the ppid
+        ppid = int(stat[stat.rindex(b")") + 2:].split()[1])
+        children.setdefault(ppid, []).append(int(name))
+    tree, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        tree.append(pid)
+        todo.extend(children.get(pid, []))
+    return tree
+
+
+def memory(root: int) -> tuple[float, float, int]:
+    """RSS and PSS (MiB) summed over ``root`` and its descendants, and how many processes.
+    PSS splits shared pages (the interpreter, forked-from-parent pages) among the processes
+    sharing them, so unlike RSS its sum is what the group really costs."""
+    rss = pss = 0
+    pids = proc_tree(root)
+    for pid in pids:
+        with contextlib.suppress(OSError), open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Rss:"):
+                    rss += int(line.split()[1])
+                elif line.startswith("Pss:"):
+                    pss += int(line.split()[1])
+    return rss / 1024, pss / 1024, len(pids)
+
+
+def s_memory_idle(mod, ctx, tag):
+    """Supervisor + 2 workers on an empty file, idle: a warm-up job has run, then 1 s."""
+    peer = mod.Peer(ctx, tag)
+    mark = os.path.join(ctx.workdir, f"mark-{tag}")
+    log = os.path.join(ctx.workdir, f"log-{tag}")
+    try:
+        with workers(peer, ctx, mark, log) as procs:
+            peer.enqueue(-1)
+            wait_marks(mark, 1, procs, time.monotonic() + 60, log)
+            time.sleep(1.0)
+            return memory(procs[0].pid)  # the supervisor: `litejobs run` itself
+    finally:
+        peer.close()
+
+
+def backlog_template(mod, ctx, size: int) -> str:
+    """A litejobs file holding ``size`` queued no-op jobs (ids 0..size-1), filled with
+    ``enqueue_many`` in chunks of 1000 and checkpointed, so copying that one file copies them
+    all: each repetition starts from a copy instead of paying the fill of 1M jobs again."""
+    import apsw
+    peer = mod.Peer(ctx, f"backlog-{size}")
+    try:
+        for lo in range(0, size, CHUNK):
+            peer.enqueue_bulk(list(range(lo, min(size, lo + CHUNK))))
+    finally:
+        peer.close()
+    c = apsw.Connection(peer.path)
+    c.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    c.close()
+    return peer.path
+
+
+def s_backlog(mod, ctx, template: str, size: int, tag: str, timeout: float,
+              mem: dict[str, Cell] | None) -> float:
+    """``litejobs run --workers 2`` started on a copy of ``template``: the rate from the first
+    task start to the FIRST-th (mark file). Stops there, unless ``mem`` is given: then the
+    memory of supervisor + workers goes into mem["busy"] at that point, the whole backlog runs,
+    and 1 s after the last job its memory goes into mem["drained"] (or why it could not)."""
+    peer = mod.Peer(ctx, tag)
+    peer.close()
+    path = ctx.db(os.path.basename(peer.path))  # drops the fresh file and its -wal/-shm
+    shutil.copyfile(template, path)
+    mark = os.path.join(ctx.workdir, f"mark-{tag}")
+    log = os.path.join(ctx.workdir, f"log-{tag}")
+    first = min(FIRST, size)
+    try:
+        with workers(peer, ctx, mark, log) as procs:
+            wait_marks(mark, first, procs, time.monotonic() + timeout, log)
+            if mem is not None:
+                attempt(mem["busy"], partial(memory, procs[0].pid))
+                attempt(mem["drained"], partial(drain_rest, mark, size, procs, timeout, log))
+        starts = first_starts(mark, first)
+        return (first - 1) / (starts[-1] - starts[0])
+    finally:
+        ctx.db(os.path.basename(path))  # ~0.5 GB after 1M jobs: not kept till the end
+
+
+def drain_rest(mark: str, size: int, procs, timeout: float, log: str):
+    """Wait until all ``size`` jobs have run, then 1 s; the memory of supervisor + workers."""
+    from common import count
+    start, done = time.monotonic(), count(mark)
+    try:
+        # a deadline for at least 1,000 jobs/s: anything slower is a finding, not a wait
+        wait_marks(mark, size, procs, start + max(timeout, size / 1000), log)
+    except TimeoutError as e:
+        took = time.monotonic() - start
+        raise TimeoutError(f"draining all {size:,}: {e} after {took:.0f} s "
+                           f"(≈{(count(mark) - done) / took:,.0f} jobs/s)") from None
+    time.sleep(1.0)
+    return memory(procs[0].pid)  # the supervisor: `litejobs run` itself
+
+
+def first_starts(mark: str, first: int) -> list[float]:
+    """The ``first`` earliest task starts in a mark file, sorted (no dict: 1M records)."""
+    from common import REC
+    with open(mark, "rb") as f:
+        data = f.read()
+    times = sorted(t for _, t in REC.iter_unpack(data[: len(data) // REC.size * REC.size]))
+    return times[:first]
 
 
 # --- running ----------------------------------------------------------------------------------
@@ -462,6 +635,8 @@ def show(w: str, v) -> str:
         return "—"
     if w == "latency":
         return " / ".join(f"{x:.1f}" for x in v)
+    if w == "producers":
+        return f"{v[0]:.2f} / {v[1]:.2f} / {v[3]:.0f} ms, {fmt_rate(v[2])}/s"
     if w == "drain":
         return f"{fmt_rate(v[0])} ({fmt_rate(v[1])})"
     return fmt_rate(v)
@@ -471,6 +646,58 @@ def fmt_rate(v) -> str:
     if v is None:
         return "—"
     return f"{v / 1000:,.1f}k" if v >= 10_000 else f"{v:,.0f}"
+
+
+def attempt(cell: Cell, fn) -> float:
+    """One measurement into ``cell``: a sample, or the error (a later success clears it).
+    Returns the seconds it took."""
+    t = time.monotonic()
+    try:
+        cell.samples.append(fn())
+        cell.error = ""
+    except Exception as e:
+        cell.error = f"{type(e).__name__}: {e}"[:400]
+        if os.environ.get("PEERS_DEBUG"):
+            traceback.print_exc()
+    return time.monotonic() - t
+
+
+def run_scaling(mod, ctx, plan: Plan, n: int, rep: int, timeout: float,
+                scaling: dict[tuple[str, int | str], Cell], templates: dict[int, str]) -> None:
+    """One repetition of the scaling section; the first one also drains the largest backlog to
+    the end and measures memory after it."""
+    def one(key, fn, shown) -> None:
+        cell = scaling.setdefault(key, Cell())
+        took = attempt(cell, fn)
+        v = cell.value()
+        print(f"  scaling {key[0]:<8} {key[1]!s:<9} {'—' if v is None else shown(v):>24}  "
+              f"({took:.1f} s) {cell.error}", flush=True)
+
+    def template(size: int) -> str:
+        if size not in templates:
+            templates[size] = backlog_template(mod, ctx, size)
+        return templates[size]
+
+    def backlog(size: int, mem: dict[str, Cell] | None) -> float:
+        return s_backlog(mod, ctx, template(size), size, f"backlog-{size}-r{rep}", timeout,
+                         mem)
+
+    def mib(v) -> str:
+        return f"RSS {v[0]:.1f} / PSS {v[1]:.1f} MiB"
+
+    one(("memory", "idle"), partial(s_memory_idle, mod, ctx, f"mem-r{rep}"), mib)
+    for k in plan.workers:
+        one(("workers", k), partial(w_drain, mod, {"durability": "full", "workers": k}, ctx, n,
+                                    f"workers-{k}-r{rep}", timeout), partial(show, "drain"))
+    for size in plan.backlogs:
+        to_end = rep == 0 and size == plan.backlogs[-1]
+        mem = {when: scaling.setdefault(("memory", when), Cell())
+               for when in ("busy", "drained")} if to_end else None
+        one(("backlog", size), partial(backlog, size, mem), fmt_rate)
+        for when, cell in (mem or {}).items():
+            v = cell.value()
+            print(f"  scaling memory   {when:<9} {'—' if v is None else mib(v):>24}  "
+                  f"{cell.error}", flush=True)
 
 
 def main() -> int:
@@ -484,6 +711,8 @@ def main() -> int:
     ap.add_argument("--only", default="", help="comma-separated substrings of system labels")
     ap.add_argument("--timeout", type=float, default=None,
                     help="seconds one drain/latency phase may take (default 300, quick 60)")
+    ap.add_argument("--no-scaling", action="store_true",
+                    help="skip the litejobs scaling section (workers, backlog, memory)")
     ap.add_argument("--out", default=os.path.join(HERE, "RESULTS.md"))
     ap.add_argument("--chart", default=os.path.join(HERE, "results.png"))
     opts = ap.parse_args()
@@ -492,6 +721,9 @@ def main() -> int:
     timeout = opts.timeout or (60.0 if opts.quick else 300.0)
     only = [s.strip().lower() for s in opts.only.split(",") if s.strip()]
     systems = [s for s in SYSTEMS if not only or any(o in s[0].lower() for o in only)]
+    plan = None if opts.no_scaling or not any(m == "p_litejobs" for _, m, _ in systems) \
+        else Plan.make(opts.quick)
+    import ceiling as ceiling_mod  # bench/peers/ceiling.py
 
     t0 = time.monotonic()
     base = tempfile.mkdtemp(prefix="litejobs-peers-")
@@ -511,6 +743,8 @@ def main() -> int:
     notes: dict[str, str] = {}
     broken: dict[str, str] = {}
     ceiling: dict[str, Cell] = {}
+    scaling: dict[tuple[str, int | str], Cell] = {}
+    templates: dict[int, str] = {}
     try:
         modules = {}
         for _label, modname, _ in systems:
@@ -527,7 +761,7 @@ def main() -> int:
             for label, _, fn in CEILING:
                 cell = ceiling.setdefault(label, Cell())
                 try:
-                    cell.samples.append(fn(ctx, n, f"r{rep}"))
+                    cell.samples.append(fn(ceiling_mod, ctx, n, f"r{rep}"))
                 except Exception as e:
                     cell.error = f"{type(e).__name__}: {e}"
                 print(f"  {label:<44} {fmt_rate(cell.value()):>10}/s {cell.error}", flush=True)
@@ -539,23 +773,19 @@ def main() -> int:
                     if cell.error and not cell.samples:
                         continue  # failed before: don't pay its timeout again
                     tag = f"{modname}-{'-'.join(map(str, kw.values()))}-{wname}-r{rep}"
-                    t = time.monotonic()
-                    try:
-                        cell.samples.append(wfn(modules[modname], kw, ctx, n, tag, timeout))
-                        cell.error = ""
-                    except Exception as e:
-                        cell.error = f"{type(e).__name__}: {e}"[:400]
-                        if os.environ.get("PEERS_DEBUG"):
-                            traceback.print_exc()
-                    v = cell.value()
-                    shown = show(wname, v)
-                    print(f"  {label:<30} {wname:<8} {shown:>18}  ({time.monotonic() - t:.1f} s)"
-                          f" {cell.error}", flush=True)
+                    took = attempt(cell, partial(wfn, modules[modname], kw, ctx, n, tag,
+                                                 timeout))
+                    shown = show(wname, cell.value())
+                    print(f"  {label:<30} {wname:<9} {shown:>24}  ({took:.1f} s) {cell.error}",
+                          flush=True)
+            if plan is not None and "p_litejobs" in modules:
+                run_scaling(modules["p_litejobs"], ctx, plan, n, rep, timeout, scaling,
+                            templates)
     finally:
         services.stop()
     elapsed = time.monotonic() - t0
     write_report(opts, n, reps, systems, results, ceiling, versions, notes, broken, services,
-                 elapsed)
+                 elapsed, plan, scaling)
     try:
         chart(opts.chart, systems, results, n)
         print(f"peers: chart in {opts.chart}")
@@ -594,7 +824,7 @@ def machine_lines(services: Services) -> list[str]:
 
 
 def write_report(opts, n, reps, systems, results, ceiling, versions, notes, broken, services,
-                 elapsed) -> None:
+                 elapsed, plan, scaling) -> None:
     def val(label, w):
         c = results.get((label, w))
         v = c.value() if c else None
@@ -615,12 +845,17 @@ def write_report(opts, n, reps, systems, results, ceiling, versions, notes, brok
     peers = [lab for lab, _, _ in systems if not lab.startswith("litejobs")]
     lj = [lab for lab, _, _ in systems if lab.startswith("litejobs")]
 
-    def best_peer(w):
+    def best_peer(w, by=None):
+        """The best peer's value and label: for latency the lowest p50; for producers the
+        lowest p99 (by=1) or the highest aggregate rate (by=2); else the highest rate."""
         vals = [(val(p, w), p) for p in peers if val(p, w) is not None]
         if not vals:
             return None, None
         if w == "latency":
             return min(vals, key=lambda x: x[0][0])
+        if w == "producers":
+            pick = min if by == 1 else max
+            return pick(vals, key=lambda x: x[0][by])
         return max(vals)
 
     ceil = {lab: c.value() for lab, c in ceiling.items()}
@@ -629,7 +864,8 @@ def write_report(opts, n, reps, systems, results, ceiling, versions, notes, brok
         "",
         f"Written by `python bench/peers.py{' --quick' if opts.quick else ''}"
         f"{'' if opts.quick and n == 1000 else f' --jobs {n}'}"
-        f"{f' --repeat {reps}' if opts.repeat else ''}` — N = {n} no-op jobs, "
+        f"{f' --repeat {reps}' if opts.repeat else ''}"
+        f"{' --no-scaling' if opts.no_scaling else ''}` — N = {n} no-op jobs, "
         f"median of {reps} repetition(s); the run took {elapsed / 60:.1f} min.",
         "",
         *machine_lines(services),
@@ -646,6 +882,26 @@ def write_report(opts, n, reps, systems, results, ceiling, versions, notes, brok
     for lab, _, _ in systems:
         lines.append(f"| {lab} | {cell_text(lab, 'enqueue')} | {cell_text(lab, 'bulk')} | "
                      f"{cell_text(lab, 'drain')} | {cell_text(lab, 'latency')} |")
+    per = max(100, n // 5)
+    lines += ["", f"### Enqueue under contention: {PRODUCERS} producers while 2 workers drain",
+              "", f"{PRODUCERS} processes each enqueue {per:,} jobs one by one, released "
+              "together, into the store the system's workers are draining; the time of every "
+              f"single enqueue call ({PRODUCERS * per:,} in all), the slowest one, and all "
+              "calls / (last producer's end − first one's start). × best peer: that peer's "
+              "p99 / this p99 (above 1: litejobs quicker).", "",
+              "| system | enqueue p50 ms | enqueue p99 ms | slowest ms | aggregate enqueue /s "
+              "| × best peer p99 |", "|---|---:|---:|---:|---:|---:|"]
+    bp99, bp99_lab = best_peer("producers", 1)
+    for lab, _, _ in systems:
+        v = val(lab, "producers")
+        if v is None:
+            txt = cell_text(lab, "producers")
+            lines.append(f"| {lab} | {txt} | {txt} | {txt} | {txt} | — |")
+            continue
+        ratio = (f"{bp99[1] / v[1]:.2f}" if bp99 and lab in lj and v[1] > 0 else
+                 "best peer" if lab == bp99_lab else "—")
+        lines.append(f"| {lab} | {v[0]:.2f} | {v[1]:.2f} | {v[3]:.0f} | {fmt_rate(v[2])} "
+                     f"| {ratio} |")
     lines += ["", "### SQLite ceiling (raw apsw, same run, one process, WAL)", "",
               "| measurement | jobs/s |", "|---|---:|"]
     for lab, v in ceil.items():
@@ -661,14 +917,18 @@ def write_report(opts, n, reps, systems, results, ceiling, versions, notes, brok
         ("litejobs (fast)", "drain"): "raw claim/complete, 100 per tx (NORMAL)",
     }
     lines += ["", "## litejobs as a ratio", "",
-              "Ratio to the fastest peer in this run (for latency: peer p50 / litejobs p50, so "
-              "above 1 means litejobs is quicker) and to the SQLite ceiling.", "",
+              "Ratio to the fastest peer in this run (for latency: peer p50 / litejobs p50, and "
+              "for 4 producers p99: peer p99 / litejobs p99, so above 1 means litejobs is "
+              "quicker) and to the SQLite ceiling.", "",
               "| litejobs | workload | value | fastest peer | × fastest peer | SQLite ceiling "
               "| × ceiling |", "|---|---|---:|---|---:|---|---:|"]
     for lab in lj:
-        for w in ("enqueue", "bulk", "drain", "latency"):
+        for w in ("enqueue", "bulk", "drain", "latency", "producers"):
             v = val(lab, w)
-            bv, bp = best_peer(w)
+            bv, bp = best_peer(w, 1 if w == "producers" else None)
+            if v is not None and w == "producers":
+                lines += producer_ratios(lab, v, best_peer)
+                continue
             if v is None:
                 lines.append(f"| {lab} | {w} | {cell_text(lab, w)} | {bp or '—'} | — | — | — |")
                 continue
@@ -685,7 +945,11 @@ def write_report(opts, n, reps, systems, results, ceiling, versions, notes, brok
                          f"{f'{bp} ({fmt_rate(bv)}/s)' if bp else '—'} | {ratio} | "
                          f"{cl or '—'} | {f'{v / cv:.2f}' if cv else '—'} |")
 
+    if plan is not None:
+        lines += scaling_lines(plan, scaling, n)
     errs = [(lab, w, c.error) for (lab, w), c in results.items() if c.error]
+    errs += [(f"litejobs scaling, {kind}", str(what), c.error)
+             for (kind, what), c in scaling.items() if c.error]
     lines += ["", "## What failed, and why", ""]
     if not broken and not errs:
         lines.append("Nothing: every system ran every workload.")
@@ -707,7 +971,11 @@ def write_report(opts, n, reps, systems, results, ceiling, versions, notes, brok
               "dominates the first figure). Latency: workers started and warmed "
               f"up with one job, then {LAT_COUNT} jobs {LAT_GAP * 1000:.0f} ms apart; "
               "enqueue→start is the task's `time.time()` minus the harness's `time.time()` "
-              "just before the enqueue call.", ""]
+              "just before the enqueue call. Producers: workers started and warmed up with one "
+              f"job; {PRODUCERS} processes (`bench/peers/producer.py`, the same environment "
+              "as the workers) each connect and enqueue one untimed job, wait at a start "
+              "gate, then enqueue their share one call at a time, timing each call with "
+              "`perf_counter`; the run counts only once every job has run.", ""]
     for mod, note in notes.items():
         labs = ", ".join(lab for lab, m, _ in systems if m == mod)
         lines.append(f"- {labs}: {note}")
@@ -718,25 +986,125 @@ def write_report(opts, n, reps, systems, results, ceiling, versions, notes, brok
                                       "latency lower is better)"):]))
 
 
+def producer_ratios(lab, v, best_peer) -> list[str]:
+    """The two rows of the ratio table for the producers workload: p99 and aggregate rate."""
+    rows = []
+    for by, what in ((1, "4 producers p99"), (2, "4 producers rate")):
+        bv, bp = best_peer("producers", by)
+        if by == 1:
+            shown, peer_txt = f"{v[1]:.2f} ms p99", f"{bp} ({bv[1]:.2f} ms)" if bp else "—"
+            ratio = f"{bv[1] / v[1]:.2f}" if bv and v[1] > 0 else "—"
+        else:
+            shown, peer_txt = f"{fmt_rate(v[2])}/s", f"{bp} ({fmt_rate(bv[2])}/s)" if bp else "—"
+            ratio = f"{v[2] / bv[2]:.2f}" if bv else "—"
+        rows.append(f"| {lab} | {what} | {shown} | {peer_txt} | {ratio} | — | — |")
+    return rows
+
+
+def scaling_lines(plan: Plan, scaling, n: int) -> list[str]:
+    """The scaling section of RESULTS.md: workers, backlog, memory."""
+    def value(key):
+        c = scaling.get(key)
+        return c.value() if c else None
+
+    def missing(key) -> str:
+        c = scaling.get(key)
+        return "fails (below)" if c and c.error else "—"
+
+    big = plan.backlogs[-1]
+    lines = ["", "## Scaling: litejobs alone (durability \"full\")", "",
+             f"### Workers: N = {n:,} queued jobs, `litejobs run --workers K`", "",
+             "Same two figures as the drain above: from starting `litejobs run` until the N-th "
+             "job has run, and (in brackets there) first → last task start.", "",
+             "| workers | drain /s, from start | first→last task /s | × 1 worker (first→last) |",
+             "|---:|---:|---:|---:|"]
+    one = value(("workers", plan.workers[0]))
+    for k in plan.workers:
+        v = value(("workers", k))
+        if v is None:
+            lines.append(f"| {k} | {missing(('workers', k))} | — | — |")
+            continue
+        ratio = f"{v[1] / one[1]:.2f}" if one and one[1] > 0 else "—"
+        lines.append(f"| {k} | {fmt_rate(v[0])} | {fmt_rate(v[1])} | {ratio} |")
+
+    lines += ["", f"### Backlog: the first {FIRST:,} jobs of a big queue, 2 workers", "",
+              "`litejobs run --workers 2` started on a file already holding the backlog "
+              "(filled with `enqueue_many` in chunks of 1000, not timed); the rate from the "
+              f"first task start to the {FIRST:,}th. Target: every backlog keeps ≥ "
+              f"{BACKLOG_TARGET}× the {plan.backlogs[0]:,} figure.", "",
+              f"| backlog (queued jobs) | jobs/s over the first {FIRST:,} | "
+              f"× {plan.backlogs[0]:,} backlog | target ≥ {BACKLOG_TARGET}× |",
+              "|---:|---:|---:|---|"]
+    small = value(("backlog", plan.backlogs[0]))
+    for size in plan.backlogs:
+        v = value(("backlog", size))
+        if v is None:
+            lines.append(f"| {size:,} | {missing(('backlog', size))} | — | — |")
+            continue
+        r = v / small if small else None
+        verdict = ("—" if r is None or size == plan.backlogs[0] else
+                   "ok" if r >= BACKLOG_TARGET else "**below**")
+        lines.append(f"| {size:,} | {fmt_rate(v)} | {'—' if r is None else f'{r:.2f}'} | "
+                     f"{verdict} |")
+
+    idle, busy = value(("memory", "idle")), value(("memory", "busy"))
+    drained = value(("memory", "drained"))
+    lines += ["", "### Memory: supervisor + 2 workers", "",
+              "RSS and PSS summed over `litejobs run` and its child processes (from "
+              "`/proc/PID/smaps_rollup`; PSS shares pages the processes have in common among "
+              "them, so its sum is what the group really costs, while RSS counts them in each). "
+              "After start-up: an empty file, one warm-up job, then 1 s. Busy and after the "
+              f"drain: the supervisor that drained the whole {big:,} backlog above (first "
+              f"repetition), once its first {FIRST:,} jobs had started, and 1 s after its last "
+              "job. Some growth from start-up is SQLite's page cache filling on a big file "
+              "(bounded by each connection's cache_size); growth from busy to drained is what "
+              f"a leak would look like. Target ≤ {MEMORY_TARGET:.0f} MiB (PSS) and no growth "
+              f"(PSS within {GROWTH_SLACK:.0f} MiB).", "",
+              "| when | processes | RSS MiB | PSS MiB | target |", "|---|---:|---:|---:|---|"]
+
+    def row(label, key, v):
+        if v is None:
+            return f"| {label} | — | {missing(key)} | — | — |"
+        ok = "ok" if v[1] <= MEMORY_TARGET else "**above**"
+        return f"| {label} | {v[2]:.0f} | {v[0]:.1f} | {v[1]:.1f} | ≤ {MEMORY_TARGET:.0f}: {ok} |"
+
+    lines.append(row("idle after start-up", ("memory", "idle"), idle))
+    lines.append(row(f"busy, after {FIRST:,} jobs of {big:,}", ("memory", "busy"), busy))
+    lines.append(row(f"idle after draining {big:,} jobs", ("memory", "drained"), drained))
+    for label, a in (("start-up", idle), ("busy", busy)):
+        if a and drained:
+            grew = drained[1] - a[1]
+            ok = "ok" if grew <= GROWTH_SLACK else "**grew**"
+            lines.append(f"| drained − {label} | | {drained[0] - a[0]:+.1f} | {grew:+.1f} | "
+                         f"no growth: {ok} |")
+    return lines
+
+
 def chart(path, systems, results, n) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(1, 4, figsize=(20, 6))
-    titles = {"enqueue": "enqueue 1-by-1 (jobs/s, log)", "bulk": "bulk enqueue (jobs/s, log; "
-              "blank: no bulk API)", "drain": "drain N, 2 workers, start-up incl. (jobs/s, log)",
-              "latency": "pickup p50 (ms, log; lower is better)"}
-    for ax, w in zip(axes, titles, strict=True):
+    # workload: (panel title, which number of a tuple value to plot)
+    panels = {
+        "enqueue": ("enqueue 1-by-1 (jobs/s, log)", 0),
+        "bulk": ("bulk enqueue (jobs/s, log; blank: no bulk API)", 0),
+        "drain": ("drain N, 2 workers, start-up incl. (jobs/s, log)", 0),
+        "latency": ("pickup p50 (ms, log; lower is better)", 0),
+        "producers": (f"enqueue p99, {PRODUCERS} producers + draining\n"
+                      "(ms, log; lower is better)", 1),
+    }
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 6))
+    for ax, (w, (title, k)) in zip(axes, panels.items(), strict=True):
         labs, vals = [], []
         for lab, _, _ in systems:
             c = results.get((lab, w))
             v = c.value() if c else None
             labs.append(lab)
-            vals.append(float("nan") if v is None else v[0] if isinstance(v, tuple) else v)
+            vals.append(float("nan") if v is None else v[k] if isinstance(v, tuple) else v)
         colors = ["tab:red" if lab.startswith("litejobs") else "tab:gray" for lab in labs]
         ax.barh(labs, vals, color=colors)
         ax.set_xscale("log")
-        ax.set_title(titles[w])
+        ax.set_title(title)
         ax.invert_yaxis()
         ax.tick_params(axis="y", labelsize=8)
     fig.suptitle(f"litejobs (red) and its peers: N = {n}, {platform.node() or 'this machine'}, "

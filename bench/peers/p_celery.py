@@ -30,6 +30,13 @@ def make(url: str):
 app, _ = make(os.environ.get("CELERY_BROKER", "redis://127.0.0.1/0"))
 
 
+def producer():
+    """The enqueue call of a producer process (bench/peers/producer.py), on the workers' broker."""
+    _, noop = make(os.environ["CELERY_BROKER"])
+    return noop.delay
+
+
+
 class Peer:
     def __init__(self, ctx, tag: str) -> None:
         ctx.flush_redis()

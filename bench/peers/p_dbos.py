@@ -5,6 +5,7 @@ default polling interval (1 s) and no per-worker concurrency limit
 
 from __future__ import annotations
 
+import atexit
 import os
 import signal
 import sys
@@ -31,6 +32,15 @@ def launch(path: str):
     DBOS.launch()
     DBOS.register_queue("bench")
     return DBOS
+
+
+def producer():
+    """The enqueue call of a producer process (bench/peers/producer.py): a ``DBOSClient`` on the
+    workers' system database, as the harness uses (destroyed when the process exits)."""
+    from dbos import DBOSClient
+    client = DBOSClient(system_database_url=f"sqlite:///{os.environ['DBOS_DB']}")
+    atexit.register(client.destroy)
+    return lambda i: client.enqueue({"queue_name": "bench", "workflow_name": "noop"}, i)
 
 
 class Peer:

@@ -36,6 +36,12 @@ def __getattr__(name: str):
     raise AttributeError(name)
 
 
+def producer():
+    """The enqueue call of a producer process (bench/peers/producer.py), on the workers' store."""
+    _, task = make(os.environ["HUEY_KIND"], os.environ["HUEY_WHERE"])
+    return task
+
+
 class Peer:
     bulk = False
 

@@ -1,4 +1,5 @@
-"""litejobs: its own App on a SQLite file; workers = ``litejobs run --workers 2``."""
+"""litejobs: its own App on a SQLite file; workers = ``litejobs run --workers 2`` (the scaling
+section of bench/peers.py varies the number)."""
 
 from __future__ import annotations
 
@@ -32,10 +33,17 @@ def __getattr__(name: str):  # `litejobs run --app p_litejobs:app` in the worker
     raise AttributeError(name)
 
 
+def producer():
+    """The enqueue call of a producer process (bench/peers/producer.py), on the workers' file."""
+    _, task = make(os.environ["LJ_DB"], os.environ.get("LJ_DURABILITY", "full"))
+    return task.enqueue
+
+
 class Peer:
-    def __init__(self, ctx, tag: str, durability: str = "full") -> None:
+    def __init__(self, ctx, tag: str, durability: str = "full", workers: int = 2) -> None:
         self.path = ctx.db(f"litejobs-{durability}-{tag}.db")
         self.durability = durability
+        self.workers = workers
         self.app, self.task = make(self.path, durability)  # opens the file, creates the schema
 
     def enqueue(self, i: int) -> None:
@@ -49,7 +57,7 @@ class Peer:
 
     def worker_cmds(self) -> list[list[str]]:
         return [[sys.executable, "-m", "litejobs", "run", "--app", "p_litejobs:app",
-                 "--workers", "2", "--grace", "5"]]
+                 "--workers", str(self.workers), "--grace", "5"]]
 
     def close(self) -> None:
         self.app.store.close()

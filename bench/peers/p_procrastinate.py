@@ -3,6 +3,7 @@ concurrency 1 each (jobs arrive by LISTEN/NOTIFY)."""
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import sys
@@ -33,6 +34,16 @@ def __getattr__(name: str):
         globals()["app"] = a
         return a
     raise AttributeError(name)
+
+
+def producer():
+    """The enqueue call of a producer process (bench/peers/producer.py), on the workers'
+    database; the connection pool is closed when the process exits."""
+    a = make(os.environ["PROCRASTINATE_DSN"])
+    a.open()
+    atexit.register(a.close)
+    task = a.tasks["noop"]
+    return lambda i: task.defer(i=i)
 
 
 class Peer:

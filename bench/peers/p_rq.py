@@ -20,6 +20,12 @@ def noop(i=0):
     mark(i)
 
 
+def producer():
+    """The enqueue call of a producer process (bench/peers/producer.py), on the workers' Redis."""
+    q = rq.Queue("bench", connection=redis.Redis.from_url(os.environ["RQ_URL"]))
+    return lambda i: q.enqueue(noop, i)
+
+
 class Peer:
     def __init__(self, ctx, tag: str, worker: str = "fork") -> None:
         ctx.flush_redis()
@@ -35,7 +41,7 @@ class Peer:
         self.q.enqueue_many([rq.Queue.prepare_data(noop, (i,)) for i in ids])
 
     def worker_env(self) -> dict[str, str]:
-        return {}
+        return {"RQ_URL": self.url}  # the workers get it as --url; producers read it here
 
     def worker_cmds(self) -> list[list[str]]:
         exe = shutil.which("rq", path=os.path.dirname(sys.executable))

@@ -35,6 +35,12 @@ def __getattr__(name: str):
     raise AttributeError(name)
 
 
+def producer():
+    """The enqueue call of a producer process (bench/peers/producer.py), on the workers' file."""
+    _, task = make(os.environ["TASKITO_DB"])
+    return task.delay
+
+
 class Peer:
     def __init__(self, ctx, tag: str) -> None:
         self.path = ctx.db(f"taskito-{tag}.db")

@@ -33,6 +33,12 @@ def __getattr__(name: str):
     raise AttributeError(name)
 
 
+def producer():
+    """The enqueue call of a producer process (bench/peers/producer.py), on the workers' file."""
+    _, task = make(os.environ["TINYJOBS_DB"])
+    return task.enqueue
+
+
 class Peer:
     enqueue_bulk = None
 
