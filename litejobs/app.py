@@ -56,6 +56,17 @@ class CronSpec:
     source: str = "@app.cron"
 
 
+def _ring_for(jobs: Sequence[NewJob | NewJobs], now: float) -> bytes:
+    """The bell's message for these new jobs: "q" when all are ready now (the supervisor
+    just claims), "e" when one may be scheduled (it also looks for the next due time; a
+    debounce can move a queued twin back to scheduled)."""
+    for job in jobs:
+        j = job.template if isinstance(job, NewJobs) else job
+        if j.run_at > now or j.debounce is not None:
+            return b"e"
+    return b"q"
+
+
 class TaskDecorator(Protocol):
     """What ``@app.task(...)`` with options returns: a decorator keeping the signature."""
 
@@ -297,8 +308,9 @@ class App:
     def enqueue_one(self, call: Prepared) -> Job:
         """Enqueue one prepared call (what ``task.enqueue`` does); committed on return."""
         now = time.time()
-        row = self.store.insert_job(self.build_job(call, now), now)
-        self.ring(b"e")
+        job = self.build_job(call, now)
+        row = self.store.insert_job(job, now)
+        self.ring(_ring_for([job], now))
         return Job(self, row)
 
     def enqueue_many(self, calls: Iterable[Prepared]) -> list[Job]:
@@ -308,7 +320,7 @@ class App:
         if not new:
             return []
         rows = self.store.insert_jobs(new, now)
-        self.ring(b"e")
+        self.ring(_ring_for(new, now))
         return [Job(self, row) for row in rows]
 
     def _encode(self, calls: Sequence[Prepared], now: float) -> list[NewJob | NewJobs]:

@@ -4,6 +4,10 @@ Each running supervisor binds a Unix datagram socket in a directory beside the d
 A producer, after its transaction commits, sends one tiny datagram to every socket there. The
 bell is only a hint: a missed ring costs at most the supervisor's slow fallback poll, never a
 job, because the database stays the single source of truth.
+
+A ring is one byte: ``q`` new jobs are ready now (claim), ``e`` something changed that may
+include scheduled jobs (claim, and look for the next due time again), ``c`` a job was
+cancelled (check that running jobs are still ours).
 """
 
 from __future__ import annotations

@@ -50,8 +50,35 @@ __all__ = ["RATE_MARGIN", "SCHEMA_VERSION", "NewJob", "NewJobs", "QueueLimits", 
 
 #: How long a write keeps retrying SQLITE_BUSY before it gives up with a StorageError.
 BUSY_DEADLINE = 60.0
+#: First and longest sleep between two tries of a locked file (seconds; see _wait_when_busy).
+BUSY_PAUSE = 0.0001
+BUSY_PAUSE_MAX = 0.002
 
 T = TypeVar("T")
+
+
+def _wait_when_busy(conn: apsw.Connection, timeout: float) -> None:
+    """Retry a locked file every few hundred microseconds for up to ``timeout`` seconds.
+
+    SQLite's own handler sleeps 1, 2, 5, 10 … 100 ms between tries. Under steady contention
+    (several producers committing, each holding the lock well under a millisecond) a waiter
+    that sleeps 25-100 ms keeps losing the lock to ones that just arrived: single enqueues
+    took up to a second while the median was 0.2 ms. Short sleeps keep the wait close to
+    the time the lock is really held.
+    """
+    started = [0.0]
+
+    def handler(tries: int) -> bool:
+        now = time.monotonic()
+        if tries == 0:
+            started[0] = now
+        elif now - started[0] >= timeout:
+            return False  # SQLITE_BUSY: the caller's retry loop or error takes over
+        pause = BUSY_PAUSE_MAX if tries > 10 else min(BUSY_PAUSE_MAX, BUSY_PAUSE * 1.5**tries)
+        time.sleep(pause * random.uniform(0.5, 1.0))
+        return True
+
+    conn.set_busy_handler(handler)
 
 
 def _retry_busy(fn: Callable[[], T]) -> T:
@@ -184,7 +211,7 @@ class Store:
         except apsw.Error as exc:
             raise _storage_error(path, exc) from None
         try:
-            conn.set_busy_timeout(int(self.busy_timeout * 1000))
+            _wait_when_busy(conn, self.busy_timeout)
             if conn.readonly("main"):
                 raise StorageError(
                     f"{path} is read-only for this user; make the file and its directory "
@@ -222,7 +249,7 @@ class Store:
         """
         conn = apsw.Connection(self.path, flags=apsw.SQLITE_OPEN_READONLY)
         try:
-            conn.set_busy_timeout(int(self.busy_timeout * 1000))
+            _wait_when_busy(conn, self.busy_timeout)
             facts: Row = {
                 "journal_mode": str(_scalar(conn, "PRAGMA journal_mode")),
                 "schema_version": int(_scalar(conn, "PRAGMA user_version")),
@@ -260,7 +287,7 @@ class Store:
         except apsw.Error as exc:
             raise _storage_error(self.path, exc) from None
         try:
-            conn.set_busy_timeout(int(self.busy_timeout * 1000))
+            _wait_when_busy(conn, self.busy_timeout)
             self._check_identity(conn)
             problems = [str(r[0]) for r in conn.execute("PRAGMA quick_check")]
         except apsw.Error as exc:
