@@ -150,12 +150,18 @@ def run(config_path: str | None, database: str | None, app_spec: str | None,
     ctx = _Context(config_path, database, app_spec, workers=workers, grace=grace)
     path = ctx.database(check_app=True)
     app = ctx.app()
-    Store(path).verify()
     config = replace(ctx.config, database=path)
     assert ctx.app_spec is not None
     queue_list = [q.strip() for q in queues.split(",") if q.strip()] if queues else None
-    code = Supervisor(app, ctx.app_spec, config, queue_list).run()
-    sys.exit(code)
+    supervisor = Supervisor(app, ctx.app_spec, config, queue_list)
+    # Workers import the app while the file is checked (quick_check reads all of it).
+    supervisor.spawn_workers()
+    try:
+        Store(path).verify()
+    except BaseException:
+        supervisor.abandon()
+        raise
+    sys.exit(supervisor.run())
 
 
 @main.command()

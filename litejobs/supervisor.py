@@ -129,14 +129,18 @@ class Supervisor:
         """Serve until drained by a signal; returns the process exit code."""
         # Open the file for writing first: an unusable one (read-only, foreign) is refused
         # before anything (the wake-up socket directory) is created beside it.
-        self.store.connection()
         try:
+            self.store.connection()
             listener = BellListener(self.store.path, self.id.replace(":", "-"))
         except OSError as exc:
+            self.abandon()
             raise StorageError(
                 f"cannot create the wake-up socket in {bell_dir(self.store.path)} "
                 f"({exc.strerror}); the directory of {self.store.path} must be writable by "
                 "this user (SQLite creates its -wal and -shm files there too)") from None
+        except BaseException:
+            self.abandon()
+            raise
         sel = selectors.DefaultSelector()
         wake_r, wake_w = os.pipe()
         os.set_blocking(wake_r, False)
@@ -190,13 +194,31 @@ class Supervisor:
         else:
             self._signals.append(signum)
 
+    def spawn_workers(self) -> None:
+        """Start the worker interpreters now, before ``run``: their start-up (importing the
+        app) then overlaps the file's checks. They touch no file; if ``run`` never comes, they
+        exit with this process (pipe closed, parent-death signal) or by ``abandon``."""
+        while len(self.pool.workers) < self.config.workers:
+            self.pool.spawn()
+
+    def abandon(self) -> None:
+        """Stop workers started by ``spawn_workers`` when ``run`` will not be called."""
+        for w in list(self.pool.workers.values()):
+            self.pool.kill(w)
+            w.proc.wait()
+            self.pool.forget(w)
+
     def _start(self) -> None:
         now = time.time()
         self.store.write(lambda tx: tx.heartbeat(self.id, self.hostname, os.getpid(),
                                                  self.started, now, ",".join(self.queues or [])))
         self._rescue(now)
         self._tick(now)
-        for _ in range(self.config.workers):
+        for w in self.pool.workers.values():  # spawned early by spawn_workers
+            self.selector.register(w.from_worker, selectors.EVENT_READ, w)
+        # one that exited before the SIGCHLD handler was installed is reaped (and replaced)
+        self.child_exited = bool(self.pool.workers)
+        while len(self.pool.workers) < self.config.workers:
             self._add_worker()
 
     def _add_worker(self) -> WorkerProcess:

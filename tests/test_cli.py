@@ -221,6 +221,36 @@ def test_run_refuses_a_database_other_than_the_apps(cli) -> None:
     assert str(other) in proc.stderr and str(cli.db) in proc.stderr
 
 
+def processes_with_env(marker: str) -> list[int]:
+    """Live processes whose environment holds ``marker`` (ours: same user, readable)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/environ", "rb") as f:
+                if marker.encode() in f.read():
+                    found.append(int(entry))
+        except OSError:
+            continue  # exited meanwhile, or not ours
+    return found
+
+
+def test_run_refusing_a_file_leaves_no_worker_behind(cli) -> None:
+    """Workers start while the file is checked; a refused file must not leave them running."""
+    bad = cli.dir / "notes.db"
+    bad.write_bytes(b"these are my notes, not a database\n" * 100)
+    before = bad.read_bytes()
+    value = f"refused-{os.getpid()}-{time.monotonic_ns()}"
+    marker = f"LITEJOBS_TEST_MARK={value}"
+    env = {"LITEJOBS_TEST_DB": str(bad), "LITEJOBS_TEST_MARK": value}
+    proc = run_litejobs("run", "--app", APP_SPEC, "--workers", "3", cwd=cli.dir, env=env)
+    assert proc.returncode != 0
+    assert "not a SQLite database" in proc.stderr and "Traceback" not in proc.stderr
+    assert bad.read_bytes() == before
+    assert processes_with_env(marker) == []
+
+
 # --- enqueue ---------------------------------------------------------------------------------
 
 

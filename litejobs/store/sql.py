@@ -91,8 +91,16 @@ UPDATE jobs SET state = 'cancelled', finished_at = ?,
 WHERE id IN (SELECT id FROM jobs WHERE expires_at IS NOT NULL AND expires_at < ?
              AND state IN ('scheduled', 'queued') LIMIT ?)
 """
+# The distinct queues of queued jobs, one index seek each (a loose index scan): a plain
+# DISTINCT reads every queued job's index entry, which stalled a 1M-job backlog for ~0.2 s.
 ADOPT_QUEUES = """
-INSERT OR IGNORE INTO queues (name) SELECT DISTINCT queue FROM jobs WHERE state = 'queued'
+WITH RECURSIVE seen (name) AS (
+    SELECT min(queue) FROM jobs WHERE state = 'queued'
+    UNION ALL
+    SELECT (SELECT min(queue) FROM jobs WHERE state = 'queued' AND queue > seen.name)
+    FROM seen WHERE seen.name IS NOT NULL
+)
+INSERT OR IGNORE INTO queues (name) SELECT name FROM seen WHERE name IS NOT NULL
 """
 SET_PAUSED = """
 INSERT INTO queues (name, paused) VALUES (?, ?)
