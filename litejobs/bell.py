@@ -16,7 +16,6 @@ import contextlib
 import hashlib
 import os
 import socket
-import tempfile
 import time
 
 __all__ = ["Bell", "BellListener", "bell_dir"]
@@ -32,6 +31,8 @@ def bell_dir(db_path: str) -> str:
     path = os.path.abspath(db_path) + "-bells"
     if len(path.encode()) <= _MAX_DIR:
         return path
+    import tempfile  # rarely needed, and it pulls in shutil and the compression modules
+
     digest = hashlib.sha1(os.path.abspath(db_path).encode()).hexdigest()[:16]
     return os.path.join(tempfile.gettempdir(), f"litejobs-{os.getuid()}-{digest}")
 

@@ -10,12 +10,9 @@ from __future__ import annotations
 import math
 import os
 import re
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
-
-import tomli_w
 
 from litejobs.errors import ConfigError
 
@@ -288,6 +285,8 @@ def read_file(path: str) -> Config:
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read it: {exc.strerror}") from None
     text = raw.decode("utf-8", errors="replace")
+    import tomllib  # here, not at the top: workers import litejobs but never read a file
+
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -365,6 +364,8 @@ _TEMPLATE: list[tuple[str, str, Any]] = [
 
 def render_template(app: str | None = None, database: str | None = None) -> str:
     """The commented litejobs.toml that ``litejobs init`` writes."""
+    import tomli_w  # only `litejobs init` writes a file
+
     lines = ["# litejobs configuration. Flags > LITEJOBS_* environment > this file > defaults.",
              ""]
     for key, comment, default in _TEMPLATE:
