@@ -10,8 +10,8 @@ interleaved round by round so a burst of load on the machine hits them alike; th
 counts. Setups:
 
 - no limits: a queue without a ``[queues.X]`` table, jobs without a concurrency key;
-- all limits: ``[queues.limited] concurrency = 16`` (the check runs on every claim but does
-  not bind: 2 workers hold at most 2 × 8 jobs, the running one and a prefetched backlog, and
+- all limits: ``[queues.limited] concurrency = 64`` (the check runs on every claim but does
+  not bind: 2 workers hold at most 2 × 32 jobs, the running one and a prefetched backlog, and
   prefetched jobs count as running), 50 distinct concurrency keys with
   ``concurrency_limit = 2``, and ``rate_limit = "10000/s"`` (generous: it does not bind either);
 - each of the three alone, to see which one costs what;
@@ -60,11 +60,11 @@ SETUPS = [
 ]
 CONFIG = """
 [queues.limited]
-concurrency = 16
+concurrency = 64
 rate_limit = "10000/s"
 
 [queues.capped]
-concurrency = 16
+concurrency = 64
 
 [queues.tight]
 concurrency = 2
