@@ -476,7 +476,7 @@ CEILING = [
 
 FIRST = 10_000  # a backlog's rate is measured over its first FIRST jobs
 BACKLOG_TARGET = 0.8  # bigger backlogs should keep this share of the smallest one's rate
-MEMORY_TARGET = 60.0  # MiB of PSS, supervisor + 2 workers, idle
+MEMORY_TARGET = 60.0  # MiB of RSS (the issue's measure), supervisor + 2 workers, idle
 GROWTH_SLACK = 5.0  # MiB of PSS more after the drain that still counts as "no growth"
 
 
@@ -581,12 +581,20 @@ def s_backlog(mod, ctx, template: str, size: int, tag: str, timeout: float,
         with workers(peer, ctx, mark, log) as procs:
             wait_marks(mark, first, procs, time.monotonic() + timeout, log)
             if mem is not None:
+                # "busy" once a tenth has run: by then the supervisor's page cache has filled
+                # (to its cache_size), so what grows after that is what a leak would be
+                wait_marks(mark, warm(size), procs, time.monotonic() + timeout, log)
                 attempt(mem["busy"], partial(memory, procs[0].pid))
                 attempt(mem["drained"], partial(drain_rest, mark, size, procs, timeout, log))
         starts = first_starts(mark, first)
         return (first - 1) / (starts[-1] - starts[0])
     finally:
         ctx.db(os.path.basename(path))  # ~0.5 GB after 1M jobs: not kept till the end
+
+
+def warm(size: int) -> int:
+    """Jobs of a ``size`` backlog after which the memory counts as "busy" (cache filled)."""
+    return max(FIRST, size // 10)
 
 
 def drain_rest(mark: str, size: int, procs, timeout: float, log: str):
@@ -1067,8 +1075,9 @@ def target_lines(val, best_peer, ceil, plan, scaling, results) -> list[str]:
                          f"RSS {idle[0]:.1f} MiB (PSS {idle[1]:.1f})", idle[0] <= MEMORY_TARGET,
                          "memory"))
         if busy is not None and drained is not None:
-            rows.append((f"no growth over {plan.backlogs[-1]:,} jobs (PSS, from {FIRST:,} "
-                         f"jobs in to the end, ±{GROWTH_SLACK:.0f} MiB)",
+            rows.append((f"no growth over {plan.backlogs[-1]:,} jobs (PSS, from "
+                         f"{warm(plan.backlogs[-1]):,} jobs in to the end, "
+                         f"±{GROWTH_SLACK:.0f} MiB)",
                          f"{drained[1] - busy[1]:+.1f} MiB (from start-up: "
                          f"{drained[1] - (idle or busy)[1]:+.1f}, the page cache filling)",
                          drained[1] - busy[1] <= GROWTH_SLACK, "growth"))
@@ -1161,21 +1170,23 @@ def scaling_lines(plan: Plan, scaling, n: int) -> list[str]:
               "them, so its sum is what the group really costs, while RSS counts them in each). "
               "After start-up: an empty file, one warm-up job, then 1 s. Busy and after the "
               f"drain: the supervisor that drained the whole {big:,} backlog above (first "
-              f"repetition), once its first {FIRST:,} jobs had started, and 1 s after its last "
-              "job. Some growth from start-up is SQLite's page cache filling on a big file "
-              "(bounded by each connection's cache_size); growth from busy to drained is what "
-              f"a leak would look like. Target ≤ {MEMORY_TARGET:.0f} MiB (PSS) and no growth "
+              f"repetition), once a tenth of it ({warm(big):,} jobs) had started, and 1 s "
+              "after its last job. Some growth from start-up is SQLite's page cache filling on "
+              "a big file (bounded by each connection's cache_size); growth from busy to "
+              f"drained is what a leak would look like. Target ≤ {MEMORY_TARGET:.0f} MiB and no "
+              "growth "
               f"(PSS within {GROWTH_SLACK:.0f} MiB).", "",
-              "| when | processes | RSS MiB | PSS MiB | target |", "|---|---:|---:|---:|---|"]
+              "| when | processes | RSS MiB | PSS MiB | target (RSS) |",
+              "|---|---:|---:|---:|---|"]
 
     def row(label, key, v):
         if v is None:
             return f"| {label} | — | {missing(key)} | — | — |"
-        ok = "ok" if v[1] <= MEMORY_TARGET else "**above**"
+        ok = "ok" if v[0] <= MEMORY_TARGET else "**above**"  # the issue's target is RSS
         return f"| {label} | {v[2]:.0f} | {v[0]:.1f} | {v[1]:.1f} | ≤ {MEMORY_TARGET:.0f}: {ok} |"
 
     lines.append(row("idle after start-up", ("memory", "idle"), idle))
-    lines.append(row(f"busy, after {FIRST:,} jobs of {big:,}", ("memory", "busy"), busy))
+    lines.append(row(f"busy, after {warm(big):,} jobs of {big:,}", ("memory", "busy"), busy))
     lines.append(row(f"idle after draining {big:,} jobs", ("memory", "drained"), drained))
     for label, a in (("start-up", idle), ("busy", busy)):
         if a and drained:

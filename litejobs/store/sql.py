@@ -15,14 +15,13 @@ JOB_COLUMNS = (
     "started_at, finished_at, result, error"
 )
 
-INSERT_JOB = """
+# One job (its id: last_insert_rowid), or many with executemany (ids are contiguous).
+INSERT_JOBS = """
 INSERT INTO jobs (task, queue, state, priority, args, kwargs, key, run_at, scheduled_at,
                   created_at, max_attempts, timeout, expires_at, concurrency_key,
                   concurrency_limit)
 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-RETURNING id
 """
-INSERT_JOBS = INSERT_JOB.replace("RETURNING id", "")  # for executemany: ids are contiguous
 # INSERT_JOBS for a NewJobs: one row per element of a JSON array of argument lists (or of
 # [args, kwargs] pairs), in array order. SQLite keeps each element's JSON text as written.
 INSERT_JOBS_JSON = """

@@ -50,9 +50,9 @@ def _like_prefix(prefix: str) -> str:
     return prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: a frozen init costs a setattr call per field, per enqueue
 class NewJob:
-    """One job to insert, already validated and encoded."""
+    """One job to insert, already validated and encoded (treat it as a value)."""
 
     task: str
     queue: str
@@ -178,8 +178,8 @@ class Tx:
         if job.queue not in self._queues_seen:
             self._know_queues((job.queue,))
         state = State.SCHEDULED.value if job.run_at > now else State.QUEUED.value
-        job_id = _scalar(cur, sql.INSERT_JOB, _params(job, state, now))
-        return NewRow(job, int(job_id), state, now)
+        cur.execute(sql.INSERT_JOBS, _params(job, state, now))
+        return NewRow(job, cur.connection.last_insert_rowid(), state, now)
 
     def insert_many(self, jobs: Sequence[NewJob | NewJobs], now: float,
                     ) -> list[Mapping[str, Any]]:
