@@ -204,6 +204,11 @@ class Ctx:
         r.flushall()
         r.close()
 
+    def files(self, tag: str) -> tuple[str, str]:
+        """The mark file (tasks' start records) and the workers' log of one workload."""
+        return (os.path.join(self.workdir, f"mark-{tag}"),
+                os.path.join(self.workdir, f"log-{tag}"))
+
     def db(self, name: str) -> str:
         path = os.path.join(self.workdir, name)
         for suffix in ("", "-wal", "-shm", "-journal"):
@@ -261,6 +266,15 @@ def workers(peer, ctx: Ctx, mark: str, log: str):
             p.wait()
 
 
+@contextlib.contextmanager
+def warm_workers(peer, ctx: Ctx, mark: str, log: str):
+    """``workers``, once a warm-up job (id -1) has run: the workers are up and idle."""
+    with workers(peer, ctx, mark, log) as procs:
+        peer.enqueue(-1)
+        wait_marks(mark, 1, procs, time.monotonic() + 60, log)
+        yield procs
+
+
 def wait_marks(mark: str, n: int, procs, deadline: float, log: str) -> None:
     from common import count
     while count(mark) < n:
@@ -308,8 +322,7 @@ def w_bulk(mod, kw, ctx, n, tag, timeout):
 
 def w_drain(mod, kw, ctx, n, tag, timeout):
     peer = mod.Peer(ctx, tag, **kw)
-    mark = os.path.join(ctx.workdir, f"mark-{tag}")
-    log = os.path.join(ctx.workdir, f"log-{tag}")
+    mark, log = ctx.files(tag)
     try:
         if getattr(peer, "enqueue_bulk", None) is not None:
             for lo in range(0, n, CHUNK):
@@ -338,13 +351,9 @@ def w_drain(mod, kw, ctx, n, tag, timeout):
 def w_latency(mod, kw, ctx, n, tag, timeout):
     from common import read
     peer = mod.Peer(ctx, tag, **kw)
-    mark = os.path.join(ctx.workdir, f"mark-{tag}")
-    log = os.path.join(ctx.workdir, f"log-{tag}")
+    mark, log = ctx.files(tag)
     try:
-        with workers(peer, ctx, mark, log) as procs:
-            # warm-up job: when it has run, the workers are up and idle
-            peer.enqueue(-1)
-            wait_marks(mark, 1, procs, time.monotonic() + 60, log)
+        with warm_workers(peer, ctx, mark, log) as procs:
             time.sleep(0.5)
             sent: dict[int, float] = {}
             for i in range(LAT_COUNT):
@@ -371,8 +380,7 @@ def w_producers(mod, kw, ctx, n, tag, timeout):
     from producer import ID_SPAN
     per = max(100, n // 5)
     peer = mod.Peer(ctx, tag, **kw)
-    mark = os.path.join(ctx.workdir, f"mark-{tag}")
-    log = os.path.join(ctx.workdir, f"log-{tag}")
+    mark, log = ctx.files(tag)
     where = os.path.join(ctx.workdir, f"producers-{tag}")
     os.makedirs(where)
     prods: list[subprocess.Popen[bytes]] = []
@@ -391,9 +399,7 @@ def w_producers(mod, kw, ctx, n, tag, timeout):
             time.sleep(0.005)
 
     try:
-        with workers(peer, ctx, mark, log) as procs:
-            peer.enqueue(-1)  # warm-up: the workers are up and idle when it has run
-            wait_marks(mark, 1, procs, time.monotonic() + 60, log)
+        with warm_workers(peer, ctx, mark, log) as procs:
             env = peer_env(peer, mark)
             for k in range(PRODUCERS):
                 with open(logs[k], "wb") as out:
@@ -535,12 +541,9 @@ def memory(root: int) -> tuple[float, float, int]:
 def s_memory_idle(mod, ctx, tag):
     """Supervisor + 2 workers on an empty file, idle: a warm-up job has run, then 1 s."""
     peer = mod.Peer(ctx, tag)
-    mark = os.path.join(ctx.workdir, f"mark-{tag}")
-    log = os.path.join(ctx.workdir, f"log-{tag}")
+    mark, log = ctx.files(tag)
     try:
-        with workers(peer, ctx, mark, log) as procs:
-            peer.enqueue(-1)
-            wait_marks(mark, 1, procs, time.monotonic() + 60, log)
+        with warm_workers(peer, ctx, mark, log) as procs:
             time.sleep(1.0)
             return memory(procs[0].pid)  # the supervisor: `litejobs run` itself
     finally:
@@ -574,8 +577,7 @@ def s_backlog(mod, ctx, template: str, size: int, tag: str, timeout: float,
     peer.close()
     path = ctx.db(os.path.basename(peer.path))  # drops the fresh file and its -wal/-shm
     shutil.copyfile(template, path)
-    mark = os.path.join(ctx.workdir, f"mark-{tag}")
-    log = os.path.join(ctx.workdir, f"log-{tag}")
+    mark, log = ctx.files(tag)
     first = min(FIRST, size)
     try:
         with workers(peer, ctx, mark, log) as procs:
