@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from litejobs.errors import JobTimeout, WorkerDied
-from litejobs.store import Tx
+from litejobs.store import Tx, sent_order
 from litejobs.task import Backoff, Task
 
 __all__ = ["Failure", "after_error", "prune", "rescue_dead_supervisors", "rescue_expired"]
@@ -69,26 +69,51 @@ def after_error(
     return Failure(error, now + backoff.delay(counted))
 
 
-def _rescue(tx: Tx, row: Mapping[str, Any], tasks: Mapping[str, Task[Any, Any]],
+def _rescue(tx: Tx, rows: Sequence[Mapping[str, Any]], tasks: Mapping[str, Task[Any, Any]],
             crash_limit: int, now: float, why: str) -> None:
-    error = f"WorkerDied: {why}"
-    plan = after_error(task=tasks.get(row["task"]), error=error, error_type=WorkerDied,
-                       attempt=row["attempt"], interrupts=row["interrupts"],
-                       max_attempts=row["max_attempts"], crashes=row["crashes"],
-                       crash_limit=crash_limit, now=now, crashed=True)
-    tx.fail(row["id"], row["attempt"], plan.error, None, row["leased_by"], row["started_at"], now,
-            plan.retry_at, crashed=True)
-    log.warning("rescued job %s (attempt %s, %s): %s", row["id"], row["attempt"], row["task"],
-                "re-queued" if plan.retry_at is not None else "failed")
+    """Return the running jobs ``rows`` of workers whose supervisor let go of them.
+
+    A worker runs the jobs it was sent one after another, so of each worker's rows only the
+    first sent can have been running when it was lost (the ones sent before it finished, and
+    their outcomes were recorded). That one is a crash: it counts towards ``crash_limit`` and
+    ``max_attempts`` like any worker death. The ones queued behind it in the worker were sent
+    ahead and almost surely never started: they go back to queued as interrupted — not
+    counted, but keeping their attempt number (the rescuer cannot rule out that one of them
+    had just begun, and a number that ran once is never handed out again). Counting them would
+    fail jobs that never ran, after a few supervisor restarts, just for having been sent ahead.
+    """
+    by_worker: dict[str, list[Mapping[str, Any]]] = {}
+    for row in rows:
+        by_worker.setdefault(row["leased_by"] or "", []).append(row)
+    for held in by_worker.values():
+        held.sort(key=sent_order)
+        first = held[0]
+        error = f"WorkerDied: {why}"
+        plan = after_error(task=tasks.get(first["task"]), error=error, error_type=WorkerDied,
+                           attempt=first["attempt"], interrupts=first["interrupts"],
+                           max_attempts=first["max_attempts"], crashes=first["crashes"],
+                           crash_limit=crash_limit, now=now, crashed=True)
+        tx.fail(first["id"], first["attempt"], plan.error, None, first["leased_by"],
+                first["started_at"], now, plan.retry_at, crashed=True)
+        log.warning("rescued job %s (attempt %s, %s): %s", first["id"], first["attempt"],
+                    first["task"], "re-queued" if plan.retry_at is not None else "failed")
+        for row in held[1:]:
+            tx.interrupt(row["id"], row["attempt"],
+                         f"{why}; the job was sent ahead to its worker, behind job "
+                         f"{first['id']}, so it is returned to queued, not counted as an "
+                         "attempt",
+                         row["leased_by"], None, now)
+        if len(held) > 1:
+            log.warning("returned %d job(s) sent ahead to the same worker to queued",
+                        len(held) - 1)
 
 
 def rescue_expired(tx: Tx, now: float, tasks: Mapping[str, Task[Any, Any]],
                    crash_limit: int, limit: int = 500) -> int:
     """Return running jobs whose lease ran out (their supervisor or worker stopped renewing)."""
     rows = tx.expired_leases(now, limit)
-    for row in rows:
-        _rescue(tx, row, tasks, crash_limit, now,
-                "its lease expired (the worker or its supervisor stopped renewing it)")
+    _rescue(tx, rows, tasks, crash_limit, now,
+            "its lease expired (the worker or its supervisor stopped renewing it)")
     return len(rows)
 
 
@@ -113,10 +138,9 @@ def rescue_dead_supervisors(tx: Tx, now: float, me: str, tasks: Mapping[str, Tas
             continue
         if sup["pid"] != os.getpid() and _alive(sup["pid"]):
             continue
-        for row in tx.leases_of(f"{sup['id']}:"):
-            _rescue(tx, row, tasks, crash_limit, now,
-                    f"its supervisor (pid {sup['pid']}) is gone")
-            count += 1
+        rows = tx.leases_of(f"{sup['id']}:")
+        _rescue(tx, rows, tasks, crash_limit, now, f"its supervisor (pid {sup['pid']}) is gone")
+        count += len(rows)
         tx.forget_supervisor(sup["id"])
     return count
 

@@ -315,6 +315,65 @@ def test_rescue_leaves_live_leases_alone(app) -> None:
     assert state_of(app.store, job_id) == "running"
 
 
+def _held(store: Store, job_id: int) -> tuple:
+    row = store.get_job(job_id)
+    assert row is not None
+    return (row["state"], row["attempt"], row["crashes"], row["interrupts"])
+
+
+def test_rescue_counts_a_crash_only_for_the_job_each_worker_ran_first(app) -> None:
+    # A worker is sent several jobs at once (prefetch); when its supervisor dies, only the
+    # first can have been running. The ones behind it must not be charged a crash or an
+    # attempt, or a few supervisor restarts would fail jobs that never ran.
+    low = enqueue(app, 3)
+    (high,) = enqueue(app, 1, priority=5)
+    store = app.store
+    t0 = time.time()
+    rows = store.write(lambda tx: tx.claim(["supA:1:ab:w1"] * 3, DEFAULT, t0, LEASE))
+    assert [r["id"] for r in rows] == [high, *low[:2]]  # sent best first
+    (later,) = store.write(lambda tx: tx.claim(["supA:1:ab:w1"], DEFAULT, t0 + 1, LEASE))
+    assert later["id"] == low[2]
+    (other,) = enqueue(app, 1)
+    store.write(lambda tx: tx.claim(["supA:1:ab:w2"], DEFAULT, t0 + 2, LEASE))
+
+    rescued = store.write(lambda tx: maintenance.rescue_expired(tx, t0 + LEASE + 5, {}, 3))
+    assert rescued == 5
+    assert _held(store, high) == ("queued", 1, 1, 0)  # ran first: a crash
+    assert _held(store, other) == ("queued", 1, 1, 0)  # the other worker's only job
+    for job_id in [*low[:2], low[2]]:
+        assert _held(store, job_id) == ("queued", 1, 0, 1), job_id
+        (attempt,) = store.attempts(job_id)
+        assert attempt.outcome == "interrupted"
+        assert f"behind job {high}" in (attempt.error or "")
+        assert "not counted" in (attempt.error or "")
+    assert store.attempts(high)[0].outcome == "failed"
+    # a number that was handed out is never handed out again
+    again = store.write(lambda tx: tx.claim(["supB:1:cd:w1"] * 5, DEFAULT, t0 + LEASE + 6, LEASE))
+    assert sorted(r["id"] for r in again) == sorted([high, other, *low])
+    assert {r["attempt"] for r in again} == {2}
+
+
+def test_jobs_sent_ahead_never_reach_crash_limit_or_max_attempts(app) -> None:
+    # sent ahead (second in its worker) through more supervisor deaths than crash_limit and
+    # max_attempts allow, a job stays pending and still runs, with an attempt of its own
+    (behind,) = enqueue(app, 1, retries=0)
+    store = app.store
+    now = time.time()
+    for _ in range(4):
+        enqueue(app, 1, priority=9)  # claimed first: the one its worker was running
+        store.write(lambda tx: tx.claim(["supA:1:ab:w1"] * 2, DEFAULT, now, LEASE))
+        now += LEASE + 1
+        # crash_limit 1: the job that was running is failed at once, out of the way
+        store.write(lambda tx: maintenance.rescue_expired(tx, now, {}, 1))
+    assert _held(store, behind) == ("queued", 4, 0, 4)
+    first = store.write(lambda tx: tx.claim(["supB:1:cd:w1"] * 5, DEFAULT, now, LEASE))
+    row = next(r for r in first if r["id"] == behind)
+    assert row["attempt"] == 5
+    assert store.write(lambda tx: tx.succeed(behind, 5, "1", "supB:1:cd:w1", now, now + 1))
+    assert state_of(store, behind) == "succeeded"
+    assert [a.outcome for a in store.attempts(behind)] == ["interrupted"] * 4 + ["succeeded"]
+
+
 # --- two processes claiming at once ----------------------------------------------------------
 
 CLAIMER = textwrap.dedent("""

@@ -291,6 +291,35 @@ def test_sigkill_of_the_supervisor_then_restart_loses_nothing(start_supervisor, 
         assert joblog.ends(j.id), f"job {j.id} succeeded without its task running"
 
 
+def test_sigkill_of_the_supervisor_does_not_charge_jobs_sent_ahead(start_supervisor, tasks,
+                                                                     joblog, app):
+    # Quick jobs first, so the worker is sent jobs ahead (prefetch); then a long one, which
+    # holds the ones sent behind it unstarted when the supervisor is killed.
+    before = app.enqueue_many([tasks.logged.prepare(str(joblog), tag=i) for i in range(100)])
+    long = tasks.logged.enqueue(str(joblog), 30, only_first=True, tag="long")
+    after = app.enqueue_many([tasks.logged.prepare(str(joblog), tag=i) for i in range(40)])
+    sup = start_supervisor(workers=1)
+    wait_for(lambda: joblog.starts(long.id), 20, "the long job to start", details=sup.output)
+    sup.kill_group()
+    ahead = [j for j in after if j.refresh().state is State.RUNNING]
+    assert ahead, "no job was sent ahead of the long one; the test proves nothing"
+    assert not any(joblog.starts(j.id) for j in ahead)
+
+    start_supervisor(workers=1)
+    for j in [*before, long, *after]:
+        j.result(timeout=20)
+    attempts = long.attempts()
+    assert [a.outcome for a in attempts] == ["failed", "succeeded"]
+    assert long.refresh().attempt == 2
+    for j in ahead:
+        row = app.store.get_job(j.id)
+        assert row is not None and (row["crashes"], row["interrupts"]) == (0, 1)
+        assert [(a.attempt, a.outcome) for a in j.attempts()] == [(1, "interrupted"),
+                                                                  (2, "succeeded")]
+        assert f"behind job {long.id}" in (j.attempts()[0].error or "")
+        assert [r["attempt"] for r in joblog.starts(j.id)] == [2]
+
+
 def test_workers_exit_when_the_supervisor_is_killed_alone(start_supervisor, tasks, joblog):
     sup = start_supervisor(workers=2)
     job = tasks.logged.enqueue(str(joblog), 30)

@@ -43,10 +43,11 @@ from litejobs.store.tx import (
     _dicts,
     _like_prefix,
     _scalar,
+    sent_order,
 )
 
 __all__ = ["RATE_MARGIN", "SCHEMA_VERSION", "NewJob", "NewJobs", "QueueLimits", "Row", "Store",
-           "Tx"]
+           "Tx", "sent_order"]
 
 #: How long a write keeps retrying SQLITE_BUSY before it gives up with a StorageError.
 BUSY_DEADLINE = 60.0

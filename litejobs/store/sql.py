@@ -110,7 +110,7 @@ UPDATE jobs SET state = 'running', attempt = attempt + 1, leased_by = ?, lease_u
                 started_at = ?
 WHERE id = ? AND state = 'queued'
 RETURNING id, task, queue, args, kwargs, attempt, max_attempts, interrupts, crashes, timeout,
-          scheduled_at, leased_by
+          scheduled_at, leased_by, priority, run_at
 """
 # CLAIM for many jobs of one worker: ids as a JSON array (each looked up by rowid).
 CLAIM_MANY = """
@@ -118,7 +118,7 @@ UPDATE jobs SET state = 'running', attempt = attempt + 1, leased_by = ?, lease_u
                 started_at = ?
 WHERE id IN (SELECT value FROM json_each(?)) AND state = 'queued'
 RETURNING id, task, queue, args, kwargs, attempt, max_attempts, interrupts, crashes, timeout,
-          scheduled_at, leased_by
+          scheduled_at, leased_by, priority, run_at
 """
 PROMOTE_DUE = """
 UPDATE jobs SET state = 'queued'
@@ -178,12 +178,16 @@ ON CONFLICT (job_id, attempt) DO UPDATE SET
 RENEW_LEASE = """
 UPDATE jobs SET lease_until = ? WHERE id = ? AND attempt = ? AND state = 'running'
 """
+# A rescue needs the order a worker was sent its jobs in: claim time (started_at), then
+# best first (priority, run_at, id) within one claim.
 EXPIRED_LEASES = """
-SELECT id, task, attempt, max_attempts, interrupts, crashes, leased_by, started_at
+SELECT id, task, attempt, max_attempts, interrupts, crashes, leased_by, started_at, priority,
+       run_at
 FROM jobs WHERE state = 'running' AND lease_until < ? ORDER BY lease_until LIMIT ?
 """
 RUNNING_LEASES = """
-SELECT id, task, attempt, max_attempts, interrupts, crashes, leased_by, started_at
+SELECT id, task, attempt, max_attempts, interrupts, crashes, leased_by, started_at, priority,
+       run_at
 FROM jobs WHERE state = 'running' AND leased_by LIKE ? ESCAPE '\\'
 """
 HELD_BY = "SELECT id, attempt FROM jobs WHERE state = 'running' AND leased_by LIKE ? ESCAPE '\\'"

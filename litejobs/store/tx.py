@@ -15,7 +15,7 @@ from litejobs.job import State
 from litejobs.serialization import encode
 from litejobs.store import sql
 
-__all__ = ["RATE_MARGIN", "NewJob", "NewJobs", "NewRow", "QueueLimits", "Row", "Tx"]
+__all__ = ["RATE_MARGIN", "NewJob", "NewJobs", "NewRow", "QueueLimits", "Row", "Tx", "sent_order"]
 
 Row = dict[str, Any]
 #: Extra seconds (at most 10% of the period) a rate window lasts beyond its period.
@@ -149,6 +149,18 @@ class NewRow(Mapping[str, Any]):
 
 #: A claim candidate: (-priority, run_at, id, queue, concurrency key, its limit); sorts best first.
 _Candidate = tuple[int, float, int, str, str | None, int]
+
+
+def best_first(row: Mapping[str, Any]) -> tuple[int, float, int]:
+    """The order ``claim`` returns jobs in and the supervisor sends them to a worker in."""
+    return (-row["priority"], row["run_at"], row["id"])
+
+
+def sent_order(row: Mapping[str, Any]) -> tuple[float, int, float, int]:
+    """Where a running job stands among the jobs its worker was sent: by claim (its
+    ``started_at`` while running is the claim's time), then best first. A rescue reads it
+    from the rows alone to tell the job a worker ran first from the ones queued behind it."""
+    return (row["started_at"], *best_first(row))
 
 
 @dataclass(frozen=True, slots=True)
@@ -357,6 +369,8 @@ class Tx:
             skipped = self._claim_from(candidates, caps, limits, claimed, n, workers, now,
                                        lease)
             if not skipped or len(claimed) in (n, before):
+                # each worker starts its best job, the rest in order (sent_order)
+                claimed.sort(key=best_first)
                 return claimed
             # Jobs of a key this batch just filled took candidate places that other keys'
             # jobs could use: look again (the claimed ones now count as running, so the
@@ -366,6 +380,7 @@ class Tx:
                 if cap > 0:
                     candidates.extend(self._candidates(name, now, cap))
             if not candidates:
+                claimed.sort(key=best_first)
                 return claimed
 
     def _claim_from(
@@ -413,15 +428,9 @@ class Tx:
                     period = rate[1] + min(RATE_MARGIN, rate[1] * 0.1)
                     oldest = _scalar(self.cursor, sql.RATE_OLDEST, (queue, now - period))
                     self._slot(queue, (oldest or now) + period, now)
-        if batch:
-            start = len(claimed)
-            for worker, ids in batch.items():
-                claimed.extend(_dicts(self.cursor.execute(
-                    sql.CLAIM_MANY, (worker, now + lease, now, _id_list(ids)))))
-            # best first again (the batch came after the one-by-one claims), so each worker
-            # starts its best job and keeps the rest in that order
-            rank = {c[2]: i for i, c in enumerate(candidates)}
-            claimed[start:] = sorted(claimed[start:], key=lambda row: rank[row["id"]])
+        for worker, ids in batch.items():
+            claimed.extend(_dicts(self.cursor.execute(
+                sql.CLAIM_MANY, (worker, now + lease, now, _id_list(ids)))))
         return skipped
 
     def _candidates(self, queue: str, now: float, limit: int) -> list[_Candidate]:
