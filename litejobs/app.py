@@ -11,14 +11,12 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any, ParamSpec, Protocol, TypeVar, overload
+from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar, overload
 
-from litejobs.bell import Bell
-from litejobs.config import MAX_PAYLOAD, Config, read_file
-from litejobs.cron import entry_from_spec
+from litejobs.config import MAX_PAYLOAD, Config, database_path, read_file
 from litejobs.job import Job
+from litejobs.newjob import NewJob, NewJobs
 from litejobs.serialization import dump_batch, dump_call
-from litejobs.store import NewJob, NewJobs, Store
 from litejobs.task import (
     DEFAULT_QUEUE,
     PLAIN,
@@ -28,6 +26,10 @@ from litejobs.task import (
     Task,
     TaskOptions,
 )
+
+if TYPE_CHECKING:
+    from litejobs.bell import Bell
+    from litejobs.store import Store
 
 __all__ = ["App", "CronSpec"]
 
@@ -127,8 +129,12 @@ class App:
         max_payload: int = MAX_PAYLOAD,
         config: Config | None = None,
     ) -> None:
-        self.store = Store(database, durability=durability)
-        self.config = config or Config(database=self.store.path, durability=durability,
+        # The store (SQLite and its statements) is loaded on first use: every worker imports
+        # the app's module, and a worker never opens the file (its supervisor does).
+        self.path = database_path(database, durability)
+        self.durability = durability
+        self._store: Store | None = None
+        self.config = config or Config(database=self.path, durability=durability,
                                        max_payload=max_payload)
         self.max_payload = max_payload
         self.tasks: dict[str, Task[Any, Any]] = {}
@@ -138,6 +144,16 @@ class App:
         self._plain: dict[TaskOptions | None, NewJob] = {}
         for name, table in self.config.cron.items():
             self.add_cron_table(name, table, self.config.source or "litejobs.toml")
+
+    @property
+    def store(self) -> Store:
+        """The database file's store (opened on first use)."""
+        store = self._store
+        if store is None:
+            from litejobs.store import Store
+
+            store = self._store = Store(self.path, durability=self.durability)
+        return store
 
     @classmethod
     def from_config(cls, path: str | os.PathLike[str] = "litejobs.toml") -> App:
@@ -149,7 +165,7 @@ class App:
                    config=config)
 
     def __repr__(self) -> str:
-        return f"<litejobs.App {self.store.path} tasks={len(self.tasks)}>"
+        return f"<litejobs.App {self.path} tasks={len(self.tasks)}>"
 
     # --- registry ----------------------------------------------------------------------------
 
@@ -251,6 +267,8 @@ class App:
         """
 
         def register(func: Callable[P, R]) -> Task[P, R]:
+            from litejobs.cron import entry_from_spec  # validation; zoneinfo only if used
+
             t = func if isinstance(func, Task) else self.task(func)
             entry = name or t.name
             spec = CronSpec(entry, schedule, t.name, timezone, tuple(args), dict(kwargs or {}),
@@ -277,7 +295,9 @@ class App:
     def ring(self, message: bytes = b"e") -> None:
         """Wake the supervisors serving this database (a hint; never raises)."""
         if self._bell is None:
-            self._bell = Bell(self.store.path)
+            from litejobs.bell import Bell
+
+            self._bell = Bell(self.path)
         self._bell.ring(message)
 
     def enqueue(

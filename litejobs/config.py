@@ -19,6 +19,7 @@ from litejobs.errors import ConfigError
 __all__ = [
     "Config",
     "QueueConfig",
+    "database_path",
     "load_config",
     "parse_duration",
     "parse_rate",
@@ -83,6 +84,18 @@ def parse_duration(value: object, what: str = "duration") -> float:
     if seconds < 0:
         raise ValueError(f"{what} must not be negative")
     return seconds
+
+
+def database_path(path: str | os.PathLike[str], durability: str = "full") -> str:
+    """The absolute path of a database file; ValueError for what cannot be one (or for a
+    durability other than "full" and "fast")."""
+    if durability not in ("full", "fast"):
+        raise ValueError(f"durability must be 'full' or 'fast', not {durability!r}")
+    raw = os.fspath(path)
+    if raw in ("", ":memory:") or raw.startswith("file:"):
+        raise ValueError(
+            f"database must be a file path, not {raw!r}: workers in other processes share it")
+    return os.path.abspath(raw)
 
 
 def parse_size(value: object, what: str = "size") -> int:

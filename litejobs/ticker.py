@@ -18,7 +18,8 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from litejobs.cron import CronEntry, entry_from_spec
-from litejobs.store import NewJob, Store, Tx
+from litejobs.newjob import NewJob
+from litejobs.store import Store, Tx
 from litejobs.task import CallOptions, Prepared
 
 if TYPE_CHECKING:

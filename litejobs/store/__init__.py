@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 
 import apsw
 
+from litejobs.config import database_path
 from litejobs.errors import StorageError, StorageFull
 from litejobs.job import Attempt, State
 from litejobs.store import sql
@@ -138,15 +139,7 @@ class Store:
 
     def __init__(self, path: str | os.PathLike[str], durability: str = "full",
                  busy_timeout: float = 5.0, cache_mb: int | None = None) -> None:
-        if durability not in ("full", "fast"):
-            raise ValueError(f"durability must be 'full' or 'fast', not {durability!r}")
-        raw = os.fspath(path)
-        if raw in ("", ":memory:") or raw.startswith("file:"):
-            raise ValueError(
-                f"database must be a file path, not {raw!r}: workers in other processes "
-                "share it"
-            )
-        self.path = os.path.abspath(raw)
+        self.path = database_path(path, durability)
         self.durability = durability
         self.busy_timeout = busy_timeout
         self.cache_mb = cache_mb

@@ -12,6 +12,7 @@ from typing import Any
 import apsw
 
 from litejobs.job import State
+from litejobs.newjob import NewJob, NewJobs
 from litejobs.serialization import encode
 from litejobs.store import sql
 
@@ -50,51 +51,10 @@ def _like_prefix(prefix: str) -> str:
     return prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
 
-@dataclass(slots=True)  # not frozen: a frozen init costs a setattr call per field, per enqueue
-class NewJob:
-    """One job to insert, already validated and encoded (treat it as a value)."""
-
-    task: str
-    queue: str
-    priority: int
-    args: str
-    kwargs: str
-    run_at: float
-    max_attempts: int
-    timeout: float | None
-    key: str | None = None
-    expires_at: float | None = None
-    concurrency_key: str | None = None
-    concurrency_limit: int | None = None
-    #: The idempotency window: a live job of the same task and key younger than this is
-    #: returned instead of a new one.
-    unique_for: float | None = None
-    #: With a key: push a pending job of that key back to now + debounce, newest arguments.
-    debounce: float | None = None
-
-
 def _params(job: NewJob, state: str, now: float) -> tuple[Any, ...]:
     return (job.task, job.queue, state, job.priority, job.args, job.kwargs, job.key, job.run_at,
             job.run_at, now, job.max_attempts, job.timeout, job.expires_at, job.concurrency_key,
             job.concurrency_limit)
-
-
-@dataclass(frozen=True, slots=True)
-class NewJobs:
-    """Many keyless calls of one task with nothing but their arguments of their own: inserted
-    by one statement that splits ``payload`` inside SQLite (a row per call in Python cost more
-    than the insert itself)."""
-
-    #: Everything but the arguments (its own args/kwargs are ignored).
-    template: NewJob
-    #: A JSON array: one argument list per call, or ``[args, kwargs]`` pairs with kwargs.
-    payload: str
-    args: Sequence[Sequence[Any]]
-    #: Each call's keyword arguments; None when no call has any.
-    kwargs: Sequence[Mapping[str, Any]] | None = None
-
-    def __len__(self) -> int:
-        return len(self.args)
 
 
 class NewRow(Mapping[str, Any]):
