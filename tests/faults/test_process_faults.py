@@ -466,9 +466,10 @@ def test_group_kill_under_load(h: Harness, report: Callable[..., None]) -> None:
     killed: dict[int, float] = {}
     t0 = time.monotonic()
     for _ in range(rounds):
-        # crash_limit: a rescue from a dead supervisor counts as its worker's death, and a
-        # job may be caught by several of these kills in a row; by design the default limit
-        # of 3 would fail it (see the note).
+        # crash_limit: the job a worker was running when its supervisor died counts that as
+        # its worker's death (the jobs sent ahead behind it do not), and a long job may be
+        # caught running by several of these kills in a row; by design the default limit of
+        # 3 would fail it (see the note).
         sup = h.start(workers=4, wait=False, crash_limit=CRASH_LIMIT)
         time.sleep(rng.uniform(0.1, 2.0))  # a random moment: starting, rescuing, or serving
         at, members = h.kill_group(sup.pid)
@@ -500,8 +501,9 @@ def test_group_kill_under_load(h: Harness, report: Callable[..., None]) -> None:
            most_rescues_of_one_job=most,
            note=f"{rounds} whole-group SIGKILLs at random moments in {elapsed:.0f} s, 2 "
                 f"producers enqueueing throughout; no two runs of a job overlapped; "
-                f"crash_limit={CRASH_LIMIT}, since each rescue from a killed supervisor "
-                f"counts as a worker death (the default of 3 fails a job caught by 3 kills)")
+                f"crash_limit={CRASH_LIMIT}, since a job running when its supervisor is "
+                f"killed counts a worker death (the default of 3 fails a job caught running "
+                f"by 3 kills; jobs sent ahead behind it are not counted)")
     result.check()
     assert not errors, errors[:5]
 
