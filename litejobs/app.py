@@ -335,6 +335,9 @@ class App:
 
     def enqueue_many(self, calls: Iterable[Prepared]) -> list[Job]:
         """Enqueue many prepared calls in one transaction: all are written, or none."""
+        if isinstance(calls, Prepared):
+            raise TypeError("enqueue_many takes a list of task.prepare(...) values, not one; "
+                            "wrap it in a list, or use task.enqueue(...) for a single call")
         now = time.time()
         new = self._encode(calls if isinstance(calls, list | tuple) else list(calls), now)
         if not new:

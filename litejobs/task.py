@@ -90,10 +90,10 @@ class CallOptions:
 PLAIN = CallOptions()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: a frozen init costs ~0.7 µs a call, this one ~0.2
 class Prepared:
     """A call ready to enqueue, as made by ``task.prepare(...)``; give a list of them to
-    ``app.enqueue_many``."""
+    ``app.enqueue_many`` (treat it as a value)."""
 
     task: str
     args: tuple[Any, ...]

@@ -195,6 +195,12 @@ def test_enqueue_many_takes_any_iterable(app, send) -> None:
     assert [j.args for j in jobs] == [[i] for i in range(50)]
 
 
+def test_enqueue_many_of_one_prepared_call_says_to_wrap_it(app, send) -> None:
+    with pytest.raises(TypeError, match="wrap it in a list"):
+        app.enqueue_many(send.prepare(1))
+    assert rows(app) == []
+
+
 def test_claim_many_keeps_priority_order_per_worker(app, send) -> None:
     """Jobs claimed together still reach each worker best first."""
     jobs = [send.options(priority=p).enqueue(p) for p in (1, 5, 2, 9, 0, 7, 3, 8)]
