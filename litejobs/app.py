@@ -118,7 +118,7 @@ class App:
     """A litejobs application: one database file and the tasks that run against it.
 
     ``App("jobs.db")`` names the file (created on first use); ``App.from_config(path)`` takes
-    the database and settings of a litejobs.toml.
+    the database and settings of a litejobs.toml. ``app.path`` is the file's absolute path.
     """
 
     def __init__(

@@ -73,14 +73,15 @@ def _rescue(tx: Tx, rows: Sequence[Mapping[str, Any]], tasks: Mapping[str, Task[
             crash_limit: int, now: float, why: str) -> None:
     """Return the running jobs ``rows`` of workers whose supervisor let go of them.
 
-    A worker runs the jobs it was sent one after another, so of each worker's rows only the
-    first sent can have been running when it was lost (the ones sent before it finished, and
-    their outcomes were recorded). That one is a crash: it counts towards ``crash_limit`` and
-    ``max_attempts`` like any worker death. The ones queued behind it in the worker were sent
-    ahead and almost surely never started: they go back to queued as interrupted — not
-    counted, but keeping their attempt number (the rescuer cannot rule out that one of them
-    had just begun, and a number that ran once is never handed out again). Counting them would
-    fail jobs that never ran, after a few supervisor restarts, just for having been sent ahead.
+    A worker runs the jobs it was sent one after another, and the rows still running are
+    those whose outcome was not recorded, so of each worker's rows the first sent is the one
+    it was running (or had just finished, its outcome not yet recorded). That one is a crash:
+    it counts towards ``crash_limit`` and ``max_attempts`` like any worker death. The ones
+    queued behind it were sent ahead and had not started (but for the one right behind a job
+    that had just finished): they go back to queued as interrupted — not counted, but keeping
+    their attempt number, since the rescuer cannot rule out that one had just begun and a
+    number that ran once is never handed out again. Counting them would fail jobs that never
+    ran, after a few supervisor restarts, just for having been sent ahead.
     """
     by_worker: dict[str, list[Mapping[str, Any]]] = {}
     for row in rows:

@@ -120,7 +120,7 @@ def sent_order(row: Mapping[str, Any]) -> tuple[float, int, float, int]:
     """Where a running job stands among the jobs its worker was sent: by claim (its
     ``started_at`` while running is the claim's time), then best first. A rescue reads it
     from the rows alone to tell the job a worker ran first from the ones queued behind it."""
-    return (row["started_at"], *best_first(row))
+    return (row["started_at"] or 0.0, *best_first(row))
 
 
 @dataclass(frozen=True, slots=True)
