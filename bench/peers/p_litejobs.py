@@ -44,7 +44,8 @@ class Peer:
         self.path = ctx.db(f"litejobs-{durability}-{tag}.db")
         self.durability = durability
         self.workers = workers
-        self.app, self.task = make(self.path, durability)  # opens the file, creates the schema
+        self.app, self.task = make(self.path, durability)
+        self.app.store.connection()  # the file and its schema exist before any timing
 
     def enqueue(self, i: int) -> None:
         self.task.enqueue(i)
