@@ -501,7 +501,7 @@ class Supervisor:
         outcomes = self.outcomes
         lease = self.config.lease
 
-        def work(tx: Tx) -> tuple[list[Row], list[int]]:
+        def work(tx: Tx) -> tuple[list[Row], list[tuple[int, int]]]:
             self._record(tx, outcomes)
             if promote:
                 tx.promote_due(now)
@@ -520,8 +520,8 @@ class Supervisor:
             self.next_due = self.store.next_scheduled()
         if claim:
             self.wake = len(rows) == len(idle)
-        for job_id in lost:
-            self._lost(job_id)
+        for job_id, attempt in lost:
+            self._lost(job_id, attempt)
         by_name = {w.name: w for w in self.pool.workers.values()}
         batches: dict[str, list[str]] = {}
         for row in rows:
@@ -592,17 +592,20 @@ class Supervisor:
             f'"args":{row["args"]},"kwargs":{row["kwargs"]}}}\n'
         )
 
-    def _lost(self, job_id: int) -> None:
-        """A job of ours was cancelled or rescued elsewhere: stop the attempt at once (the
-        worker's other jobs go back to queued)."""
+    def _lost(self, job_id: int, attempt: int) -> None:
+        """Attempt ``attempt`` of a job of ours was cancelled or rescued: stop it at once (its
+        worker's other jobs go back to queued). Matched by attempt too: a rescued job may
+        already run again in another worker of ours, under the next attempt number."""
         for w in list(self.pool.workers.values()):
             held = w.assignments()
-            if any(a.id == job_id for a in held):
-                log.info("job %s was cancelled or taken over; stopping its worker", job_id)
-                if w.job is not None and w.job.id == job_id:
+            if any(a.id == job_id and a.attempt == attempt for a in held):
+                log.info("job %s (attempt %s) was cancelled or taken over; stopping its worker",
+                         job_id, attempt)
+                if w.job is not None and w.job.id == job_id and w.job.attempt == attempt:
                     w.job = None
                 else:
-                    w.backlog = deque(a for a in w.backlog if a.id != job_id)
+                    w.backlog = deque(a for a in w.backlog
+                                      if a.id != job_id or a.attempt != attempt)
                 self._interrupt(w, "another job of its worker was cancelled")
                 self.pool.kill(w)
 
@@ -613,13 +616,15 @@ class Supervisor:
         if self.check_held or mono >= t["held"]:
             self.check_held = False
             t["held"] = mono + HELD_CHECK
-            busy = {a.id: a.attempt for w in self.pool.workers.values()
+            # pairs, not a dict by id: a frozen worker may still hold an attempt of a job that
+            # another worker of ours now runs under the next number
+            busy = {(a.id, a.attempt) for w in self.pool.workers.values()
                     for a in w.assignments()}
             if busy:
                 held = self.store.held_by(self.id + ":")
-                for job_id, attempt in busy.items():
+                for job_id, attempt in busy:
                     if held.get(job_id) != attempt:
-                        self._lost(job_id)
+                        self._lost(job_id, attempt)
         if mono >= t["heartbeat"]:
             t["heartbeat"] = mono + HEARTBEAT
             self.store.write(lambda tx: tx.heartbeat(

@@ -240,7 +240,7 @@ def test_renew_extends_own_lease_and_reports_lost_ones(app) -> None:
     rows = store.write(lambda tx: tx.claim(["w1", "w2"], DEFAULT, now, LEASE))
     assert {r["id"] for r in rows} == {a, b}
     lost = store.write(lambda tx: tx.renew([(a, 1), (b, 7)], now + 100))
-    assert lost == [b]
+    assert lost == [(b, 7)]
     assert store.get_job(a)["lease_until"] == pytest.approx(now + 100, abs=1e-3)
     assert store.get_job(b)["lease_until"] == pytest.approx(now + LEASE, abs=1e-3)
 
@@ -280,7 +280,7 @@ def test_stale_attempt_is_fenced(app) -> None:
     assert (job["state"], job["attempt"], job["leased_by"]) == ("running", 2, "supB:w1")
     assert job["result"] is None
     # and its lease renewal is refused too
-    assert store.write(lambda tx: tx.renew([(job_id, 1)], t0 + 1000)) == [job_id]
+    assert store.write(lambda tx: tx.renew([(job_id, 1)], t0 + 1000)) == [(job_id, 1)]
 
     assert store.write(lambda tx: tx.succeed(job_id, 2, '"new"', "supB:w1", t0 + LEASE + 2,
                                              t0 + LEASE + 4))

@@ -4,6 +4,7 @@ real signals. Each test waits on conditions with deadlines (``wait_for``), never
 from __future__ import annotations
 
 import collections
+import contextlib
 import json
 import os
 import signal
@@ -318,6 +319,44 @@ def test_sigkill_of_the_supervisor_does_not_charge_jobs_sent_ahead(start_supervi
                                                                   (2, "succeeded")]
         assert f"behind job {long.id}" in (j.attempts()[0].error or "")
         assert [r["attempt"] for r in joblog.starts(j.id)] == [2]
+
+
+def test_a_frozen_worker_is_stopped_without_stopping_the_one_that_reran_its_job(
+        start_supervisor, tasks, joblog, app):
+    # A worker frozen past its lease loses its jobs to a rescue, and the other worker re-runs
+    # the one it was running at once. Only the frozen worker may be stopped for it: the two
+    # hold the same job id with different attempt numbers.
+    sup = start_supervisor(workers=2, lease=2)
+    warm = [tasks.logged.enqueue(str(joblog), 0.5, tag="warm") for _ in range(2)]
+    for j in warm:
+        j.result(timeout=20)
+    assert len({joblog.starts(j.id)[0]["pid"] for j in warm}) == 2, "one worker ran both"
+    # Both workers idle: `first` goes to the first of the pool (the best job goes to the first
+    # idle worker); the quick jobs then make the second one quick, so it is sent `long` with
+    # jobs queued behind it. The second is frozen: it comes later in the supervisor's walk
+    # over the pool, where its stale copy of `long` used to hide the live one.
+    first = tasks.logged.enqueue(str(joblog), 1.5, tag="first")
+    app.enqueue_many([tasks.logged.prepare(str(joblog), tag=i) for i in range(40)])
+    long = tasks.logged.enqueue(str(joblog), 3, tag="long")
+    app.enqueue_many([tasks.logged.prepare(str(joblog), tag=i) for i in range(20)])
+    starts = wait_for(lambda: joblog.starts(long.id), 20, "the long job to start",
+                      details=sup.output)
+    frozen = starts[0]["pid"]
+    os.kill(frozen, signal.SIGSTOP)
+    try:
+        wait_for(lambda: len(joblog.ends(long.id)) == 1, 30,
+                 "the long job to run again and end", details=sup.output)
+        first.result(timeout=10)
+        (rerun,) = joblog.ends(long.id)
+        assert rerun["pid"] != frozen and rerun["attempt"] == 2
+        assert rerun["pid"] == joblog.starts(first.id)[0]["pid"]
+        assert [a.outcome for a in long.attempts()] == ["failed", "succeeded"]
+        assert alive(rerun["pid"])
+        wait_for(lambda: not alive(frozen), 10, "the frozen worker to be stopped",
+                 details=sup.output)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(frozen, signal.SIGCONT)
 
 
 def test_workers_exit_when_the_supervisor_is_killed_alone(start_supervisor, tasks, joblog):

@@ -488,13 +488,13 @@ class Tx:
         self.cursor.execute(sql.UNCLAIM, (job_id, attempt))
         return self.cursor.connection.changes() == 1
 
-    def renew(self, leases: Iterable[tuple[int, int]], until: float) -> list[int]:
-        """Extend the leases of ``(job_id, attempt)`` pairs; returns the ids that were lost."""
-        lost: list[int] = []
+    def renew(self, leases: Iterable[tuple[int, int]], until: float) -> list[tuple[int, int]]:
+        """Extend the leases of ``(job_id, attempt)`` pairs; returns the pairs that were lost."""
+        lost: list[tuple[int, int]] = []
         for job_id, attempt in leases:
             self.cursor.execute(sql.RENEW_LEASE, (until, job_id, attempt))
             if self.cursor.connection.changes() != 1:
-                lost.append(job_id)
+                lost.append((job_id, attempt))
         return lost
 
     def expired_leases(self, now: float, limit: int = 500) -> list[Row]:
