@@ -7,6 +7,7 @@ import math
 import os
 import re
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -42,6 +43,7 @@ DEFAULT_UNIQUE_FOR = 24 * 3600.0
 MAX_NAME = 200
 #: Plain calls of one task in a row from which enqueue_many inserts them as one batch.
 BATCH_MIN = 8
+_STORE_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,7 +154,10 @@ class App:
         if store is None:
             from litejobs.store import Store
 
-            store = self._store = Store(self.path, durability=self.durability)
+            with _STORE_LOCK:  # threads of a web app may all enqueue first at once
+                store = self._store
+                if store is None:
+                    store = self._store = Store(self.path, durability=self.durability)
         return store
 
     @classmethod

@@ -111,6 +111,36 @@ def test_enqueue_returns_committed_job(app, add, tmp_path) -> None:
     assert app.get_job(job.id + 1000) is None
 
 
+def test_the_store_opens_on_first_use_once_across_threads(tmp_path) -> None:
+    app = litejobs.App(tmp_path / "jobs.db")
+    assert app.path == str(tmp_path / "jobs.db")
+    assert not (tmp_path / "jobs.db").exists()  # nothing opened by App() itself
+    task = app.task(name="t.noop")(lambda: None)
+    gate = threading.Barrier(8)
+    seen: list[object] = []
+
+    def first_enqueue() -> None:
+        gate.wait(10)
+        seen.append(app.store)
+        task.enqueue()
+
+    threads = [threading.Thread(target=first_enqueue) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert len(seen) == 8 and all(s is seen[0] for s in seen)
+    assert app.stats()["states"]["queued"] == 8
+
+
+def test_a_bad_database_path_is_refused_by_app_at_once(tmp_path) -> None:
+    for bad in ("", ":memory:", "file:jobs.db?mode=memory"):
+        with pytest.raises(ValueError, match="must be a file path"):
+            litejobs.App(bad)
+    with pytest.raises(ValueError, match="durability must be"):
+        litejobs.App(tmp_path / "jobs.db", durability="sometimes")
+
+
 def test_bare_decorator_names_task_by_module_and_qualname(app) -> None:
     @app.task
     def work() -> None:
