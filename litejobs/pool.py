@@ -56,6 +56,8 @@ class WorkerProcess:
     done: int = 0
     #: Moving average of its recent jobs' run times: prefetch only feeds quick workers.
     pace: float = 0.1
+    #: A revoke of its backlog is on its way; nothing more is sent ahead until the answer.
+    revoking: bool = False
 
     @property
     def pid(self) -> int:

@@ -57,6 +57,10 @@ START_FAILURES = 5  # workers that die before becoming ready, in a row, before g
 #: about the work of a few milliseconds, because a job sent ahead waits behind whatever its
 #: worker runs, even while another worker idles.
 PREFETCH = ((0.001, 32), (0.01, 8))  # (pace under, jobs held)
+#: A worker whose job has run this long (seconds) gets nothing more ahead, and the jobs it was
+#: sent ahead are taken back (revoked) for a worker that idles: a long job among quick ones
+#: would otherwise hold them for its whole run.
+REVOKE_AFTER = 0.02
 #: Page cache of the supervisor's connection (MB): filled only as pages are used.
 SUPERVISOR_CACHE_MB = 8
 
@@ -258,6 +262,9 @@ class Supervisor:
             self.start_failures = 0
             self.wake = True
             return
+        if "revoked" in msg:
+            self._on_revoked(w, msg["revoked"])
+            return
         a = w.job
         if a is None or a.id != msg["id"] or a.attempt != msg["attempt"]:
             return  # an outcome we stopped waiting for (killed for a timeout or cancel)
@@ -285,6 +292,46 @@ class Supervisor:
         if self.draining or (limit and w.done >= limit) or (mem and w.rss() > mem):
             self.pool.retire(w)
 
+    def _rebalance(self, now: float) -> None:
+        """While a worker idles, take back the jobs sent ahead to one stuck on a long job."""
+        if self.draining:
+            return
+        workers = self.pool.workers.values()
+        if not any(w.idle and not w.backlog for w in workers):
+            return
+        for w in workers:
+            a = w.job
+            if a is None or not w.backlog or w.revoking or now - a.started < REVOKE_AFTER:
+                continue
+            pairs = ",".join(f"[{b.id},{b.attempt}]" for b in w.backlog)
+            w.revoking = True
+            if not self.pool.send(w, f'{{"revoke":[{pairs}]}}\n'.encode()):
+                self.pool.kill(w)  # reaped next cycle; its jobs are returned
+
+    def _on_revoked(self, w: WorkerProcess, pairs: list[list[int]]) -> None:
+        """The worker gave back jobs it had not started: their claims are undone (attempt
+        numbers returned, as for a dead worker's backlog), for the idle workers to take."""
+        w.revoking = False
+        given = {(int(i), int(n)) for i, n in pairs}
+        if not given:
+            return  # it had run them all by the time it read the revoke
+        now = time.time()
+        log.info("took back %d job(s) sent ahead to worker %s, stuck on a long job, for an "
+                 "idle one", len(given), w.pid)
+        for a in w.assignments():
+            if (a.id, a.attempt) in given:
+                self.outcomes.append(_Outcome("unclaim", a, w.name, now))
+        w.backlog = deque(a for a in w.backlog if (a.id, a.attempt) not in given)
+        if w.job is not None and (w.job.id, w.job.attempt) in given:
+            # Counted as begun when the job before it ended, but given back: the worker runs
+            # the next one it kept, if any.
+            w.job = None
+            if w.backlog:
+                self._begin(w, w.backlog.popleft(), now)
+        self.wake = True
+        if self.draining and not w.busy:
+            self.pool.retire(w)
+
     def _cycle(self) -> bool:
         """Everything after the loop wakes; True when the supervisor should exit."""
         mono = time.monotonic()
@@ -295,6 +342,7 @@ class Supervisor:
                 self.pool.kill(w)  # its pipe broke: reaped next cycle, its jobs returned
         self._enforce(mono)
         now = time.time()
+        self._rebalance(now)
         self._watch_clock()
         try:
             if mono >= self.storage_down_until:
@@ -440,7 +488,7 @@ class Supervisor:
 
     # --- the write transaction ---------------------------------------------------------------
 
-    def _slots(self) -> list[str]:
+    def _slots(self, now: float) -> list[str]:
         """Worker names, one per job to claim: idle workers first (the best jobs go to them),
         then places in quick workers' backlogs, round-robin."""
         if self.draining:
@@ -449,8 +497,10 @@ class Supervisor:
         order: list[str] = []
         extra: list[list[str]] = []
         for w in self.pool.workers.values():
-            if not w.ready or w.retiring:
+            if not w.ready or w.retiring or w.revoking:
                 continue
+            if w.job is not None and now - w.job.started >= REVOKE_AFTER:
+                continue  # on a long job: whatever it were sent would wait behind it
             held = len(w.backlog) + (w.job is not None)
             depth = _depth(w.pace)
             if held > depth // 2:
@@ -469,7 +519,7 @@ class Supervisor:
         return order
 
     def _step(self, now: float, mono: float) -> None:
-        idle = self._slots()
+        idle = self._slots(now)
         polled = mono >= self.timers["poll"]
         if polled:
             self.timers["poll"] = mono + POLL
@@ -669,9 +719,21 @@ class Supervisor:
 
     # --- timing ------------------------------------------------------------------------------
 
+    def _next_revoke(self) -> float | None:
+        """When a job sent ahead would next be taken back (wall clock), if a worker idles."""
+        if self.draining:
+            return None
+        workers = self.pool.workers.values()
+        starts = [w.job.started for w in workers
+                  if w.job is not None and w.backlog and not w.revoking]
+        if not starts or not any(w.idle and not w.backlog for w in workers):
+            return None
+        return min(starts) + REVOKE_AFTER
+
     def _wait(self) -> float:
         """Seconds until the loop has something to do, if nothing wakes it first."""
-        if self.outcomes or (self.wake and not self.draining and self._slots()):
+        wall = time.time()
+        if self.outcomes or (self.wake and not self.draining and self._slots(wall)):
             return 0.0
         mono = time.monotonic()
         due = [v for k, v in self.timers.items()
@@ -685,8 +747,7 @@ class Supervisor:
         wait = min(due) - mono
         if any(w.outbox for w in self.pool.workers.values()):
             wait = min(wait, 0.01)  # a worker's pipe was full: write the rest soon
-        wall = time.time()
-        for instant in (self.next_due, self.next_cron, self.next_slot):
+        for instant in (self.next_due, self.next_cron, self.next_slot, self._next_revoke()):
             if instant is not None:
                 wait = min(wait, instant - wall)
         return max(0.0, wait)

@@ -4,9 +4,11 @@ A worker is started by the supervisor as a fresh interpreter (``python -c …``,
 inherits a SQLite connection) and talks to it over two pipes, one JSON line per message:
 
     supervisor → worker   {"id", "task", "attempt", "queue", "scheduled_at", "args", "kwargs"}
+                          {"revoke": [[id, attempt], …]}       give back jobs sent ahead
     worker → supervisor   {"ready": pid}                       once the app is imported
                           {"id", "attempt", "ok": true, "result": …}
                           {"id", "attempt", "ok": false, "error", "traceback", "retry", "delay"}
+                          {"revoked": [[id, attempt], …]}      those of a revoke not started
                           "h"                                  a heartbeat, every second
 
 The worker holds no connection: the supervisor claims, renews leases and records outcomes, so
@@ -21,11 +23,13 @@ import ctypes
 import json
 import os
 import re
+import select
 import signal
 import sys
 import threading
 import time
 import traceback
+from collections import deque
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -39,6 +43,11 @@ if TYPE_CHECKING:
 __all__ = ["JobContext", "current_job", "load_app", "main"]
 
 HEARTBEAT = 1.0
+#: After a job that ran this long (seconds), look for a revoke before starting the next one:
+#: the supervisor only takes jobs back from a worker busy for longer (``REVOKE_AFTER``).
+CHECK_AFTER = 0.001
+#: How many times per heartbeat the heartbeat thread looks for a revoke during a long job.
+WATCHES = 4
 MAX_ERROR = 4096
 MAX_TRACEBACK = 65536
 
@@ -119,10 +128,9 @@ def _die_with_parent() -> None:
 
 
 class _Channel:
-    """The worker's end of the pipes; writes are serialised between the two threads."""
+    """The worker's sending end; writes are serialised between the two threads."""
 
-    def __init__(self, read_fd: int, write_fd: int) -> None:
-        self.reader = os.fdopen(read_fd, "rb", buffering=65536)
+    def __init__(self, write_fd: int) -> None:
         self.write_fd = write_fd
         self.lock = threading.Lock()
 
@@ -137,12 +145,96 @@ class _Channel:
                 view = view[n:]
 
 
-def _heartbeat(channel: _Channel, parent: int) -> None:
+class _Inbox:
+    """The worker's end of the supervisor's pipe: job lines in the order they were sent, less
+    those the supervisor takes back with a revoke before they start.
+
+    The main thread takes jobs (``next``) and runs them; while one runs long, the heartbeat
+    thread reads on (``watch``), so a revoke is answered during the job, not after it.
+    """
+
+    def __init__(self, fd: int, channel: _Channel) -> None:
+        os.set_blocking(fd, False)  # reads happen under the lock, waits outside it
+        self.fd = fd
+        self.channel = channel
+        self.lock = threading.Lock()
+        self.buffer = bytearray()
+        self.pending: deque[bytes] = deque()
+        self.eof = False
+        self.started = 0  # jobs started so far
+        self.running = False
+
+    def next(self) -> bytes | None:
+        """The next job line; None once the supervisor is gone and none is left."""
+        while True:
+            with self.lock:
+                if not self.pending and not self.eof:
+                    self._read()
+                if self.pending:
+                    return self.pending.popleft()
+                if self.eof:
+                    return None
+            select.select([self.fd], [], [])
+
+    def poll(self) -> None:
+        """Take in what the supervisor sent meanwhile, without waiting."""
+        with self.lock:
+            if not self.eof:
+                self._read()
+
+    def watch(self, seen: int) -> None:
+        """From the heartbeat thread: if job number ``seen`` is still running, read on."""
+        if self.running and self.started == seen:
+            self.poll()
+
+    def _read(self) -> None:
+        try:
+            chunk = os.read(self.fd, 1 << 16)
+        except BlockingIOError:
+            return
+        if not chunk:
+            self.eof = True
+            return
+        self.buffer += chunk
+        if b"\n" not in chunk:
+            return  # part of a long line
+        *lines, rest = self.buffer.split(b"\n")
+        self.buffer = rest
+        for line in lines:
+            if line.startswith(b'{"revoke":'):
+                self._revoke(line)
+            else:
+                self.pending.append(bytes(line))
+
+    def _revoke(self, line: bytes | bytearray) -> None:
+        wanted = {(int(i), int(n)) for i, n in json.loads(line)["revoke"]}
+        kept: deque[bytes] = deque()
+        given: list[tuple[int, int]] = []
+        for job in self.pending:
+            m = _HEAD.match(job)
+            if m is not None and (key := (int(m.group(1)), int(m.group(2)))) in wanted:
+                given.append(key)
+            else:
+                kept.append(job)
+        self.pending = kept
+        self.channel.send(json.dumps({"revoked": given}, separators=(",", ":")).encode()
+                          + b"\n")
+
+
+def _heartbeat(channel: _Channel, parent: int, inbox: _Inbox) -> None:
+    ticks = 0
+    seen = -1
     while True:
-        time.sleep(HEARTBEAT)
+        time.sleep(HEARTBEAT / WATCHES)
         if os.getppid() != parent:
             os._exit(0)
-        channel.send(b"h\n")
+        # A job still running since the last tick has run at least a tick: the supervisor
+        # may want back the jobs sent ahead behind it.
+        inbox.watch(seen)
+        seen = inbox.started
+        ticks += 1
+        if ticks % WATCHES == 0:
+            channel.send(b"h\n")
 
 
 def _error_text(exc: BaseException) -> str:
@@ -202,18 +294,26 @@ def main(argv: list[str] | None = None) -> int:
     path = os.environ.get("LITEJOBS_SYS_PATH")
     if path:
         sys.path[:] = json.loads(path)
-    channel = _Channel(read_fd, write_fd)
+    channel = _Channel(write_fd)
     app = load_app(spec)
-    threading.Thread(target=_heartbeat, args=(channel, parent), daemon=True,
+    inbox = _Inbox(read_fd, channel)
+    threading.Thread(target=_heartbeat, args=(channel, parent, inbox), daemon=True,
                      name="litejobs-heartbeat").start()
     channel.send(f'{{"ready":{os.getpid()}}}\n'.encode())
-    for line in channel.reader:
+    while (line := inbox.next()) is not None:
         try:
             msg = json.loads(line)
         except ValueError:
             channel.send(_unreadable(line))
             continue
-        channel.send(run_job(app, msg))
+        inbox.started += 1
+        inbox.running = True
+        started = time.monotonic()
+        outcome = run_job(app, msg)
+        inbox.running = False
+        channel.send(outcome)
+        if time.monotonic() - started >= CHECK_AFTER:
+            inbox.poll()  # a revoke sent while this job ran is seen before the next starts
     return 0
 
 

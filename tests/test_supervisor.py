@@ -359,6 +359,42 @@ def test_a_frozen_worker_is_stopped_without_stopping_the_one_that_reran_its_job(
             os.kill(frozen, signal.SIGCONT)
 
 
+def test_jobs_sent_ahead_of_a_long_job_are_taken_back_for_an_idle_worker(
+        start_supervisor, tasks, joblog, app):
+    # Both workers run quick jobs first, so each is sent many at once; then one long job goes
+    # first to a worker with quick ones sent behind it. Those must not wait for the long job:
+    # the supervisor takes them back (they never started) and the other worker runs them.
+    sup = start_supervisor(workers=2)
+    warm: list[litejobs.Job] = []
+
+    def both_quick() -> bool:
+        ran = collections.Counter(r["pid"] for r in joblog.ends())
+        if len(ran) == 2 and min(ran.values()) >= 20:
+            return True
+        if len(joblog.ends()) == len(warm):
+            warm.extend(app.enqueue_many([tasks.logged.prepare(str(joblog), tag="warm")
+                                          for _ in range(40)]))
+        return False
+
+    wait_for(both_quick, 20, "both workers to run quick jobs", interval=0.05,
+             details=sup.output)
+    wait_for(lambda: len(joblog.ends()) == len(warm), 20, "the warm-up jobs to end")
+    long = tasks.logged.prepare(str(joblog), 20, only_first=True, tag="long")
+    jobs = app.enqueue_many([long, *(tasks.logged.prepare(str(joblog), tag=i)
+                                     for i in range(60))])
+    behind = jobs[1:]
+    wait_for(lambda: all(joblog.ends(j.id) for j in behind), 10,
+             "the quick jobs to run while the long one runs", details=sup.output)
+    assert joblog.ends(jobs[0].id) == [], "the long job ended: the test proves nothing"
+    assert "took back" in sup.output()  # its worker had been sent jobs behind it
+    (runner,) = {r["pid"] for r in joblog.starts(jobs[0].id)}
+    for j in behind:
+        assert [r["attempt"] for r in joblog.starts(j.id)] == [1]  # once, number given back
+        assert [(a.attempt, a.outcome) for a in j.attempts()] == [(1, "succeeded")]
+    # (the long job's worker was busy all along, so the other one ran every quick job)
+    assert all(joblog.starts(j.id)[0]["pid"] != runner for j in behind)
+
+
 def test_workers_exit_when_the_supervisor_is_killed_alone(start_supervisor, tasks, joblog):
     sup = start_supervisor(workers=2)
     job = tasks.logged.enqueue(str(joblog), 30)
