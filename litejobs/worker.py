@@ -154,10 +154,9 @@ class _Inbox:
     """
 
     def __init__(self, fd: int, channel: _Channel) -> None:
-        os.set_blocking(fd, False)  # reads happen under the lock, waits outside it
         self.fd = fd
         self.channel = channel
-        self.lock = threading.Lock()
+        self.lock = threading.Lock()  # held by whoever reads the pipe
         self.buffer = bytearray()
         self.pending: deque[bytes] = deque()
         self.eof = False
@@ -166,32 +165,31 @@ class _Inbox:
 
     def next(self) -> bytes | None:
         """The next job line; None once the supervisor is gone and none is left."""
-        while True:
-            with self.lock:
-                if not self.pending and not self.eof:
-                    self._read()
-                if self.pending:
-                    return self.pending.popleft()
+        with self.lock:
+            while not self.pending:
                 if self.eof:
                     return None
-            select.select([self.fd], [], [])
+                self._read()  # blocks until the supervisor sends something
+            return self.pending.popleft()
 
     def poll(self) -> None:
         """Take in what the supervisor sent meanwhile, without waiting."""
         with self.lock:
-            if not self.eof:
-                self._read()
+            if not self.eof and select.select([self.fd], [], [], 0)[0]:
+                self._read()  # readable: returns at once
 
     def watch(self, seen: int) -> None:
-        """From the heartbeat thread: if job number ``seen`` is still running, read on."""
-        if self.running and self.started == seen:
-            self.poll()
+        """From the heartbeat thread: if job number ``seen`` is still running, read on. Never
+        waits for the lock: the main thread holds it only to take its next job."""
+        if self.running and self.started == seen and self.lock.acquire(blocking=False):
+            try:
+                if not self.eof and select.select([self.fd], [], [], 0)[0]:
+                    self._read()
+            finally:
+                self.lock.release()
 
     def _read(self) -> None:
-        try:
-            chunk = os.read(self.fd, 1 << 16)
-        except BlockingIOError:
-            return
+        chunk = os.read(self.fd, 1 << 16)
         if not chunk:
             self.eof = True
             return
