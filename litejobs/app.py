@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar, overload
 
-from litejobs.config import MAX_PAYLOAD, Config, database_path, read_file
+from litejobs.config import MAX_PAYLOAD, Config, check_durability, database_path, read_file
 from litejobs.job import Job
 from litejobs.newjob import NewJob, NewJobs
 from litejobs.serialization import dump_batch, dump_call
@@ -133,8 +133,8 @@ class App:
     ) -> None:
         # The store (SQLite and its statements) is loaded on first use: every worker imports
         # the app's module, and a worker never opens the file (its supervisor does).
-        self.path = database_path(database, durability)
-        self.durability = durability
+        self.durability = check_durability(durability)
+        self.path = database_path(database)
         self._store: Store | None = None
         self.config = config or Config(database=self.path, durability=durability,
                                        max_payload=max_payload)

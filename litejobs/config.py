@@ -19,6 +19,7 @@ from litejobs.errors import ConfigError
 __all__ = [
     "Config",
     "QueueConfig",
+    "check_durability",
     "database_path",
     "load_config",
     "parse_duration",
@@ -86,11 +87,15 @@ def parse_duration(value: object, what: str = "duration") -> float:
     return seconds
 
 
-def database_path(path: str | os.PathLike[str], durability: str = "full") -> str:
-    """The absolute path of a database file; ValueError for what cannot be one (or for a
-    durability other than "full" and "fast")."""
-    if durability not in ("full", "fast"):
-        raise ValueError(f"durability must be 'full' or 'fast', not {durability!r}")
+def check_durability(value: str) -> str:
+    """``value`` if it is a durability ("full" or "fast"); ValueError otherwise."""
+    if value not in ("full", "fast"):
+        raise ValueError(f"durability must be 'full' or 'fast', not {value!r}")
+    return value
+
+
+def database_path(path: str | os.PathLike[str]) -> str:
+    """The absolute path of a database file; ValueError for what cannot be one."""
     raw = os.fspath(path)
     if raw in ("", ":memory:") or raw.startswith("file:"):
         raise ValueError(

@@ -292,16 +292,21 @@ class Supervisor:
         if self.draining or (limit and w.done >= limit) or (mem and w.rss() > mem):
             self.pool.retire(w)
 
-    def _rebalance(self, now: float) -> None:
-        """While a worker idles, take back the jobs sent ahead to one stuck on a long job."""
+    def _revocable(self) -> list[WorkerProcess]:
+        """Workers running a job with jobs sent ahead behind it, while another worker idles
+        (none while draining): those jobs may be taken back once the job runs long."""
         if self.draining:
-            return
+            return []
         workers = self.pool.workers.values()
         if not any(w.idle and not w.backlog for w in workers):
-            return
-        for w in workers:
-            a = w.job
-            if a is None or not w.backlog or w.revoking or now - a.started < REVOKE_AFTER:
+            return []
+        return [w for w in workers if w.job is not None and w.backlog and not w.revoking]
+
+    def _rebalance(self, now: float) -> None:
+        """While a worker idles, take back the jobs sent ahead to one stuck on a long job."""
+        for w in self._revocable():
+            assert w.job is not None
+            if now - w.job.started < REVOKE_AFTER:
                 continue
             pairs = ",".join(f"[{b.id},{b.attempt}]" for b in w.backlog)
             w.revoking = True
@@ -721,14 +726,8 @@ class Supervisor:
 
     def _next_revoke(self) -> float | None:
         """When a job sent ahead would next be taken back (wall clock), if a worker idles."""
-        if self.draining:
-            return None
-        workers = self.pool.workers.values()
-        starts = [w.job.started for w in workers
-                  if w.job is not None and w.backlog and not w.revoking]
-        if not starts or not any(w.idle and not w.backlog for w in workers):
-            return None
-        return min(starts) + REVOKE_AFTER
+        starts = [w.job.started for w in self._revocable() if w.job is not None]
+        return min(starts) + REVOKE_AFTER if starts else None
 
     def _wait(self) -> float:
         """Seconds until the loop has something to do, if nothing wakes it first."""

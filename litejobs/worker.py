@@ -175,18 +175,20 @@ class _Inbox:
     def poll(self) -> None:
         """Take in what the supervisor sent meanwhile, without waiting."""
         with self.lock:
-            if not self.eof and select.select([self.fd], [], [], 0)[0]:
-                self._read()  # readable: returns at once
+            self._read_ready()
 
     def watch(self, seen: int) -> None:
         """From the heartbeat thread: if job number ``seen`` is still running, read on. Never
         waits for the lock: the main thread holds it only to take its next job."""
         if self.running and self.started == seen and self.lock.acquire(blocking=False):
             try:
-                if not self.eof and select.select([self.fd], [], [], 0)[0]:
-                    self._read()
+                self._read_ready()
             finally:
                 self.lock.release()
+
+    def _read_ready(self) -> None:
+        if not self.eof and select.select([self.fd], [], [], 0)[0]:
+            self._read()  # readable: returns at once
 
     def _read(self) -> None:
         chunk = os.read(self.fd, 1 << 16)

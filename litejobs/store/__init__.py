@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 
 import apsw
 
-from litejobs.config import database_path
+from litejobs.config import check_durability, database_path
 from litejobs.errors import StorageError, StorageFull
 from litejobs.job import Attempt, State
 from litejobs.store import sql
@@ -139,8 +139,8 @@ class Store:
 
     def __init__(self, path: str | os.PathLike[str], durability: str = "full",
                  busy_timeout: float = 5.0, cache_mb: int | None = None) -> None:
-        self.path = database_path(path, durability)
-        self.durability = durability
+        self.durability = check_durability(durability)
+        self.path = database_path(path)
         self.busy_timeout = busy_timeout
         self.cache_mb = cache_mb
         self._local = threading.local()

@@ -329,9 +329,7 @@ class Tx:
             skipped = self._claim_from(candidates, caps, limits, claimed, n, workers, now,
                                        lease)
             if not skipped or len(claimed) in (n, before):
-                # each worker starts its best job, the rest in order (sent_order)
-                claimed.sort(key=best_first)
-                return claimed
+                break
             # Jobs of a key this batch just filled took candidate places that other keys'
             # jobs could use: look again (the claimed ones now count as running, so the
             # query skips their keys) rather than leave workers idle until the next poll.
@@ -340,8 +338,10 @@ class Tx:
                 if cap > 0:
                     candidates.extend(self._candidates(name, now, cap))
             if not candidates:
-                claimed.sort(key=best_first)
-                return claimed
+                break
+        # each worker starts its best job, the rest in order (see sent_order)
+        claimed.sort(key=best_first)
+        return claimed
 
     def _claim_from(
         self, candidates: list[_Candidate],

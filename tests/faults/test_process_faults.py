@@ -365,25 +365,16 @@ def h(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Harness]:
             print(sup.output()[-20000:])
 
 
-# x86_64 syscall numbers, as /proc/PID/syscall shows them (glibc's select is pselect6)
-SYS_READ, SYS_SELECT = "0", ("23", "270")
-
-
 def waits_for_next_job(worker: int) -> bool:
-    """True when a worker process is blocked waiting for its next job from the supervisor:
-    it has sent the outcome of the one before (from /proc: its main thread in ``read`` on
-    READ_FD, or in ``select`` on it, the only fd it waits on, so nfds = READ_FD + 1)."""
+    """True when a worker process is blocked reading its next job from the supervisor: it
+    has sent the outcome of the one before (``read(READ_FD, ...)``, from /proc)."""
     try:
         argv = Path(f"/proc/{worker}/cmdline").read_bytes().split(b"\0")
         syscall = Path(f"/proc/{worker}/syscall").read_text().split()
     except OSError:
         return False
     read_fd = int(argv[-3])  # python -c BOOT SPEC READ_FD WRITE_FD
-    if len(syscall) < 2:
-        return False
-    first_arg = int(syscall[1], 16)
-    return ((syscall[0] == SYS_READ and first_arg == read_fd)
-            or (syscall[0] in SYS_SELECT and first_arg == read_fd + 1))
+    return len(syscall) > 1 and syscall[0] == "0" and int(syscall[1], 16) == read_fd
 
 
 def stop(sup: SupervisorProcess, timeout: float = 30) -> int:
