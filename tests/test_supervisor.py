@@ -301,6 +301,11 @@ def test_sigkill_of_the_supervisor_does_not_charge_jobs_sent_ahead(start_supervi
     after = app.enqueue_many([tasks.logged.prepare(str(joblog), tag=i) for i in range(40)])
     sup = start_supervisor(workers=1)
     wait_for(lambda: joblog.starts(long.id), 20, "the long job to start", details=sup.output)
+    # Outcomes are recorded in batches: until the quick jobs' successes are committed, the
+    # last of them is, to a rescuer, the worker's first unfinished job and is charged as the
+    # one running (at-least-once). Kill only once the long job is the first unfinished one.
+    wait_for(lambda: all(j.refresh().state is State.SUCCEEDED for j in before), 20,
+             "the quick jobs sent before the long one to be recorded", details=sup.output)
     sup.kill_group()
     ahead = [j for j in after if j.refresh().state is State.RUNNING]
     assert ahead, "no job was sent ahead of the long one; the test proves nothing"
