@@ -22,7 +22,7 @@ import litejobs
 from litejobs import maintenance
 from litejobs.job import TERMINAL, TRANSITIONS, State
 from litejobs.store import SCHEMA_VERSION, QueueLimits, Store
-from tests.conftest import release_together
+from tests.conftest import clean_env, release_together
 
 LEASE = 30.0
 DEFAULT = [QueueLimits("default")]
@@ -666,3 +666,33 @@ def test_schema_version_and_application_id_are_stamped(app, db) -> None:
         assert conn.execute("PRAGMA application_id").fetchone()[0] == 0x4C4A4F42
     finally:
         conn.close()
+
+
+def test_a_current_file_opens_while_another_process_holds_the_write_lock(app, db) -> None:
+    # A web worker starting while another process holds a long write (a big enqueue_many, a
+    # prune) used to wait for the lock at open: opening ran the schema check as a write.
+    app.store.connection()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent("""
+            import sys, apsw
+            conn = apsw.Connection(sys.argv[1])
+            conn.execute("BEGIN IMMEDIATE")
+            print("locked", flush=True)
+            sys.stdin.readline()
+            conn.execute("COMMIT")
+        """), str(db)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        opener = subprocess.run(
+            [sys.executable, "-c", textwrap.dedent("""
+                import sys, litejobs
+                app = litejobs.App(sys.argv[1])
+                app.store.connection()
+                print("opened", app.store.stats()["states"]["queued"])
+            """), str(db)], env=clean_env(db), capture_output=True, text=True, timeout=30)
+        assert opener.returncode == 0, opener.stderr
+        assert opener.stdout.split() == ["opened", "0"]
+        assert holder.poll() is None  # the lock was held throughout
+    finally:
+        holder.communicate("go\n", timeout=30)
+    assert holder.returncode == 0

@@ -211,7 +211,7 @@ class Store:
                     f"{path} is read-only for this user; make the file and its directory "
                     "writable, then try again"
                 )
-            self._check_identity(conn)
+            current = self._check_identity(conn)
             mode = _retry_busy(lambda: conn.execute("PRAGMA journal_mode = WAL").fetchone())
             if mode is None or str(mode[0]).lower() != "wal":
                 raise StorageError(
@@ -226,7 +226,10 @@ class Store:
             conn.execute("PRAGMA journal_size_limit = 67108864")
             if not self._ready:
                 with self._lock:
-                    self._ensure_schema(conn)
+                    # A current file is opened without the write lock: a web worker starting
+                    # while another process holds a long write does not wait for it.
+                    if not current:
+                        self._ensure_schema(conn)
                     self._ready = True
         except apsw.Error as exc:
             conn.close()
@@ -295,7 +298,9 @@ class Store:
                 "and start a new file"
             )
 
-    def _check_identity(self, conn: apsw.Connection) -> None:
+    def _check_identity(self, conn: apsw.Connection) -> bool:
+        """Refuse a file that is not ours (or from a newer litejobs); True when its schema is
+        already current, so opening it needs no write."""
         # One statement, so one snapshot: read separately, another process creating the schema
         # in between makes a fresh file look like another program's (id 0, tables present).
         app_id, version, tables = conn.execute(IDENTITY).fetchone() or (0, 0, 0)
@@ -315,6 +320,7 @@ class Store:
                 f"{self.path} was written by a newer litejobs (schema {version}; this one "
                 f"knows up to {SCHEMA_VERSION}); upgrade litejobs (pip install -U litejobs)"
             )
+        return app_id == APPLICATION_ID and version == SCHEMA_VERSION
 
     def _ensure_schema(self, conn: apsw.Connection) -> None:
         def setup(cur: apsw.Cursor) -> None:
