@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 
 import apsw
 
+from litejobs.bell import bell_dir
 from litejobs.config import check_durability, database_path
 from litejobs.errors import StorageError, StorageFull
 from litejobs.job import Attempt, State
@@ -34,6 +35,7 @@ from litejobs.store.schema import (
     SCHEMA_VERSION,
     SQLITE_HEADER,
 )
+from litejobs.store.turns import Turns
 from litejobs.store.tx import (
     RATE_MARGIN,
     NewJob,
@@ -52,35 +54,64 @@ __all__ = ["RATE_MARGIN", "SCHEMA_VERSION", "NewJob", "NewJobs", "QueueLimits", 
 
 #: How long a write keeps retrying SQLITE_BUSY before it gives up with a StorageError.
 BUSY_DEADLINE = 60.0
-#: First and longest sleep between two tries of a locked file (seconds; see _wait_when_busy).
+#: First and longest sleep between two tries of a locked file (seconds; see _Waiter).
 BUSY_PAUSE = 0.0001
 BUSY_PAUSE_MAX = 0.002
 
 T = TypeVar("T")
 
 
-def _wait_when_busy(conn: apsw.Connection, timeout: float) -> None:
-    """Retry a locked file every few hundred microseconds for up to ``timeout`` seconds.
+class _Waiter:
+    """A connection's busy handler: what a writer does while another holds the write lock.
 
     SQLite's own handler sleeps 1, 2, 5, 10 … 100 ms between tries. Under steady contention
     (several producers committing, each holding the lock well under a millisecond) a waiter
     that sleeps 25-100 ms keeps losing the lock to ones that just arrived: single enqueues
-    took up to a second while the median was 0.2 ms. Short sleeps keep the wait close to
-    the time the lock is really held.
+    took up to a second while the median was 0.2 ms. So tries come every few hundred
+    microseconds, and a writer that has waited 10 ms goes first (see turns.py).
     """
-    started = [0.0]
 
-    def handler(tries: int) -> bool:
+    def __init__(self, timeout: float, directory: str | None) -> None:
+        self.timeout = timeout
+        self.directory = directory  # where the turns file lives; None: no turns (reads)
+        self.turns: Turns | None = None
+        self.writing = False
+        self.started = 0.0
+
+    def __call__(self, tries: int) -> bool:
         now = time.monotonic()
         if tries == 0:
-            started[0] = now
-        elif now - started[0] >= timeout:
+            self.started = now
+        elif now - self.started >= self.timeout:
             return False  # SQLITE_BUSY: the caller's retry loop or error takes over
+        if self.writing:
+            if self.turns is None and self.directory is not None:
+                # made on the first contention only: an uncontended file gets nothing beside it
+                self.turns = Turns.open(self.directory)
+                self.directory = None
+            if self.turns is not None and self.turns.wait(self.started + self.timeout):
+                # starving, and no other goes first: take the lock the moment it is free
+                if tries < 2000:
+                    os.sched_yield()
+                else:
+                    time.sleep(BUSY_PAUSE * random.uniform(0.5, 1.0))
+                return True
         pause = BUSY_PAUSE_MAX if tries > 10 else min(BUSY_PAUSE_MAX, BUSY_PAUSE * 1.5**tries)
         time.sleep(pause * random.uniform(0.5, 1.0))
         return True
 
-    conn.set_busy_handler(handler)
+    def begin(self) -> None:
+        """A write transaction is about to ask for the lock: not before a starving writer."""
+        self.writing = True
+        turns = self.turns
+        if turns is not None and turns.someone_starving():
+            turns.wait(time.monotonic() + self.timeout)
+
+    def end(self) -> None:
+        """The write has the lock (or gave up): out of the line."""
+        self.writing = False
+        if self.turns is not None:
+            self.turns.leave()
 
 
 def _retry_busy(fn: Callable[[], T]) -> T:
@@ -159,7 +190,7 @@ class Store:
             # Inherited across fork: never use or close it here (closing could disturb the
             # parent's locks); keep a reference so it is not finalised either.
             _INHERITED.append(conn)
-        conn = self._open()
+        conn, local.waiter = self._open()
         local.conn = conn
         local.pid = os.getpid()
         # Queue rows this connection has seen committed; they are never deleted, so inserts
@@ -174,7 +205,7 @@ class Store:
             conn.close()
         self._local.conn = None
 
-    def _open(self) -> apsw.Connection:
+    def _open(self) -> tuple[apsw.Connection, _Waiter]:
         path = self.path
         directory = os.path.dirname(path)
         if not os.path.isdir(directory):
@@ -205,7 +236,8 @@ class Store:
         except apsw.Error as exc:
             raise _storage_error(path, exc) from None
         try:
-            _wait_when_busy(conn, self.busy_timeout)
+            waiter = _Waiter(self.busy_timeout, bell_dir(path))
+            conn.set_busy_handler(waiter)
             if conn.readonly("main"):
                 raise StorageError(
                     f"{path} is read-only for this user; make the file and its directory "
@@ -229,7 +261,7 @@ class Store:
                     # A current file is opened without the write lock: a web worker starting
                     # while another process holds a long write does not wait for it.
                     if not current:
-                        self._ensure_schema(conn)
+                        self._ensure_schema(conn, waiter)
                     self._ready = True
         except apsw.Error as exc:
             conn.close()
@@ -237,7 +269,7 @@ class Store:
         except BaseException:
             conn.close()
             raise
-        return conn
+        return conn, waiter
 
     def inspect(self, now: float) -> Row:
         """Facts for ``litejobs doctor``, read on a read-only connection (nothing is written).
@@ -246,7 +278,7 @@ class Store:
         """
         conn = apsw.Connection(self.path, flags=apsw.SQLITE_OPEN_READONLY)
         try:
-            _wait_when_busy(conn, self.busy_timeout)
+            conn.set_busy_handler(_Waiter(self.busy_timeout, None))
             facts: Row = {
                 "journal_mode": str(_scalar(conn, "PRAGMA journal_mode")),
                 "schema_version": int(_scalar(conn, "PRAGMA user_version")),
@@ -284,7 +316,7 @@ class Store:
         except apsw.Error as exc:
             raise _storage_error(self.path, exc) from None
         try:
-            _wait_when_busy(conn, self.busy_timeout)
+            conn.set_busy_handler(_Waiter(self.busy_timeout, None))
             self._check_identity(conn)
             problems = [str(r[0]) for r in conn.execute("PRAGMA quick_check")]
         except apsw.Error as exc:
@@ -322,7 +354,7 @@ class Store:
             )
         return app_id == APPLICATION_ID and version == SCHEMA_VERSION
 
-    def _ensure_schema(self, conn: apsw.Connection) -> None:
+    def _ensure_schema(self, conn: apsw.Connection, waiter: _Waiter) -> None:
         def setup(cur: apsw.Cursor) -> None:
             app_id = int(_scalar(cur, "PRAGMA application_id"))
             version = int(_scalar(cur, "PRAGMA user_version"))
@@ -336,17 +368,24 @@ class Store:
                 version += 1
                 cur.execute(f"PRAGMA user_version = {version}")
 
-        self._transaction(conn, setup)
+        self._transaction(conn, setup, waiter)
 
     # --- transactions ------------------------------------------------------------------------
 
-    def _transaction(self, conn: apsw.Connection, fn: Callable[[apsw.Cursor], T]) -> T:
+    def _transaction(self, conn: apsw.Connection, fn: Callable[[apsw.Cursor], T],
+                     waiter: _Waiter | None = None) -> T:
+        if waiter is None:
+            waiter = self._local.waiter  # conn is this thread's connection
         deadline = time.monotonic() + BUSY_DEADLINE
         pause = 0.001
         while True:
             try:
                 cur = conn.cursor()
-                cur.execute("BEGIN IMMEDIATE")
+                waiter.begin()
+                try:
+                    cur.execute("BEGIN IMMEDIATE")
+                finally:
+                    waiter.end()
                 try:
                     value = fn(cur)
                 except BaseException:
