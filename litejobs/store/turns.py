@@ -162,9 +162,9 @@ class Turns:
 
     def wait(self, deadline: float) -> bool:
         """Count as waiting from now (if not yet) and hold back while a starving writer that
-        began waiting before this one is still waiting; False if ``deadline``
-        (time.monotonic()) passes first. Returns whether this writer is now starving (it then
-        tries the lock often)."""
+        began waiting before this one is still waiting, or until ``deadline``
+        (time.monotonic()). Returns whether this writer is itself starving (it then tries the
+        lock the moment it is free)."""
         now = time.monotonic()
         if not self.since:
             self.since = now
