@@ -251,6 +251,46 @@ def joblog(tmp_path: Path) -> JobLog:
     return JobLog(tmp_path / "jobs.log")
 
 
+class WriteLockHolder:
+    """Another process holding SQLite's write lock on ``db`` with a raw ``BEGIN IMMEDIATE``, as
+    any program's long write would, until ``release()`` (which commits) or the end of the
+    ``with`` block; killed if the block fails."""
+
+    SCRIPT = (
+        "import sys, apsw\n"
+        "conn = apsw.Connection(sys.argv[1])\n"
+        "conn.execute('BEGIN IMMEDIATE')\n"
+        "print('locked', flush=True)\n"
+        "sys.stdin.readline()\n"
+        "conn.execute('COMMIT')\n"
+    )
+
+    def __init__(self, db: Path) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-c", self.SCRIPT, str(db)],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        assert self.proc.stdout is not None
+        first = self.proc.stdout.readline().strip()
+        assert first == "locked", (first, self.proc.communicate())
+
+    def holding(self) -> bool:
+        return self.proc.poll() is None
+
+    def release(self) -> None:
+        if self.holding():
+            self.proc.communicate("go\n", timeout=30)
+            assert self.proc.returncode == 0
+
+    def __enter__(self) -> WriteLockHolder:
+        return self
+
+    def __exit__(self, kind: object, *_: object) -> None:
+        if kind is None:
+            self.release()
+        elif self.holding():
+            self.proc.kill()
+            self.proc.wait()
+
+
 def release_together(procs: list[subprocess.Popen[str]], ready: Callable[[], bool],
                      go: Path, timeout: float = 120,
                      before_go: Callable[[], None] | None = None) -> list[tuple[str, str]]:

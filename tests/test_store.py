@@ -22,7 +22,7 @@ import litejobs
 from litejobs import maintenance
 from litejobs.job import TERMINAL, TRANSITIONS, State
 from litejobs.store import SCHEMA_VERSION, QueueLimits, Store
-from tests.conftest import clean_env, release_together
+from tests.conftest import WriteLockHolder, clean_env, release_together
 
 LEASE = 30.0
 DEFAULT = [QueueLimits("default")]
@@ -672,17 +672,7 @@ def test_a_current_file_opens_while_another_process_holds_the_write_lock(app, db
     # A web worker starting while another process holds a long write (a big enqueue_many, a
     # prune) used to wait for the lock at open: opening ran the schema check as a write.
     app.store.connection()
-    holder = subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent("""
-            import sys, apsw
-            conn = apsw.Connection(sys.argv[1])
-            conn.execute("BEGIN IMMEDIATE")
-            print("locked", flush=True)
-            sys.stdin.readline()
-            conn.execute("COMMIT")
-        """), str(db)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+    with WriteLockHolder(db) as holder:
         opener = subprocess.run(
             [sys.executable, "-c", textwrap.dedent("""
                 import sys, litejobs
@@ -692,7 +682,4 @@ def test_a_current_file_opens_while_another_process_holds_the_write_lock(app, db
             """), str(db)], env=clean_env(db), capture_output=True, text=True, timeout=30)
         assert opener.returncode == 0, opener.stderr
         assert opener.stdout.split() == ["opened", "0"]
-        assert holder.poll() is None  # the lock was held throughout
-    finally:
-        holder.communicate("go\n", timeout=30)
-    assert holder.returncode == 0
+        assert holder.holding()  # the lock was held throughout

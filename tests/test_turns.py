@@ -18,16 +18,7 @@ import apsw
 from litejobs.bell import bell_dir
 from litejobs.store import turns
 from tests.apps import basic
-from tests.conftest import clean_env, wait_for
-
-HOLDER = textwrap.dedent("""
-    import sys, apsw
-    conn = apsw.Connection(sys.argv[1])
-    conn.execute("BEGIN IMMEDIATE")
-    print("locked", flush=True)
-    sys.stdin.readline()
-    conn.execute("COMMIT")
-""")
+from tests.conftest import WriteLockHolder, clean_env, wait_for
 
 PRODUCER = textwrap.dedent("""
     import sys
@@ -59,17 +50,8 @@ def _spawn(script: str, db: Path) -> subprocess.Popen[str]:
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     assert proc.stdout is not None
     first = proc.stdout.readline().strip()
-    assert first in ("locked", "ready"), (first, proc.communicate())
+    assert first == "ready", (first, proc.communicate())
     return proc
-
-
-def _hold_lock(db: Path) -> subprocess.Popen[str]:
-    return _spawn(HOLDER, db)
-
-
-def _release(holder: subprocess.Popen[str]) -> None:
-    holder.communicate("go\n", timeout=30)
-    assert holder.returncode == 0
 
 
 def _job_id(proc: subprocess.Popen[str]) -> int:
@@ -91,18 +73,14 @@ def test_a_starving_writer_goes_before_writers_that_came_after_it(tmp_path: Path
     # later, trying every 0.1 ms at first, usually took the lock before it when it came free.
     db = tmp_path / "jobs.db"
     basic.make_app(db).store.connection()  # the schema exists before the lock is held
-    holder = _hold_lock(db)
-    try:
+    with WriteLockHolder(db) as holder:
         first = _spawn(PRODUCER, db)
         wait_for(lambda: _marks(db)[1] == 1, 30, "the first producer to be starving")
         later = [_spawn(PRODUCER, db) for _ in range(3)]
         wait_for(lambda: _marks(db)[0] == 4, 30, "all four producers to be waiting")
-        _release(holder)
+        holder.release()
         first_id = _job_id(first)
         later_ids = [_job_id(p) for p in later]
-    finally:
-        if holder.poll() is None:
-            holder.kill()
     assert first_id < min(later_ids), (first_id, later_ids)
     assert _marks(db) == (0, 0)
 
@@ -110,8 +88,7 @@ def test_a_starving_writer_goes_before_writers_that_came_after_it(tmp_path: Path
 def test_a_waiter_killed_in_line_is_passed_over_and_its_slot_cleared(tmp_path: Path) -> None:
     db = tmp_path / "jobs.db"
     basic.make_app(db).store.connection()
-    holder = _hold_lock(db)
-    try:
+    with WriteLockHolder(db) as holder:
         doomed = _spawn(PRODUCER, db)
         wait_for(lambda: _marks(db) == (1, 1), 30, "the first producer to be starving")
         other = _spawn(PRODUCER, db)
@@ -121,11 +98,8 @@ def test_a_waiter_killed_in_line_is_passed_over_and_its_slot_cleared(tmp_path: P
         # The lock is still held, so the second producer still waits: the mark that goes is
         # the dead one's, once stale, cleared by the one it was ahead of.
         wait_for(lambda: _marks(db) == (1, 1), 30, "the killed producer's mark to be cleared")
-        _release(holder)
+        holder.release()
         assert _job_id(other) == 1
-    finally:
-        if holder.poll() is None:
-            holder.kill()
     assert _marks(db) == (0, 0)
     conn = apsw.Connection(str(db))
     assert conn.execute("SELECT count(*) FROM jobs").fetchone() == (1,)

@@ -38,7 +38,7 @@ import threading
 import time
 import weakref
 
-__all__ = ["STALE", "Turns"]
+__all__ = ["Turns"]
 
 #: Slots in the shared file: connections (processes × threads) that can wait in order at once.
 SLOTS = 64
@@ -77,44 +77,46 @@ class _Shared:
         self.owned: set[int] = set()
         self.lock = threading.Lock()
 
+    def _own(self, i: int) -> bool:
+        """Take slot ``i``'s byte lock; False while another process holds it."""
+        try:
+            fcntl.lockf(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, i)
+        except OSError:
+            return False
+        return True
+
     def _clear(self, i: int) -> None:
         self.map[i * _SLOT.size:(i + 1) * _SLOT.size] = _ZERO
         self.map[_SLOTS_END + i] = 0
 
+    def _release(self, i: int) -> None:
+        """Clear slot ``i``'s marks and let go of its byte lock."""
+        self._clear(i)
+        with contextlib.suppress(OSError):
+            fcntl.lockf(self.fd, fcntl.LOCK_UN, 1, i)
+
     def take(self) -> int | None:
-        """A free slot, now owned by the caller; None when all are taken."""
+        """A free slot, now owned by the caller, its marks (a dead owner's) cleared; None when
+        all are taken."""
         with self.lock:
             for i in range(SLOTS):
-                if i in self.owned:
-                    continue
-                try:
-                    fcntl.lockf(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, i)
-                except OSError:
-                    continue
-                self.owned.add(i)
-                self._clear(i)  # a dead owner's marks
-                return i
+                if i not in self.owned and self._own(i):
+                    self.owned.add(i)
+                    self._clear(i)
+                    return i
         return None
 
     def clear_if_dead(self, i: int) -> None:
-        """Clear slot ``i``'s mark if no process owns the slot (its owner died waiting)."""
+        """Clear slot ``i``'s marks if no process owns the slot (its owner died waiting); one
+        owned by a live process, frozen or slow, is passed over but left alone."""
         with self.lock:
-            if i in self.owned:
-                return
-            try:
-                fcntl.lockf(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, i)
-            except OSError:
-                return  # owned by a live process, frozen or slow: passed over, not cleared
-            self._clear(i)
-            with contextlib.suppress(OSError):
-                fcntl.lockf(self.fd, fcntl.LOCK_UN, 1, i)
+            if i not in self.owned and self._own(i):
+                self._release(i)
 
     def give_back(self, i: int) -> None:
         with self.lock:
             if i in self.owned:
-                self._clear(i)
-                with contextlib.suppress(OSError):
-                    fcntl.lockf(self.fd, fcntl.LOCK_UN, 1, i)
+                self._release(i)
                 self.owned.discard(i)
 
 
