@@ -44,6 +44,7 @@ from litejobs.store.tx import (
     Row,
     Tx,
     _dicts,
+    _id_list,
     _like_prefix,
     _scalar,
     sent_order,
@@ -505,11 +506,7 @@ class Store:
     def retry(self, job_id: int, retries: int, now: float) -> bool:
         """Put a failed or cancelled job back to queued with ``retries`` more retries."""
 
-        def retry(cur: apsw.Cursor) -> bool:
-            cur.execute(sql.RETRY_JOB, (now, retries + 1, job_id))
-            return cur.connection.changes() == 1
-
-        return self._transaction(self.connection(), retry)
+        return self.retry_many([job_id], retries, now) == 1
 
     def next_scheduled(self) -> float | None:
         value = next(iter(self._read(sql.NEXT_SCHEDULED)[0].values()))
@@ -579,11 +576,8 @@ class Store:
         """Manual retry of many failed or cancelled jobs, in one short transaction."""
 
         def retry(cur: apsw.Cursor) -> int:
-            n = 0
-            for job_id in ids:
-                cur.execute(sql.RETRY_JOB, (now, retries + 1, job_id))
-                n += cur.connection.changes()
-            return n
+            cur.execute(sql.RETRY_JOBS, (now, retries + 1, _id_list(ids)))
+            return cur.connection.changes()
 
         return self._transaction(self.connection(), retry)
 

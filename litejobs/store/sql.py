@@ -253,3 +253,27 @@ COUNT_RUNNING = "SELECT count(*) FROM jobs WHERE state = 'running'"
 COUNT_QUEUED = "SELECT count(*) FROM jobs WHERE state = 'queued'"
 OLDEST_QUEUED = "SELECT min(run_at) FROM jobs WHERE state = 'queued'"
 COUNT_BY_QUEUE_STATE = "SELECT queue, state, count(*) FROM jobs GROUP BY queue, state"
+
+# --- bulk admin operations (store/admin.py) ---------------------------------------------------
+
+# A manual retry of failed or cancelled jobs (ids as a JSON array). expires_at is cleared: an
+# operator's retry is an order to run the job (as Oban's retry_job or a retry from Sidekiq's
+# dead set), and keeping the old deadline expired a retried job again at once.
+RETRY_JOBS = """
+UPDATE jobs SET state = 'queued', run_at = ?, max_attempts = attempt - interrupts + ?,
+                crashes = 0, error = NULL, finished_at = NULL, result = NULL, expires_at = NULL
+WHERE id IN (SELECT value FROM json_each(?)) AND state IN ('failed', 'cancelled')
+"""
+# Before CANCEL_JOBS, in its transaction: the running ones' attempts end "interrupted".
+RECORD_CANCELLED_ATTEMPTS = """
+INSERT INTO attempts (job_id, attempt, outcome, worker, started_at, finished_at, error, traceback)
+SELECT id, attempt, 'interrupted', leased_by, started_at, ?, ?, NULL FROM jobs
+WHERE id IN (SELECT value FROM json_each(?)) AND state = 'running'
+ON CONFLICT (job_id, attempt) DO NOTHING
+"""
+CANCEL_JOBS = f"""
+UPDATE jobs SET state = 'cancelled', error = ?, finished_at = ?, leased_by = NULL,
+                lease_until = NULL
+WHERE id IN (SELECT value FROM json_each(?))
+  AND state IN ({", ".join(f"'{s.value}'" for s in sources(State.CANCELLED))})
+"""
