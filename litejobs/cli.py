@@ -417,7 +417,7 @@ def cancel(config_path: str | None, database: str | None, job_id: int | None,
         now = time.time()
         _bulk(app, "cancel", list(states or ["scheduled", "queued", "running"]), task, queue,
               since, yes,
-              lambda ids: sum(app.store.cancel(i, "cancelled", now) for i in ids))
+              lambda ids: app.store.cancel_many(ids, "cancelled", now))
         return
     job = _job_or_fail(app, job_id)
     if not job.cancel():
