@@ -130,8 +130,31 @@ def _retry_busy(fn: Callable[[], T]) -> T:
             pause = min(pause * 2, 0.1)
 
 
+#: I/O errors SQLite reports when a file could not grow: making the -shm on a full disk is
+#: SQLITE_IOERR_SHMSIZE, a bare "disk I/O error", not SQLITE_FULL.
+_GROWTH_ERRORS = frozenset({apsw.SQLITE_IOERR_SHMSIZE, apsw.SQLITE_IOERR_SHMMAP,
+                            apsw.SQLITE_IOERR_SHMOPEN, apsw.SQLITE_IOERR_WRITE,
+                            apsw.SQLITE_IOERR_TRUNCATE, apsw.SQLITE_IOERR_FSYNC})
+#: Below this much free space, a growth error means the disk is full.
+FULL_BELOW = 1024 * 1024
+
+
+def _disk_full(path: str) -> bool:
+    """Whether the file system holding ``path`` is (nearly) out of space or inodes."""
+    try:
+        st = os.statvfs(os.path.dirname(path))
+    except OSError:
+        return False
+    # root may use the blocks reserved for it, others may not
+    free = st.f_bfree if os.geteuid() == 0 else st.f_bavail
+    return free * st.f_frsize < FULL_BELOW or (st.f_files > 0 and st.f_favail == 0)
+
+
 def _storage_error(path: str, exc: apsw.Error) -> StorageError:
-    if isinstance(exc, apsw.FullError):
+    if isinstance(exc, apsw.FullError) or (
+            isinstance(exc, apsw.IOError)
+            and getattr(exc, "extendedresult", None) in _GROWTH_ERRORS
+            and _disk_full(path)):
         return StorageFull(
             f"the disk holding {path} is full; nothing was written. Free some space and try "
             "again (`litejobs doctor` shows the free space)"

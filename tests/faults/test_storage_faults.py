@@ -608,3 +608,31 @@ def test_read_only_directory_with_wal_present(tmp_path, immutable) -> None:
         assert app.enqueue("basic.add", args=[3, 4]).id == 2
     finally:
         app.store.close()
+
+
+def test_disk_full_before_the_shm_exists_is_storage_full(tmpfs, tmp_path) -> None:
+    """A full disk when no process has the file open (no -shm yet): SQLite cannot size the
+    -shm and reports a bare "disk I/O error"; producers and readers get StorageFull naming the
+    file, and the file works again once space returns."""
+    disk = tmpfs("disk", "1m")
+    db = disk / "jobs.db"
+    producer = basic.make_app(db)
+    first = producer.enqueue("basic.add", args=[1, 2])
+    producer.store.close()  # the last connection: SQLite removes the -wal and the -shm
+    assert not Path(f"{db}-shm").exists()
+    fill_up(disk / "filler")
+    for attempt in (lambda app: app.enqueue("basic.add", args=[3, 4]),
+                    lambda app: app.get_job(first.id)):
+        app = basic.make_app(db)
+        with pytest.raises(litejobs.StorageFull) as info:
+            attempt(app)
+        message = str(info.value)
+        assert str(db) in message and "full" in message, message
+        assert "I/O" not in message and len(message.splitlines()) == 1, message
+        app.store.close()
+    (disk / "filler").unlink()
+    app = basic.make_app(db)
+    assert app.get_job(first.id).args == [1, 2]
+    assert app.enqueue("basic.add", args=[3, 4]).id == first.id + 1
+    app.store.close()
+    assert integrity(db) == "ok"
