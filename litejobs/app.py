@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import math
 import os
-import re
 import sys
 import threading
 import time
@@ -14,7 +12,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar, overload
 
-from litejobs.config import MAX_PAYLOAD, Config, check_durability, database_path, read_file
+from litejobs.config import MAX_PAYLOAD, Config, check_durability, database_path, load_config
 from litejobs.job import Job
 from litejobs.newjob import NewJob, NewJobs
 from litejobs.serialization import dump_batch, dump_call
@@ -27,6 +25,16 @@ from litejobs.task import (
     Task,
     TaskOptions,
 )
+from litejobs.validate import (
+    INT64_MAX,
+    MAX_TIMESTAMP,
+    check_int,
+    check_name,
+    check_priority,
+    check_retries,
+    check_seconds,
+    check_timestamp,
+)
 
 if TYPE_CHECKING:
     from litejobs.bell import Bell
@@ -37,10 +45,8 @@ __all__ = ["App", "CronSpec"]
 P = ParamSpec("P")
 R = TypeVar("R")
 
-_CONTROL = re.compile(r"[\x00-\x1f]")
 #: The idempotency window when a key is given and the task sets no ``unique_for``.
 DEFAULT_UNIQUE_FOR = 24 * 3600.0
-MAX_NAME = 200
 #: Plain calls of one task in a row from which enqueue_many inserts them as one batch.
 BATCH_MIN = 8
 _STORE_LOCK = threading.Lock()
@@ -75,36 +81,6 @@ class TaskDecorator(Protocol):
     """What ``@app.task(...)`` with options returns: a decorator keeping the signature."""
 
     def __call__(self, fn: Callable[P, R], /) -> Task[P, R]: ...
-
-
-def _check_name(kind: str, value: object) -> str:
-    if not isinstance(value, str) or not value or len(value) > MAX_NAME:
-        raise ValueError(f"{kind} must be a non-empty string of at most {MAX_NAME} characters, "
-                         f"not {value!r}")
-    if _CONTROL.search(value):
-        raise ValueError(f"{kind} {value!r} contains control characters; use printable text")
-    return value
-
-
-def _check_seconds(what: str, value: object, allow_zero: bool = True) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise ValueError(f"{what} must be a finite number of seconds, not {value!r}")
-    if value < 0 or (value == 0 and not allow_zero):
-        raise ValueError(f"{what} must be {'>= 0' if allow_zero else '> 0'}, not {value!r}")
-    return float(value)
-
-
-def _check_priority(value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not -100 <= value <= 100:
-        raise ValueError(f"priority must be a whole number from -100 to 100 (higher runs "
-                         f"first), not {value!r}")
-    return value
-
-
-def _check_retries(value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"retries must be a whole number >= 0, not {value!r}")
-    return value
 
 
 def _main_module_name() -> str:
@@ -162,8 +138,10 @@ class App:
 
     @classmethod
     def from_config(cls, path: str | os.PathLike[str] = "litejobs.toml") -> App:
-        """An App for the database and settings of a litejobs.toml file."""
-        config = read_file(os.fspath(path))
+        """An App for the database and settings of a litejobs.toml file; ``LITEJOBS_DATABASE``
+        and ``LITEJOBS_DURABILITY`` (and the other ``LITEJOBS_*`` variables) override the file,
+        as for the ``litejobs`` command."""
+        config = load_config(os.fspath(path))
         database = config.database or os.path.join(os.path.dirname(config.source or "."),
                                                    "litejobs.db")
         return cls(database, durability=config.durability, max_payload=config.max_payload,
@@ -214,18 +192,14 @@ class App:
             retry_on = (retry_on,)
         if not all(isinstance(t, type) and issubclass(t, BaseException) for t in retry_on):
             raise TypeError(f"retry_on must be exception classes, not {retry_on!r}")
-        _check_name("queue", queue)
-        _check_priority(priority)
-        _check_retries(retries)
+        check_name("queue", queue)
+        check_priority(priority)
+        check_retries(retries)
         if timeout is not None:
-            _check_seconds("timeout", timeout, allow_zero=False)
+            check_seconds("timeout", timeout, allow_zero=False)
         if unique_for is not None:
-            _check_seconds("unique_for", unique_for, allow_zero=False)
-        if isinstance(concurrency_limit, bool) or not isinstance(concurrency_limit, int) or (
-            concurrency_limit < 1
-        ):
-            raise ValueError(f"concurrency_limit must be a whole number >= 1, not "
-                             f"{concurrency_limit!r}")
+            check_seconds("unique_for", unique_for, allow_zero=False)
+        check_int("concurrency_limit", concurrency_limit, 1, INT64_MAX)
 
         def register(func: Callable[..., Any]) -> Task[Any, Any]:
             if not callable(func):
@@ -233,7 +207,7 @@ class App:
             module = func.__module__
             if module == "__main__":
                 module = _main_module_name()
-            task_name = _check_name("task name", name or f"{module}.{func.__qualname__}")
+            task_name = check_name("task name", name or f"{module}.{func.__qualname__}")
             defaults = TaskOptions(
                 name=task_name, queue=queue, priority=priority, retries=retries,
                 timeout=None if timeout is None else float(timeout),
@@ -317,7 +291,7 @@ class App:
         ``options`` are those of ``task.options(...)``: delay, run_at, queue, priority, key,
         retries, timeout, expires, debounce.
         """
-        _check_name("task name", task)
+        check_name("task name", task)
         if isinstance(args, str | bytes) or not isinstance(args, Sequence):
             raise TypeError(f"args must be a list of arguments, not {type(args).__name__}")
         if kwargs is not None and not isinstance(kwargs, Mapping):
@@ -405,33 +379,33 @@ class App:
                               concurrency_limit=static.concurrency_limit)
         d = p.defaults or TaskOptions(name=p.task)
         o = p.options
-        queue = _check_name("queue", o.queue if o.queue is not None else d.queue)
-        priority = _check_priority(o.priority if o.priority is not None else d.priority)
-        retries = _check_retries(o.retries if o.retries is not None else d.retries)
+        queue = check_name("queue", o.queue if o.queue is not None else d.queue)
+        priority = check_priority(o.priority if o.priority is not None else d.priority)
+        retries = check_retries(o.retries if o.retries is not None else d.retries)
         timeout = o.timeout if o.timeout is not None else d.timeout
         if timeout is not None:
-            timeout = _check_seconds("timeout", timeout, allow_zero=False)
+            timeout = check_seconds("timeout", timeout, allow_zero=False)
         run_at = now
         if o.delay is not None and o.run_at is not None:
             raise ValueError("give delay or run_at, not both")
         if o.delay is not None:
-            run_at = now + _check_seconds("delay", o.delay)
+            run_at = now + check_seconds("delay", o.delay)
         elif o.run_at is not None:
             if isinstance(o.run_at, datetime):
                 if o.run_at.tzinfo is None:
                     raise ValueError("run_at must be timezone-aware (e.g. "
                                      "datetime.now(timezone.utc) + timedelta(minutes=5))")
-                run_at = o.run_at.timestamp()
+                run_at = check_timestamp("run_at", o.run_at.timestamp())
             else:
-                run_at = _check_seconds("run_at", o.run_at)
+                run_at = check_timestamp("run_at", o.run_at)
         expires = None
         if o.expires is not None:
-            expires = _check_seconds("expires", o.expires, allow_zero=False)
+            expires = check_seconds("expires", o.expires, allow_zero=False)
         args, kwargs = dump_call(p.task, p.args, p.kwargs, self.max_payload, p.param_names)
         key = o.key
         unique_for = d.unique_for
         if key is not None:
-            _check_name("key", key)
+            check_name("key", key)
             unique_for = unique_for or DEFAULT_UNIQUE_FOR
         elif unique_for is not None:
             key = json.dumps([json.loads(args), json.loads(kwargs)], sort_keys=True,
@@ -440,10 +414,13 @@ class App:
         if o.debounce is not None:
             if key is None:
                 raise ValueError("debounce needs a key: .options(debounce=S, key=...)")
-            debounce = _check_seconds("debounce", o.debounce)
+            debounce = check_seconds("debounce", o.debounce)
             run_at = max(run_at, now + debounce)
         # after the debounce: expires counts from the run time the job really gets
         expires_at = None if expires is None else run_at + expires
+        if max(run_at, expires_at or 0.0) > MAX_TIMESTAMP:
+            raise ValueError("run_at (with delay, debounce and expires) must stay before the "
+                             "end of year 9999; give an earlier time or a shorter delay")
         static_key = o.concurrency_key if o.concurrency_key is not None else d.concurrency_key
         ckey = static_key
         if callable(ckey):
@@ -453,7 +430,7 @@ class App:
                 raise ValueError(f"task {p.task!r}: its concurrency_key function raised "
                                  f"{type(exc).__name__}: {exc}; nothing was enqueued") from exc
         if ckey is not None:
-            ckey = _check_name("concurrency_key", ckey)
+            ckey = check_name("concurrency_key", ckey)
         job = NewJob(p.task, queue, priority, args, kwargs, run_at, retries + 1, timeout,
                      key=key, expires_at=expires_at,
                      concurrency_key=ckey,
@@ -467,18 +444,21 @@ class App:
     def pause_queue(self, queue: str) -> None:
         """Pause a queue: its jobs wait (running ones finish). Persisted in the database, so
         every supervisor on the file obeys it until ``resume_queue``."""
-        self.store.set_paused(_check_name("queue", queue), True)
+        self.store.set_paused(check_name("queue", queue), True)
 
     def resume_queue(self, queue: str) -> None:
         """Let a paused queue's jobs run again."""
-        self.store.set_paused(_check_name("queue", queue), False)
+        self.store.set_paused(check_name("queue", queue), False)
         self.ring(b"e")
 
     # --- reading -----------------------------------------------------------------------------
 
     def get_job(self, job_id: int) -> Job | None:
         """The job with this id, or None when there is none (never enqueued, or pruned)."""
-        row = self.store.get_job(int(job_id))
+        job_id = int(job_id)
+        if not 0 < job_id <= INT64_MAX:  # no such id; SQLite could not even look it up
+            return None
+        row = self.store.get_job(job_id)
         return None if row is None else Job(self, row)
 
     def stats(self) -> dict[str, Any]:

@@ -13,7 +13,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -27,11 +27,14 @@ from litejobs.errors import LitejobsError
 from litejobs.job import Job, iso
 from litejobs.store import Store
 from litejobs.ticker import build_entries
+from litejobs.validate import INT64_MAX, MAX_WORKERS, check_name
 from litejobs.worker import load_app
 
 __all__ = ["main"]
 
 F = TypeVar("F", bound=Callable[..., Any])
+#: A job id: any whole number SQLite can hold (an unknown one is reported as such).
+_JOB_ID = click.IntRange(-INT64_MAX - 1, INT64_MAX)
 
 
 def _fail(message: str) -> click.ClickException:
@@ -45,7 +48,7 @@ def _errors(fn: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except (LitejobsError, ValueError, TypeError) as exc:
+        except (LitejobsError, ValueError, TypeError, OverflowError) as exc:
             raise _fail(str(exc)) from None
 
     return wrapper  # type: ignore[return-value]
@@ -61,6 +64,58 @@ def _common(fn: F) -> F:
 
 def _json_option(fn: F) -> F:
     return click.option("--json", "as_json", is_flag=True, help="Print JSON.")(fn)
+
+
+def _debug() -> bool:
+    """Full tracebacks wanted (``LITEJOBS_DEBUG=1``, or ``litejobs run -v``)?"""
+    return os.environ.get("LITEJOBS_DEBUG", "") not in ("", "0")
+
+
+def _raised_at(exc: BaseException) -> str | None:
+    """``file:line`` where ``exc`` was raised in the user's code: the innermost frame outside
+    the import machinery, litejobs, the standard library and installed packages."""
+    if isinstance(exc, SyntaxError) and exc.filename:
+        return f"{exc.filename}:{exc.lineno}"
+    import sysconfig
+    import traceback
+
+    skip = tuple({os.path.dirname(os.path.abspath(__file__)), sysconfig.get_path("stdlib"),
+                  sysconfig.get_path("purelib"), sysconfig.get_path("platlib")})
+    frames = traceback.extract_tb(exc.__traceback__)
+    ours = [f for f in frames if not f.filename.startswith("<")
+            and not os.path.abspath(f.filename).startswith(skip)]
+    real = [f for f in frames if not f.filename.startswith("<")]
+    chosen = ours[-1] if ours else (real[-1] if real else None)
+    return None if chosen is None else f"{chosen.filename}:{chosen.lineno}"
+
+
+def _import_failure(spec: str, exc: Exception) -> click.ClickException:
+    """One line for an app that cannot be imported: the exception, where the user's code raised
+    it, and for a missing dependency the ``pip install`` that fixes it."""
+    cause = exc
+    if isinstance(exc, LitejobsError):
+        if not isinstance(exc.__cause__, Exception):
+            return _fail(str(exc))  # load_app's own refusal (bad spec, not an App)
+        cause = exc.__cause__
+    if _debug():
+        import traceback
+
+        traceback.print_exception(cause, file=sys.stderr)
+    at = _raised_at(cause)
+    where = f" (at {at})" if at else ""
+    text = f"cannot import app {spec!r}: {type(cause).__name__}: {cause}{where}"
+    module = spec.partition(":")[0]
+    if module.endswith(".py"):
+        module = os.path.splitext(os.path.basename(module))[0]
+    missing = cause.name if isinstance(cause, ModuleNotFoundError) else None
+    if missing and (missing == module or module.startswith(missing + ".")):
+        return _fail(f"{text}. Run from your project's directory, or fix the 'app' setting "
+                     "(--app, LITEJOBS_APP or app = in litejobs.toml)")
+    if missing and missing.split(".")[0] != module.split(".")[0]:
+        return _fail(f"{text}. A dependency is missing: pip install {missing.split('.')[0]} "
+                     f"(into the environment litejobs runs in: {sys.executable})")
+    hint = "" if _debug() else "; set LITEJOBS_DEBUG=1 for the full traceback"
+    return _fail(f"{text}{hint}")
 
 
 class _Context:
@@ -80,7 +135,10 @@ class _Context:
                             "app = in litejobs.toml (`litejobs init` writes one)")
             if os.getcwd() not in sys.path:
                 sys.path.insert(0, os.getcwd())
-            app = load_app(self.config.app)
+            try:
+                app = load_app(self.config.app)
+            except Exception as exc:
+                raise _import_failure(self.config.app, exc) from None
             for name, table in self.config.cron.items():
                 if name not in app.cron_specs:
                     app.add_cron_table(name, table, self.config.source or "litejobs.toml")
@@ -126,6 +184,38 @@ class _Context:
         return App(path, durability=self.config.durability)
 
 
+def _startup(ctx: _Context, need_app: bool = True) -> tuple[str, App | None, list[CronEntry]]:
+    """What ``check`` and ``run`` both validate, so that they accept exactly the same setups:
+    the config (already read), the database's place, the app's import and its cron entries.
+    Returns the database path, the app (None when none is configured and not ``need_app``)
+    and the cron entries."""
+    path = ctx.database(check_app=True)
+    folder = os.path.dirname(path)
+    if not os.path.isdir(folder):
+        raise _fail(f"the database's directory {folder} does not exist; create it (mkdir -p "
+                    f"{folder}) or point --database / LITEJOBS_DATABASE / database = elsewhere")
+    if not ctx.config.app and not need_app:
+        return path, None, []
+    app = ctx.app()
+    entries = build_entries(app)
+    for warning in _window_warnings(app, ctx.config.retention):
+        click.echo(f"warning: {warning}", err=True)
+    return path, app, entries
+
+
+def _window_warnings(app: App, retention: float) -> list[str]:
+    """Tasks whose idempotency window outlasts ``retention``: pruning deletes a finished job
+    while its key should still return it, so a later enqueue runs again."""
+    out = []
+    for name, t in sorted(app.tasks.items()):
+        window = t.defaults.unique_for
+        if window is not None and window > retention:
+            out.append(f"task {name}: unique_for={window:g}s is longer than retention="
+                       f"{retention:g}s; finished jobs are pruned after retention, so a key "
+                       "repeated after that runs again. Raise retention or lower unique_for")
+    return out
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="litejobs")
 def main() -> None:
@@ -135,7 +225,8 @@ def main() -> None:
 @main.command()
 @_common
 @click.option("--app", "app_spec", help="Import path of the App, module:attr (or file.py:attr).")
-@click.option("--workers", type=click.IntRange(min=1), help="Worker processes (default 2).")
+@click.option("--workers", type=click.IntRange(1, MAX_WORKERS),
+              help="Worker processes (default 2).")
 @click.option("--queues", help="Serve only these queues, comma-separated (default: all).")
 @click.option("--grace", type=float, help="Seconds running jobs get on SIGTERM (default 30).")
 @click.option("-v", "--verbose", is_flag=True, help="Log debug messages.")
@@ -147,9 +238,11 @@ def run(config_path: str | None, database: str | None, app_spec: str | None,
 
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(asctime)s litejobs[%(process)d] %(levelname)s %(message)s")
+    if verbose:
+        os.environ.setdefault("LITEJOBS_DEBUG", "1")
     ctx = _Context(config_path, database, app_spec, workers=workers, grace=grace)
-    path = ctx.database(check_app=True)
-    app = ctx.app()
+    path, app, _ = _startup(ctx)
+    assert app is not None
     config = replace(ctx.config, database=path)
     assert ctx.app_spec is not None
     queue_list = [q.strip() for q in queues.split(",") if q.strip()] if queues else None
@@ -194,11 +287,9 @@ def init(config_path: str | None, database: str | None, app_spec: str | None,
 def check(config_path: str | None, database: str | None, app_spec: str | None) -> None:
     """Validate the config, the app import and the database file."""
     ctx = _Context(config_path, database, app_spec)
-    path = ctx.database(check_app=True)
+    path, app, entries = _startup(ctx, need_app=False)
     Store(path).verify()
-    if ctx.config.app:
-        app = ctx.app()
-        entries = build_entries(app)
+    if app is not None:
         click.echo(f"ok: app {ctx.config.app} with {len(app.tasks)} task(s): "
                    f"{', '.join(sorted(app.tasks)) or 'none'}")
         if entries:
@@ -260,7 +351,7 @@ def _short(text: str | None, width: int) -> str:
                                             "failed", "cancelled"]))
 @click.option("--task", help="Only jobs of this task.")
 @click.option("--queue", help="Only jobs of this queue.")
-@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
+@click.option("--limit", type=click.IntRange(1, INT64_MAX), default=50, show_default=True)
 @_json_option
 @_errors
 def jobs(config_path: str | None, database: str | None, state: str | None, task: str | None,
@@ -291,7 +382,7 @@ def _job_or_fail(app: App, job_id: int) -> Job:
 
 @main.command()
 @_common
-@click.argument("job_id", type=int)
+@click.argument("job_id", type=_JOB_ID)
 @_json_option
 @_errors
 def show(config_path: str | None, database: str | None, job_id: int, as_json: bool) -> None:
@@ -329,38 +420,79 @@ def _filter_options(fn: F) -> F:
     return fn
 
 
-def _since(text: str | None) -> float | None:
+def _since(text: str | None, flag: str = "--since") -> float | None:
     if text is None:
         return None
     try:
-        return time.time() - parse_duration(text, "--since")
-    except ValueError:
-        pass
+        return time.time() - parse_duration(text, flag)
+    except ValueError as exc:
+        if text.strip()[:1].isdigit() and not any(c in text for c in "-:T"):
+            raise _fail(str(exc)) from None  # a duration, out of range
     try:
         moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
-        raise _fail(f"--since {text!r} is neither a duration (30m, 2h, 7d) nor an ISO-8601 "
+        raise _fail(f"{flag} {text!r} is neither a duration (30m, 2h, 7d) nor an ISO-8601 "
                     "time") from None
     return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
 
 
-def _bulk(app: App, verb: str, states: list[str], task: str | None, queue: str | None,
-          since: str | None, yes: bool, act: Callable[[list[int]], int]) -> None:
-    """Count the matching jobs, confirm, then act on them in short batches with progress."""
-    cutoff = _since(since)
-    total = app.store.count_matching(states, task, queue, cutoff)
-    if total == 0:
-        click.echo(f"no {'/'.join(states)} jobs match; nothing to {verb}")
-        return
-    if not yes:
-        click.confirm(f"{verb} {total} {'/'.join(states)} job(s)?", abort=True)
-    done = 0
+def _matching_ids(app: App, states: list[str], task: str | None, queue: str | None,
+                  since: float | None, before: float | None) -> Iterator[list[int]]:
+    """Pages of the ids matching the filters, created in [since, before), in id order.
+
+    "Created before" is the set difference of two id-ordered streams the store already
+    serves (all matches, and those created since ``before``); a job inserted between the
+    two reads is newer than ``before`` and so lands in the second one too."""
     last_id = 0
     while True:
-        ids = app.store.ids_matching(states, task, queue, cutoff, after_id=last_id)
+        ids = app.store.ids_matching(states, task, queue, since, after_id=last_id)
         if not ids:
-            break
-        last_id = ids[-1]
+            return
+        if before is not None:
+            newer: set[int] = set()
+            after = last_id
+            while True:
+                page = app.store.ids_matching(states, task, queue,
+                                              before if since is None else max(since, before),
+                                              after_id=after)
+                newer.update(i for i in page if i <= ids[-1])
+                if not page or page[-1] >= ids[-1]:
+                    break
+                after = page[-1]
+            last_id = ids[-1]
+            ids = [i for i in ids if i not in newer]
+            if not ids:
+                continue
+        else:
+            last_id = ids[-1]
+        yield ids
+
+
+def _bulk(app: App, verb: str, states: list[str], task: str | None, queue: str | None,
+          since: str | None, yes: bool, act: Callable[[list[int]], int],
+          older_than: str | None = None) -> None:
+    """Count the matching jobs, confirm, then act on them in short batches with progress."""
+    cutoff = _since(since)
+    before = _since(older_than, "--older-than")
+    total = app.store.count_matching(states, task, queue, cutoff)
+    if before is not None:
+        newer = before if cutoff is None else max(cutoff, before)
+        total -= app.store.count_matching(states, task, queue, newer)
+    kinds = "/".join(states)
+    which = ""
+    if since is not None:
+        which += f" created since {iso(cutoff)} (newer than {since})"
+        if verb == "purge" and older_than is None:
+            which += f", i.e. the newest; for the older ones use --older-than {since}"
+    if older_than is not None:
+        which += f" created before {iso(before)} (older than {older_than})"
+    if total == 0:
+        click.echo(f"no {kinds} jobs{which} match; nothing to {verb}")
+        return
+    if not yes:
+        click.confirm(f"{verb} {total} {kinds} job(s){which}?", abort=True)
+    done = 0
+    for ids in _matching_ids(app, states, task, queue, cutoff, before):
         done += act(ids)
         if total > 1000:
             click.echo(f"  {done}/{total}", err=True)
@@ -370,11 +502,11 @@ def _bulk(app: App, verb: str, states: list[str], task: str | None, queue: str |
 
 @main.command()
 @_common
-@click.argument("job_id", type=int, required=False)
+@click.argument("job_id", type=_JOB_ID, required=False)
 @click.option("--state", "states", type=click.Choice(["failed", "cancelled"]), multiple=True,
               help="Bulk: retry jobs in this state (default failed).")
 @_filter_options
-@click.option("--retries", type=click.IntRange(min=0), default=0, show_default=True,
+@click.option("--retries", type=click.IntRange(0, INT64_MAX - 1), default=0, show_default=True,
               help="Retries each gets after its new attempt.")
 @_errors
 def retry(config_path: str | None, database: str | None, job_id: int | None,
@@ -398,7 +530,7 @@ def retry(config_path: str | None, database: str | None, job_id: int | None,
 
 @main.command()
 @_common
-@click.argument("job_id", type=int, required=False)
+@click.argument("job_id", type=_JOB_ID, required=False)
 @click.option("--state", "states", type=click.Choice(["scheduled", "queued", "running"]),
               multiple=True, help="Bulk: cancel jobs in this state (default: all three).")
 @_filter_options
@@ -429,31 +561,44 @@ def cancel(config_path: str | None, database: str | None, job_id: int | None,
 @_common
 @click.option("--state", "states", type=click.Choice(["succeeded", "failed", "cancelled"]),
               multiple=True, help="Delete jobs in this state (default: all three).")
+@click.option("--older-than", "older_than", help="Only jobs created before: a duration ago "
+              "(7d: older than a week) or an ISO-8601 time.")
 @_filter_options
 @_errors
 def purge(config_path: str | None, database: str | None, states: tuple[str, ...],
-          task: str | None, queue: str | None, since: str | None, yes: bool) -> None:
-    """Delete finished jobs (and their attempts) matching the filters."""
+          older_than: str | None, task: str | None, queue: str | None, since: str | None,
+          yes: bool) -> None:
+    """Delete finished jobs (and their attempts) matching the filters; ``--older-than 7d``
+    deletes those created over a week ago (``--since 7d``: the ones of the last week)."""
     ctx = _Context(config_path, database)
     app = ctx.job_app()
     _bulk(app, "purge", list(states or ["succeeded", "failed", "cancelled"]), task, queue,
-          since, yes, app.store.purge)
+          since, yes, app.store.purge, older_than)
 
 
 @main.command()
 @_common
 @click.argument("action", type=click.Choice(["list", "pause", "resume"]), default="list")
 @click.argument("name", required=False)
+@click.option("--create", is_flag=True,
+              help="Pause or resume a queue no job or config has used yet.")
 @_json_option
 @_errors
 def queues(config_path: str | None, database: str | None, action: str, name: str | None,
-           as_json: bool) -> None:
+           create: bool, as_json: bool) -> None:
     """List queues with their limits and counts, or pause / resume one (persisted)."""
     ctx = _Context(config_path, database)
     app = ctx.job_app()
     if action != "list":
         if not name:
             raise _fail(f"name the queue: litejobs queues {action} NAME")
+        check_name("queue", name)
+        known = (set(app.store.stats()["queues"]) | {q for q, _ in app.store.queue_list()}
+                 | set(ctx.config.queues) | {t.defaults.queue for t in app.tasks.values()})
+        if name not in known and not create:
+            raise _fail(f"no queue named {name!r} has been used (known: "
+                        f"{', '.join(sorted(known)) or 'none'}); check the spelling, or pass "
+                        f"--create to {action} it before its first job")
         app.store.set_paused(name, action == "pause")
         if action == "resume":
             app.ring(b"e")
@@ -481,7 +626,7 @@ def queues(config_path: str | None, database: str | None, action: str, name: str
 
 @main.command()
 @_common
-@click.argument("job_id", type=int)
+@click.argument("job_id", type=_JOB_ID)
 @click.option("--app", "app_spec", help="Import path of the App (to check the task exists).")
 @_json_option
 @_errors

@@ -7,7 +7,6 @@ key and what is wrong.
 
 from __future__ import annotations
 
-import math
 import os
 import re
 from collections.abc import Mapping
@@ -15,6 +14,16 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from litejobs.errors import ConfigError
+from litejobs.validate import (
+    INT64_MAX,
+    MAX_WORKERS,
+    check_int,
+    check_name,
+    check_seconds,
+    parse_duration,
+    parse_rate,
+    parse_size,
+)
 
 __all__ = [
     "Config",
@@ -61,32 +70,6 @@ class Config:
     source: str | None = None
 
 
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
-_SIZES = {"": 1, "b": 1, "kb": 1000, "mb": 1000**2, "gb": 1000**3, "kib": 1024, "mib": 1024**2,
-          "gib": 1024**3, "k": 1024, "m": 1024**2, "g": 1024**3}
-
-
-def parse_duration(value: object, what: str = "duration") -> float:
-    """Seconds from a number or a string like ``"90"``, ``"30s"``, ``"15m"``, ``"7d"``."""
-    if isinstance(value, bool):
-        raise ValueError(f"{what} must be a number of seconds or a string like '7d', not {value}")
-    if isinstance(value, int | float):
-        seconds = float(value)
-    elif isinstance(value, str):
-        m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*", value)
-        if not m:
-            raise ValueError(f"{what} {value!r} is not a duration; write e.g. 30, '30s', '15m', "
-                             "'12h', '7d'")
-        seconds = float(m.group(1)) * _UNITS[m.group(2) or "s"]
-    else:
-        raise ValueError(f"{what} must be a number of seconds or a string like '7d'")
-    if not math.isfinite(seconds):
-        raise ValueError(f"{what} must be a finite number of seconds, not {value!r}")
-    if seconds < 0:
-        raise ValueError(f"{what} must not be negative")
-    return seconds
-
-
 def check_durability(value: str) -> str:
     """``value`` if it is a durability ("full" or "fast"); ValueError otherwise."""
     if value not in ("full", "fast"):
@@ -101,37 +84,6 @@ def database_path(path: str | os.PathLike[str]) -> str:
         raise ValueError(
             f"database must be a file path, not {raw!r}: workers in other processes share it")
     return os.path.abspath(raw)
-
-
-def parse_size(value: object, what: str = "size") -> int:
-    """Bytes from a number or a string like ``"512MB"`` (``"0"``: no limit)."""
-    if isinstance(value, bool):
-        raise ValueError(f"{what} must be a size like '512MB', not {value}")
-    if isinstance(value, int):
-        size = value
-    elif isinstance(value, str):
-        m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", value)
-        if not m or m.group(2).lower() not in _SIZES:
-            raise ValueError(f"{what} {value!r} is not a size; write e.g. '0', '512MB', '2GB'")
-        size = int(float(m.group(1)) * _SIZES[m.group(2).lower()])
-    else:
-        raise ValueError(f"{what} must be a size like '512MB'")
-    if size < 0:
-        raise ValueError(f"{what} must not be negative")
-    return size
-
-
-def parse_rate(value: str) -> tuple[int, float]:
-    """``"N/P"`` (P: s, m, h, or a number of seconds with a unit) → (N, seconds)."""
-    m = re.fullmatch(r"\s*(\d+)\s*/\s*(\d*(?:\.\d+)?)\s*(s|m|h|d)\s*", value)
-    if not m or int(m.group(1)) < 1:
-        raise ValueError(f"rate_limit {value!r} is not a rate; write N/s, N/m or N/h, e.g. "
-                         "'10/s'")
-    count = int(m.group(1))
-    period = float(m.group(2) or 1) * _UNITS[m.group(3)]
-    if period <= 0:
-        raise ValueError(f"rate_limit {value!r} has an empty period")
-    return count, period
 
 
 def _line_of(text: str, table: str | None, key: str) -> int | None:
@@ -161,12 +113,22 @@ class _Checker:
         line = _line_of(self.text, table, key)
         where = f"{self.path}:{line}" if line else self.path
         full = f"{table}.{key}" if table else key
+        if not full.isprintable():  # a control character would split the one-line message
+            full = full.encode("unicode_escape").decode("ascii")
         return ConfigError(f"{where}: key '{full}': {problem}")
 
-    def integer(self, table: str | None, key: str, value: object, low: int) -> int:
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise self.fail(table, key, f"must be a whole number >= {low}, not {value!r}")
-        return value
+    def integer(self, table: str | None, key: str, value: object, low: int,
+                high: int = INT64_MAX) -> int:
+        try:
+            return check_int(key, value, low, high)
+        except ValueError as exc:
+            raise self.fail(table, key, str(exc)) from None
+
+    def name(self, table: str | None, key: str, kind: str, value: object) -> str:
+        try:
+            return check_name(kind, value)
+        except ValueError as exc:
+            raise self.fail(table, key, str(exc)) from None
 
     def number(self, table: str | None, key: str, value: object, positive: bool = True) -> float:
         try:
@@ -193,14 +155,16 @@ def _from_mapping(data: Mapping[str, Any], path: str, text: str) -> dict[str, An
         if key not in _TOP_KEYS:
             raise c.fail(None, key, f"unknown key; known keys: {', '.join(sorted(_TOP_KEYS))}")
         if key in ("app", "database"):
-            if not isinstance(value, str) or not value:
-                raise c.fail(None, key, "must be a non-empty string")
+            if not isinstance(value, str) or not value or "\0" in value:
+                raise c.fail(None, key, "must be a non-empty string (without NUL)")
             if key == "app" and ":" not in value:
                 raise c.fail(None, key, f"{value!r} must look like 'package.module:attribute'")
             if key == "database" and not os.path.isabs(value):
                 value = os.path.join(os.path.dirname(path), value)
             out[key] = value
-        elif key in ("workers", "crash_limit"):
+        elif key == "workers":
+            out[key] = c.integer(None, key, value, 1, MAX_WORKERS)
+        elif key == "crash_limit":
             out[key] = c.integer(None, key, value, 1)
         elif key == "max_tasks_per_child":
             out[key] = c.integer(None, key, value, 0)
@@ -228,6 +192,7 @@ def _queues(c: _Checker, value: object) -> dict[str, QueueConfig]:
     out: dict[str, QueueConfig] = {}
     for name, table in value.items():
         where = f"queues.{name}"
+        c.name(None, where, "queue name", name)
         if not isinstance(table, dict):
             raise c.fail(None, where, "must be a table")
         for key in table:
@@ -254,6 +219,7 @@ def _cron(c: _Checker, value: object) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     for name, table in value.items():
         where = f"cron.{name}"
+        c.name(None, where, "cron entry name", name)
         if not isinstance(table, dict):
             raise c.fail(None, where, "must be a table")
         for key in table:
@@ -268,7 +234,7 @@ def _cron(c: _Checker, value: object) -> dict[str, dict[str, Any]]:
             raise c.fail(where, "args", "must be an array, e.g. args = [1, \"x\"]")
         if not isinstance(table.get("kwargs", {}), dict):
             raise c.fail(where, "kwargs", "must be a table, e.g. kwargs = { to = \"a@b.c\" }")
-        from litejobs.cron import entry_from_spec
+        from litejobs.cron import CronEntryError, entry_from_spec
 
         options = {k: v for k, v in table.items()
                    if k not in ("schedule", "task", "timezone", "args", "kwargs")}
@@ -276,20 +242,10 @@ def _cron(c: _Checker, value: object) -> dict[str, dict[str, Any]]:
             entry_from_spec(name, table["schedule"], table["task"],
                             table.get("timezone", "UTC"), table.get("args", []),
                             table.get("kwargs", {}), options, c.path)
-        except ValueError as exc:
-            raise c.fail(where, _cron_key(str(exc)), str(exc)) from None
+        except CronEntryError as exc:
+            raise c.fail(where, exc.key, str(exc)) from None
         out[name] = dict(table)
     return out
-
-
-def _cron_key(message: str) -> str:
-    """The key of a cron table a validation message is about (for its line number)."""
-    if "time zone" in message:
-        return "timezone"
-    for key in ("misfire", "overlap", "catchup", "priority", "queue"):
-        if f"{key} must" in message:
-            return key
-    return "schedule"
 
 
 def read_file(path: str) -> Config:
@@ -342,9 +298,7 @@ def load_config(
             continue
         try:
             if key == "workers":
-                overrides[key] = int(value)
-                if overrides[key] < 1:
-                    raise ValueError
+                overrides[key] = check_int(var, int(value), 1, MAX_WORKERS)
             elif key == "grace":
                 overrides[key] = parse_duration(value, var)
             elif key == "durability" and value not in ("full", "fast"):
@@ -353,14 +307,19 @@ def load_config(
                 overrides[key] = os.path.abspath(value)
             else:
                 overrides[key] = value
-        except ValueError:
+        except ValueError as exc:
+            detail = f" ({exc})" if str(exc) else ""
             raise ConfigError(f"environment variable {var}={value!r} is not valid for "
-                              f"'{key}'; fix or unset it") from None
-    for key, value in flags.items():
-        if value is not None:
+                              f"'{key}'{detail}; fix or unset it") from None
+    for key, flag in flags.items():
+        if flag is not None:
             if key == "database":
-                value = os.path.abspath(value)
-            overrides[key] = value
+                flag = os.path.abspath(flag)
+            elif key == "workers":
+                flag = check_int("--workers", flag, 1, MAX_WORKERS)
+            elif key == "grace":
+                flag = check_seconds("--grace", flag)
+            overrides[key] = flag
     return replace(config, **overrides)
 
 

@@ -23,7 +23,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-__all__ = ["MISFIRE", "OVERLAP", "CronEntry", "Schedule", "entry_from_spec"]
+from litejobs.validate import check_call_json, check_name, check_priority, check_seconds
+
+__all__ = ["MISFIRE", "OVERLAP", "CronEntry", "CronEntryError", "Schedule", "entry_from_spec"]
 
 MISFIRE = ("latest", "skip", "all")
 OVERLAP = ("skip", "allow", "queue")
@@ -180,40 +182,69 @@ class CronEntry:
 _OPTION_KEYS = {"queue", "priority", "misfire", "catchup", "overlap"}
 
 
+class CronEntryError(ValueError):
+    """An invalid cron entry; ``key`` is the setting at fault (for a config file's line)."""
+
+    def __init__(self, message: str, key: str) -> None:
+        super().__init__(message)
+        self.key = key
+
+
 def entry_from_spec(name: str, schedule: str, task: str, timezone: str, args: Sequence[Any],
                     kwargs: Mapping[str, Any], options: Mapping[str, Any],
                     source: str = "@app.cron") -> CronEntry:
-    """Validate one entry; ``ValueError`` names the entry and the problem."""
+    """Validate one entry, its arguments and options included (so a bad one is refused by
+    ``check`` and at start, never at its first fire); ``CronEntryError`` (a ValueError) names
+    the entry, the key and the problem."""
     where = f"cron entry {name!r} ({source})"
+
+    def bad(key: str, problem: str) -> CronEntryError:
+        return CronEntryError(f"{where}: {problem}", key)
+
+    try:
+        check_name("cron entry name", name)
+        check_name("task name", task)
+    except ValueError as exc:
+        raise bad("task", str(exc)) from None
+    if not isinstance(schedule, str):
+        raise bad("schedule", f"schedule must be a string like '0 7 * * *', not {schedule!r}")
+    if not isinstance(timezone, str):
+        raise bad("timezone", f"timezone must be a string like 'Europe/Berlin', not "
+                  f"{timezone!r}")
     try:
         sched = Schedule(schedule, timezone)
     except ValueError as exc:
-        raise ValueError(f"{where}: {exc}") from None
+        raise bad("timezone" if "time zone" in str(exc) else "schedule", str(exc)) from None
     unknown = set(options) - _OPTION_KEYS
     if unknown:
-        raise ValueError(f"{where}: unknown option(s) {', '.join(sorted(unknown))}; known: "
-                         f"{', '.join(sorted(_OPTION_KEYS))}")
+        raise bad(sorted(unknown)[0], f"unknown option(s) {', '.join(sorted(unknown))}; "
+                  f"known: {', '.join(sorted(_OPTION_KEYS))}")
     misfire = options.get("misfire", "latest")
     if misfire not in MISFIRE:
-        raise ValueError(f"{where}: misfire must be one of {', '.join(MISFIRE)}, not "
-                         f"{misfire!r}")
+        raise bad("misfire", f"misfire must be one of {', '.join(MISFIRE)}, not {misfire!r}")
     overlap = options.get("overlap", "skip")
     if overlap not in OVERLAP:
-        raise ValueError(f"{where}: overlap must be one of {', '.join(OVERLAP)}, not "
-                         f"{overlap!r}")
-    catchup = options.get("catchup", 3600)
-    if isinstance(catchup, bool) or not isinstance(catchup, int | float) or catchup < 0:
-        raise ValueError(f"{where}: catchup must be a number of seconds >= 0, not {catchup!r}")
-    if not isinstance(args, list | tuple):
-        raise ValueError(f"{where}: args must be a list")
-    if not isinstance(kwargs, Mapping):
-        raise ValueError(f"{where}: kwargs must be a table")
+        raise bad("overlap", f"overlap must be one of {', '.join(OVERLAP)}, not {overlap!r}")
+    try:
+        catchup = check_seconds("catchup", options.get("catchup", 3600))
+    except ValueError as exc:
+        raise bad("catchup", str(exc)) from None
+    why = check_call_json(args, kwargs)
+    if why is not None:
+        raise bad("kwargs" if why.startswith("kwargs") else "args",
+                  f"{why}; cron arguments must be JSON values (str, int, float, bool, list, "
+                  "table; no dates, NaN or infinity)")
     priority = options.get("priority")
-    if priority is not None and (isinstance(priority, bool) or not isinstance(priority, int)
-                                 or not -100 <= priority <= 100):
-        raise ValueError(f"{where}: priority must be a whole number from -100 to 100")
+    if priority is not None:
+        try:
+            check_priority(priority)
+        except ValueError as exc:
+            raise bad("priority", str(exc)) from None
     queue = options.get("queue")
-    if queue is not None and (not isinstance(queue, str) or not queue):
-        raise ValueError(f"{where}: queue must be a non-empty string")
+    if queue is not None:
+        try:
+            check_name("queue", queue)
+        except ValueError as exc:
+            raise bad("queue", str(exc)) from None
     return CronEntry(name, sched, task, tuple(args), dict(kwargs), queue, priority, misfire,
-                     float(catchup), overlap, source)
+                     catchup, overlap, source)

@@ -65,9 +65,19 @@ def sources(target: State) -> tuple[State, ...]:
     return tuple(s for s, targets in TRANSITIONS.items() if target in targets)
 
 
+_LATEST = datetime.max.replace(tzinfo=UTC)
+_EARLIEST = datetime.min.replace(tzinfo=UTC)
+
+
 def to_datetime(ts: float | None) -> datetime | None:
-    """A stored UTC timestamp as an aware datetime."""
-    return None if ts is None else datetime.fromtimestamp(ts, UTC)
+    """A stored UTC timestamp as an aware datetime (one a datetime cannot show, written
+    before enqueue bounded run_at to year 9999, is clamped rather than raising)."""
+    if ts is None:
+        return None
+    try:
+        return datetime.fromtimestamp(ts, UTC)
+    except (OverflowError, ValueError, OSError):
+        return _EARLIEST if ts < 0 else _LATEST
 
 
 def iso(ts: float | None) -> str | None:

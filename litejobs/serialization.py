@@ -9,7 +9,8 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["PayloadTooLarge", "dump_batch", "dump_call", "dump_result", "encode", "load"]
+__all__ = ["PayloadTooLarge", "dump_batch", "dump_call", "dump_result", "encode", "load",
+           "why_not_json"]
 
 _encoder = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
 
@@ -55,7 +56,8 @@ def encode(value: Any) -> str:
     return _encoder.encode(value)
 
 
-def _why(value: Any) -> str | None:
+def why_not_json(value: Any) -> str | None:
+    """Why JSON as litejobs stores it cannot carry ``value`` (None: it can)."""
     try:
         _dump(value).encode()  # a lone surrogate ("\udcff" from a file name) is not UTF-8
     except (TypeError, ValueError, RecursionError) as exc:
@@ -90,7 +92,7 @@ def dump_call(
         size = (len(a) if a.isascii() else len(a.encode())) + len(k.encode())
     except (TypeError, ValueError, RecursionError):
         for i, value in enumerate(args):
-            why = _why(value)
+            why = why_not_json(value)
             if why is not None:
                 label = f"argument {names[i]!r} (position {i})" if i < len(names) else (
                     f"positional argument {i}"
@@ -103,7 +105,7 @@ def dump_call(
         for name, value in kwargs.items():
             if not isinstance(name, str):
                 raise TypeError(f"task {task!r}: keyword names must be str, got {name!r}") from None
-            why = _why(value)
+            why = why_not_json(value)
             if why is not None:
                 raise TypeError(
                     f"task {task!r}: argument {name!r} cannot be stored as JSON: {why}. Pass "

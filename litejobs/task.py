@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import math
 import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -36,10 +37,16 @@ class Backoff:
     jitter: bool = True
 
     def __post_init__(self) -> None:
-        if self.base < 0 or self.factor < 1 or self.max < 0:
+        from litejobs.validate import MAX_SECONDS
+
+        values = (self.base, self.factor, self.max)
+        if not all(isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+                   for v in values) or not (
+                0 <= self.base <= MAX_SECONDS and self.factor >= 1 and
+                0 <= self.max <= MAX_SECONDS):
             raise ValueError(
-                f"Backoff needs base >= 0, factor >= 1 and max >= 0; got base={self.base}, "
-                f"factor={self.factor}, max={self.max}"
+                "Backoff needs finite numbers: base and max from 0 to 100 years of seconds, "
+                f"factor >= 1; got base={self.base!r}, factor={self.factor!r}, max={self.max!r}"
             )
 
     def delay(self, k: int) -> float:
