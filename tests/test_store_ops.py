@@ -4,6 +4,7 @@ typed protocols a second store implements."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from types import SimpleNamespace
@@ -119,3 +120,62 @@ def test_bulk_cancel_from_the_cli_stops_the_running_job(start_supervisor, app, t
     assert joblog.ends(long.id) == []
     assert tasks.add.enqueue(2, 2).result(timeout=15) == 4  # the pool was refilled
     assert sup.running()
+
+
+# --- D. a database file deleted or replaced under an open connection ------------------------
+
+
+def test_file_changed_notices_a_deleted_file(app, db_path) -> None:
+    """`rm jobs.db` while the store has it open: file_changed says "deleted"; once a producer
+    makes a new file at the path, it says "replaced"."""
+    store = app.store
+    assert store.file_changed() is None  # nothing opened in this thread yet
+    job = app.enqueue("basic.add", args=[1, 2])
+    assert store.file_changed() is None
+    for suffix in ("", "-wal", "-shm"):
+        os.unlink(f"{db_path}{suffix}")
+    message = store.file_changed()
+    assert message is not None and "deleted" in message and str(db_path) in message, message
+    assert store.get_job(job.id) is not None  # the old connection still reads the orphan
+    fresh = litejobs.App(db_path)
+    assert fresh.enqueue("basic.add", args=[3, 4]).id == 1  # a new, empty file
+    message = store.file_changed()
+    assert message is not None and "replaced by another file" in message, message
+    assert fresh.store.file_changed() is None
+    fresh.store.close()
+
+
+def test_file_changed_notices_a_replaced_file_and_not_its_own_writes(app, db_path,
+                                                                     tmp_path) -> None:
+    """A restore that renames another file over the path is "replaced"; the store's own
+    writes, checkpoints and VACUUM (same inode) are not a change."""
+    store = app.store
+    app.enqueue_many([litejobs.Prepared("basic.add", (i, i), {}) for i in range(2000)])
+    store.checkpoint(truncate=True)
+    store.connection().execute("VACUUM")
+    assert store.file_changed() is None
+    other = tmp_path / "restored.db"
+    restored = litejobs.App(other)
+    restored.enqueue("basic.add", args=[1, 1])
+    restored.store.close()
+    os.replace(other, db_path)
+    message = store.file_changed()
+    assert message is not None and "replaced by another file" in message, message
+    store.close()
+    # SQLite does not checkpoint a moved file on close: its WAL stays at the path, and the
+    # next opener would replay it over the restored file. Whoever restores removes it.
+    assert os.path.getsize(f"{db_path}-wal") > 0
+    for suffix in ("-wal", "-shm"):
+        os.unlink(f"{db_path}{suffix}")
+    assert [r["args"] for r in store.list_jobs()] == ["[1,1]"]  # a new connection, new file
+    assert store.file_changed() is None
+
+
+def test_file_changed_in_a_forked_child_is_about_its_own_connection(app, db_path) -> None:
+    """A forked child never uses its parent's connection: it has nothing opened yet."""
+    app.enqueue("basic.add", args=[1, 2])
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0 if app.store.file_changed() is None else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0

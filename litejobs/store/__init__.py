@@ -150,6 +150,15 @@ def _disk_full(path: str) -> bool:
     return free * st.f_frsize < FULL_BELOW or (st.f_files > 0 and st.f_favail == 0)
 
 
+def _file_id(path: str) -> tuple[int, int] | None:
+    """The (device, inode) of the file at ``path``; None when nothing is there."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
 def _storage_error(path: str, exc: apsw.Error) -> StorageError:
     if isinstance(exc, apsw.FullError) or (
             isinstance(exc, apsw.IOError)
@@ -217,10 +226,31 @@ class Store:
         conn, local.waiter = self._open()
         local.conn = conn
         local.pid = os.getpid()
+        local.file_id = _file_id(self.path)
         # Queue rows this connection has seen committed; they are never deleted, so inserts
         # skip the INSERT OR IGNORE for them.
         local.queues = set()
         return conn
+
+    def file_changed(self) -> str | None:
+        """None while the path still names the file this thread's connection opened; else
+        what happened to it ("deleted" or "replaced by another file"), in a sentence.
+
+        One ``stat``: cheap enough to call every few seconds. A connection keeps using a file
+        deleted or replaced under it, while new producers create and use a new file at the
+        path; the supervisor calls this to notice and stop serving the orphan.
+        """
+        opened: tuple[int, int] | None = getattr(self._local, "file_id", None)
+        if opened is None or self._local.pid != os.getpid():
+            return None  # nothing opened here yet: whatever is at the path is what we'll use
+        now = _file_id(self.path)
+        if now == opened:
+            return None
+        if now is None:
+            return (f"{self.path} was deleted after this process opened it; new jobs go to a "
+                    "new file at that path, which this process does not see")
+        return (f"{self.path} was replaced by another file after this process opened it; new "
+                "jobs go to that file, which this process does not see")
 
     def close(self) -> None:
         """Close this thread's connection (others close when their threads end)."""
@@ -228,6 +258,7 @@ class Store:
         if conn is not None and self._local.pid == os.getpid():
             conn.close()
         self._local.conn = None
+        self._local.file_id = None
 
     def _open(self) -> tuple[apsw.Connection, _Waiter]:
         path = self.path
