@@ -16,11 +16,20 @@ total rate by a third to a half; with 10 ms the rate is unchanged and the slowes
 from ~60 to ~14 ms (p99 21 → 12 ms with synchronous FULL).
 
 Each connection that has met a locked file owns a slot in a small file shared by every process
-on the database (``turns`` in the directory of the doorbell sockets, mapped into memory): when
-it began waiting, when it last looked, and a starving flag that arriving writers check with one
-comparison. A waiter refreshes its slot as it waits, so the slot of a process that died or
-froze is passed over after ``STALE`` seconds (and cleared once its owner is gone: slots are
-owned through a POSIX lock on one byte each, which the kernel drops when the owner dies).
+on the database (``turns`` in the directory of the doorbell sockets): when it began waiting,
+when it last looked, and a starving flag that arriving writers check with one read. A waiter
+refreshes its slot as it waits, so the slot of a process that died or froze is passed over
+after ``STALE`` seconds (and cleared once its owner is gone: slots are owned through a POSIX
+lock on one byte each, which the kernel drops when the owner dies).
+
+Nothing read from the file is trusted: it may be left from before a reboot (times from another
+boot's clock), damaged, or cut short. A mark is live only if its times make sense (began before
+last seen, last seen within ``STALE`` and not in the future); any other is passed over and
+cleared once no process owns its slot. The file is read and written with pread/pwrite, not
+mapped: a mapping of a file someone truncates kills its process with SIGBUS at the next touch,
+while a short read is just zeros (idle). One pread per write costs ~0.6 µs, far below a commit.
+It is opened without following symbolic links, and only if it is a regular file of ours with
+one name, in a directory only we can write (bell.prepare_dir).
 
 Turns only order litejobs' writers among themselves: the lock is still SQLite's, so a writer
 without a slot (the file cannot be created, every slot is taken) or outside litejobs (the
@@ -30,13 +39,16 @@ without a slot (the file cannot be created, every slot is taken) or outside lite
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
-import mmap
 import os
+import stat
 import struct
 import threading
 import time
 import weakref
+
+from litejobs.bell import prepare_dir, warn_unsafe
 
 __all__ = ["Turns"]
 
@@ -60,14 +72,17 @@ _ZERO = bytes(_SLOT.size)
 
 
 class _Shared:
-    """This process's mapping of one turns file, and the slots its connections own."""
+    """This process's descriptor of one turns file, and the slots its connections own."""
 
     def __init__(self, path: str) -> None:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        # O_NOFOLLOW: a link planted in place of the file must not lead our writes elsewhere.
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
         try:
-            if os.fstat(fd).st_size < _SIZE:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid() or st.st_nlink != 1:
+                raise ValueError(f"{path} is not a regular file of this user with one name")
+            if st.st_size < _SIZE:
                 os.ftruncate(fd, _SIZE)
-            self.map = mmap.mmap(fd, _SIZE)
         except BaseException:
             os.close(fd)
             raise
@@ -76,6 +91,19 @@ class _Shared:
         self.fd = fd
         self.owned: set[int] = set()
         self.lock = threading.Lock()
+
+    def read(self, offset: int, size: int) -> bytes:
+        """``size`` bytes at ``offset``, zeros past the end of a file cut short."""
+        try:
+            data = os.pread(self.fd, size, offset)
+        except OSError:
+            return bytes(size)
+        return data if len(data) == size else data.ljust(size, b"\0")
+
+    def write(self, offset: int, data: bytes) -> None:
+        # The file only orders writers: one that cannot be written leaves them unordered.
+        with contextlib.suppress(OSError):
+            os.pwrite(self.fd, data, offset)
 
     def _own(self, i: int) -> bool:
         """Take slot ``i``'s byte lock; False while another process holds it."""
@@ -86,8 +114,8 @@ class _Shared:
         return True
 
     def _clear(self, i: int) -> None:
-        self.map[i * _SLOT.size:(i + 1) * _SLOT.size] = _ZERO
-        self.map[_SLOTS_END + i] = 0
+        self.write(i * _SLOT.size, _ZERO)
+        self.write(_SLOTS_END + i, b"\0")
 
     def _release(self, i: int) -> None:
         """Clear slot ``i``'s marks and let go of its byte lock."""
@@ -128,7 +156,7 @@ def _shared_for(path: str) -> _Shared:
     pid = os.getpid()
     with _shared_lock:
         got = _shared.get(path)
-        if got is None or got[0] != pid:  # a forked child maps the file, and owns slots, anew
+        if got is None or got[0] != pid:  # a forked child opens the file, and owns slots, anew
             _shared[path] = got = (pid, _Shared(path))
         return got[1]
 
@@ -138,7 +166,6 @@ class Turns:
 
     def __init__(self, shared: _Shared, slot: int) -> None:
         self.shared = shared
-        self.map = shared.map
         self.slot = slot
         self.offset = slot * _SLOT.size
         self.flag = _SLOTS_END + slot
@@ -149,18 +176,25 @@ class Turns:
     @classmethod
     def open(cls, directory: str) -> Turns | None:
         """A slot in ``directory``'s turns file, or None if there is none to have (writes then
-        go without turns)."""
+        go without turns): none free, or the directory or file is unsafe (logged once)."""
+        path = os.path.join(directory, "turns")
         try:
-            os.makedirs(directory, mode=0o700, exist_ok=True)
-            shared = _shared_for(os.path.join(directory, "turns"))
-        except (OSError, ValueError):
+            if not prepare_dir(directory):
+                return None
+            shared = _shared_for(path)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:  # O_NOFOLLOW met a link where the file should be
+                warn_unsafe(path, f"{path} is a symbolic link")
+            return None
+        except ValueError as exc:
+            warn_unsafe(path, str(exc))
             return None
         slot = shared.take()
         return None if slot is None else cls(shared, slot)
 
     def someone_starving(self) -> bool:
-        """Whether any writer is marked starving: one comparison, cheap enough for every write."""
-        return self.map[_SLOTS_END:_SIZE] != _NONE_STARVING
+        """Whether any writer is marked starving: one read, cheap enough for every write."""
+        return not _NONE_STARVING.startswith(self.shared.read(_SLOTS_END, SLOTS))
 
     def wait(self, deadline: float) -> bool:
         """Count as waiting from now (if not yet) and hold back while a starving writer that
@@ -171,10 +205,10 @@ class Turns:
         if not self.since:
             self.since = now
         while True:
-            _SLOT.pack_into(self.map, self.offset, self.since, now)
+            self.shared.write(self.offset, _SLOT.pack(self.since, now))
             if not self.starving and now - self.since >= STARVE:
                 self.starving = True
-                self.map[self.flag] = 1
+                self.shared.write(self.flag, b"\1")
             if not self._behind(now) or now >= deadline:
                 return self.starving
             time.sleep(BEHIND_PAUSE)
@@ -184,23 +218,28 @@ class Turns:
         """No longer waiting: this writer holds the lock, or gave up."""
         if self.since:
             self.since = 0.0
-            self.map[self.offset:self.offset + _SLOT.size] = _ZERO
+            self.shared.write(self.offset, _ZERO)
         if self.starving:
             self.starving = False
-            self.map[self.flag] = 0
+            self.shared.write(self.flag, b"\0")
 
     def _behind(self, now: float) -> bool:
         """Whether a live starving writer goes before this one."""
-        if not self.someone_starving():
+        data = self.shared.read(0, _SIZE)
+        flags = data[_SLOTS_END:]
+        if flags == _NONE_STARVING:
             return False
         mine = (self.since, self.slot)
         ahead = False
-        slots = self.map[:_SLOTS_END]
-        for i, flag in enumerate(self.map[_SLOTS_END:_SIZE]):
+        for i, flag in enumerate(flags):
             if not flag or i == self.slot:
                 continue
-            since, seen = _SLOT.unpack_from(slots, i * _SLOT.size)
-            if now - seen >= STALE:
+            since, seen = _SLOT.unpack_from(data, i * _SLOT.size)
+            # Live only if the times make sense (NaN fails every comparison): a mark last seen
+            # in the future (another boot's clock, garbage) would otherwise hold every writer
+            # back until its busy deadline. Another process may have written its mark just
+            # after this one read the clock, hence the margin.
+            if not (0.0 < since <= seen and now - STALE < seen <= now + STALE):
                 self.shared.clear_if_dead(i)
             elif not self.starving or (since, i) < mine:
                 ahead = True
