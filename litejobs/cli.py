@@ -203,6 +203,10 @@ def _startup(ctx: _Context, need_app: bool = True) -> tuple[str, App | None, lis
     return path, app, entries
 
 
+def _secs(value: float) -> str:
+    return f"{value:.0f}s" if value >= 1 else f"{value:g}s"
+
+
 def _window_warnings(app: App, retention: float) -> list[str]:
     """Tasks whose idempotency window outlasts ``retention``: pruning deletes a finished job
     while its key should still return it, so a later enqueue runs again."""
@@ -210,8 +214,8 @@ def _window_warnings(app: App, retention: float) -> list[str]:
     for name, t in sorted(app.tasks.items()):
         window = t.defaults.unique_for
         if window is not None and window > retention:
-            out.append(f"task {name}: unique_for={window:g}s is longer than retention="
-                       f"{retention:g}s; finished jobs are pruned after retention, so a key "
+            out.append(f"task {name}: unique_for={_secs(window)} is longer than retention="
+                       f"{_secs(retention)}; finished jobs are pruned after retention, so a key "
                        "repeated after that runs again. Raise retention or lower unique_for")
     return out
 
@@ -245,7 +249,8 @@ def run(config_path: str | None, database: str | None, app_spec: str | None,
     assert app is not None
     config = replace(ctx.config, database=path)
     assert ctx.app_spec is not None
-    queue_list = [q.strip() for q in queues.split(",") if q.strip()] if queues else None
+    queue_list = ([check_name("--queues name", q.strip()) for q in queues.split(",")
+                   if q.strip()] if queues else None)
     supervisor = Supervisor(app, ctx.app_spec, config, queue_list)
     # Workers import the app while the file is checked (quick_check reads all of it).
     supervisor.spawn_workers()

@@ -248,7 +248,7 @@ def test_check_warns_when_retention_is_shorter_than_unique_for(clean_env) -> Non
     assert result.exit_code == 0, result.output
     warning = [line for line in result.stderr.splitlines() if "w.once" in line]
     assert len(warning) == 1, result.stderr
-    assert "unique_for=2.592e+06s" in warning[0] and "retention=604800s" in warning[0]
+    assert "unique_for=2592000s" in warning[0] and "retention=604800s" in warning[0]
     sys.modules.pop("windowapp", None)
 
 
