@@ -26,6 +26,7 @@ from litejobs.cron import CronEntry
 from litejobs.errors import LitejobsError
 from litejobs.job import Job, iso
 from litejobs.store import Store
+from litejobs.task import CallOptions, Prepared
 from litejobs.ticker import build_entries
 from litejobs.validate import INT64_MAX, MAX_WORKERS, check_name
 from litejobs.worker import load_app
@@ -198,6 +199,14 @@ def _startup(ctx: _Context, need_app: bool = True) -> tuple[str, App | None, lis
         return path, None, []
     app = ctx.app()
     entries = build_entries(app)
+    for e in entries:  # what the first fire will build, built now (payload cap, task defaults)
+        t = app.tasks[e.task]
+        try:
+            app.build_job(Prepared(e.task, e.args, e.kwargs,
+                                   CallOptions(queue=e.queue, priority=e.priority),
+                                   t.defaults, t.param_names), time.time())
+        except (TypeError, ValueError) as exc:
+            raise _fail(f"cron entry {e.name!r} ({e.source}): {exc}") from None
     for warning in _window_warnings(app, ctx.config.retention):
         click.echo(f"warning: {warning}", err=True)
     return path, app, entries

@@ -366,3 +366,23 @@ def test_purge_since_says_it_matches_the_newest(app, clean_env) -> None:
     assert "created since" in result.output and "the newest" in result.output
     assert "--older-than 7d" in result.output
     assert app.store.count_matching(["cancelled"]) == 2
+
+
+def test_check_and_run_refuse_cron_arguments_over_the_payload_cap(clean_env) -> None:
+    """An entry whose arguments pass JSON but not the app's max_payload is refused at start,
+    not at its first fire."""
+    app_file = clean_env / "bigcron.py"
+    app_file.write_text(textwrap.dedent(f"""
+        import litejobs
+        app = litejobs.App({str(clean_env / "jobs.db")!r}, max_payload=100)
+
+        @app.cron("@daily", name="big", args=["x" * 500])
+        def big(text: str) -> None:
+            pass
+    """))
+    for command in ("check", "run"):
+        proc = run_litejobs(command, "--app", f"{app_file}:app", cwd=clean_env)
+        assert proc.returncode != 0 and "Traceback" not in proc.stderr, proc.stderr
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1 and "cron entry 'big'" in lines[0] and "100 bytes" in lines[0], (
+            lines)
