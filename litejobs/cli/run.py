@@ -1,0 +1,53 @@
+"""``litejobs run``: the supervisor."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from dataclasses import replace
+
+import click
+
+from litejobs.cli.common import Context, common_options, errors
+from litejobs.cli.startup import startup
+from litejobs.store import Store
+from litejobs.validate import MAX_WORKERS, check_name
+
+__all__ = ["run"]
+
+
+@click.command()
+@common_options
+@click.option("--app", "app_spec", help="Import path of the App, module:attr (or file.py:attr).")
+@click.option("--workers", type=click.IntRange(1, MAX_WORKERS),
+              help="Worker processes (default 2).")
+@click.option("--queues", help="Serve only these queues, comma-separated (default: all).")
+@click.option("--grace", type=float, help="Seconds running jobs get on SIGTERM (default 30).")
+@click.option("-v", "--verbose", is_flag=True, help="Log debug messages.")
+@errors
+def run(config_path: str | None, database: str | None, app_spec: str | None,
+        workers: int | None, queues: str | None, grace: float | None, verbose: bool) -> None:
+    """Run the supervisor: a pool of workers, the cron ticker and maintenance."""
+    from litejobs.supervisor import Supervisor
+
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(asctime)s litejobs[%(process)d] %(levelname)s %(message)s")
+    if verbose:
+        os.environ.setdefault("LITEJOBS_DEBUG", "1")
+    ctx = Context(config_path, database, app_spec, workers=workers, grace=grace)
+    path, app, _ = startup(ctx)
+    assert app is not None
+    config = replace(ctx.config, database=path)
+    assert ctx.app_spec is not None
+    queue_list = ([check_name("--queues name", q.strip()) for q in queues.split(",")
+                   if q.strip()] if queues else None)
+    supervisor = Supervisor(app, ctx.app_spec, config, queue_list)
+    # Workers import the app while the file is checked (quick_check reads all of it).
+    supervisor.spawn_workers()
+    try:
+        Store(path).verify()
+    except BaseException:
+        supervisor.abandon()
+        raise
+    sys.exit(supervisor.run())
