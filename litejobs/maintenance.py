@@ -1,4 +1,4 @@
-"""Maintenance: rescue, prune, and the retry rule they share with the supervisor.
+"""Maintenance: rescue and prune (the retry rule they apply lives in ``litejobs.retry``).
 
 Each function runs one batch inside the caller's write transaction and returns a count, so the
 supervisor's loop stays a thin wrapper and tests drive them with any ``now``.
@@ -10,63 +10,16 @@ import logging
 import os
 import socket
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
-from litejobs.errors import JobTimeout, WorkerDied
+from litejobs.errors import WorkerDied
+from litejobs.retry import Failure, after_error
 from litejobs.store import Tx, sent_order
-from litejobs.task import Backoff, Task
+from litejobs.task import Task
 
 __all__ = ["Failure", "after_error", "prune", "rescue_dead_supervisors", "rescue_expired"]
 
 log = logging.getLogger("litejobs")
-_DEFAULT_BACKOFF = Backoff()
-
-
-@dataclass(frozen=True, slots=True)
-class Failure:
-    """What to record for an attempt that ended in an error."""
-
-    error: str
-    retry_at: float | None  # None: the job is failed for good
-
-
-def after_error(
-    *,
-    task: Task[Any, Any] | None,
-    error: str,
-    error_type: type[BaseException],
-    attempt: int,
-    interrupts: int,
-    max_attempts: int,
-    crashes: int,
-    crash_limit: int,
-    now: float,
-    crashed: bool,
-) -> Failure:
-    """The retry rule for errors the supervisor sees (timeouts, deaths, rescues).
-
-    A job runs at most ``max_attempts`` counted times (drain interruptions do not count);
-    ``retry_on`` decides which errors are retried; a crash (``WorkerDied``) is retried at once
-    rather than after a back-off, since the pool — not the job's input — is what failed, until
-    the job has killed ``crash_limit`` workers.
-    """
-    counted = attempt - interrupts
-    if crashed and crashes + 1 >= crash_limit:
-        return Failure(
-            f"{error}; its worker died {crashes + 1} times (crash_limit={crash_limit}), so the "
-            "job is failed instead of crash-looping the pool", None)
-    retry_on: tuple[type[BaseException], ...] = (Exception,) if task is None else (
-        task.defaults.retry_on
-    )
-    if not issubclass(error_type, retry_on):
-        return Failure(error, None)
-    if counted >= max_attempts:
-        return Failure(error, None)
-    if crashed:
-        return Failure(error, now)
-    backoff = _DEFAULT_BACKOFF if task is None else task.defaults.backoff
-    return Failure(error, now + backoff.delay(counted))
 
 
 def _rescue(tx: Tx, rows: Sequence[Mapping[str, Any]], tasks: Mapping[str, Task[Any, Any]],
@@ -149,8 +102,3 @@ def rescue_dead_supervisors(tx: Tx, now: float, me: str, tasks: Mapping[str, Tas
 def prune(tx: Tx, now: float, retention: float, limit: int = 500) -> int:
     """Delete one batch of terminal jobs that finished more than ``retention`` seconds ago."""
     return tx.prune(now - retention, limit)
-
-
-def timeout_error(attempt: int, timeout: float | None) -> tuple[str, type[BaseException]]:
-    return (f"JobTimeout: attempt {attempt} ran past its timeout of {timeout:g} s and its worker "
-            "was stopped", JobTimeout)

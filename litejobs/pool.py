@@ -14,6 +14,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
+from litejobs import protocol
+
 __all__ = ["Assignment", "Pool", "WorkerProcess", "describe_exit"]
 
 # A fresh interpreter per worker: it never inherits a SQLite connection or a lock.
@@ -34,6 +36,8 @@ class Assignment:
     started: float  # wall clock, stored in the attempt row
     deadline: float | None  # monotonic; None without a timeout
     timeout: float | None
+    #: No longer ours (cancelled or rescued) while sent ahead: asked back, alone.
+    withdrawn: bool = False
 
 
 @dataclass(slots=True)
@@ -44,7 +48,7 @@ class WorkerProcess:
     name: str  # the leased_by value of its jobs
     to_worker: int
     from_worker: int
-    buffer: bytearray = field(default_factory=bytearray)
+    reader: protocol.Reader = field(default_factory=protocol.Reader)
     #: Bytes for the worker that its pipe has not taken yet (see ``Pool.send``).
     outbox: bytearray = field(default_factory=bytearray)
     ready: bool = False
@@ -56,8 +60,10 @@ class WorkerProcess:
     done: int = 0
     #: Moving average of its recent jobs' run times: prefetch only feeds quick workers.
     pace: float = 0.1
-    #: A revoke of its backlog is on its way; nothing more is sent ahead until the answer.
-    revoking: bool = False
+    #: Revokes on their way, not yet answered; nothing more is sent ahead until the answers.
+    revoking: int = 0
+    #: Why its messages can no longer be read (it broke the protocol); None while healthy.
+    broken: str | None = None
 
     @property
     def pid(self) -> int:
@@ -99,9 +105,11 @@ def describe_exit(code: int | None) -> str:
 class Pool:
     """Starts workers for an app spec; the supervisor drives everything else."""
 
-    def __init__(self, app_spec: str, prefix: str) -> None:
+    def __init__(self, app_spec: str, prefix: str,
+                 frame_limit: int = protocol.MAX_FRAME) -> None:
         self.app_spec = app_spec
         self.prefix = prefix
+        self.frame_limit = frame_limit
         self.workers: dict[int, WorkerProcess] = {}
         self._env = dict(os.environ, LITEJOBS_SYS_PATH=json.dumps(sys.path))
 
@@ -125,7 +133,8 @@ class Pool:
             fcntl.fcntl(down_w, fcntl.F_SETPIPE_SZ, 1 << 20)
         os.set_inheritable(down_w, False)
         os.set_inheritable(up_r, False)
-        w = WorkerProcess(proc, f"{self.prefix}:w{proc.pid}", down_w, up_r)
+        w = WorkerProcess(proc, f"{self.prefix}:w{proc.pid}", down_w, up_r,
+                          reader=protocol.Reader(self.frame_limit))
         self.workers[proc.pid] = w
         return w
 
@@ -152,30 +161,36 @@ class Pool:
             return False
         return True
 
-    def read(self, w: WorkerProcess) -> list[Any]:
-        """Every complete message the worker has sent; ``[]`` when none is pending."""
+    def read(self, w: WorkerProcess) -> list[dict[str, Any]]:
+        """Every complete message the worker has sent; ``[]`` when none is pending. A worker
+        that broke the protocol gets ``broken`` set (end it: nothing more it says can be
+        trusted); the messages before the bad one are still returned."""
         if w.from_worker < 0:
             return []
+        chunks: list[bytes] = []
         try:
             while True:
                 chunk = os.read(w.from_worker, 1 << 16)
                 if not chunk:
                     break
-                w.buffer += chunk
+                chunks.append(chunk)
         except (BlockingIOError, InterruptedError):
             pass
         except OSError:
             pass
-        out: list[Any] = []
-        if b"\n" not in w.buffer:
-            return out
-        *lines, rest = bytes(w.buffer).split(b"\n")
-        w.buffer = bytearray(rest)
-        w.last_seen = time.monotonic()
-        for line in lines:
-            if line == b"h":
-                continue
-            out.append(json.loads(line))
+        if not chunks:
+            return []
+        out: list[dict[str, Any]] = []
+        try:
+            frames = w.reader.feed(b"".join(chunks) if len(chunks) > 1 else chunks[0])
+            if frames:
+                w.last_seen = time.monotonic()
+            for payload in frames:
+                msg = protocol.decode_report(payload)
+                if msg is not None:
+                    out.append(msg)
+        except protocol.ProtocolError as exc:
+            w.broken = w.broken or str(exc)
         return out
 
     def retire(self, w: WorkerProcess) -> None:

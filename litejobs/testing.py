@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from litejobs import protocol, retry
 from litejobs.app import App
 from litejobs.store import QueueLimits, Row, Tx
 from litejobs.worker import run_job
@@ -78,11 +79,11 @@ def run_until_idle(app: App, *, clock: Clock | None = None,
         if not rows:
             break
         row = rows[0]
-        msg = {"id": row["id"], "task": row["task"], "attempt": row["attempt"],
-               "queue": row["queue"], "scheduled_at": row["scheduled_at"],
-               "max_attempts": row["max_attempts"], "interrupts": row["interrupts"],
-               "args": json.loads(row["args"]), "kwargs": json.loads(row["kwargs"])}
-        outcome = json.loads(run_job(app, msg))
+        # The frames a worker receives and sends, decoded by the code a worker runs.
+        msg = protocol.decode_job(protocol.encode_job(row)[4:])
+        assert isinstance(msg, protocol.JobMessage)
+        outcome = protocol.decode_report(run_job(app, msg)[4:])
+        assert outcome is not None
         finished = now_of()
         job_id, attempt = int(row["id"]), int(row["attempt"])
         if outcome["ok"]:
@@ -90,10 +91,10 @@ def run_until_idle(app: App, *, clock: Clock | None = None,
             app.store.write(functools.partial(_succeed, job_id, attempt, result, now, finished))
             succeeded += 1
             continue
-        counted = attempt - int(row["interrupts"])
-        retry_at = None
-        if outcome["retry"] and counted < int(row["max_attempts"]):
-            retry_at = finished + float(outcome["delay"] or 0.0)
+        retry_at = retry.retry_at(retry=bool(outcome["retry"]), delay=outcome["delay"],
+                                  attempt=attempt, interrupts=int(row["interrupts"]),
+                                  max_attempts=int(row["max_attempts"]), now=finished)
+        if retry_at is not None:
             retried += 1
         failed += 1
         app.store.write(functools.partial(_fail, job_id, attempt, outcome["error"],

@@ -1,19 +1,14 @@
 """The worker process: receive a job from the supervisor, run it, report the outcome.
 
 A worker is started by the supervisor as a fresh interpreter (``python -c …``, so it never
-inherits a SQLite connection) and talks to it over two pipes, one JSON line per message:
-
-    supervisor → worker   {"id", "task", "attempt", "queue", "scheduled_at", "args", "kwargs"}
-                          {"revoke": [[id, attempt], …]}       give back jobs sent ahead
-    worker → supervisor   {"ready": pid}                       once the app is imported
-                          {"id", "attempt", "ok": true, "result": …}
-                          {"id", "attempt", "ok": false, "error", "traceback", "retry", "delay"}
-                          {"revoked": [[id, attempt], …]}      those of a revoke not started
-                          "h"                                  a heartbeat, every second
+inherits a SQLite connection) and talks to it over two pipes in the frames of
+``litejobs.protocol`` (jobs and revokes in; ready, outcomes, revoked and heartbeats out).
 
 The worker holds no connection: the supervisor claims, renews leases and records outcomes, so
 a frozen worker simply stops heartbeating and loses its lease. The worker exits by itself when
-the supervisor disappears (its input pipe closes, its parent changes, or PDEATHSIG).
+the supervisor disappears (its input pipe closes, its parent changes, or PDEATHSIG). A process a
+task forks that returns into this code is not the worker: it exits at once, before it could
+read or write the worker's pipes.
 """
 
 from __future__ import annotations
@@ -22,7 +17,6 @@ import contextvars
 import ctypes
 import json
 import os
-import re
 import select
 import signal
 import sys
@@ -34,7 +28,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from litejobs import protocol
 from litejobs.job import to_datetime
+from litejobs.protocol import JobMessage
 from litejobs.serialization import dump_result
 
 if TYPE_CHECKING:
@@ -146,7 +142,7 @@ class _Channel:
 
 
 class _Inbox:
-    """The worker's end of the supervisor's pipe: job lines in the order they were sent, less
+    """The worker's end of the supervisor's pipe: jobs in the order they were sent, less
     those the supervisor takes back with a revoke before they start.
 
     The main thread takes jobs (``next``) and runs them; while one runs long, the heartbeat
@@ -157,14 +153,14 @@ class _Inbox:
         self.fd = fd
         self.channel = channel
         self.lock = threading.Lock()  # held by whoever reads the pipe
-        self.buffer = bytearray()
-        self.pending: deque[bytes] = deque()
+        self.reader = protocol.Reader()
+        self.pending: deque[JobMessage] = deque()
         self.eof = False
         self.started = 0  # jobs started so far
         self.running = False
 
-    def next(self) -> bytes | None:
-        """The next job line; None once the supervisor is gone and none is left."""
+    def next(self) -> JobMessage | None:
+        """The next job; None once the supervisor is gone and none is left."""
         with self.lock:
             while not self.pending:
                 if self.eof:
@@ -195,30 +191,27 @@ class _Inbox:
         if not chunk:
             self.eof = True
             return
-        self.buffer += chunk
-        if b"\n" not in chunk:
-            return  # part of a long line
-        *lines, rest = self.buffer.split(b"\n")
-        self.buffer = rest
-        for line in lines:
-            if line.startswith(b'{"revoke":'):
-                self._revoke(line)
+        for payload in self.reader.feed(chunk):
+            try:
+                msg = protocol.decode_job(payload)
+            except protocol.ProtocolError as exc:
+                # Only a broken supervisor sends this; its jobs are returned when we are gone.
+                raise SystemExit(f"litejobs worker: {exc}") from None
+            if isinstance(msg, list):
+                self._revoke(set(msg))
             else:
-                self.pending.append(bytes(line))
+                self.pending.append(msg)
 
-    def _revoke(self, line: bytes | bytearray) -> None:
-        wanted = {(int(i), int(n)) for i, n in json.loads(line)["revoke"]}
-        kept: deque[bytes] = deque()
+    def _revoke(self, wanted: set[tuple[int, int]]) -> None:
+        kept: deque[JobMessage] = deque()
         given: list[tuple[int, int]] = []
         for job in self.pending:
-            m = _HEAD.match(job)
-            if m is not None and (key := (int(m.group(1)), int(m.group(2)))) in wanted:
-                given.append(key)
+            if (job.id, job.attempt) in wanted:
+                given.append((job.id, job.attempt))
             else:
                 kept.append(job)
         self.pending = kept
-        self.channel.send(json.dumps({"revoked": given}, separators=(",", ":")).encode()
-                          + b"\n")
+        self.channel.send(protocol.revoked(given))
 
 
 def _heartbeat(channel: _Channel, parent: int, inbox: _Inbox) -> None:
@@ -234,7 +227,7 @@ def _heartbeat(channel: _Channel, parent: int, inbox: _Inbox) -> None:
         seen = inbox.started
         ticks += 1
         if ticks % WATCHES == 0:
-            channel.send(b"h\n")
+            channel.send(protocol.HEARTBEAT)
 
 
 def _error_text(exc: BaseException) -> str:
@@ -242,41 +235,56 @@ def _error_text(exc: BaseException) -> str:
     return text if len(text) <= MAX_ERROR else text[: MAX_ERROR - 3] + "..."
 
 
-def run_job(app: App, msg: dict[str, Any]) -> bytes:
-    """Run one job message and return the outcome message (one JSON line)."""
-    job_id = msg["id"]
-    attempt = msg["attempt"]
-    head = f'{{"id":{job_id},"attempt":{attempt},'
-    task = app.tasks.get(msg["task"])
+#: The pid of this worker process; a process a task forks has another one.
+_worker_pid: int | None = None
+
+
+def _not_the_worker() -> None:
+    """A child a task forked that returned into the worker's code: end it before it reads or
+    writes the worker's pipes (its outcome would interleave with the worker's)."""
+    if _worker_pid is not None and os.getpid() != _worker_pid:
+        os._exit(0)
+
+
+def run_job(app: App, msg: JobMessage) -> bytes:
+    """Run one job and return the outcome frame."""
+    task = app.tasks.get(msg.task)
     if task is None:
         known = ", ".join(sorted(app.tasks)) or "none"
-        error = (f"unknown task {msg['task']!r}: this worker's app has no task of that name "
+        error = (f"unknown task {msg.task!r}: this worker's app has no task of that name "
                  f"(registered: {known}). Register it with @app.task in the app `litejobs run` "
                  "loads, or cancel the job")
-        body = json.dumps({"ok": False, "error": error, "traceback": None, "retry": False,
-                           "delay": None})
-        return (head + body[1:] + "\n").encode()
-    scheduled = to_datetime(msg["scheduled_at"])
+        return protocol.outcome_failed(msg.id, msg.attempt, error, None, False, None)
+    if msg.problem is not None:
+        return protocol.outcome_failed(msg.id, msg.attempt, msg.problem, None, False, None)
+    scheduled = to_datetime(msg.scheduled_at)
     assert scheduled is not None
-    ctx = JobContext(job_id, task.name, attempt, msg["queue"], scheduled, msg["max_attempts"])
+    ctx = JobContext(msg.id, task.name, msg.attempt, msg.queue, scheduled, msg.max_attempts)
     token = _current.set(ctx)
     try:
-        value = task.fn(*msg["args"], **msg["kwargs"])
+        value = task.fn(*msg.args, **msg.kwargs)
+        _not_the_worker()
         result = dump_result(value)
+        size = len(result) if result.isascii() else len(result.encode())
+        if size > app.max_payload:
+            return protocol.outcome_failed(
+                msg.id, msg.attempt,
+                f"ResultTooLarge: the task's result takes {size} bytes as JSON, over the cap "
+                f"of {app.max_payload} bytes (max_payload); store large results elsewhere (a "
+                "file, a table) and return where to find them", None, False, None)
     except BaseException as exc:  # a task's SystemExit is its failure, not the worker's exit
+        _not_the_worker()
         opts = task.defaults
         retry = isinstance(exc, opts.retry_on)
-        counted = attempt - msg.get("interrupts", 0)
+        counted = msg.attempt - msg.interrupts
         delay = opts.backoff.delay(counted) if retry else None
         tb = traceback.format_exc()
         if len(tb) > MAX_TRACEBACK:
             tb = tb[-MAX_TRACEBACK:]
-        body = json.dumps({"ok": False, "error": _error_text(exc), "traceback": tb,
-                           "retry": retry, "delay": delay})
-        return (head + body[1:] + "\n").encode()
+        return protocol.outcome_failed(msg.id, msg.attempt, _error_text(exc), tb, retry, delay)
     finally:
         _current.reset(token)
-    return (head + '"ok":true,"result":' + result + "}\n").encode()
+    return protocol.outcome_ok(msg.id, msg.attempt, result)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -294,18 +302,15 @@ def main(argv: list[str] | None = None) -> int:
     path = os.environ.get("LITEJOBS_SYS_PATH")
     if path:
         sys.path[:] = json.loads(path)
+    global _worker_pid
+    _worker_pid = os.getpid()
     channel = _Channel(write_fd)
     app = load_app(spec)
     inbox = _Inbox(read_fd, channel)
     threading.Thread(target=_heartbeat, args=(channel, parent, inbox), daemon=True,
                      name="litejobs-heartbeat").start()
-    channel.send(f'{{"ready":{os.getpid()}}}\n'.encode())
-    while (line := inbox.next()) is not None:
-        try:
-            msg = json.loads(line)
-        except ValueError:
-            channel.send(_unreadable(line))
-            continue
+    channel.send(protocol.ready(os.getpid()))
+    while (msg := inbox.next()) is not None:
         inbox.started += 1
         inbox.running = True
         started = time.monotonic()
@@ -315,19 +320,3 @@ def main(argv: list[str] | None = None) -> int:
         if time.monotonic() - started >= CHECK_AFTER:
             inbox.poll()  # a revoke sent while this job ran is seen before the next starts
     return 0
-
-
-_HEAD = re.compile(rb'^\{"id":(\d+),"task":.*?,"attempt":(\d+),')
-
-
-def _unreadable(line: bytes) -> bytes:
-    """The outcome for a job whose stored arguments are not JSON (a row written behind
-    litejobs' back): fail it, without retries, rather than the worker."""
-    m = _HEAD.match(line)
-    if m is None:
-        raise SystemExit(f"litejobs worker: unreadable message from the supervisor: {line!r}")
-    body = json.dumps({"ok": False, "retry": False, "delay": None, "traceback": None,
-                       "error": "the job's stored arguments are not valid JSON (was the row "
-                                "written outside litejobs?); fix or cancel it"})
-    return f'{{"id":{int(m.group(1))},"attempt":{int(m.group(2))},{body[1:]}\n'.encode()
-

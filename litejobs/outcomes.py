@@ -1,0 +1,162 @@
+"""Outcomes of attempts, recorded in batches, and the one way to stop a worker.
+
+Outcomes wait in ``pending`` until the supervisor's next write transaction records them all
+(one commit for many jobs). ``stop(worker, ...)`` is the only way a worker is ended while it
+holds jobs: it first reads what the worker already reported, so an outcome in the pipe is
+recorded rather than lost (a finished job would run again) and a job that already ended is
+not charged for the stop.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from litejobs import retry
+from litejobs.pool import Assignment, Pool, WorkerProcess
+from litejobs.store import Tx
+from litejobs.task import Task
+
+__all__ = ["Outcome", "Outcomes"]
+
+log = logging.getLogger("litejobs")
+
+
+@dataclass(slots=True)
+class Outcome:
+    kind: str  # "ok" | "fail" | "interrupt" | "unclaim"
+    a: Assignment
+    worker: str
+    finished: float
+    result: str = "null"
+    error: str = ""
+    traceback: str | None = None
+    retry_at: float | None = None
+    crashed: bool = False
+
+
+class Outcomes:
+    """Outcomes waiting to be recorded, and stopping workers without losing any."""
+
+    def __init__(self, pool: Pool, tasks: Mapping[str, Task[Any, Any]], crash_limit: int,
+                 read: Callable[[WorkerProcess], None]) -> None:
+        self.pool = pool
+        self.tasks = tasks
+        self.crash_limit = crash_limit
+        self.read = read  # takes in every message a worker has sent so far
+        self.pending: list[Outcome] = []
+
+    def __bool__(self) -> bool:
+        return bool(self.pending)
+
+    def take(self) -> list[Outcome]:
+        out, self.pending = self.pending, []
+        return out
+
+    # --- what happened -----------------------------------------------------------------------
+
+    def reported(self, w: WorkerProcess, a: Assignment, msg: Mapping[str, Any],
+                 now: float) -> None:
+        """The worker's own outcome message for ``a``."""
+        if msg["ok"]:
+            self.pending.append(Outcome("ok", a, w.name, now, result=_raw(msg.get("result"))))
+            return
+        when = retry.retry_at(retry=bool(msg.get("retry")), delay=_delay(msg.get("delay")),
+                              attempt=a.attempt, interrupts=a.interrupts,
+                              max_attempts=a.max_attempts, now=now)
+        tb = msg.get("traceback")
+        self.pending.append(Outcome("fail", a, w.name, now, error=str(msg["error"]),
+                                    traceback=tb if isinstance(tb, str) else None,
+                                    retry_at=when))
+
+    def unclaim(self, w: WorkerProcess, a: Assignment, now: float) -> None:
+        """``a`` never started: give the claim back as if it had not happened."""
+        self.pending.append(Outcome("unclaim", a, w.name, now))
+
+    def failed_by_supervisor(self, w: WorkerProcess, error: str,
+                             error_type: type[BaseException], crashed: bool) -> None:
+        """The running job of ``w`` failed for a reason only the supervisor sees."""
+        a = w.job
+        assert a is not None
+        now = time.time()
+        plan = retry.after_error(
+            task=self.tasks.get(a.task), error=error, error_type=error_type,
+            attempt=a.attempt, interrupts=a.interrupts, max_attempts=a.max_attempts,
+            crashes=a.crashes, crash_limit=self.crash_limit, now=now, crashed=crashed)
+        self.pending.append(Outcome("fail", a, w.name, now, error=plan.error,
+                                    retry_at=plan.retry_at, crashed=crashed))
+        w.job = None
+
+    def interrupt(self, w: WorkerProcess, reason: str) -> None:
+        """Return every job the worker holds to queued, not counted as a failure."""
+        now = time.time()
+        if w.job is not None and not w.job.withdrawn:
+            self.pending.append(Outcome("interrupt", w.job, w.name, now, error=reason))
+        for a in w.backlog:
+            if not a.withdrawn:
+                self.unclaim(w, a, now)
+        w.job = None
+        w.backlog.clear()
+
+    # --- stopping a worker -------------------------------------------------------------------
+
+    def stop(self, w: WorkerProcess, reason: str, *, job: Assignment | None = None,
+             fail: tuple[str, type[BaseException], bool] | None = None,
+             drop: bool = False) -> bool:
+        """End ``w`` and settle the jobs it holds. First reads what it reported, so nothing
+        it already finished is lost or run again.
+
+        ``job``: stop only if this is still its running job (it may have just ended).
+        ``fail``: (error, type, crashed) for the running job, under the retry rule.
+        ``drop``: the running job is no longer ours (cancelled or rescued): record nothing
+        for it. Otherwise it is interrupted (back to queued, not counted). Jobs sent ahead
+        go back as never claimed. Returns whether the worker was stopped."""
+        if w.from_worker >= 0:
+            self.read(w)
+        if job is not None and w.job is not job:
+            return False
+        if w.job is not None:
+            if fail is not None:
+                self.failed_by_supervisor(w, *fail)
+            elif drop:
+                w.job = None
+        self.interrupt(w, reason)
+        self.pool.kill(w)
+        return True
+
+    # --- recording ---------------------------------------------------------------------------
+
+    @staticmethod
+    def record(tx: Tx, outcomes: list[Outcome]) -> float | None:
+        """Write ``outcomes`` in the caller's transaction; returns the earliest retry time
+        still in the future (the next promotion), if any."""
+        tx.succeed_many([(o.a.id, o.a.attempt, o.result, o.worker, o.a.started, o.finished)
+                         for o in outcomes if o.kind == "ok"])
+        due: float | None = None
+        for o in outcomes:
+            a = o.a
+            if o.kind == "ok":
+                continue
+            if o.kind == "fail":
+                tx.fail(a.id, a.attempt, o.error, o.traceback, o.worker, a.started, o.finished,
+                        o.retry_at, crashed=o.crashed)
+                if o.retry_at is not None and o.retry_at > o.finished:
+                    due = o.retry_at if due is None else min(due, o.retry_at)
+            elif o.kind == "interrupt":
+                tx.interrupt(a.id, a.attempt, o.error, o.worker, a.started, o.finished)
+            else:
+                tx.unclaim(a.id, a.attempt)
+        return due
+
+
+def _raw(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def _delay(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
