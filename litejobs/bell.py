@@ -20,8 +20,8 @@ import socket
 import stat
 import time
 
-__all__ = ["Bell", "BellListener", "bell_dir", "bell_dirs", "dir_problem", "prepare_dir",
-           "warn_unsafe"]
+__all__ = ["Bell", "BellListener", "bell_dir", "bell_dirs", "dir_chain", "dir_problem",
+           "prepare_dir", "warn_unsafe"]
 
 log = logging.getLogger("litejobs")
 
@@ -116,12 +116,18 @@ def warn_unsafe(directory: str, problem: str) -> None:
                 "whose directory then sits beside it", directory, problem, _MAX_DIR - 6)
 
 
+def dir_chain(directory: str) -> list[str]:
+    """The directories prepare_dir makes and checks for ``directory``: this user's own parent
+    under the temporary directory first, for a fallback one there."""
+    parent = os.path.dirname(directory)
+    return ([parent] if parent in (_tmp_root(), _tmp_root("/tmp")) else []) + [directory]
+
+
 def prepare_dir(directory: str) -> bool:
     """Create ``directory`` (mode 0700, and this user's private parent for a fallback one)
     if missing; True when it is safe to use (see dir_problem), False (logged once) when
     not. OSError when it cannot be created (the database's directory is not writable)."""
-    parent = os.path.dirname(directory)
-    for d in ([parent] if parent in (_tmp_root(), _tmp_root("/tmp")) else []) + [directory]:
+    for d in dir_chain(directory):
         with contextlib.suppress(FileExistsError):
             os.mkdir(d, 0o700)
         problem = dir_problem(d)

@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from litejobs.bell import bell_dir, dir_chain, dir_problem
 from litejobs.errors import StorageError
 from litejobs.store import SCHEMA_VERSION, Store
 
@@ -72,6 +73,35 @@ def _size(n: float) -> str:
     return f"{n:.1f} TB"
 
 
+def _bells(path: str) -> Check:
+    """The directory of the wake-up sockets and the turns file: litejobs refuses one another
+    local user could have made or can write (a planted link would lead its writes anywhere)."""
+    bells = bell_dir(path)
+    problem = bad = None
+    try:
+        for d in dir_chain(bells):
+            problem, bad = dir_problem(d), d
+            if problem is not None:
+                break
+        if problem is None:
+            st = os.lstat(os.path.join(bells, "turns"))
+            if (not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid()
+                    or st.st_nlink != 1):
+                problem = (f"{bells}/turns is not a regular file of this user with one name "
+                           f"(mode {st.st_mode:o}, uid {st.st_uid}, {st.st_nlink} links)")
+    except FileNotFoundError:
+        pass  # not made yet: the first supervisor or contended write makes it, private
+    except OSError as exc:
+        problem = f"{exc.filename} cannot be examined ({exc.strerror})"
+    if problem is None:
+        return Check("bells", "ok", f"{bells} (wake-up sockets, turns) is private or not "
+                     "made yet")
+    return Check("bells", "fail", f"{problem}; another local user could plant links or "
+                 "sockets there, so litejobs does not use it (supervisors find jobs by "
+                 "polling, writers go without turns). Remove it as its owner or root "
+                 f"(rm -r {bad or bells}) and restart `litejobs run`")
+
+
 def diagnose(path: str, allow_network_fs: bool = False, now: float | None = None
              ) -> list[Check]:
     """Every check for the database at ``path``, in a stable order."""
@@ -98,6 +128,7 @@ def diagnose(path: str, allow_network_fs: bool = False, now: float | None = None
                   "needs to create the -wal and -shm files there. Fix its permissions"))
     else:
         add(Check("directory", "ok", f"{directory} is writable"))
+    add(_bells(path))
 
     if not os.path.exists(path):
         add(Check("database", "warn", f"{path} does not exist yet; it is created on the first "

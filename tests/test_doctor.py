@@ -28,8 +28,8 @@ from tests.conftest import clean_env
 
 pytestmark = pytest.mark.timeout(60)
 
-CHECKS = ["filesystem", "directory", "permissions", "integrity", "schema", "wal", "wal_size",
-          "disk", "supervisors", "leases"]
+CHECKS = ["filesystem", "directory", "bells", "permissions", "integrity", "schema", "wal",
+          "wal_size", "disk", "supervisors", "leases"]
 
 
 def doctor(db: Path, *extra: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -100,6 +100,7 @@ def test_running_supervisor_is_seen(start_supervisor, app, db_path) -> None:
     assert code == 0
     assert checks["supervisors"][0] == "ok" and "1 running" in checks["supervisors"][1]
     assert checks["leases"][0] == "ok"
+    assert checks["bells"][0] == "ok", checks["bells"]  # made by the supervisor: private
 
 
 def test_allow_network_fs_flag_is_accepted(db) -> None:
@@ -302,3 +303,29 @@ def test_local_file_systems_are_not(fstype: str) -> None:
 
 def test_every_listed_network_fs_is_recognised() -> None:
     assert all(is_network_fs(t) for t in NETWORK_FS)
+
+
+# --- the wake-up directory ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("how", ["another user's", "writable by all", "a link for turns"])
+def test_an_unsafe_bells_directory_fails_saying_what_to_do(db, how: str) -> None:
+    make_db(db).store.close()
+    bells = Path(f"{db}-bells")
+    bells.mkdir(mode=0o700)
+    if how == "another user's":
+        if os.geteuid() != 0:
+            pytest.skip("making a directory of another user needs root")
+        os.chown(bells, 65534, 65534)
+        expected = "owned by uid 65534"
+    elif how == "writable by all":
+        bells.chmod(0o777)
+        expected = "writable by other users (mode 777)"
+    else:
+        (bells / "turns").symlink_to(db)
+        expected = f"{bells}/turns is not a regular file"
+    code, checks = verdicts(db)
+    assert code == 1
+    verdict, message = checks["bells"]
+    assert verdict == "fail" and expected in message, message
+    assert f"rm -r {bells}" in message and "litejobs run" in message, message
