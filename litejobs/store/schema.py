@@ -12,7 +12,7 @@ from litejobs.job import TRANSITIONS, State
 __all__ = ["APPLICATION_ID", "IDENTITY", "MIGRATIONS", "SCHEMA", "SCHEMA_VERSION",
            "SQLITE_HEADER"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 #: PRAGMA application_id of a litejobs file ("LJOB"): tells our files from other programs'.
 APPLICATION_ID = 0x4C4A4F42
 SQLITE_HEADER = b"SQLite format 3\x00"
@@ -26,9 +26,12 @@ _LEGAL_MOVES = "\n     OR ".join(
     for a, targets in TRANSITIONS.items() if targets
 )
 
-SCHEMA = f"""
-CREATE TABLE jobs (
-    id            INTEGER PRIMARY KEY,
+def _jobs_table(name: str) -> str:
+    # AUTOINCREMENT: an id is never handed out twice, even after the newest jobs are purged
+    # or pruned (stored ids and cron's last fire would otherwise point at a stranger).
+    return f"""
+CREATE TABLE {name} (
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,
     task          TEXT    NOT NULL,
     queue         TEXT    NOT NULL,
     state         TEXT    NOT NULL CHECK (state IN ({_STATES})),
@@ -53,38 +56,19 @@ CREATE TABLE jobs (
     finished_at   REAL,
     result        TEXT,
     error         TEXT,
+    -- 1: a queued job whose concurrency key was full when a claim looked (see PARK_KEY):
+    -- claims skip it until a job of its key stops running (trigger jobs_unpark).
+    parked        INTEGER NOT NULL DEFAULT 0 CHECK (parked IN (0, 1)),
     CHECK (state != 'running' OR (leased_by IS NOT NULL AND lease_until IS NOT NULL)),
     CHECK (attempt - interrupts <= max_attempts OR state != 'running')
 );
-CREATE INDEX jobs_queued    ON jobs (queue, priority DESC, run_at, id) WHERE state = 'queued';
-CREATE INDEX jobs_scheduled ON jobs (run_at) WHERE state = 'scheduled';
-CREATE INDEX jobs_running   ON jobs (lease_until) WHERE state = 'running';
-CREATE INDEX jobs_finished  ON jobs (finished_at)
-    WHERE state IN ('succeeded', 'failed', 'cancelled');
--- No index on task: it would cost every enqueue ~12% for the CLI's --task filters, which
--- scan newest first and stop at their limit.
-CREATE INDEX jobs_key       ON jobs (task, key, created_at) WHERE key IS NOT NULL;
-CREATE INDEX jobs_ckey      ON jobs (concurrency_key)
-    WHERE state = 'running' AND concurrency_key IS NOT NULL;
-CREATE INDEX jobs_expiry    ON jobs (expires_at)
-    WHERE expires_at IS NOT NULL AND state IN ('scheduled', 'queued');
+"""
 
--- Start times of rate-limited queues' jobs: the sliding window each claim counts.
-CREATE TABLE rate_starts (
-    queue TEXT NOT NULL,
-    at    REAL NOT NULL
-);
-CREATE INDEX rate_starts_window ON rate_starts (queue, at);
 
--- The schema repeats TRANSITIONS: no update may move a job along an edge it does not list.
-CREATE TRIGGER jobs_transition BEFORE UPDATE OF state ON jobs
-WHEN old.state != new.state AND NOT ({_LEGAL_MOVES})
-BEGIN
-    SELECT RAISE(ABORT, 'litejobs: illegal state transition');
-END;
-
-CREATE TABLE attempts (
-    job_id      INTEGER NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+def _attempts_table(name: str, jobs: str) -> str:
+    return f"""
+CREATE TABLE {name} (
+    job_id      INTEGER NOT NULL REFERENCES {jobs} (id) ON DELETE CASCADE,
     attempt     INTEGER NOT NULL,
     outcome     TEXT    NOT NULL
                 CHECK (outcome IN ('succeeded', 'failed', 'interrupted', 'stale')),
@@ -95,11 +79,90 @@ CREATE TABLE attempts (
     traceback   TEXT,
     PRIMARY KEY (job_id, attempt)
 ) WITHOUT ROWID;
+"""
+
+
+# The best unparked job of the key that fits a slot, when a slot may have come free.
+_UNPARK_ONE = """
+UPDATE jobs SET parked = 0 WHERE id = (
+    SELECT id FROM jobs
+    WHERE state = 'queued' AND parked = 1 AND concurrency_key = old.concurrency_key
+      AND coalesce(concurrency_limit, 1) > (
+          SELECT count(*) FROM jobs WHERE state = 'running'
+          AND concurrency_key = old.concurrency_key)
+    ORDER BY priority DESC, run_at, id LIMIT 1);
+"""
+
+_JOBS_INDEXES_AND_TRIGGERS = f"""
+-- parked second: a claim reads (queue, 0) in order and never steps over parked jobs.
+CREATE INDEX jobs_queued    ON jobs (queue, parked, priority DESC, run_at, id)
+    WHERE state = 'queued';
+CREATE INDEX jobs_scheduled ON jobs (run_at) WHERE state = 'scheduled';
+CREATE INDEX jobs_running   ON jobs (lease_until) WHERE state = 'running';
+CREATE INDEX jobs_finished  ON jobs (finished_at)
+    WHERE state IN ('succeeded', 'failed', 'cancelled');
+-- No index on task: it would cost every enqueue ~12% for the CLI's --task filters, which
+-- scan newest first and stop at their limit.
+CREATE INDEX jobs_key       ON jobs (task, key, created_at) WHERE key IS NOT NULL;
+CREATE INDEX jobs_ckey      ON jobs (concurrency_key)
+    WHERE state = 'running' AND concurrency_key IS NOT NULL;
+-- Queued jobs with a concurrency key: parking a full key's jobs (parked = 0) and giving the
+-- best parked one back (parked = 1) are one seek each.
+CREATE INDEX jobs_keyed     ON jobs (parked, concurrency_key, priority DESC, run_at, id)
+    WHERE state = 'queued' AND concurrency_key IS NOT NULL;
+CREATE INDEX jobs_expiry    ON jobs (expires_at)
+    WHERE expires_at IS NOT NULL AND state IN ('scheduled', 'queued');
+
+-- The schema repeats TRANSITIONS: no update may move a job along an edge it does not list.
+CREATE TRIGGER jobs_transition BEFORE UPDATE OF state ON jobs
+WHEN old.state != new.state AND NOT ({_LEGAL_MOVES})
+BEGIN
+    SELECT RAISE(ABORT, 'litejobs: illegal state transition');
+END;
+
+-- A slot of a concurrency key may have come free: a running job of the key stopped running,
+-- or a queued one that a claim could take left the queue without running (cancelled,
+-- expired, debounced). Its best parked job that fits goes back to the claims. Triggers, so
+-- that every path (outcomes, rescue, cancel, drain) does it in its own transaction.
+CREATE TRIGGER jobs_unpark AFTER UPDATE OF state ON jobs
+WHEN old.concurrency_key IS NOT NULL AND new.state != 'running'
+     AND (old.state = 'running' OR (old.state = 'queued' AND old.parked = 0))
+BEGIN
+{_UNPARK_ONE}
+END;
+
+-- A parked job that leaves the queue (cancelled, expired, debounced) is parked no more: when
+-- it comes back (retry, promote) a claim looks at it afresh.
+CREATE TRIGGER jobs_parked_leave AFTER UPDATE OF state ON jobs
+WHEN old.parked = 1 AND new.state != 'queued'
+BEGIN
+    UPDATE jobs SET parked = 0 WHERE id = new.id;
+END;
+"""
+
+_QUEUES_PAUSED = """
+-- Claims read the paused queues only, however many queue names there are.
+CREATE INDEX queues_paused ON queues (name) WHERE paused != 0;
+"""
+
+SCHEMA = f"""
+{_jobs_table("jobs")}
+{_JOBS_INDEXES_AND_TRIGGERS}
+
+-- Start times of rate-limited queues' jobs: the sliding window each claim counts.
+CREATE TABLE rate_starts (
+    queue TEXT NOT NULL,
+    at    REAL NOT NULL
+);
+CREATE INDEX rate_starts_window ON rate_starts (queue, at);
+
+{_attempts_table("attempts", "jobs")}
 
 CREATE TABLE queues (
     name   TEXT PRIMARY KEY,
     paused INTEGER NOT NULL DEFAULT 0
 ) WITHOUT ROWID;
+{_QUEUES_PAUSED}
 
 -- One row per cron entry: its schedule as last seen and the newest instant it handled.
 CREATE TABLE cron_entries (
@@ -121,18 +184,53 @@ CREATE TABLE cron_fires (
     PRIMARY KEY (entry, instant)
 ) WITHOUT ROWID;
 
+-- pid_ns: the supervisor's PID namespace (device:inode of /proc/self/ns/pid); its pid means
+-- something only to a process in the same namespace on the same host.
 CREATE TABLE supervisors (
     id           TEXT PRIMARY KEY,
     hostname     TEXT NOT NULL,
     pid          INTEGER NOT NULL,
     started_at   REAL NOT NULL,
     heartbeat_at REAL NOT NULL,
-    queues       TEXT NOT NULL
+    queues       TEXT NOT NULL,
+    pid_ns       TEXT
 ) WITHOUT ROWID;
 """
 
+_V1_JOB_COLUMNS = (
+    "id, task, queue, state, priority, args, kwargs, key, run_at, scheduled_at, created_at, "
+    "attempt, max_attempts, interrupts, crashes, timeout, expires_at, concurrency_key, "
+    "concurrency_limit, leased_by, lease_until, started_at, finished_at, result, error"
+)
+_ATTEMPT_COLUMNS = "job_id, attempt, outcome, worker, started_at, finished_at, error, traceback"
+
+# Version 1 -> 2: jobs gets AUTOINCREMENT (ids never reused) and `parked`; SQLite cannot
+# ALTER either in, so the table is rebuilt. With foreign keys on, dropping jobs would delete
+# every attempt (ON DELETE CASCADE), so attempts is rebuilt first against the new table,
+# whose rename then carries the reference over. The sequence starts above every id stored
+# anywhere, including ids of jobs pruned since (cron's last fires).
+_MIGRATE_1_TO_2 = f"""
+{_jobs_table("jobs_v2")}
+INSERT INTO jobs_v2 ({_V1_JOB_COLUMNS}) SELECT {_V1_JOB_COLUMNS} FROM jobs;
+{_attempts_table("attempts_v2", "jobs_v2")}
+INSERT INTO attempts_v2 ({_ATTEMPT_COLUMNS}) SELECT {_ATTEMPT_COLUMNS} FROM attempts;
+DROP TABLE attempts;
+DROP TABLE jobs;
+ALTER TABLE jobs_v2 RENAME TO jobs;
+ALTER TABLE attempts_v2 RENAME TO attempts;
+{_JOBS_INDEXES_AND_TRIGGERS}
+INSERT INTO sqlite_sequence (name, seq) SELECT 'jobs', 0
+    WHERE NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'jobs');
+UPDATE sqlite_sequence SET seq = max(seq, coalesce((SELECT max(id) FROM jobs), 0),
+                                     coalesce((SELECT max(job_id) FROM cron_fires), 0),
+                                     coalesce((SELECT max(last_job) FROM cron_entries), 0))
+WHERE name = 'jobs';
+{_QUEUES_PAUSED}
+ALTER TABLE supervisors ADD COLUMN pid_ns TEXT;
+"""
+
 #: Migrations from version N to N+1, by N. Each runs inside the upgrading transaction.
-MIGRATIONS: dict[int, str] = {}
+MIGRATIONS: dict[int, str] = {1: _MIGRATE_1_TO_2}
 
 IDENTITY = (
     "SELECT (SELECT application_id FROM pragma_application_id()), "

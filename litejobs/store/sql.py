@@ -37,7 +37,11 @@ INSERT INTO jobs (task, queue, state, priority, args, kwargs, key, run_at, sched
 SELECT ?1, ?2, ?3, ?4, value -> 0, value -> 1, NULL, ?5, ?5, ?6, ?7, ?8, ?9, ?10, ?11
 FROM json_each(?12)
 """
-MAX_JOB_ID = "SELECT max(id) FROM jobs"
+# The top of the ids handed out so far: new rows take the ids above it (AUTOINCREMENT).
+TOP_JOB_ID = """
+SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'jobs'), 0),
+           coalesce((SELECT max(id) FROM jobs), 0))
+"""
 IDS_ABOVE = "SELECT id FROM jobs WHERE id > ? ORDER BY id"
 INSERT_QUEUE = "INSERT OR IGNORE INTO queues (name) VALUES (?)"
 FIND_KEY = f"""
@@ -67,18 +71,59 @@ UPDATE jobs SET state = 'queued', run_at = ?, max_attempts = attempt - interrupt
 WHERE id = ? AND state IN ('failed', 'cancelled')
 """
 SELECT_QUEUES = "SELECT name, paused FROM queues ORDER BY name"
+SELECT_PAUSED_QUEUES = "SELECT name FROM queues WHERE paused != 0"
+# The distinct queues of queued jobs, one index seek each (a loose index scan): what a claim
+# visits, so that queue names with nothing queued (however many) cost it nothing.
+QUEUES_WITH_JOBS = """
+WITH RECURSIVE seen (name) AS (
+    SELECT min(queue) FROM jobs WHERE state = 'queued'
+    UNION ALL
+    SELECT (SELECT min(queue) FROM jobs WHERE state = 'queued' AND queue > seen.name)
+    FROM seen WHERE seen.name IS NOT NULL
+)
+SELECT name FROM seen WHERE name IS NOT NULL
+"""
+# Parked jobs (their key was full) are not candidates: the index puts them apart.
 CLAIM_CANDIDATES = """
 SELECT id, priority, run_at, concurrency_key, concurrency_limit
-FROM jobs j
-WHERE state = 'queued' AND queue = ? AND (expires_at IS NULL OR expires_at >= ?)
-  AND (concurrency_key IS NULL OR (SELECT count(*) FROM jobs r WHERE r.state = 'running'
-                                   AND r.concurrency_key = j.concurrency_key)
-                                  < concurrency_limit)
+FROM jobs
+WHERE state = 'queued' AND queue = ? AND parked = 0 AND (expires_at IS NULL OR expires_at >= ?)
 ORDER BY priority DESC, run_at, id
 LIMIT ?
 """
+# A claim found key ? full with ? jobs running: its queued jobs that cannot run until one of
+# them stops are parked (jobs_unpark gives them back one by one as slots come free).
+PARK_KEY = """
+UPDATE jobs SET parked = 1
+WHERE id IN (SELECT id FROM jobs WHERE state = 'queued' AND parked = 0 AND concurrency_key = ?
+             AND coalesce(concurrency_limit, 1) <= ? LIMIT ?)
+"""
+# The safety net under jobs_unpark: each key with parked jobs and a free slot gets its best
+# parked job back that fits (for a slot freed when the job given back could not be claimed:
+# its queue paused or not served). One seek per key with parked jobs.
+UNPARK_FREE = """
+WITH RECURSIVE k (ckey) AS (
+    SELECT min(concurrency_key) FROM jobs
+    WHERE state = 'queued' AND parked = 1 AND concurrency_key IS NOT NULL
+    UNION ALL
+    SELECT (SELECT min(concurrency_key) FROM jobs
+            WHERE state = 'queued' AND parked = 1 AND concurrency_key > k.ckey)
+    FROM k WHERE k.ckey IS NOT NULL
+)
+UPDATE jobs SET parked = 0 WHERE id IN (
+    SELECT (SELECT p.id FROM jobs p
+            WHERE p.state = 'queued' AND p.parked = 1 AND p.concurrency_key = k.ckey
+              AND coalesce(p.concurrency_limit, 1) > (
+                  SELECT count(*) FROM jobs r
+                  WHERE r.state = 'running' AND r.concurrency_key = k.ckey)
+            ORDER BY p.priority DESC, p.run_at, p.id LIMIT 1)
+    FROM k WHERE k.ckey IS NOT NULL)
+"""
 COUNT_WITH_KEY = "SELECT count(*) FROM jobs WHERE state = 'running' AND concurrency_key = ?"
 RUNNING_BY_QUEUE = "SELECT queue, count(*) FROM jobs WHERE state = 'running' GROUP BY queue"
+# Starts recorded "in the future" (the wall clock stepped back since) count as starting now:
+# left as they are they would keep the window full until the clock caught up.
+RATE_CLAMP = "UPDATE rate_starts SET at = ?2 WHERE queue = ?1 AND at > ?2"
 RATE_WINDOW = "SELECT count(*), min(at) FROM rate_starts WHERE queue = ? AND at > ?"
 RATE_OLDEST = "SELECT min(at) FROM rate_starts WHERE queue = ? AND at > ?"
 RATE_FORGET = "DELETE FROM rate_starts WHERE queue = ? AND at <= ?"
@@ -239,14 +284,15 @@ WHERE state = 'queued' AND queue = :queue
 SELECT_PAUSED = "SELECT paused FROM queues WHERE name = ?"
 
 UPSERT_SUPERVISOR = """
-INSERT INTO supervisors (id, hostname, pid, started_at, heartbeat_at, queues)
-VALUES (?, ?, ?, ?, ?, ?)
-ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at
+INSERT INTO supervisors (id, hostname, pid, started_at, heartbeat_at, queues, pid_ns)
+VALUES (?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at, pid_ns = excluded.pid_ns
 """
 DELETE_SUPERVISOR = "DELETE FROM supervisors WHERE id = ?"
 DELETE_OLD_SUPERVISORS = "DELETE FROM supervisors WHERE heartbeat_at < ?"
 SELECT_SUPERVISORS = (
-    "SELECT id, hostname, pid, started_at, heartbeat_at, queues FROM supervisors ORDER BY id"
+    "SELECT id, hostname, pid, started_at, heartbeat_at, queues, pid_ns FROM supervisors "
+    "ORDER BY id"
 )
 COUNT_EXPIRED_LEASES = "SELECT count(*) FROM jobs WHERE state = 'running' AND lease_until < ?"
 COUNT_RUNNING = "SELECT count(*) FROM jobs WHERE state = 'running'"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -16,7 +17,8 @@ from litejobs.newjob import NewJob, NewJobs
 from litejobs.serialization import encode
 from litejobs.store import sql
 
-__all__ = ["RATE_MARGIN", "NewJob", "NewJobs", "NewRow", "QueueLimits", "Row", "Tx", "sent_order"]
+__all__ = ["RATE_MARGIN", "NewJob", "NewJobs", "NewRow", "QueueLimits", "Row", "Tx",
+           "pid_namespace", "sent_order"]
 
 Row = dict[str, Any]
 #: Extra seconds (at most 10% of the period) a rate window lasts beyond its period.
@@ -49,6 +51,17 @@ def _id_list(ids: Iterable[int]) -> str:
 
 def _like_prefix(prefix: str) -> str:
     return prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+def pid_namespace() -> str | None:
+    """This process's PID namespace as ``"device:inode"`` of ``/proc/self/ns/pid`` (None where
+    there is no such file): two processes share a namespace when these are equal, and a pid
+    names the same process only inside one namespace."""
+    try:
+        st = os.stat("/proc/self/ns/pid")
+    except OSError:
+        return None
+    return f"{st.st_dev}:{st.st_ino}"
 
 
 def _params(job: NewJob, state: str, now: float) -> tuple[Any, ...]:
@@ -106,6 +119,12 @@ class NewRow(Mapping[str, Any]):
     def __len__(self) -> int:
         return len(self._full())
 
+
+#: Most jobs of one full concurrency key a claim parks at once (the others are parked by the
+#: claims after it: each pass stays short).
+PARK_BATCH = 5000
+#: Most looks for candidates one claim takes (each after parking at least one job).
+CLAIM_ROUNDS = 16
 
 #: A claim candidate: (-priority, run_at, id, queue, concurrency key, its limit); sorts best first.
 _Candidate = tuple[int, float, int, str, str | None, int]
@@ -182,8 +201,9 @@ class Tx:
     def _new_ids(self, top: int, count: int) -> Iterable[int]:
         """The ids of the ``count`` rows just inserted above id ``top``."""
         last = self.cursor.connection.last_insert_rowid()
-        # This transaction holds the write lock, so its rows take max(id)+1, +2, …; should
-        # SQLite ever pick other ids, read them back instead.
+        # This transaction holds the write lock, so its rows take top+1, +2, … (AUTOINCREMENT
+        # counts from the highest id ever used); should SQLite ever pick other ids, read them
+        # back instead.
         if last - top == count:
             return range(top + 1, last + 1)
         return [int(r[0]) for r in self.cursor.execute(sql.IDS_ABOVE, (top,))]
@@ -195,7 +215,7 @@ class Tx:
         self._know_queues(job.queue for job in jobs)
         states = [State.SCHEDULED.value if job.run_at > now else State.QUEUED.value
                   for job in jobs]
-        top = _scalar(cur, sql.MAX_JOB_ID) or 0
+        top = int(_scalar(cur, sql.TOP_JOB_ID))
         cur.executemany(sql.INSERT_JOBS,
                         [_params(job, state, now) for job, state in zip(jobs, states,
                                                                          strict=True)])
@@ -207,7 +227,7 @@ class Tx:
         job = batch.template
         self._know_queues((job.queue,))
         state = State.SCHEDULED.value if job.run_at > now else State.QUEUED.value
-        top = _scalar(self.cursor, sql.MAX_JOB_ID) or 0
+        top = int(_scalar(self.cursor, sql.TOP_JOB_ID))
         statement = sql.INSERT_JOBS_JSON if batch.kwargs is None else sql.INSERT_JOBS_JSON_KW
         self.cursor.execute(statement, (
             job.task, job.queue, state, job.priority, job.run_at, now, job.max_attempts,
@@ -275,7 +295,12 @@ class Tx:
         return self.cursor.connection.changes()
 
     def queues(self) -> list[tuple[str, bool]]:
-        return [(str(n), bool(p)) for n, p in self.cursor.execute(sql.SELECT_QUEUES)]
+        """The queues a claim may have to visit, by name, with their paused flag: every queue
+        with queued jobs, and every paused one. Queue names with nothing queued are left out,
+        so however many there are, a claim does not pay for them."""
+        paused = {str(r[0]) for r in self.cursor.execute(sql.SELECT_PAUSED_QUEUES)}
+        names = {str(r[0]) for r in self.cursor.execute(sql.QUEUES_WITH_JOBS)}
+        return [(name, name in paused) for name in sorted(names | paused)]
 
     def claim(
         self, worker_ids: Sequence[str], queues: Iterable[QueueLimits], now: float, lease: float
@@ -310,6 +335,7 @@ class Tx:
                 # starts tasks see.
                 period += min(RATE_MARGIN, period * 0.1)
                 self.cursor.execute(sql.RATE_FORGET, (q.name, now - period))
+                self.cursor.execute(sql.RATE_CLAMP, (q.name, now))
                 used, oldest = self.cursor.execute(
                     sql.RATE_WINDOW, (q.name, now - period)).fetchone() or (0, None)
                 if used >= count:
@@ -324,19 +350,21 @@ class Tx:
         claimed: list[Row] = []
         workers = iter(worker_ids)
         limits = {q.name: q for q in queues}
-        while True:
-            before = len(claimed)
-            skipped = self._claim_from(candidates, caps, limits, claimed, n, workers, now,
-                                       lease)
-            if not skipped or len(claimed) in (n, before):
+        more = 0
+        for _ in range(CLAIM_ROUNDS):
+            if not self._claim_from(candidates, caps, limits, claimed, n, workers, now, lease):
                 break
-            # Jobs of a key this batch just filled took candidate places that other keys'
-            # jobs could use: look again (the claimed ones now count as running, so the
-            # query skips their keys) rather than leave workers idle until the next poll.
+            if len(claimed) == n:
+                break
+            # The jobs of full keys took candidate places and are parked now: look again
+            # (they are not candidates any more), a few places wider each round so that one
+            # round can find several full keys, rather than leave workers idle until the
+            # next poll.
+            more += 16
             candidates = []
             for name, cap in caps.items():
                 if cap > 0:
-                    candidates.extend(self._candidates(name, now, cap))
+                    candidates.extend(self._candidates(name, now, cap + more))
             if not candidates:
                 break
         # each worker starts its best job, the rest in order (see sent_order)
@@ -348,11 +376,12 @@ class Tx:
         caps: dict[str, int], limits: Mapping[str, QueueLimits], claimed: list[Row], n: int,
         workers: Iterator[str], now: float, lease: float,
     ) -> bool:
-        """Claim from ``candidates``, best first, into ``claimed``; True when a candidate was
-        passed over because this batch had already filled its concurrency key."""
+        """Claim from ``candidates``, best first, into ``claimed``; True when jobs of a full
+        concurrency key were parked (so a fresh look may find other candidates)."""
         candidates.sort()
-        held_now: dict[str, int] = {}
-        skipped = False
+        held_now: dict[str, int] = {}  # running jobs of each key met, this batch's included
+        parked = False
+        parked_keys: set[str] = set()
         # Jobs with no key and no rate limit are claimed together, one statement per worker,
         # after the loop: a statement per job cost the supervisor more than the rest of a
         # claim. The others are claimed one by one because each changes what the next may do.
@@ -368,7 +397,13 @@ class Tx:
                 if taken is None:  # first of its key in this batch: count the running ones
                     taken = int(_scalar(self.cursor, sql.COUNT_WITH_KEY, (ckey,)))
                 if taken >= climit:
-                    skipped = skipped or ckey in held_now
+                    held_now[ckey] = taken
+                    if ckey not in parked_keys:
+                        # Park the key's jobs that cannot run now: later claims skip them
+                        # without reading them, until a job of the key stops (jobs_unpark).
+                        parked_keys.add(ckey)
+                        self.cursor.execute(sql.PARK_KEY, (ckey, taken, PARK_BATCH))
+                        parked = parked or self.cursor.connection.changes() > 0
                     continue
                 held_now[ckey] = taken + 1
             caps[queue] -= 1
@@ -391,7 +426,7 @@ class Tx:
         for worker, ids in batch.items():
             claimed.extend(_dicts(self.cursor.execute(
                 sql.CLAIM_MANY, (worker, now + lease, now, _id_list(ids)))))
-        return skipped
+        return parked
 
     def _candidates(self, queue: str, now: float, limit: int) -> list[_Candidate]:
         """The best ``limit`` claimable jobs of a queue (keys already at their limit and
@@ -406,13 +441,25 @@ class Tx:
             self.next_slot = at
 
     def adopt_orphan_queues(self) -> int:
-        """Give every queue with queued jobs a row (claims iterate over queue rows)."""
+        """Give every queue with queued jobs a row (for listings and stats: claims find the
+        queues with queued jobs from the jobs themselves)."""
         self.cursor.execute(sql.ADOPT_QUEUES)
         return self.cursor.connection.changes()
 
     def expire_due(self, now: float, limit: int = 500) -> int:
-        """Cancel (reason "expired") pending jobs not started by their ``expires_at``."""
+        """Cancel (reason "expired") pending jobs not started by their ``expires_at``; returns
+        how many. Also runs ``unpark_free`` (the supervisor calls this once a poll)."""
         self.cursor.execute(sql.EXPIRE_DUE, (now, now, limit))
+        expired = self.cursor.connection.changes()
+        self.unpark_free()
+        return expired
+
+    def unpark_free(self) -> int:
+        """Give each concurrency key with parked jobs and a free slot its best parked job that
+        fits back to the claims. The trigger ``jobs_unpark`` does this as slots come free; this
+        catches a slot whose job given back could not be claimed (its queue paused, or served
+        by no supervisor) and would otherwise keep the key's other jobs waiting."""
+        self.cursor.execute(sql.UNPARK_FREE)
         return self.cursor.connection.changes()
 
     def promote_due(self, now: float, limit: int = 1000) -> int:
@@ -511,8 +558,9 @@ class Tx:
     def heartbeat(
         self, supervisor: str, hostname: str, pid: int, started: float, now: float, queues: str
     ) -> None:
+        """Record that ``supervisor`` (this process: its PID namespace is read here) lives."""
         self.cursor.execute(sql.UPSERT_SUPERVISOR,
-                            (supervisor, hostname, pid, started, now, queues))
+                            (supervisor, hostname, pid, started, now, queues, pid_namespace()))
 
     def forget_supervisor(self, supervisor: str) -> None:
         self.cursor.execute(sql.DELETE_SUPERVISOR, (supervisor,))

@@ -1,0 +1,277 @@
+"""Schema migrations against real files: a version-1 file (built here with the version-1
+DDL, as litejobs 1 wrote it) is upgraded on open with every job, attempt and cron record
+intact, and job ids are never handed out twice (issue 11, defect 10)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import apsw
+import pytest
+
+import litejobs
+from litejobs.newjob import NewJob, NewJobs
+from litejobs.store import SCHEMA_VERSION, Store
+from litejobs.store.schema import _LEGAL_MOVES, _STATES, APPLICATION_ID
+
+# The schema of version 1, word for word (its trigger and states are today's: they did not
+# change in version 2).
+V1_SCHEMA = f"""
+CREATE TABLE jobs (
+    id            INTEGER PRIMARY KEY,
+    task          TEXT    NOT NULL,
+    queue         TEXT    NOT NULL,
+    state         TEXT    NOT NULL CHECK (state IN ({_STATES})),
+    priority      INTEGER NOT NULL DEFAULT 0 CHECK (priority BETWEEN -100 AND 100),
+    args          TEXT    NOT NULL,
+    kwargs        TEXT    NOT NULL,
+    key           TEXT,
+    run_at        REAL    NOT NULL,
+    scheduled_at  REAL    NOT NULL,
+    created_at    REAL    NOT NULL,
+    attempt       INTEGER NOT NULL DEFAULT 0,
+    max_attempts  INTEGER NOT NULL CHECK (max_attempts >= 1),
+    interrupts    INTEGER NOT NULL DEFAULT 0,
+    crashes       INTEGER NOT NULL DEFAULT 0,
+    timeout       REAL,
+    expires_at    REAL,
+    concurrency_key   TEXT,
+    concurrency_limit INTEGER,
+    leased_by     TEXT,
+    lease_until   REAL,
+    started_at    REAL,
+    finished_at   REAL,
+    result        TEXT,
+    error         TEXT,
+    CHECK (state != 'running' OR (leased_by IS NOT NULL AND lease_until IS NOT NULL)),
+    CHECK (attempt - interrupts <= max_attempts OR state != 'running')
+);
+CREATE INDEX jobs_queued    ON jobs (queue, priority DESC, run_at, id) WHERE state = 'queued';
+CREATE INDEX jobs_scheduled ON jobs (run_at) WHERE state = 'scheduled';
+CREATE INDEX jobs_running   ON jobs (lease_until) WHERE state = 'running';
+CREATE INDEX jobs_finished  ON jobs (finished_at)
+    WHERE state IN ('succeeded', 'failed', 'cancelled');
+-- No index on task: it would cost every enqueue ~12% for the CLI's --task filters, which
+-- scan newest first and stop at their limit.
+CREATE INDEX jobs_key       ON jobs (task, key, created_at) WHERE key IS NOT NULL;
+CREATE INDEX jobs_ckey      ON jobs (concurrency_key)
+    WHERE state = 'running' AND concurrency_key IS NOT NULL;
+CREATE INDEX jobs_expiry    ON jobs (expires_at)
+    WHERE expires_at IS NOT NULL AND state IN ('scheduled', 'queued');
+
+-- Start times of rate-limited queues' jobs: the sliding window each claim counts.
+CREATE TABLE rate_starts (
+    queue TEXT NOT NULL,
+    at    REAL NOT NULL
+);
+CREATE INDEX rate_starts_window ON rate_starts (queue, at);
+
+-- The schema repeats TRANSITIONS: no update may move a job along an edge it does not list.
+CREATE TRIGGER jobs_transition BEFORE UPDATE OF state ON jobs
+WHEN old.state != new.state AND NOT ({_LEGAL_MOVES})
+BEGIN
+    SELECT RAISE(ABORT, 'litejobs: illegal state transition');
+END;
+
+CREATE TABLE attempts (
+    job_id      INTEGER NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+    attempt     INTEGER NOT NULL,
+    outcome     TEXT    NOT NULL
+                CHECK (outcome IN ('succeeded', 'failed', 'interrupted', 'stale')),
+    worker      TEXT,
+    started_at  REAL,
+    finished_at REAL,
+    error       TEXT,
+    traceback   TEXT,
+    PRIMARY KEY (job_id, attempt)
+) WITHOUT ROWID;
+
+CREATE TABLE queues (
+    name   TEXT PRIMARY KEY,
+    paused INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;
+
+-- One row per cron entry: its schedule as last seen and the newest instant it handled.
+CREATE TABLE cron_entries (
+    name         TEXT PRIMARY KEY,
+    schedule     TEXT NOT NULL,
+    since        REAL NOT NULL,
+    last_instant REAL,
+    last_job     INTEGER
+) WITHOUT ROWID;
+
+-- The exactly-once guarantee: an (entry, instant) row is written in the same transaction as
+-- the job it fires, so no instant can make two jobs, across restarts and supervisors.
+CREATE TABLE cron_fires (
+    entry    TEXT NOT NULL,
+    instant  REAL NOT NULL,
+    outcome  TEXT NOT NULL CHECK (outcome IN ('fired', 'skipped_overlap', 'skipped_misfire')),
+    job_id   INTEGER,
+    fired_at REAL NOT NULL,
+    PRIMARY KEY (entry, instant)
+) WITHOUT ROWID;
+
+CREATE TABLE supervisors (
+    id           TEXT PRIMARY KEY,
+    hostname     TEXT NOT NULL,
+    pid          INTEGER NOT NULL,
+    started_at   REAL NOT NULL,
+    heartbeat_at REAL NOT NULL,
+    queues       TEXT NOT NULL
+) WITHOUT ROWID;
+"""
+
+
+NOW = 1_000_000.0
+
+
+def _structure(path: Path) -> dict[str, Any]:
+    """What a file's schema means, leaving out how its DDL text is spelled: columns, indexes
+    (with their columns and conditions), foreign keys, triggers."""
+    conn = apsw.Connection(str(path), flags=apsw.SQLITE_OPEN_READONLY)
+    try:
+        out: dict[str, Any] = {}
+        tables = [str(r[0]) for r in conn.execute(
+            "SELECT name FROM sqlite_schema WHERE type = 'table' ORDER BY name")]
+        for t in tables:
+            out[t] = {
+                "columns": list(conn.execute(f"PRAGMA table_xinfo('{t}')")),
+                "fks": [r[2:] for r in conn.execute(f"PRAGMA foreign_key_list('{t}')")],
+                "indexes": sorted(
+                    (str(r[1]), list(conn.execute(f"PRAGMA index_xinfo('{r[1]}')")))
+                    for r in conn.execute(f"PRAGMA index_list('{t}')")),
+            }
+        out["partial"] = sorted(
+            (str(n), " ".join(str(s)[str(s).upper().index(" WHERE "):].split()))
+            for n, s in conn.execute(
+                "SELECT name, sql FROM sqlite_schema WHERE type = 'index' AND sql LIKE '%WHERE%'"))
+        out["triggers"] = sorted(" ".join(str(s).split()) for (s,) in conn.execute(
+            "SELECT sql FROM sqlite_schema WHERE type = 'trigger'"))
+        out["autoincrement"] = [str(r[0]) for r in conn.execute(
+            "SELECT name FROM sqlite_schema WHERE sql LIKE '%AUTOINCREMENT%'")]
+        return out
+    finally:
+        conn.close()
+
+
+def make_v1(path: Path, jobs: int = 5) -> None:
+    """A version-1 file with ``jobs`` finished jobs (each with a failed attempt), a queued
+    one, a running one, a cron entry whose last fire was a pruned job, and a supervisor."""
+    conn = apsw.Connection(str(path))
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute(V1_SCHEMA)
+    conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+    conn.execute("PRAGMA user_version = 1")
+    insert = ("INSERT INTO jobs (id, task, queue, state, args, kwargs, run_at, scheduled_at, "
+              "created_at, attempt, max_attempts, finished_at, result, leased_by, lease_until,"
+              " concurrency_key, concurrency_limit) "
+              "VALUES (?, 't.work', 'default', ?, ?, '{}', ?, ?, ?, ?, 3, ?, ?, ?, ?, ?, ?)")
+    with conn:
+        for i in range(1, jobs + 1):
+            conn.execute(insert, (i, "succeeded", f"[{i}]", NOW, NOW, NOW, 2, NOW + 1, "42",
+                                  None, None, None, None))
+            conn.execute("INSERT INTO attempts VALUES (?, 1, 'failed', 'w', ?, ?, 'boom', 'tb')",
+                         (i, NOW, NOW))
+        conn.execute(insert, (jobs + 1, "queued", "[0]", NOW, NOW, NOW, 0, None, None, None,
+                              None, "k", 1))
+        conn.execute(insert, (jobs + 2, "running", "[0]", NOW, NOW, NOW, 1, None, None,
+                              "old:1:w", NOW + 30, "k", 1))
+        conn.execute("INSERT INTO queues (name, paused) VALUES ('default', 0), ('p', 1)")
+        conn.execute("INSERT INTO cron_entries VALUES ('nightly', '0 3 * * *', ?, ?, ?)",
+                     (NOW, NOW, jobs + 50))
+        conn.execute("INSERT INTO cron_fires VALUES ('nightly', ?, 'fired', ?, ?)",
+                     (NOW, jobs + 50, NOW))
+        conn.execute("INSERT INTO supervisors VALUES ('old', 'h', 1, ?, ?, '')", (NOW, NOW))
+    conn.close()
+
+
+def _dump(path: Path, sql: str) -> list[tuple[Any, ...]]:
+    conn = apsw.Connection(str(path), flags=apsw.SQLITE_OPEN_READONLY)
+    try:
+        return [tuple(r) for r in conn.execute(sql)]
+    finally:
+        conn.close()
+
+
+JOB_COLUMNS = ("id, task, queue, state, priority, args, kwargs, key, run_at, scheduled_at, "
+               "created_at, attempt, max_attempts, interrupts, crashes, timeout, expires_at, "
+               "concurrency_key, concurrency_limit, leased_by, lease_until, started_at, "
+               "finished_at, result, error")
+
+
+def test_a_version_1_file_is_migrated_on_open_with_everything_intact(tmp_path: Path) -> None:
+    old = tmp_path / "old.db"
+    make_v1(old)
+    jobs = _dump(old, f"SELECT {JOB_COLUMNS} FROM jobs ORDER BY id")
+    attempts = _dump(old, "SELECT * FROM attempts ORDER BY job_id, attempt")
+    cron = _dump(old, "SELECT * FROM cron_fires") + _dump(old, "SELECT * FROM cron_entries")
+    app = litejobs.App(old)
+    assert app.get_job(1) is not None  # opening migrates
+    assert _dump(old, "PRAGMA user_version") == [(SCHEMA_VERSION,)] and SCHEMA_VERSION == 2
+    assert _dump(old, f"SELECT {JOB_COLUMNS} FROM jobs ORDER BY id") == jobs
+    # dropping the old jobs table must not have cascaded to the attempts
+    assert _dump(old, "SELECT * FROM attempts ORDER BY job_id, attempt") == attempts
+    assert len(attempts) == 5
+    assert _dump(old, "SELECT * FROM cron_fires") + _dump(
+        old, "SELECT * FROM cron_entries") == cron
+    assert _dump(old, "SELECT id, pid_ns FROM supervisors") == [("old", None)]
+    assert _dump(old, "PRAGMA foreign_key_check") == []
+    assert _dump(old, "PRAGMA integrity_check") == [("ok",)]
+    # the same schema as a file made new by this version
+    fresh = tmp_path / "fresh.db"
+    Store(fresh).connection()
+    assert _structure(old) == _structure(fresh)
+    # deleting a job still deletes its attempts (the reference moved to the new table)
+    assert app.store.purge([1]) == 1
+    assert _dump(old, "SELECT count(*) FROM attempts WHERE job_id = 1") == [(0,)]
+    # ids continue above every id the file ever stored, the pruned cron job's included
+    new = app.enqueue("t.work", args=[1])
+    assert new.id == 5 + 50 + 1
+
+
+def test_a_failed_migration_leaves_the_version_1_file_as_it_was(tmp_path: Path) -> None:
+    old = tmp_path / "old.db"
+    make_v1(old)
+    before = _dump(old, "SELECT sql FROM sqlite_schema ORDER BY name")
+    # another program's table in the way of the rebuild: the migration's transaction fails
+    conn = apsw.Connection(str(old))
+    conn.execute("CREATE TABLE jobs_v2 (x)")
+    conn.close()
+    with pytest.raises(Exception, match="jobs_v2"):
+        Store(old).connection()
+    conn = apsw.Connection(str(old))
+    conn.execute("DROP TABLE jobs_v2")
+    conn.close()
+    assert _dump(old, "SELECT sql FROM sqlite_schema ORDER BY name") == before
+    assert _dump(old, "PRAGMA user_version") == [(1,)]
+    assert _dump(old, "SELECT count(*) FROM attempts") == [(5,)]
+
+
+def test_job_ids_are_never_reused_after_purge_or_prune(tmp_path: Path) -> None:
+    app = litejobs.App(tmp_path / "jobs.db")
+    ids = [app.enqueue("t.work", args=[i]).id for i in range(3)]
+    app.store.write(lambda tx: tx.cursor.execute(
+        "UPDATE jobs SET state = 'cancelled', finished_at = ?", (time.time() - 100,)))
+    assert app.store.purge(ids[1:]) == 2  # the newest two
+    one = app.enqueue("t.work", args=[9]).id
+    assert one > ids[-1]
+    assert app.get_job(ids[-1]) is None  # the purged id names nobody
+    # prune takes the newest too; a bulk insert (executemany) and a batch continue above
+    app.store.write(lambda tx: tx.cursor.execute(
+        "UPDATE jobs SET state = 'cancelled', finished_at = ?", (time.time() - 100,)))
+    assert app.store.write(lambda tx: tx.prune(time.time(), 100)) == 2
+    # a bulk insert (executemany) and a batch (one statement) continue above as well
+    rows = app.store.insert_jobs([_newjob(), _newjob()], time.time())
+    assert [r["id"] for r in rows] == [one + 1, one + 2]
+    batch = NewJobs(_newjob(), "[[1], [2]]", [[1], [2]])
+    app.store.write(lambda tx: tx.cursor.execute("DELETE FROM jobs WHERE id >= ?", (one,)))
+    rows = app.store.insert_jobs([batch], time.time())
+    assert [r["id"] for r in rows] == [one + 3, one + 4]
+    assert [app.store.get_job(r["id"])["args"] for r in rows] == ["[1]", "[2]"]
+
+
+def _newjob() -> NewJob:
+    return NewJob(task="t.work", queue="default", priority=0, args="[7]", kwargs="{}",
+                  run_at=0.0, max_attempts=1, timeout=None)
