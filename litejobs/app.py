@@ -296,6 +296,10 @@ class App:
             raise TypeError(f"args must be a list of arguments, not {type(args).__name__}")
         if kwargs is not None and not isinstance(kwargs, Mapping):
             raise TypeError(f"kwargs must be a dict, not {type(kwargs).__name__}")
+        unknown = set(options) - set(CallOptions.__slots__)
+        if unknown:
+            raise TypeError(f"unknown enqueue option(s) {', '.join(sorted(unknown))}; known: "
+                            f"{', '.join(sorted(CallOptions.__slots__))}")
         registered = self.tasks.get(task)
         prepared = Prepared(
             task, tuple(args), dict(kwargs or {}), CallOptions(**options) if options else PLAIN,

@@ -386,3 +386,8 @@ def test_check_and_run_refuse_cron_arguments_over_the_payload_cap(clean_env) -> 
         lines = proc.stderr.strip().splitlines()
         assert len(lines) == 1 and "cron entry 'big'" in lines[0] and "100 bytes" in lines[0], (
             lines)
+
+
+def test_an_unknown_enqueue_option_names_the_known_ones(app) -> None:
+    with pytest.raises(TypeError, match=r"unknown enqueue option\(s\) dealy; known: .*delay"):
+        app.enqueue("t.x", dealy=5)
