@@ -8,6 +8,10 @@ the published table is always the output of a real run.
 
 Scenarios marked ``slow`` repeat fewer times in CI (``CI`` set) than locally; each says so in
 its ``note``.
+
+A randomised scenario takes the ``seed`` fixture: ``LITEJOBS_SEED`` when set, else a fresh one.
+It is printed at the start, added to a failure's report (``replay: LITEJOBS_SEED=N``) and
+recorded among the scenario's figures, so any run can be replayed.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import datetime as dt
 import json
 import os
 import platform
+import random
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -23,11 +28,45 @@ import pytest
 
 ROWS: list[dict[str, Any]] = []
 FULL = not os.environ.get("CI")
+_SEED = pytest.StashKey[int]()
 
 
 def repetitions(full: int, ci: int) -> int:
     """How many times a slow scenario repeats: ``full`` locally, ``ci`` in CI."""
     return full if FULL else ci
+
+
+@pytest.fixture
+def seed(request: pytest.FixtureRequest) -> int:
+    """The seed of this scenario's random choices (``random.Random(seed)``): LITEJOBS_SEED
+    when set, to replay a failure, else a fresh one; printed, and named in a failure."""
+    raw = os.environ.get("LITEJOBS_SEED", "").strip()
+    if raw:
+        try:
+            value = int(raw)
+        except ValueError:
+            pytest.fail(f"LITEJOBS_SEED must be an integer (the seed a failure printed), not "
+                        f"{raw!r}", pytrace=False)
+    else:
+        value = random.SystemRandom().randrange(2**32)
+    request.node.stash[_SEED] = value
+    print(f"seed {value} (replay: LITEJOBS_SEED={value} python -m pytest "
+          f"'{request.node.nodeid}')")
+    return value
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    report = yield
+    seed = item.stash.get(_SEED, None)
+    if seed is not None and report.failed:
+        line = f"replay: LITEJOBS_SEED={seed} python -m pytest '{item.nodeid}'"
+        if isinstance(report.longrepr, str):
+            report.longrepr += "\n" + line
+        elif hasattr(report.longrepr, "addsection"):
+            report.longrepr.addsection("seed", line)
+        report.sections.append(("seed", line))
+    return report
 
 
 @pytest.fixture

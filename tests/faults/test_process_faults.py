@@ -14,7 +14,8 @@ attempt, worker pid and times) is checked against the database:
 - *overlaps*: two runs of one job at the same time; allowed only where a frozen process kept
   running a rescued attempt (fencing then refuses its outcome).
 
-Waiting is on conditions with deadlines; only the moments of the kills are random.
+Waiting is on conditions with deadlines; only the moments of the kills (and the producers'
+choices) are random, drawn from the ``seed`` fixture (printed; ``LITEJOBS_SEED=N`` replays).
 """
 
 from __future__ import annotations
@@ -405,10 +406,10 @@ def wait_terminal(db: Path, ids: list[int], timeout: float, sups: list[Superviso
 # --- 1. worker chaos ---------------------------------------------------------------------------
 
 
-def test_worker_chaos(h: Harness, report: Callable[..., None]) -> None:
+def test_worker_chaos(h: Harness, report: Callable[..., None], seed: int) -> None:
     """Worker chaos: a random worker SIGKILLed every 200-400 ms"""
     n = repetitions(full=3000, ci=1000)
-    rng = random.Random()
+    rng = random.Random(seed)
     app = h.app()
     work = app.tasks["fault.work"]
     ids: list[int] = []
@@ -441,7 +442,7 @@ def test_worker_chaos(h: Harness, report: Callable[..., None]) -> None:
     result = audit(h.db, h.log, ids, killed)
     died = query(h.db, "SELECT count(*) FROM attempts WHERE error LIKE 'WorkerDied%'")[0][0]
     report(**result.figures(), producer_errors=0, workers_killed=len(killed),
-           killed_reruns=result.killed_reruns, jobs_retried=result.retried,
+           killed_reruns=result.killed_reruns, jobs_retried=result.retried, seed=seed,
            note=f"4 workers, crash_limit={CRASH_LIMIT}, jobs of 0 s and 0-40 ms; "
                 f"{len(killed)} workers killed in {elapsed:.0f} s; {result.retried} jobs needed "
                 "more than one attempt")
@@ -455,14 +456,14 @@ def test_worker_chaos(h: Harness, report: Callable[..., None]) -> None:
 # --- 2. whole-group SIGKILL under load -----------------------------------------------------------
 
 
-def test_group_kill_under_load(h: Harness, report: Callable[..., None]) -> None:
+def test_group_kill_under_load(h: Harness, report: Callable[..., None], seed: int) -> None:
     """Whole process group SIGKILLed at random moments, restarted, producers enqueueing"""
     rounds = repetitions(full=20, ci=6)
-    rng = random.Random()
+    rng = random.Random(seed)
     stop_file = h.tmp / "stop-producers"
-    for seed in range(2):
+    for _ in range(2):
         h.producer("--stop", str(stop_file), "--pause", "0.02", "--long", "0.05",
-                   "--seed", str(seed))
+                   "--seed", str(rng.randrange(2**32)))
     killed: dict[int, float] = {}
     t0 = time.monotonic()
     for _ in range(rounds):
@@ -498,7 +499,7 @@ def test_group_kill_under_load(h: Harness, report: Callable[..., None]) -> None:
     most = query(h.db, "SELECT max(crashes) FROM jobs")[0][0]
     report(**result.figures(), producer_errors=len(errors), restarts=rounds,
            killed_reruns=result.killed_reruns, rescued_attempts=rescued,
-           most_rescues_of_one_job=most,
+           most_rescues_of_one_job=most, seed=seed,
            note=f"{rounds} whole-group SIGKILLs at random moments in {elapsed:.0f} s, 2 "
                 f"producers enqueueing throughout; no two runs of a job overlapped; "
                 f"crash_limit={CRASH_LIMIT}, since a job running when its supervisor is "
@@ -751,10 +752,11 @@ def test_sigterm_drain(h: Harness, report: Callable[..., None]) -> None:
 
 @pytest.mark.slow
 @pytest.mark.timeout(900)
-def test_durability_full_under_sigkill(h: Harness, report: Callable[..., None]) -> None:
+def test_durability_full_under_sigkill(h: Harness, report: Callable[..., None],
+                                       seed: int) -> None:
     """Durability "full": supervisor and producer SIGKILLed at random moments"""
     rounds = repetitions(full=200, ci=25)
-    rng = random.Random()
+    rng = random.Random(seed)
     printed: list[int] = []
     errors: list[str] = []
     missing: list[int] = []
@@ -763,7 +765,8 @@ def test_durability_full_under_sigkill(h: Harness, report: Callable[..., None]) 
     t0 = time.monotonic()
     for _ in range(rounds):
         sup = h.start(workers=2, wait=False, durability="full", crash_limit=CRASH_LIMIT)
-        proc, out = h.producer("--durability", "full", "--mix", "--quick")
+        proc, out = h.producer("--durability", "full", "--mix", "--quick",
+                               "--seed", str(rng.randrange(2**32)))
         time.sleep(rng.uniform(0.3, 0.8))  # the random kill moment
         h.kill_group(proc.pid)
         at, members = h.kill_group(sup.pid)
@@ -790,7 +793,7 @@ def test_durability_full_under_sigkill(h: Harness, report: Callable[..., None]) 
     assert integrity(h.db) == "ok"
     result = audit(h.db, h.log, every, killed={}, groups=killed)
     report(**result.figures(), producer_errors=len(errors), rounds=rounds,
-           printed_ids=len(set(printed)), missing_after_kill=len(missing),
+           printed_ids=len(set(printed)), missing_after_kill=len(missing), seed=seed,
            note=f"{rounds} rounds of ~0.3-0.8 s (supervisor + producer of mixed traffic: "
                 f"plain, delayed, batches, keys), both process groups SIGKILLed, in "
                 f"{elapsed:.0f} s; every printed id was in the file after each kill; "
