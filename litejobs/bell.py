@@ -8,6 +8,13 @@ job, because the database stays the single source of truth.
 A ring is one byte: ``q`` new jobs are ready now (claim), ``e`` something changed that may
 include scheduled jobs (claim, and look for the next due time again), ``c`` a job was
 cancelled (check that running jobs are still ours).
+
+The directory (``<database>-bells``, or a private per-user one when that path is too long for a
+socket address, see bell_dirs) also holds the turns file. Another local user must not be able
+to put anything there: a link planted in place of the turns file once led a contended write to
+overwrite a file of ours. So it is used only once lstat shows it is a real directory of ours
+that no one else can write (prepare_dir); otherwise the supervisor listens on nothing (its
+poll finds the jobs), writers go without turns, and a warning says why.
 """
 
 from __future__ import annotations
