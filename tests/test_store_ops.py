@@ -10,7 +10,8 @@ import sys
 from types import SimpleNamespace
 
 import litejobs
-from litejobs.store import QueueLimits, Store
+import litejobs.store
+from litejobs.store import QueueLimits, Store, Tx, protocols
 from tests.conftest import REPO, JobLog, alive, clean_env, wait_for
 
 LEASE = 30.0
@@ -179,3 +180,43 @@ def test_file_changed_in_a_forked_child_is_about_its_own_connection(app, db_path
         os._exit(0 if app.store.file_changed() is None else 1)
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+# --- E. the store seam --------------------------------------------------------------------------
+
+STORE_PROTOCOLS = (protocols.Producer, protocols.Reads, protocols.ExplainFacts,
+                   protocols.Admin, protocols.Maintenance, protocols.Supervising)
+TX_PROTOCOLS = (protocols.ProducerTx, protocols.ClaimTx, protocols.OutcomeTx,
+                protocols.LeaseTx, protocols.CronTx, protocols.UpkeepTx, protocols.WriteTx)
+#: Store's own, SQLite-only: no second store has an apsw connection.
+SQLITE_ONLY = {"connection"}
+
+
+def members(protocol: type) -> set[str]:
+    return {name for klass in protocol.__mro__ if klass is not object
+            for name, value in vars(klass).items()
+            if not name.startswith("_") and (callable(value) or name in
+                                             getattr(klass, "__annotations__", {}))}
+
+
+def public_methods(klass: type) -> set[str]:
+    return {name for name in dir(klass)
+            if not name.startswith("_") and callable(getattr(klass, name))}
+
+
+def test_store_and_tx_implement_every_protocol(app) -> None:
+    """The SQLite Store and its Tx satisfy each protocol a second store must implement, and
+    every public operation is declared by one of them (none bypasses the seam)."""
+    store = app.store
+    assert isinstance(store, Store) and litejobs.store.SqliteStore is Store
+    for protocol in STORE_PROTOCOLS:
+        assert isinstance(store, protocol), protocol.__name__
+
+    def check(tx: Tx) -> list[str]:
+        return [p.__name__ for p in TX_PROTOCOLS if not isinstance(tx, p)]
+
+    assert store.write(check) == []
+    declared = set().union(*(members(p) for p in STORE_PROTOCOLS))
+    assert public_methods(Store) - SQLITE_ONLY - declared == set()
+    assert public_methods(Tx) - members(protocols.WriteTx) == set()
+    assert members(protocols.WriteTx) == set().union(*(members(p) for p in TX_PROTOCOLS[:-1]))

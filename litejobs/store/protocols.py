@@ -1,0 +1,238 @@
+"""The store's operations by caller, as typed protocols: the seam a second store (PostgreSQL)
+implements without touching the rest of litejobs.
+
+Who calls what:
+
+- ``Producer``: ``App.enqueue``/``enqueue_many`` in any process (web workers included).
+- ``Reads`` and ``ExplainFacts``: ``Job``, the CLI (``jobs``, ``show``, ``stats``,
+  ``explain``), the dashboard; they never write.
+- ``Admin``: an operator's ``cancel``, ``retry``, ``purge``, ``queues pause``.
+- ``Maintenance``: the supervisor's checkpointer and file watch, ``litejobs doctor``.
+- ``Supervising``: the supervisor's own reads and its write transactions, whose statements are
+  the ``WriteTx`` protocols, split by the service that runs them (claims, outcomes, leases,
+  cron, upkeep).
+
+``Store`` (the SQLite store) satisfies every one; ``Tx`` every ``...Tx``. Both are checked by
+mypy (see the end of ``litejobs.store``) and by tests/test_store_ops.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, Protocol, TypeVar, runtime_checkable
+
+from litejobs.job import Attempt
+from litejobs.newjob import NewJob, NewJobs
+from litejobs.store.tx import QueueLimits, Row
+
+__all__ = ["Admin", "ClaimTx", "CronTx", "ExplainFacts", "LeaseTx", "Maintenance", "OutcomeTx",
+           "Producer", "ProducerTx", "Reads", "Supervising", "UpkeepTx", "WriteTx"]
+
+T = TypeVar("T")
+
+
+# --- the store --------------------------------------------------------------------------------
+
+
+@runtime_checkable
+class Producer(Protocol):
+    """Enqueueing: each call is one short write transaction."""
+
+    def insert_jobs(self, jobs: Sequence[NewJob | NewJobs], now: float,
+                    ) -> list[Mapping[str, Any]]:
+        """Insert all of ``jobs`` or none; each one's row (or its live twin's, for a key)."""
+        ...
+
+    def insert_job(self, job: NewJob, now: float) -> Mapping[str, Any]:
+        """``insert_jobs`` for one job."""
+        ...
+
+
+@runtime_checkable
+class Reads(Protocol):
+    """Reading jobs and their surroundings; never writes."""
+
+    def get_job(self, job_id: int) -> Row | None: ...
+
+    def list_jobs(self, state: str | None = None, task: str | None = None,
+                  queue: str | None = None, limit: int = 100) -> list[Row]: ...
+
+    def attempts(self, job_id: int) -> list[Attempt]: ...
+
+    def stats(self) -> dict[str, Any]: ...
+
+    def queue_list(self) -> list[tuple[str, bool]]: ...
+
+    def supervisors(self) -> list[Row]: ...
+
+    def cron_entries(self) -> list[Row]: ...
+
+    def count_matching(self, states: Sequence[str], task: str | None = None,
+                       queue: str | None = None, since: float | None = None) -> int: ...
+
+    def ids_matching(self, states: Sequence[str], task: str | None = None,
+                     queue: str | None = None, since: float | None = None,
+                     after_id: int = 0, limit: int = 1000) -> list[int]: ...
+
+
+@runtime_checkable
+class ExplainFacts(Protocol):
+    """What ``litejobs explain`` reads to say why a job has not run."""
+
+    def queue_paused(self, queue: str) -> bool: ...
+
+    def running_in_queue(self, queue: str, limit: int = 5) -> tuple[int, list[int]]: ...
+
+    def running_with_key(self, key: str) -> list[int]: ...
+
+    def rate_window(self, queue: str, since: float) -> tuple[int, float | None]: ...
+
+    def ahead_of(self, job: Row) -> int: ...
+
+
+@runtime_checkable
+class Admin(Protocol):
+    """An operator's changes; the bulk ones take one page of ids per call."""
+
+    def cancel(self, job_id: int, reason: str, now: float) -> bool: ...
+
+    def cancel_many(self, ids: Sequence[int], reason: str, now: float) -> int: ...
+
+    def retry(self, job_id: int, retries: int, now: float) -> bool: ...
+
+    def retry_many(self, ids: Sequence[int], retries: int, now: float) -> int: ...
+
+    def purge(self, ids: Sequence[int]) -> int: ...
+
+    def set_paused(self, queue: str, paused: bool) -> None: ...
+
+
+@runtime_checkable
+class Maintenance(Protocol):
+    """Keeping the storage healthy, and noticing when it is no longer the one at the path."""
+
+    def checkpoint(self, truncate: bool = False) -> tuple[int, int]: ...
+
+    def wal_size(self) -> int: ...
+
+    def quick_check(self) -> list[str]: ...
+
+    def inspect(self, now: float) -> Row: ...
+
+    def verify(self) -> None: ...
+
+    def file_changed(self) -> str | None: ...
+
+
+# --- the supervisor's write transaction ---------------------------------------------------------
+
+
+@runtime_checkable
+class ProducerTx(Protocol):
+    def insert(self, job: NewJob, now: float) -> Mapping[str, Any]: ...
+
+    def insert_many(self, jobs: Sequence[NewJob | NewJobs], now: float,
+                    ) -> list[Mapping[str, Any]]: ...
+
+
+@runtime_checkable
+class ClaimTx(Protocol):
+    """Dispatch: making jobs ready, and claiming them for workers."""
+
+    def queues(self) -> list[tuple[str, bool]]: ...
+
+    def claim(self, worker_ids: Sequence[str], queues: Iterable[QueueLimits], now: float,
+              lease: float) -> list[Row]: ...
+
+    def unclaim(self, job_id: int, attempt: int) -> bool: ...
+
+    def adopt_orphan_queues(self) -> int: ...
+
+    def unpark_free(self) -> int: ...
+
+    def expire_due(self, now: float, limit: int = 500) -> int: ...
+
+    def promote_due(self, now: float, limit: int = 1000) -> int: ...
+
+
+@runtime_checkable
+class OutcomeTx(Protocol):
+    """Recording what an attempt did, fenced by its attempt number."""
+
+    def succeed(self, job_id: int, attempt: int, result: str, worker: str, started: float,
+                now: float) -> bool: ...
+
+    def succeed_many(self, done: Sequence[tuple[int, int, str, str, float, float]]) -> int: ...
+
+    def fail(self, job_id: int, attempt: int, error: str, traceback: str | None,
+             worker: str | None, started: float | None, now: float, retry_at: float | None,
+             crashed: bool = False) -> bool: ...
+
+    def interrupt(self, job_id: int, attempt: int, reason: str, worker: str | None,
+                  started: float | None, now: float) -> bool: ...
+
+
+@runtime_checkable
+class LeaseTx(Protocol):
+    """Renewing leases, and finding the ones a rescue returns."""
+
+    def renew(self, leases: Iterable[tuple[int, int]], until: float,
+              ) -> list[tuple[int, int]]: ...
+
+    def expired_leases(self, now: float, limit: int = 500) -> list[Row]: ...
+
+    def leases_of(self, prefix: str) -> list[Row]: ...
+
+
+@runtime_checkable
+class CronTx(Protocol):
+    """The ticker: each fire a unique (entry, instant) row written with its job."""
+
+    def cron_entry(self, name: str) -> Row | None: ...
+
+    def cron_reset(self, name: str, schedule: str, since: float) -> None: ...
+
+    def cron_fire(self, entry: str, instant: float, job: NewJob | None, outcome: str,
+                  now: float) -> int | None: ...
+
+    def cron_advance(self, name: str, instant: float, job_id: int | None) -> None: ...
+
+    def job_state(self, job_id: int) -> str | None: ...
+
+    def prune_cron_fires(self, before: float, limit: int = 500) -> int: ...
+
+
+@runtime_checkable
+class UpkeepTx(Protocol):
+    """Pruning, and the supervisors' heartbeat rows."""
+
+    def prune(self, before: float, limit: int = 500) -> int: ...
+
+    def heartbeat(self, supervisor: str, hostname: str, pid: int, started: float, now: float,
+                  queues: str) -> None: ...
+
+    def forget_supervisor(self, supervisor: str) -> None: ...
+
+    def forget_supervisors_before(self, before: float) -> None: ...
+
+
+@runtime_checkable
+class WriteTx(ProducerTx, ClaimTx, OutcomeTx, LeaseTx, CronTx, UpkeepTx, Protocol):
+    """Everything one write transaction can do (what ``Supervising.write`` hands its ``fn``)."""
+
+
+@runtime_checkable
+class Supervising(Protocol):
+    """The supervisor's own use of the store: its write transactions and a few reads."""
+
+    path: str
+
+    def write(self, fn: Callable[[WriteTx], T]) -> T:
+        """Run ``fn`` in one short write transaction, retried whole while the store is busy."""
+        ...
+
+    def next_scheduled(self) -> float | None: ...
+
+    def held_by(self, prefix: str) -> dict[int, int]: ...
+
+    def close(self) -> None: ...
