@@ -15,6 +15,7 @@ from typing import Any
 from litejobs.errors import WorkerDied
 from litejobs.retry import Failure, after_error
 from litejobs.store import Tx, sent_order
+from litejobs.store.tx import pid_namespace
 from litejobs.task import Task
 
 __all__ = ["Failure", "after_error", "prune", "rescue_dead_supervisors", "rescue_expired"]
@@ -81,19 +82,47 @@ def _alive(pid: int) -> bool:
     return True
 
 
+#: How often a supervisor writes its heartbeat (the supervisor's HEARTBEAT).
+HEARTBEAT_EVERY = 5.0
+
+
+def _gone(sup: Mapping[str, Any], now: float, host: str, pid_ns: str | None,
+          lease: float) -> str | None:
+    """Why supervisor ``sup`` is judged gone, or None while it may be alive."""
+    if sup["hostname"] == host and sup.get("pid_ns") == pid_ns:
+        # Its pid names the same process here only inside the same PID namespace: two
+        # containers on one host network share a host name, not their pids.
+        if sup["pid"] != os.getpid() and _alive(sup["pid"]):
+            return None
+        return f"its supervisor (pid {sup['pid']}) is gone"
+    # Another host or PID namespace: its pid means nothing here, only its silence does. A
+    # live supervisor writes a heartbeat every few seconds and renews its leases every third
+    # of a lease, so one silent for longer than both is no more; any sooner and a supervisor
+    # stalled for a moment would see its running jobs started a second time.
+    silent = now - sup["heartbeat_at"]
+    if silent <= max(3 * HEARTBEAT_EVERY, lease):
+        return None
+    return (f"its supervisor (pid {sup['pid']} on {sup['hostname']}, not in this PID namespace) "
+            f"has not been heard from for {silent:.0f} s")
+
+
 def rescue_dead_supervisors(tx: Tx, now: float, me: str, tasks: Mapping[str, Task[Any, Any]],
-                            crash_limit: int, supervisors: Sequence[Mapping[str, Any]]) -> int:
-    """Return at once the jobs of supervisors on this host whose process is gone, without
-    waiting for their leases to run out."""
+                            crash_limit: int, supervisors: Sequence[Mapping[str, Any]],
+                            lease: float = 30.0) -> int:
+    """Return at once the jobs of supervisors that are gone, without waiting for their
+    leases to run out: on this host and in this PID namespace, those whose process is gone;
+    elsewhere (another container), those not heard from for ``max(15 s, lease)``."""
     host = socket.gethostname()
+    ours = pid_namespace()
     count = 0
     for sup in supervisors:
-        if sup["id"] == me or sup["hostname"] != host:
+        if sup["id"] == me:
             continue
-        if sup["pid"] != os.getpid() and _alive(sup["pid"]):
+        why = _gone(sup, now, host, ours, lease)
+        if why is None:
             continue
         rows = tx.leases_of(f"{sup['id']}:")
-        _rescue(tx, rows, tasks, crash_limit, now, f"its supervisor (pid {sup['pid']}) is gone")
+        _rescue(tx, rows, tasks, crash_limit, now, why)
         count += len(rows)
         tx.forget_supervisor(sup["id"])
     return count

@@ -683,3 +683,62 @@ def test_a_current_file_opens_while_another_process_holds_the_write_lock(app, db
         assert opener.returncode == 0, opener.stderr
         assert opener.stdout.split() == ["opened", "0"]
         assert holder.holding()  # the lock was held throughout
+
+
+# --- supervisors in other PID namespaces (issue 11, defect 3) ---------------------------------
+
+
+def _free_pid(start: int = 300) -> int:
+    """A pid no process on this host's PID namespace has (checked again by the caller)."""
+    return next(p for p in range(start, 1 << 22) if not os.path.exists(f"/proc/{p}"))
+
+
+def test_a_supervisor_in_another_pid_namespace_is_not_rescued_while_it_lives(app, db,
+                                                                             tmp_path) -> None:
+    """Two containers on one host network share a host name and the database file, not
+    their pids: a live supervisor whose pid means nothing here must not be judged dead by
+    `pid not alive here`. Once it is really gone, its silence still gets its jobs back."""
+    from tests.conftest import APP_SPEC, REPO, wait_for
+
+    job = app.enqueue("basic.slow", args=[300])
+    # Inside a new PID namespace the supervisor gets pid `inner`, a pid nobody has out here
+    # (pids are handed out in order from 1 in a new namespace: burn them up to it).
+    inner = _free_pid()
+    run = f"{sys.executable} -m litejobs run --app {APP_SPEC} --workers 1"
+    script = (f"while :; do /bin/true & wait $!; [ $! -ge {inner - 1} ] && break; done; "
+              f"{run} & wait $!")
+    log = tmp_path / "inner.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            ["unshare", "--pid", "--fork", "--mount-proc", "--kill-child", "sh", "-c", script],
+            cwd=REPO, env=clean_env(db), stdin=subprocess.DEVNULL, stdout=out,
+            stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        def running():
+            row = app.store.get_job(job.id)
+            return row is not None and row["state"] == "running" and row
+        started = wait_for(running, 60, "the job to run in the other namespace",
+                           details=lambda: log.read_text(errors="replace"))
+        (sup,) = app.store.supervisors()
+        assert sup["pid"] == inner, (sup, log.read_text(errors="replace"))
+        assert not os.path.exists(f"/proc/{inner}")  # no such process out here
+        assert sup["hostname"] == os.uname().nodename
+
+        def rescue(now: float) -> int:
+            return app.store.write(lambda tx: maintenance.rescue_dead_supervisors(
+                tx, now, "host:1", {}, 3, app.store.supervisors()))
+
+        assert rescue(time.time()) == 0  # the old code rescued it here: pid not alive
+        row = app.store.get_job(job.id)
+        assert (row["state"], row["attempt"]) == ("running", started["attempt"])
+        assert [s["id"] for s in app.store.supervisors()] == [sup["id"]]
+    finally:
+        os.killpg(proc.pid, 9)
+        proc.wait(10)
+    # Gone now: not judged by its pid, but by its heartbeat once that is old enough.
+    beat = app.store.supervisors()[0]["heartbeat_at"]
+    assert rescue(beat + 10) == 0
+    assert rescue(beat + 31) == 1
+    row = app.store.get_job(job.id)
+    assert row["state"] != "running" and "WorkerDied" in row["error"]
+    assert app.store.supervisors() == []
