@@ -20,6 +20,7 @@ from litejobs import maintenance
 from litejobs.newjob import NewJob
 from litejobs.store import QueueLimits, Row, Store, Tx
 from litejobs.store import sql as q
+from litejobs.store import tx as tx_module
 
 LEASE = 30.0
 NOW = 1_000_000.0
@@ -137,6 +138,23 @@ def test_blocked_jobs_of_a_full_key_cost_a_claim_nothing(tmp_path: Path, blocked
         costs.append(second)
     # on the old code every claim re-read every blocked job (5000: ~200x the 10 case)
     assert costs[1] <= costs[0] * 1.5 + 20, costs
+
+
+def test_a_long_backlog_of_a_full_key_is_parked_over_short_claims(
+        store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tx_module, "PARK_PER_CLAIM", 100)
+    _blocked_setup(store, 450)
+
+    def one() -> tuple[list[Row], float | None]:
+        def work(tx: Tx) -> tuple[list[Row], float | None]:
+            return tx.claim(WORKERS, served(tx), NOW, LEASE), tx.next_slot
+        return store.write(work)
+
+    # each claim parks at most ~100 jobs and asks to be called again at once (next_slot)
+    for _ in range(4):
+        assert one() == ([], NOW)
+    rows, slot = one()
+    assert [r["priority"] for r in rows] == [0] * len(WORKERS) and slot is None
 
 
 def test_a_parked_job_runs_when_its_key_frees_a_slot_on_every_path(store: Store) -> None:

@@ -120,9 +120,10 @@ class NewRow(Mapping[str, Any]):
         return len(self._full())
 
 
-#: Most jobs of one full concurrency key a claim parks at once (the others are parked by the
-#: claims after it: each pass stays short).
-PARK_BATCH = 5000
+#: Most jobs one claim parks (~8 µs each): a key that filled up with a long backlog is parked
+#: over a few claims, each holding the write lock briefly; the claim that stops short sets
+#: ``next_slot`` to now, so the supervisor claims again at once, not at its next poll.
+PARK_PER_CLAIM = 10_000
 #: Most looks for candidates one claim takes (each after parking at least one job).
 CLAIM_ROUNDS = 16
 
@@ -351,10 +352,15 @@ class Tx:
         workers = iter(worker_ids)
         limits = {q.name: q for q in queues}
         more = 0
+        parked = 0
         for _ in range(CLAIM_ROUNDS):
-            if not self._claim_from(candidates, caps, limits, claimed, n, workers, now, lease):
+            now_parked = self._claim_from(candidates, caps, limits, claimed, n, workers, now,
+                                          lease, PARK_PER_CLAIM - parked)
+            if not now_parked or len(claimed) == n:
                 break
-            if len(claimed) == n:
+            parked += now_parked
+            if parked >= PARK_PER_CLAIM:
+                self._slot("", now, now)  # more to park (and maybe to claim): come back now
                 break
             # The jobs of full keys took candidate places and are parked now: look again
             # (they are not candidates any more), a few places wider each round so that one
@@ -374,13 +380,14 @@ class Tx:
     def _claim_from(
         self, candidates: list[_Candidate],
         caps: dict[str, int], limits: Mapping[str, QueueLimits], claimed: list[Row], n: int,
-        workers: Iterator[str], now: float, lease: float,
-    ) -> bool:
-        """Claim from ``candidates``, best first, into ``claimed``; True when jobs of a full
-        concurrency key were parked (so a fresh look may find other candidates)."""
+        workers: Iterator[str], now: float, lease: float, park: int,
+    ) -> int:
+        """Claim from ``candidates``, best first, into ``claimed``; returns how many jobs of
+        full concurrency keys it parked (at most about ``park``): when some were, a fresh look
+        may find other candidates."""
         candidates.sort()
         held_now: dict[str, int] = {}  # running jobs of each key met, this batch's included
-        parked = False
+        parked = 0
         parked_keys: set[str] = set()
         # Jobs with no key and no rate limit are claimed together, one statement per worker,
         # after the loop: a statement per job cost the supervisor more than the rest of a
@@ -398,12 +405,12 @@ class Tx:
                     taken = int(_scalar(self.cursor, sql.COUNT_WITH_KEY, (ckey,)))
                 if taken >= climit:
                     held_now[ckey] = taken
-                    if ckey not in parked_keys:
+                    if ckey not in parked_keys and parked < park:
                         # Park the key's jobs that cannot run now: later claims skip them
                         # without reading them, until a job of the key stops (jobs_unpark).
                         parked_keys.add(ckey)
-                        self.cursor.execute(sql.PARK_KEY, (ckey, taken, PARK_BATCH))
-                        parked = parked or self.cursor.connection.changes() > 0
+                        self.cursor.execute(sql.PARK_KEY, (ckey, taken, max(park - parked, 1)))
+                        parked += self.cursor.connection.changes()
                     continue
                 held_now[ckey] = taken + 1
             caps[queue] -= 1
