@@ -117,10 +117,12 @@ def warn_unsafe(directory: str, problem: str) -> None:
     if directory in _warned:
         return
     _warned.add(directory)
+    beside = directory.removesuffix("/turns").endswith("-bells")
+    shorter = "" if beside else (f", or the database gets a path under {_MAX_DIR - 6} bytes "
+                                 "(its directory then sits beside it)")
     log.warning("not using %s for wake-up sockets and turns: %s. Supervisors find new jobs "
                 "by polling (every second) and contended writes go without turns until it is "
-                "removed (as its owner or root) or the database gets a path under %d bytes, "
-                "whose directory then sits beside it", directory, problem, _MAX_DIR - 6)
+                "removed (as its owner or root)%s", directory, problem, shorter)
 
 
 def dir_chain(directory: str) -> list[str]:
