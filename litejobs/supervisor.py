@@ -455,6 +455,11 @@ class Supervisor:
             self.next_due = self.store.next_scheduled()
         if claim:
             self.wake = len(rows) == len(slots)
+        owed = self.ticker.owed
+        if owed and (polled or any(o.a.id in owed for o in outcomes)):
+            # an "overlap = queue" entry waits for one of these jobs: fire as it ends (a
+            # job another process ended is seen by the poll)
+            self.next_cron = now
         for job_id, attempt in lost:
             self._lost(job_id, attempt)
         self.dispatch.hand_out(rows, now)

@@ -87,6 +87,30 @@ def context(fail_first: bool = False) -> dict[str, Any]:
             "aware": job.scheduled_at.utcoffset() is not None}
 
 
+def big(size: int) -> str:
+    """Returns ``size`` bytes of JSON string."""
+    return "x" * size
+
+
+def fork_return(path: str) -> str:
+    """Forks; the child returns from the task too, as a careless task's child would (a
+    ``multiprocessing`` fork that falls through). Logs both processes' pids."""
+    pid = os.fork()
+    _append(path, {"event": "fork", "child": pid == 0, "pid": os.getpid()})
+    if pid:
+        os.waitpid(pid, 0)
+    return "parent" if pid else "child"
+
+
+def garble() -> None:
+    """Writes bytes that are no frame of the protocol into the worker's pipe to its
+    supervisor (its file descriptor is the worker's last argument)."""
+    import sys
+
+    os.write(int(sys.argv[-1]), b"\x00\x00\x00\x05{not json at all}")
+    time.sleep(5)
+
+
 def make_app(path: str | os.PathLike[str]) -> litejobs.App:
     """An App on ``path`` with every test task registered under its ``basic.*`` name."""
     app = litejobs.App(path)
@@ -101,6 +125,9 @@ def make_app(path: str | os.PathLike[str]) -> litejobs.App:
              retry_on=(ConnectionError,))(picky)
     app.task(name="basic.overrun", retries=0, timeout=0.5)(overrun)
     app.task(name="basic.context", retries=1, backoff=FAST_BACKOFF)(context)
+    app.task(name="basic.big", retries=0)(big)
+    app.task(name="basic.fork_return", retries=0)(fork_return)
+    app.task(name="basic.garble", retries=0)(garble)
     return app
 
 
