@@ -123,6 +123,10 @@ class Pool:
                 env=self._env,
                 stdin=subprocess.DEVNULL,
             )
+        except BaseException:
+            os.close(down_w)  # no worker: none of its pipes may stay open
+            os.close(up_r)
+            raise
         finally:
             os.close(down_r)
             os.close(up_w)

@@ -37,6 +37,7 @@ from litejobs.pool import Pool, WorkerProcess, describe_exit
 from litejobs.retry import timeout_error
 from litejobs.services import Service
 from litejobs.services.checkpointer import Checkpointer
+from litejobs.services.filewatch import FileWatch
 from litejobs.services.heartbeat import Heartbeat
 from litejobs.services.pruner import Pruner
 from litejobs.services.rescuer import Rescuer
@@ -85,9 +86,11 @@ class Supervisor:
         self.leases = Leases(self.store, self.id, config.lease, WORKER_HEARTBEAT)
         self.heartbeat = Heartbeat(self.store, self.id, self.started, self.queues)
         self.rescuer = Rescuer(self.store, self.id, app.tasks, config.crash_limit, config.lease)
+        self.filewatch = FileWatch(self.store)
         self.services: list[Service] = [
-            self.heartbeat, self.rescuer, Pruner(self.store, config.retention),
+            self.filewatch, self.heartbeat, self.rescuer, Pruner(self.store, config.retention),
             Checkpointer(self.store), QueueUpkeep(self.store)]
+        self.exit_code = 0
         self.draining = False
         self.stopping = False
         self.grace_deadline: float | None = None
@@ -160,7 +163,7 @@ class Supervisor:
                         self._on_readable(key.data)
                 if self._cycle():
                     break
-            return 0
+            return self.exit_code
         finally:
             self._shutdown()
             listener.close()
@@ -320,19 +323,22 @@ class Supervisor:
             return True
         return self.stopping
 
+    def _drain(self, mono: float, why: str) -> None:
+        """No new claims; running jobs get ``grace`` seconds; idle workers exit now."""
+        self.draining = True
+        self.grace_deadline = mono + self.config.grace
+        running = [w for w in self.pool.workers.values() if w.busy]
+        log.info("%s: draining; %d running job(s) get up to %g s to finish (send SIGTERM or "
+                 "SIGINT again to stop now)", why, len(running), self.config.grace)
+        for w in list(self.pool.workers.values()):
+            if not w.busy:
+                self.pool.retire(w)
+
     def _handle_signals(self, mono: float) -> None:
         while self._signals:
             signum = self._signals.pop(0)
             if not self.draining:
-                self.draining = True
-                self.grace_deadline = mono + self.config.grace
-                running = [w for w in self.pool.workers.values() if w.busy]
-                log.info("%s: draining; %d running job(s) get up to %g s to finish (send it "
-                         "again to stop now)", signal.Signals(signum).name, len(running),
-                         self.config.grace)
-                for w in list(self.pool.workers.values()):
-                    if not w.busy:
-                        self.pool.retire(w)
+                self._drain(mono, signal.Signals(signum).name)
             else:
                 log.info("%s again: stopping now, running jobs go back to queued",
                          signal.Signals(signum).name)
@@ -521,6 +527,12 @@ class Supervisor:
                 continue
             if done and service is self.rescuer:
                 self.wake = True
+            if done and service is self.filewatch and not self.draining:
+                log.error("%s. Stopping: this supervisor drains and exits, to be started again "
+                          "on the file now at the path (if it was restored from a copy, move "
+                          "the old -wal and -shm files aside first)", self.filewatch.problem)
+                self.exit_code = 1
+                self._drain(mono, "the database file changed")
 
     def _tick(self, now: float) -> None:
         """Fire due cron instants, then sleep until the next one."""

@@ -201,3 +201,60 @@ def test_the_pruner_deletes_a_bounded_batch_a_pass_and_comes_back_soon(tmp_path)
     assert second == 700 and not pruner.more
     assert pruner.after(second) == pruner.interval
     assert set(app.stats()["states"].values()) == {0}
+
+
+@pytest.mark.parametrize("how", ["deleted", "replaced"])
+def test_a_supervisor_whose_file_is_deleted_or_replaced_stops_serving_it(
+        start_supervisor, tasks, db_path, tmp_path, how):
+    # Before: it went on serving the orphaned file while new enqueues went to a new one at the
+    # path, where nothing ever ran them.
+    sup = start_supervisor(workers=1)
+    assert tasks.add.enqueue(1, 1).result(timeout=20) == 2
+    if how == "deleted":
+        for suffix in ("", "-wal", "-shm"):
+            os.unlink(f"{db_path}{suffix}")
+    else:
+        other = tmp_path / "other.db"
+        litejobs.App(other).store.connection()
+        os.rename(other, db_path)
+    assert sup.wait(30) == 1
+    assert f"{db_path} was {how}" in sup.output(), sup.output()
+    assert "Stopping" in sup.output()
+
+
+def test_a_worker_that_cannot_be_started_is_retried_without_stopping_the_supervisor(
+        tmp_path, db_path, app, tasks):
+    # The supervisor runs from an interpreter link we then remove, so starting a replacement
+    # worker fails (as with too many open files, or no memory for a process). Before: the
+    # error ended the supervisor; now it logs, retries each second, and refills the pool.
+    import site
+
+    link = tmp_path / "python"
+    link.symlink_to(os.path.realpath(sys.executable))
+    env = clean_env(db_path, PYTHONPATH=os.pathsep.join([str(REPO), *site.getsitepackages()]))
+    log = tmp_path / "run.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([str(link), "-m", "litejobs", "run", "--app",
+                                 "tests.apps.basic:app", "--workers", "1"], cwd=REPO, env=env,
+                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        assert tasks.add.enqueue(1, 2).result(timeout=30) == 3
+        (worker,) = wait_for(lambda: c if len(c := _children(proc.pid)) == 1 else None, 10,
+                             "one worker")
+        link.unlink()
+        os.kill(worker, 9)
+        wait_for(lambda: "cannot start a worker" in log.read_text(), 15,
+                 "the failed start to be logged", details=log.read_text)
+        job = tasks.add.enqueue(2, 3)
+        assert proc.poll() is None, log.read_text()
+        link.symlink_to(os.path.realpath(sys.executable))
+        assert job.result(timeout=30) == 5
+        assert proc.poll() is None
+    finally:
+        os.killpg(proc.pid, 9)
+        proc.wait(10)
+
+
+def _children(pid: int) -> list[int]:
+    with open(f"/proc/{pid}/task/{pid}/children") as f:
+        return [int(p) for p in f.read().split()]
