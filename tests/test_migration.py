@@ -13,7 +13,7 @@ import pytest
 
 import litejobs
 from litejobs.newjob import NewJob, NewJobs
-from litejobs.store import SCHEMA_VERSION, Store
+from litejobs.store import SCHEMA_VERSION, QueueLimits, Store
 from litejobs.store.schema import _LEGAL_MOVES, _STATES, APPLICATION_ID
 
 # The schema of version 1, word for word (its trigger and states are today's: they did not
@@ -211,7 +211,7 @@ def test_a_version_1_file_is_migrated_on_open_with_everything_intact(tmp_path: P
     assert app.get_job(1) is not None  # opening migrates
     assert _dump(old, "PRAGMA user_version") == [(SCHEMA_VERSION,)] and SCHEMA_VERSION == 2
     assert _dump(old, f"SELECT {JOB_COLUMNS} FROM jobs ORDER BY id") == jobs
-    # dropping the old jobs table must not have cascaded to the attempts
+    # every attempt kept
     assert _dump(old, "SELECT * FROM attempts ORDER BY job_id, attempt") == attempts
     assert len(attempts) == 5
     assert _dump(old, "SELECT * FROM cron_fires") + _dump(
@@ -223,7 +223,14 @@ def test_a_version_1_file_is_migrated_on_open_with_everything_intact(tmp_path: P
     fresh = tmp_path / "fresh.db"
     Store(fresh).connection()
     assert _structure(old) == _structure(fresh)
-    # deleting a job still deletes its attempts (the reference moved to the new table)
+    # claims work on the upgraded file: job 6's key is full (job 7 runs), then free
+    def claim() -> list[Any]:
+        return app.store.write(lambda tx: tx.claim(["s:1:w"], [QueueLimits("default")], NOW,
+                                                   30.0))
+    assert claim() == []
+    assert app.store.write(lambda tx: tx.succeed(7, 1, "null", "old:1:w", NOW, NOW))
+    assert [r["id"] for r in claim()] == [6]
+    # deleting a job still deletes its attempts
     assert app.store.purge([1]) == 1
     assert _dump(old, "SELECT count(*) FROM attempts WHERE job_id = 1") == [(0,)]
     # ids continue above every id the file ever stored, the pruned cron job's included
@@ -235,14 +242,14 @@ def test_a_failed_migration_leaves_the_version_1_file_as_it_was(tmp_path: Path) 
     old = tmp_path / "old.db"
     make_v1(old)
     before = _dump(old, "SELECT sql FROM sqlite_schema ORDER BY name")
-    # another program's table in the way of the rebuild: the migration's transaction fails
+    # another program's table in the way: the migration's transaction fails half-way
     conn = apsw.Connection(str(old))
-    conn.execute("CREATE TABLE jobs_v2 (x)")
+    conn.execute("CREATE TABLE job_ids (x)")
     conn.close()
-    with pytest.raises(Exception, match="jobs_v2"):
+    with pytest.raises(Exception, match="job_ids"):
         Store(old).connection()
     conn = apsw.Connection(str(old))
-    conn.execute("DROP TABLE jobs_v2")
+    conn.execute("DROP TABLE job_ids")
     conn.close()
     assert _dump(old, "SELECT sql FROM sqlite_schema ORDER BY name") == before
     assert _dump(old, "PRAGMA user_version") == [(1,)]

@@ -15,33 +15,36 @@ JOB_COLUMNS = (
     "started_at, finished_at, result, error"
 )
 
+# A new job's id: above every id in the table and every id a deleted job had (schema
+# job_ids), so that no id is ever handed out twice.
+_NEXT_ID = "(SELECT max(top, coalesce((SELECT max(id) FROM jobs), 0)) FROM job_ids)"
 # One job (its id: last_insert_rowid), or many with executemany (ids are contiguous).
-INSERT_JOBS = """
-INSERT INTO jobs (task, queue, state, priority, args, kwargs, key, run_at, scheduled_at,
+INSERT_JOBS = f"""
+INSERT INTO jobs (id, task, queue, state, priority, args, kwargs, key, run_at, scheduled_at,
                   created_at, max_attempts, timeout, expires_at, concurrency_key,
                   concurrency_limit)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+VALUES ({_NEXT_ID} + 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 """
 # INSERT_JOBS for a NewJobs: one row per element of a JSON array of argument lists (or of
 # [args, kwargs] pairs), in array order. SQLite keeps each element's JSON text as written.
+# (?13: the top id before, TOP_JOB_ID; the element's index in the array counts up from it)
 INSERT_JOBS_JSON = """
-INSERT INTO jobs (task, queue, state, priority, args, kwargs, key, run_at, scheduled_at,
+INSERT INTO jobs (id, task, queue, state, priority, args, kwargs, key, run_at, scheduled_at,
                   created_at, max_attempts, timeout, expires_at, concurrency_key,
                   concurrency_limit)
-SELECT ?1, ?2, ?3, ?4, value, '{}', NULL, ?5, ?5, ?6, ?7, ?8, ?9, ?10, ?11 FROM json_each(?12)
-"""
-INSERT_JOBS_JSON_KW = """
-INSERT INTO jobs (task, queue, state, priority, args, kwargs, key, run_at, scheduled_at,
-                  created_at, max_attempts, timeout, expires_at, concurrency_key,
-                  concurrency_limit)
-SELECT ?1, ?2, ?3, ?4, value -> 0, value -> 1, NULL, ?5, ?5, ?6, ?7, ?8, ?9, ?10, ?11
+SELECT ?13 + key + 1, ?1, ?2, ?3, ?4, value, '{}', NULL, ?5, ?5, ?6, ?7, ?8, ?9, ?10, ?11
 FROM json_each(?12)
 """
-# The top of the ids handed out so far: new rows take the ids above it (AUTOINCREMENT).
-TOP_JOB_ID = """
-SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'jobs'), 0),
-           coalesce((SELECT max(id) FROM jobs), 0))
+INSERT_JOBS_JSON_KW = """
+INSERT INTO jobs (id, task, queue, state, priority, args, kwargs, key, run_at, scheduled_at,
+                  created_at, max_attempts, timeout, expires_at, concurrency_key,
+                  concurrency_limit)
+SELECT ?13 + key + 1, ?1, ?2, ?3, ?4, value -> 0, value -> 1, NULL, ?5, ?5, ?6, ?7, ?8, ?9,
+       ?10, ?11
+FROM json_each(?12)
 """
+# The top of the ids handed out so far: new rows take the ids above it.
+TOP_JOB_ID = f"SELECT {_NEXT_ID}"
 IDS_ABOVE = "SELECT id FROM jobs WHERE id > ? ORDER BY id"
 INSERT_QUEUE = "INSERT OR IGNORE INTO queues (name) VALUES (?)"
 FIND_KEY = f"""

@@ -202,9 +202,8 @@ class Tx:
     def _new_ids(self, top: int, count: int) -> Iterable[int]:
         """The ids of the ``count`` rows just inserted above id ``top``."""
         last = self.cursor.connection.last_insert_rowid()
-        # This transaction holds the write lock, so its rows take top+1, +2, … (AUTOINCREMENT
-        # counts from the highest id ever used); should SQLite ever pick other ids, read them
-        # back instead.
+        # This transaction holds the write lock, so its rows take top+1, +2, … (see
+        # sql.INSERT_JOBS); should they ever have other ids, read them back instead.
         if last - top == count:
             return range(top + 1, last + 1)
         return [int(r[0]) for r in self.cursor.execute(sql.IDS_ABOVE, (top,))]
@@ -233,7 +232,7 @@ class Tx:
         self.cursor.execute(statement, (
             job.task, job.queue, state, job.priority, job.run_at, now, job.max_attempts,
             job.timeout, job.expires_at, job.concurrency_key, job.concurrency_limit,
-            batch.payload))
+            batch.payload, top))
         ids = self._new_ids(top, len(batch))
         if batch.kwargs is None:
             return [NewRow(job, job_id, state, now, args)
