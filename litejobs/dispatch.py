@@ -158,6 +158,28 @@ class Dispatcher:
         starts = [w.job.started for w in self.revocable() if w.job is not None]
         return min(starts) + REVOKE_AFTER if starts else None
 
+    def lost(self, job_id: int, attempt: int) -> None:
+        """Attempt ``attempt`` of a job of ours was cancelled or rescued. Running: its worker
+        is stopped (its other jobs go back to queued). Sent ahead: it is asked back alone, and
+        the worker's running job goes on. Matched by attempt too: a rescued job may already
+        run again in another worker of ours, under the next attempt number."""
+        for w in list(self.pool.workers.values()):
+            if w.from_worker >= 0:
+                self.outcomes.read(w)  # it may have just finished (or begun) that job
+            held = w.job
+            if held is not None and held.id == job_id and held.attempt == attempt:
+                log.info("job %s (attempt %s) was cancelled or taken over; stopping its "
+                         "worker", job_id, attempt)
+                self.outcomes.stop(w, "another job of its worker was cancelled", job=held,
+                                   drop=True)
+                return
+            for a in w.backlog:
+                if a.id == job_id and a.attempt == attempt:
+                    log.debug("job %s (attempt %s), sent ahead to worker %s, was cancelled "
+                              "or taken over; asking for it back", job_id, attempt, w.pid)
+                    self.withdraw(w, a)
+                    return
+
     def withdraw(self, w: WorkerProcess, a: Assignment) -> None:
         """A job sent ahead to ``w`` is no longer ours (cancelled, or rescued): ask for it
         back, alone. It stays in the backlog, marked, until the worker answers, so the order

@@ -30,11 +30,10 @@ from litejobs.app import App
 from litejobs.bell import BellListener, bell_dir
 from litejobs.config import Config, parse_rate
 from litejobs.dispatch import Dispatcher
-from litejobs.errors import LitejobsError, StorageError, WorkerDied
+from litejobs.errors import LitejobsError, StorageError
 from litejobs.leases import Leases
 from litejobs.outcomes import Outcomes
-from litejobs.pool import Pool, WorkerProcess, describe_exit
-from litejobs.retry import timeout_error
+from litejobs.pool import Pool, WorkerProcess
 from litejobs.services import Service
 from litejobs.services.checkpointer import Checkpointer
 from litejobs.services.filewatch import FileWatch
@@ -44,6 +43,7 @@ from litejobs.services.rescuer import Rescuer
 from litejobs.services.upkeep import QueueUpkeep
 from litejobs.store import QueueLimits, Row, Store, Tx
 from litejobs.ticker import Ticker, build_entries
+from litejobs.watchdog import Watchdog
 from litejobs.worker import HEARTBEAT as WORKER_HEARTBEAT
 
 __all__ = ["Supervisor"]
@@ -51,8 +51,6 @@ __all__ = ["Supervisor"]
 log = logging.getLogger("litejobs")
 
 POLL = 1.0  # fallback claim/promote poll when no bell rings (seconds)
-MEMORY_CHECK = 0.5
-START_FAILURES = 5  # workers that die before becoming ready, in a row, before giving up
 #: After an error (storage or other), the loop waits this long before it tries again.
 BACK_OFF = 1.0
 #: Page cache of the supervisor's connection (MB): filled only as pages are used.
@@ -97,14 +95,11 @@ class Supervisor:
         self.wake = True
         self.next_due: float | None = None  # earliest run_at of a scheduled job
         self.due_stale = True  # next_due must be read again (a ring, a poll, a promotion)
-        self.start_failures = 0
         self.down_until = 0.0  # after an error: nothing but reading workers until then
-        self.respawn_at: float | None = None  # a worker could not be started: try again then
-        now = time.monotonic()
-        self.poll_at = now
-        self.memory_at = now + MEMORY_CHECK
+        self.watchdog = Watchdog(self.pool, self.outcomes, config, self._read, self._watch,
+                                 self._unwatch)
+        self.poll_at = time.monotonic()
         self._signals: list[int] = []
-        self.child_exited = False  # SIGCHLD seen: reap before anything else
         self.ticker = Ticker(app, self.store, build_entries(app))
         self.next_cron: float | None = None
         self.next_slot: float | None = None  # when a rate-limited queue may start a job again
@@ -176,7 +171,7 @@ class Supervisor:
 
     def _on_signal(self, signum: int, frame: Any) -> None:
         if signum == signal.SIGCHLD:
-            self.child_exited = True
+            self.watchdog.child_exited = True
         else:
             self._signals.append(signum)
 
@@ -200,23 +195,16 @@ class Supervisor:
         self.rescuer.tick(now, time.monotonic())
         self._tick(now)
         for w in self.pool.workers.values():  # spawned early by spawn_workers
-            self.selector.register(w.from_worker, selectors.EVENT_READ, w)
+            self._watch(w)
         # one that exited before the SIGCHLD handler was installed is reaped (and replaced)
-        self.child_exited = bool(self.pool.workers)
-        self._fill_pool()
+        self.watchdog.child_exited = bool(self.pool.workers)
+        self.watchdog.fill()
 
-    def _fill_pool(self) -> None:
-        """Start workers until the pool is full; a failed start is retried a second later
-        (too many open files, no memory for a process), it does not stop the supervisor."""
-        self.respawn_at = None
-        while len(self.pool.workers) < self.config.workers:
-            try:
-                w = self.pool.spawn()
-            except OSError as exc:
-                log.error("cannot start a worker (%s); trying again in %g s", exc, BACK_OFF)
-                self.respawn_at = time.monotonic() + BACK_OFF
-                return
-            self.selector.register(w.from_worker, selectors.EVENT_READ, w)
+    def _watch(self, w: WorkerProcess) -> None:
+        self.selector.register(w.from_worker, selectors.EVENT_READ, w)
+
+    def _unwatch(self, w: WorkerProcess) -> None:
+        self.selector.unregister(w.from_worker)
 
     def _shutdown(self) -> None:
         for w in list(self.pool.workers.values()):
@@ -247,20 +235,10 @@ class Supervisor:
     def _on_readable(self, w: WorkerProcess) -> None:
         self._read(w)
 
-    def _stop_broken(self) -> None:
-        """Workers that sent what the protocol does not allow are stopped: nothing more they
-        say can be trusted. Their running job counts as a crash; the rest go back."""
-        for w in list(self.pool.workers.values()):
-            if w.broken is not None and not w.retiring:
-                log.error("worker %s broke the protocol (%s); stopping it", w.pid, w.broken)
-                error = f"WorkerDied: its worker sent an unreadable message ({w.broken})"
-                self.outcomes.stop(w, "its worker broke the protocol",
-                                   fail=(error, WorkerDied, True))
-
     def _on_message(self, w: WorkerProcess, msg: dict[str, Any]) -> None:
         if "ready" in msg:
             w.ready = True
-            self.start_failures = 0
+            self.watchdog.ready()
             self.wake = True
             return
         now = time.time()
@@ -289,14 +267,11 @@ class Supervisor:
         """Everything after the loop wakes; True when the supervisor should exit."""
         mono = time.monotonic()
         self._handle_signals(mono)
-        self._reap()
-        self._stop_broken()
-        if self.respawn_at is not None and mono >= self.respawn_at and not self.draining:
-            self._fill_pool()
+        self.watchdog.check(mono, replace=not (self.draining or self.stopping))
         for w in list(self.pool.workers.values()):
             if w.outbox and not self.pool.flush(w):
                 self.pool.kill(w)  # its pipe broke: reaped next cycle, its jobs returned
-        self._enforce(mono)
+        self._end_grace(mono)
         now = time.time()
         if not self.draining:
             self.dispatch.rebalance(now)
@@ -350,58 +325,7 @@ class Supervisor:
             if w.busy:
                 self.outcomes.stop(w, reason)
 
-    def _reap(self) -> None:
-        # Polling every worker costs a waitpid each; only a SIGCHLD (or a worker we killed or
-        # retired, which also raises one) makes it worth it.
-        if not self.child_exited:
-            return
-        self.child_exited = False
-        for w, code in self.pool.exited():
-            if w.from_worker >= 0:
-                self._read(w)  # an outcome sent just before it exited
-            with contextlib.suppress(KeyError, ValueError):
-                self.selector.unregister(w.from_worker)
-            self.pool.forget(w)
-            a = w.job
-            if a is not None and not a.withdrawn:
-                why = describe_exit(code)
-                log.warning("%s while running job %s (%s, attempt %s)", why, a.id, a.task,
-                            a.attempt)
-                self.outcomes.failed_by_supervisor(w, f"WorkerDied: {why}", WorkerDied,
-                                                   crashed=True)
-            if w.busy:
-                self.outcomes.interrupt(w, "its worker died")
-            if not w.ready:
-                self.start_failures += 1
-                if self.start_failures >= START_FAILURES:
-                    raise SystemExit(
-                        f"litejobs: {self.start_failures} workers in a row exited before they "
-                        "were ready (see their errors above); fix the app import and restart")
-            if not self.draining and not self.stopping:
-                self._fill_pool()
-
-    def _enforce(self, mono: float) -> None:
-        """Hard timeouts, memory limits and the end of the grace period."""
-        mem = self.config.max_memory_per_child
-        check_memory = bool(mem) and mono >= self.memory_at
-        if check_memory:
-            self.memory_at = mono + MEMORY_CHECK
-        for w in list(self.pool.workers.values()):
-            a = w.job
-            if a is None or w.retiring:
-                continue
-            if a.deadline is not None and mono >= a.deadline:
-                error, kind = timeout_error(a.attempt, a.timeout)
-                if self.outcomes.stop(w, "another job of its worker timed out", job=a,
-                                      fail=(error, kind, False)):
-                    log.warning("job %s (%s) ran past its timeout of %g s; stopped its "
-                                "worker", a.id, a.task, a.timeout)
-            elif check_memory and (rss := w.rss()) > mem and self.outcomes.stop(
-                    w, "its worker went over max_memory_per_child", job=a,
-                    fail=(f"WorkerDied: worker exceeded max_memory_per_child "
-                          f"({mem >> 20} MB) with {rss >> 20} MB", WorkerDied, True)):
-                log.warning("job %s (%s): worker RSS %d MB is over max_memory_per_child; "
-                            "stopped it", a.id, a.task, rss >> 20)
+    def _end_grace(self, mono: float) -> None:
         if self.draining and self.grace_deadline is not None and mono >= self.grace_deadline:
             if any(w.busy for w in self.pool.workers.values()):
                 log.info("grace period over: stopping running jobs, they go back to queued")
@@ -467,7 +391,7 @@ class Supervisor:
             # job another process ended is seen by the poll)
             self.next_cron = now
         for job_id, attempt in lost:
-            self._lost(job_id, attempt)
+            self.dispatch.lost(job_id, attempt)
         self.dispatch.hand_out(rows, now)
 
     def _served(self, known: list[tuple[str, bool]]) -> list[QueueLimits]:
@@ -488,33 +412,11 @@ class Supervisor:
             outcomes = self.outcomes.take()
             self.store.write(lambda tx: self.outcomes.record(tx, outcomes))
 
-    def _lost(self, job_id: int, attempt: int) -> None:
-        """Attempt ``attempt`` of a job of ours was cancelled or rescued. Running: its worker
-        is stopped (its other jobs go back to queued). Sent ahead: it is asked back alone, and
-        the worker's running job goes on. Matched by attempt too: a rescued job may already
-        run again in another worker of ours, under the next attempt number."""
-        for w in list(self.pool.workers.values()):
-            if w.from_worker >= 0:
-                self._read(w)  # it may have just finished (or begun) that job
-            held = w.job
-            if held is not None and held.id == job_id and held.attempt == attempt:
-                log.info("job %s (attempt %s) was cancelled or taken over; stopping its "
-                         "worker", job_id, attempt)
-                self.outcomes.stop(w, "another job of its worker was cancelled", job=held,
-                                   drop=True)
-                return
-            for a in w.backlog:
-                if a.id == job_id and a.attempt == attempt:
-                    log.debug("job %s (attempt %s), sent ahead to worker %s, was cancelled "
-                              "or taken over; asking for it back", job_id, attempt, w.pid)
-                    self.dispatch.withdraw(w, a)
-                    return
-
     # --- maintenance -------------------------------------------------------------------------
 
     def _maintain(self, now: float, mono: float) -> None:
         for job_id, attempt in self.leases.lost(self.pool, mono):
-            self._lost(job_id, attempt)
+            self.dispatch.lost(job_id, attempt)
         for service in self.services:
             try:
                 done = service.tick(now, mono)
@@ -552,12 +454,7 @@ class Supervisor:
         mono = time.monotonic()
         due = [self.poll_at, self.leases.next_deadline()]
         due.extend(s.next_deadline() for s in self.services)
-        if self.config.max_memory_per_child:
-            due.append(self.memory_at)
-        if self.respawn_at is not None:
-            due.append(self.respawn_at)
-        due.extend(w.job.deadline for w in self.pool.workers.values()
-                   if w.job is not None and w.job.deadline is not None)
+        due.extend(self.watchdog.deadlines())
         if self.grace_deadline is not None:
             due.append(self.grace_deadline)
         if self.down_until > mono:
