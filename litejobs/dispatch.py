@@ -98,6 +98,7 @@ class Dispatcher:
         """Send claimed jobs to the workers their claims name, one write per worker."""
         by_name = {w.name: w for w in self.pool.workers.values()}
         batches: dict[str, list[bytes]] = {}
+        sent: dict[str, list[Assignment]] = {}
         for row in rows:
             w = by_name[row["leased_by"]]
             a = Assignment(
@@ -110,10 +111,25 @@ class Dispatcher:
             else:
                 w.backlog.append(a)
             batches.setdefault(w.name, []).append(protocol.encode_job(row))
+            sent.setdefault(w.name, []).append(a)
         for name, frames in batches.items():
             w = by_name[name]
-            if not self.pool.send(w, b"".join(frames)):
-                self.pool.kill(w)  # reaped next cycle; its jobs are returned
+            data = b"".join(frames)
+            if not self.pool.send(w, data):
+                # writes take the outbox from its front: ours, at its end, is whole if the
+                # outbox still holds as much (or it was never queued: the pipe was closed)
+                if w.to_worker < 0 or len(w.outbox) >= len(data):
+                    self._undeliverable(w, sent[name], now)
+                self.pool.kill(w)  # reaped next cycle; its other jobs are returned
+
+    def _undeliverable(self, w: WorkerProcess, jobs: list[Assignment], now: float) -> None:
+        """``jobs`` never reached ``w`` (its pipe broke before any byte of them was written):
+        they are given back as never claimed, not charged as a crash of a job it never had."""
+        for a in jobs:
+            self.outcomes.unclaim(w, a, now)
+        if w.job is not None and any(w.job is a for a in jobs):
+            w.job = None
+        w.backlog = deque(b for b in w.backlog if not any(b is a for a in jobs))
 
     @staticmethod
     def begin(w: WorkerProcess, a: Assignment, now: float) -> None:

@@ -258,3 +258,16 @@ def test_a_worker_that_cannot_be_started_is_retried_without_stopping_the_supervi
 def _children(pid: int) -> list[int]:
     with open(f"/proc/{pid}/task/{pid}/children") as f:
         return [int(p) for p in f.read().split()]
+
+
+def test_a_job_that_never_reached_its_worker_is_not_charged_as_a_crash(
+        start_supervisor, tasks):
+    # The worker stops reading its pipe after this job (it stays alive): the supervisor's next
+    # send to it fails. Before: the job it could not send was charged as a crash of its worker
+    # (a failed WorkerDied attempt, counted against retries and crash_limit).
+    sup = start_supervisor(workers=1)
+    tasks.deaf.enqueue().result(timeout=20)
+    job = tasks.add.enqueue(20, 22)
+    assert job.result(timeout=30) == 42
+    assert [(a.attempt, a.outcome) for a in job.attempts()] == [(1, "succeeded")]
+    assert sup.running()

@@ -26,6 +26,7 @@ class Rescuer(Service):
         self.supervisor = supervisor
         self.tasks = tasks
         self.crash_limit = crash_limit
+        self.lease = lease
         self.interval = max(1.0, lease / 4)
 
     def run_once(self, now: float) -> int:
@@ -33,7 +34,8 @@ class Rescuer(Service):
 
         def work(tx: Tx) -> int:
             n = maintenance.rescue_dead_supervisors(tx, now, self.supervisor, self.tasks,
-                                                    self.crash_limit, supervisors)
+                                                    self.crash_limit, supervisors,
+                                                    lease=self.lease)
             n += maintenance.rescue_expired(tx, now, self.tasks, self.crash_limit)
             tx.forget_supervisors_before(now - FORGET_AFTER)
             return n

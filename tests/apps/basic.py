@@ -111,6 +111,16 @@ def garble() -> None:
     time.sleep(5)
 
 
+def deaf() -> None:
+    """Leaves the worker alive but deaf: its end of the supervisor's pipe (the worker's
+    second-to-last argument) is replaced by an empty pipe, so the supervisor's next send to
+    it fails, while the worker itself goes on (and heartbeats)."""
+    import sys
+
+    r, _w = os.pipe()
+    os.dup2(r, int(sys.argv[-2]))
+
+
 def make_app(path: str | os.PathLike[str]) -> litejobs.App:
     """An App on ``path`` with every test task registered under its ``basic.*`` name."""
     app = litejobs.App(path)
@@ -128,6 +138,7 @@ def make_app(path: str | os.PathLike[str]) -> litejobs.App:
     app.task(name="basic.big", retries=0)(big)
     app.task(name="basic.fork_return", retries=0)(fork_return)
     app.task(name="basic.garble", retries=0)(garble)
+    app.task(name="basic.deaf", retries=0)(deaf)
     return app
 
 
