@@ -16,6 +16,7 @@ from typing import Any
 from litejobs.bell import bell_dir, dir_chain, dir_problem
 from litejobs.errors import StorageError
 from litejobs.store import SCHEMA_VERSION, Store
+from litejobs.store.failures import stale_wal_at
 
 __all__ = ["NETWORK_FS", "Check", "diagnose", "filesystem_of", "is_network_fs"]
 
@@ -130,6 +131,11 @@ def diagnose(path: str, allow_network_fs: bool = False, now: float | None = None
         add(Check("directory", "ok", f"{directory} is writable"))
     add(_bells(path))
 
+    stale = stale_wal_at(path)
+    if stale is not None:
+        # Before anything opens the file: opening it is what would replay that WAL.
+        add(Check("stale_wal", "fail", stale))
+        return checks
     if not os.path.exists(path):
         add(Check("database", "warn", f"{path} does not exist yet; it is created on the first "
                   "enqueue or `litejobs run`"))

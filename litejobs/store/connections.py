@@ -19,7 +19,13 @@ from litejobs.bell import bell_dir
 from litejobs.config import check_durability, database_path
 from litejobs.errors import StorageError
 from litejobs.store.busy import Waiter, retry_busy
-from litejobs.store.failures import STORAGE_ERRORS, file_id, storage_error
+from litejobs.store.failures import (
+    STORAGE_ERRORS,
+    file_id,
+    replayable_wal,
+    stale_wal,
+    storage_error,
+)
 from litejobs.store.schema import (
     APPLICATION_ID,
     IDENTITY,
@@ -105,8 +111,15 @@ class Connections:
             raise StorageError(
                 f"the directory of {path} does not exist; create it or point database elsewhere"
             )
+        # The one stat a current file's open adds; before the file is read (replayable_wal).
+        wal = replayable_wal(path)
         try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+            # Beside a WAL a missing file is not created: that WAL is another file's.
+            fd = os.open(path, os.O_RDWR | (0 if wal else os.O_CREAT), 0o600)
+        except FileNotFoundError:
+            raise StorageError(
+                stale_wal(path, None, wal) or f"cannot open {path}: its directory vanished"
+            ) from None
         except PermissionError:
             raise StorageError(
                 f"cannot open {path} for writing: permission denied; make it (and its "
@@ -115,9 +128,13 @@ class Connections:
         except OSError as exc:
             raise StorageError(f"cannot open {path}: {exc.strerror}") from None
         try:
-            head = os.read(fd, 16)
+            head = os.read(fd, 100)
         finally:
             os.close(fd)
+        problem = stale_wal(path, head, wal)
+        if problem is not None:
+            raise StorageError(problem)
+        head = head[:16]
         if (head and head != SQLITE_HEADER[: len(head)]) or 0 < len(head) < 16:
             raise StorageError(
                 f"{path} is not a SQLite database; litejobs refuses to touch it. Point "

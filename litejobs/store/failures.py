@@ -9,8 +9,10 @@ import apsw
 
 from litejobs.errors import StorageError, StorageFull
 from litejobs.store.busy import BUSY_DEADLINE
+from litejobs.store.schema import SQLITE_HEADER
 
-__all__ = ["STORAGE_ERRORS", "disk_full", "file_id", "storage_error"]
+__all__ = ["STORAGE_ERRORS", "disk_full", "file_id", "replayable_wal", "stale_wal",
+           "stale_wal_at", "storage_error"]
 
 #: The apsw errors that are about the file (its disk, permissions, contents, lock), not a bug:
 #: each becomes a StorageError, which the supervisor's loop survives.
@@ -44,6 +46,79 @@ def file_id(path: str) -> tuple[int, int] | None:
     except OSError:
         return None
     return st.st_dev, st.st_ino
+
+
+#: The smallest -wal that can hold a frame (32-byte header, 24-byte frame header, 512-byte
+#: page): SQLite ignores anything shorter, so it can replay nothing.
+_WAL_FRAME_MIN = 32 + 24 + 512
+
+
+def replayable_wal(path: str) -> int:
+    """The size of the -wal beside the database ``path`` when it can hold a frame, else 0.
+
+    One ``stat``. Make it BEFORE reading the database's first bytes: SQLite writes a new file's
+    first page before that file's WAL exists, so a WAL seen first, beside a file that is then
+    empty, can never be that file's own (another process creating the file at the same moment
+    does not trip the check).
+    """
+    try:
+        size = os.stat(path + "-wal").st_size
+    except OSError:
+        return 0
+    return size if size >= _WAL_FRAME_MIN else 0
+
+
+def stale_wal(path: str, head: bytes | None, wal: int) -> str | None:
+    """Why the -wal beside ``path`` cannot be that file's own, as a refusal in one line; None
+    when it may be. ``head``: the file's first bytes (at least 20), None when there is no file;
+    ``wal``: ``replayable_wal(path)``, read before ``head``.
+
+    SQLite does not tie a WAL to its database file (the WAL's salts and checksums only tie its
+    frames to its own header), and it does not checkpoint a file that was deleted or moved
+    while open when it closes it, so that file's -wal stays at the path. Opened beside a
+    replacement, SQLite replays it over that file: the old jobs come back or the file is
+    corrupted. Beside a missing or empty file it deletes the WAL (or fails with "disk I/O
+    error" while the old file's process still runs). Refused here: every case where the WAL
+    provably belongs to another file. Not detectable from the files alone: a WAL-mode SQLite
+    file put in place of the old one (``cp``, ``mv``, the backup API keep WAL mode).
+    """
+    if not wal:
+        return None
+    if head is None:
+        what = f"{path} does not exist"
+    elif not head:
+        what = f"{path} is empty"
+    elif not head.startswith(SQLITE_HEADER):
+        what = f"{path} has no SQLite header"
+    elif len(head) > 18 and head[18] != 2:
+        # Bytes 18-19 are 2 in every WAL-mode file; leaving WAL mode deletes the WAL first.
+        what = (f"{path} is not a WAL-mode file (a copy made with VACUUM INTO or another "
+                "tool?), so no WAL can be its own")
+    else:
+        return None
+    want = (f"if a new, empty {path} is what you want" if head is None
+            else f"if {path} is the file you want")
+    return (f"{path}-wal ({wal} bytes) belongs to another database file: {what}. The "
+            "database was deleted or replaced while in use, or a restore left the old WAL "
+            f"behind, and SQLite would replay that WAL over {path} (or silently drop it); "
+            f"litejobs wrote nothing. {want[0].upper()}{want[1:]}, move {path}-wal and "
+            f"{path}-shm aside and try again; if you meant to keep the old jobs, restore "
+            f"{path} from a backup first")
+
+
+def stale_wal_at(path: str) -> str | None:
+    """``stale_wal`` for the files at ``path`` now; reads, never creates or writes."""
+    wal = replayable_wal(path)
+    if not wal:
+        return None
+    try:
+        with open(path, "rb") as f:
+            head: bytes | None = f.read(100)
+    except FileNotFoundError:
+        head = None
+    except OSError:
+        return None  # unreadable: the permission checks say so
+    return stale_wal(path, head, wal)
 
 
 def storage_error(path: str, exc: apsw.Error) -> StorageError:
