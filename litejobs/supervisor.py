@@ -336,7 +336,11 @@ class Supervisor:
     # --- the write transaction ---------------------------------------------------------------
 
     def _step(self, now: float, mono: float) -> None:
-        slots = [] if self.draining else self.dispatch.slots(now)
+        idle: list[str] = []
+        slots: list[str] = []
+        if not self.draining:
+            idle = self.dispatch.idle_slots(now)
+            slots = idle + self.dispatch.ahead_slots(now)
         polled = mono >= self.poll_at
         if polled:
             self.poll_at = mono + POLL
@@ -370,7 +374,7 @@ class Supervisor:
             if expire:
                 tx.expire_due(now)
             if claim:
-                rows = tx.claim(slots, self._served(tx.queues()), now, lease)
+                rows = tx.claim(slots, self._served(tx.queues()), now, lease, len(idle))
                 self.next_slot = tx.next_slot
             return rows, lost, due
 

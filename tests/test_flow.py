@@ -689,3 +689,44 @@ def test_bulk_retry_cancel_and_purge(flow: Flow) -> None:
     flow.start(workers=2)
     flow.wait_terminal(failed_t, 20)
     assert all(j.state == State.FAILED and j.attempt == 2 for j in failed_t)
+
+
+# --- starts, not claims: jobs sent ahead -----------------------------------------------------
+
+
+def warm_one_worker(flow: Flow) -> None:
+    """One worker, made quick (many short jobs), so it is sent jobs ahead of the one it runs."""
+    flow.start(workers=1)
+    warm = flow.app.enqueue_many([flow.t["work"].prepare(str(flow.log), 0.0, "warm")
+                                  for _ in range(60)])
+    flow.wait_terminal(warm, 30)
+
+
+def test_a_rate_limit_holds_for_starts_when_jobs_wait_behind_a_long_one(flow: Flow) -> None:
+    # Before: the rated jobs were claimed (counted as started) while the quick worker ran a
+    # long job, then all started in a burst when it ended: 10 starts within milliseconds.
+    flow.config(queues={"rated": {"rate_limit": "5/s"}})
+    warm_one_worker(flow)
+    long = flow.t["work"].options(priority=10).prepare(str(flow.log), 1.5, "long")
+    rated = [flow.t["rated"].prepare(str(flow.log), 0.0, i) for i in range(10)]
+    jobs = flow.app.enqueue_many([long, *rated])
+    flow.wait_terminal(jobs, 30)
+    starts = sorted(r["start"] for r in flow.starts("flow.rated"))
+    assert len(starts) == 10
+    for i, s in enumerate(starts):
+        in_window = [t for t in starts[i:] if t < s + 1.0]
+        assert len(in_window) <= 5, (i, [round(t - starts[0], 3) for t in starts])
+
+
+def test_a_job_with_an_expiry_is_not_sent_ahead_where_it_could_not_start_in_time(
+        flow: Flow) -> None:
+    # Before: claimed behind a long job, it was "running" in the file, so it never expired,
+    # and it started long after its expiry.
+    flow.config()
+    warm_one_worker(flow)
+    long = flow.t["work"].options(priority=10).prepare(str(flow.log), 2.0, "long")
+    doomed = flow.t["work"].options(expires=0.3).prepare(str(flow.log), 0.0, "doomed")
+    first, late = flow.app.enqueue_many([long, doomed])
+    flow.wait_terminal([first, late], 30)
+    assert late.state == State.CANCELLED and "expired" in (late.error or ""), late.error
+    assert not [r for r in flow.starts() if r["id"] == late.id]

@@ -88,7 +88,7 @@ SELECT name FROM seen WHERE name IS NOT NULL
 """
 # Parked jobs (their key was full) are not candidates: the index puts them apart.
 CLAIM_CANDIDATES = """
-SELECT id, priority, run_at, concurrency_key, concurrency_limit
+SELECT id, priority, run_at, concurrency_key, concurrency_limit, expires_at IS NOT NULL
 FROM jobs
 WHERE state = 'queued' AND queue = ? AND parked = 0 AND (expires_at IS NULL OR expires_at >= ?)
 ORDER BY priority DESC, run_at, id

@@ -128,7 +128,33 @@ PARK_PER_CLAIM = 10_000
 CLAIM_ROUNDS = 16
 
 #: A claim candidate: (-priority, run_at, id, queue, concurrency key, its limit); sorts best first.
-_Candidate = tuple[int, float, int, str, str | None, int]
+#: The last element: the job has an expiry (it may start only in a slot that starts at once).
+_Candidate = tuple[int, float, int, str, str | None, int, bool]
+
+
+class _Slots:
+    """The workers a claim hands jobs to, in order. Slots from ``ahead_from`` on are places
+    behind a running job (sent ahead): a job there starts only when the jobs before it end."""
+
+    __slots__ = ("ahead_from", "names", "used")
+
+    def __init__(self, names: Sequence[str], ahead_from: int) -> None:
+        self.names = names
+        self.ahead_from = ahead_from
+        self.used = 0
+
+    @property
+    def left(self) -> int:
+        return len(self.names) - self.used
+
+    @property
+    def ahead(self) -> bool:
+        """The next slot is behind a running job."""
+        return self.used >= self.ahead_from
+
+    def take(self) -> str:
+        self.used += 1
+        return self.names[self.used - 1]
 
 
 def best_first(row: Mapping[str, Any]) -> tuple[int, float, int]:
@@ -303,7 +329,8 @@ class Tx:
         return [(name, name in paused) for name in sorted(names | paused)]
 
     def claim(
-        self, worker_ids: Sequence[str], queues: Iterable[QueueLimits], now: float, lease: float
+        self, worker_ids: Sequence[str], queues: Iterable[QueueLimits], now: float, lease: float,
+        ahead_from: int | None = None,
     ) -> list[Row]:
         """Claim up to ``len(worker_ids)`` queued jobs of ``queues``, best first, one per worker.
 
@@ -313,6 +340,11 @@ class Tx:
         jobs sharing the key), and expiry. Each claim bumps the attempt number (the fencing
         token) and takes a lease in the same statement. ``self.next_slot`` is set to the
         moment a rate-limited queue with waiting jobs gets its next slot.
+
+        ``worker_ids[ahead_from:]`` are places behind a job their worker is running (sent
+        ahead). A rate limit and an expiry are promises about starts, not claims, so jobs of a
+        rate-limited queue and jobs with an expiry only go to the slots before ``ahead_from``,
+        which start at once.
         """
         self.next_slot = None
         n = len(worker_ids)
@@ -348,7 +380,7 @@ class Tx:
             caps[q.name] = cap
             candidates.extend(self._candidates(q.name, now, cap))
         claimed: list[Row] = []
-        workers = iter(worker_ids)
+        workers = _Slots(worker_ids, n if ahead_from is None else ahead_from)
         limits = {q.name: q for q in queues}
         more = 0
         parked = 0
@@ -379,7 +411,7 @@ class Tx:
     def _claim_from(
         self, candidates: list[_Candidate],
         caps: dict[str, int], limits: Mapping[str, QueueLimits], claimed: list[Row], n: int,
-        workers: Iterator[str], now: float, lease: float, park: int,
+        workers: _Slots, now: float, lease: float, park: int,
     ) -> int:
         """Claim from ``candidates``, best first, into ``claimed``; returns how many jobs of
         full concurrency keys it parked (at most about ``park``): when some were, a fresh look
@@ -392,12 +424,13 @@ class Tx:
         # after the loop: a statement per job cost the supervisor more than the rest of a
         # claim. The others are claimed one by one because each changes what the next may do.
         batch: dict[str, list[int]] = {}
-        pending = 0
-        for _, _, job_id, queue, ckey, climit in candidates:
-            if len(claimed) + pending == n:
+        for _, _, job_id, queue, ckey, climit, expires in candidates:
+            if workers.left == 0:
                 break
             if caps[queue] <= 0:
                 continue
+            if workers.ahead and (expires or limits[queue].rate is not None):
+                continue  # it would start only after the job before it: not in time
             if ckey is not None:
                 taken = held_now.get(ckey)
                 if taken is None:  # first of its key in this batch: count the running ones
@@ -415,10 +448,9 @@ class Tx:
             caps[queue] -= 1
             rate = limits[queue].rate
             if ckey is None and rate is None:
-                batch.setdefault(next(workers), []).append(job_id)
-                pending += 1
+                batch.setdefault(workers.take(), []).append(job_id)
                 continue
-            row = next(_dicts(self.cursor.execute(sql.CLAIM, (next(workers), now + lease, now,
+            row = next(_dicts(self.cursor.execute(sql.CLAIM, (workers.take(), now + lease, now,
                                                           job_id))), None)
             if row is None:
                 continue
@@ -437,8 +469,8 @@ class Tx:
     def _candidates(self, queue: str, now: float, limit: int) -> list[_Candidate]:
         """The best ``limit`` claimable jobs of a queue (keys already at their limit and
         expired jobs left out), as sortable tuples."""
-        return [(-priority, run_at, job_id, queue, ckey, climit or 1)
-                for job_id, priority, run_at, ckey, climit in self.cursor.execute(
+        return [(-priority, run_at, job_id, queue, ckey, climit or 1, bool(expires))
+                for job_id, priority, run_at, ckey, climit, expires in self.cursor.execute(
                     sql.CLAIM_CANDIDATES, (queue, now, limit))]
 
     def _slot(self, queue: str, at: float, now: float) -> None:
