@@ -271,3 +271,29 @@ def test_a_job_that_never_reached_its_worker_is_not_charged_as_a_crash(
     assert job.result(timeout=30) == 42
     assert [(a.attempt, a.outcome) for a in job.attempts()] == [(1, "succeeded")]
     assert sup.running()
+
+
+def test_text_that_is_not_utf8_fails_its_own_job_only(start_supervisor, tasks, db_path):
+    # Before: reading the claimed row raised UnicodeDecodeError inside the claim, which
+    # stopped the supervisor (and with it every other job).
+    broken = tasks.add.enqueue(1, 2)
+    conn = apsw.Connection(str(db_path))
+    conn.execute("UPDATE jobs SET args = CAST(x'5bff5d' AS TEXT) WHERE id = ?", (broken.id,))
+    conn.close()
+    others = [tasks.add.enqueue(i, 1) for i in range(10)]
+    sup = start_supervisor(workers=2)
+    assert [j.result(timeout=20) for j in others] == list(range(1, 11))
+
+    def ended() -> tuple[str, str] | None:
+        # read without the args column: this client cannot decode it either
+        conn = apsw.Connection(str(db_path))
+        try:
+            (state, error), = conn.execute("SELECT state, error FROM jobs WHERE id = ?",
+                                           (broken.id,))
+        finally:
+            conn.close()
+        return (state, error) if state == "failed" else None
+
+    _, error = wait_for(ended, 20, "the job with bytes that are not UTF-8 to fail")
+    assert "not valid JSON" in error
+    assert sup.running()

@@ -153,19 +153,24 @@ SET_PAUSED = """
 INSERT INTO queues (name, paused) VALUES (?, ?)
 ON CONFLICT (name) DO UPDATE SET paused = excluded.paused
 """
-CLAIM = """
+# Claimed rows hand these columns to a worker as bytes: a row written outside litejobs with
+# text that is not UTF-8 then fails its own job (the worker cannot decode it) instead of
+# raising in the claim that reads it, which would stop every other job's claim too.
+_CLAIMED_TEXT = ("CAST(task AS BLOB) AS task, CAST(queue AS BLOB) AS queue, "
+                 "CAST(args AS BLOB) AS args, CAST(kwargs AS BLOB) AS kwargs")
+CLAIM = f"""
 UPDATE jobs SET state = 'running', attempt = attempt + 1, leased_by = ?, lease_until = ?,
                 started_at = ?
 WHERE id = ? AND state = 'queued'
-RETURNING id, task, queue, args, kwargs, attempt, max_attempts, interrupts, crashes, timeout,
+RETURNING id, {_CLAIMED_TEXT}, attempt, max_attempts, interrupts, crashes, timeout,
           scheduled_at, leased_by, priority, run_at
 """
 # CLAIM for many jobs of one worker: ids as a JSON array (each looked up by rowid).
-CLAIM_MANY = """
+CLAIM_MANY = f"""
 UPDATE jobs SET state = 'running', attempt = attempt + 1, leased_by = ?, lease_until = ?,
                 started_at = ?
 WHERE id IN (SELECT value FROM json_each(?)) AND state = 'queued'
-RETURNING id, task, queue, args, kwargs, attempt, max_attempts, interrupts, crashes, timeout,
+RETURNING id, {_CLAIMED_TEXT}, attempt, max_attempts, interrupts, crashes, timeout,
           scheduled_at, leased_by, priority, run_at
 """
 PROMOTE_DUE = """

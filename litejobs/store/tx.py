@@ -49,6 +49,21 @@ def _id_list(ids: Iterable[int]) -> str:
     return "[" + ",".join(map(str, ids)) + "]"
 
 
+def _claimed(row: Row) -> Row:
+    """A claimed row's text columns (read as bytes, see sql.CLAIM) as str. Text that is not
+    UTF-8 (written outside litejobs) stays bytes in the arguments, for the worker to fail
+    that job, and is shown with replacement characters in the task and queue names."""
+    for name in ("task", "queue", "args", "kwargs"):
+        value = row[name]
+        if isinstance(value, bytes):
+            try:
+                row[name] = value.decode()
+            except UnicodeDecodeError:
+                if name in ("task", "queue"):
+                    row[name] = value.decode(errors="replace")
+    return row
+
+
 def _like_prefix(prefix: str) -> str:
     return prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
@@ -450,8 +465,8 @@ class Tx:
             if ckey is None and rate is None:
                 batch.setdefault(workers.take(), []).append(job_id)
                 continue
-            row = next(_dicts(self.cursor.execute(sql.CLAIM, (workers.take(), now + lease, now,
-                                                          job_id))), None)
+            row = next(map(_claimed, _dicts(self.cursor.execute(
+                sql.CLAIM, (workers.take(), now + lease, now, job_id)))), None)
             if row is None:
                 continue
             claimed.append(row)
@@ -462,8 +477,8 @@ class Tx:
                     oldest = _scalar(self.cursor, sql.RATE_OLDEST, (queue, now - period))
                     self._slot(queue, (oldest or now) + period, now)
         for worker, ids in batch.items():
-            claimed.extend(_dicts(self.cursor.execute(
-                sql.CLAIM_MANY, (worker, now + lease, now, _id_list(ids)))))
+            claimed.extend(map(_claimed, _dicts(self.cursor.execute(
+                sql.CLAIM_MANY, (worker, now + lease, now, _id_list(ids))))))
         return parked
 
     def _candidates(self, queue: str, now: float, limit: int) -> list[_Candidate]:
