@@ -9,7 +9,6 @@ not charged for the stop.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import time
@@ -64,7 +63,7 @@ class Outcomes:
                  now: float) -> None:
         """The worker's own outcome message for ``a``."""
         if msg["ok"]:
-            self.pending.append(Outcome("ok", a, w.name, now, result=_raw(msg.get("result"))))
+            self.pending.append(Outcome("ok", a, w.name, now, result=msg["result"]))
             return
         when = retry.retry_at(retry=bool(msg.get("retry")), delay=_delay(msg.get("delay")),
                               attempt=a.attempt, interrupts=a.interrupts,
@@ -152,10 +151,6 @@ class Outcomes:
             else:
                 tx.unclaim(a.id, a.attempt)
         return due
-
-
-def _raw(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
 def _delay(value: Any) -> float | None:

@@ -17,7 +17,6 @@ outcome records as under ``litejobs run`` — only without worker processes, tim
 from __future__ import annotations
 
 import functools
-import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -87,8 +86,8 @@ def run_until_idle(app: App, *, clock: Clock | None = None,
         finished = now_of()
         job_id, attempt = int(row["id"]), int(row["attempt"])
         if outcome["ok"]:
-            result = json.dumps(outcome["result"], separators=(",", ":"))
-            app.store.write(functools.partial(_succeed, job_id, attempt, result, now, finished))
+            app.store.write(functools.partial(_succeed, job_id, attempt, outcome["result"], now,
+                                              finished))
             succeeded += 1
             continue
         retry_at = retry.retry_at(retry=bool(outcome["retry"]), delay=outcome["delay"],

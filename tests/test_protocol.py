@@ -69,14 +69,15 @@ def test_revokes_and_reports_round_trip() -> None:
               + protocol.revoked([(5, 6)]))
     decoded = [protocol.decode_report(p) for p in protocol.Reader().feed(frames)]
     assert decoded == [
-        {"ready": 42}, None, {"id": 1, "attempt": 1, "ok": True, "result": {"a": [1]}},
+        {"ready": 42}, None, {"id": 1, "attempt": 1, "ok": True, "result": '{"a":[1]}'},
         {"id": 2, "attempt": 3, "ok": False, "error": "ValueError: x\ny", "traceback": "tb",
          "retry": True, "delay": 0.5},
         {"revoked": [[5, 6]]}]
 
 
 @pytest.mark.parametrize("payload", [b"{not json", b"[1,2]", b'{"id": 1}',
-                                     b'{"id": 1, "attempt": 1, "ok": false}', b"\xff"])
+                                     b'{"id": 1, "attempt": 1, "ok": false}', b"\xff",
+                                     b"O" + bytes(16) + b"{not json", b"O\x00"])
 def test_a_report_that_breaks_the_protocol_is_refused(payload: bytes) -> None:
     with pytest.raises(protocol.ProtocolError):
         protocol.decode_report(payload)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -50,18 +51,40 @@ def _id_list(ids: Iterable[int]) -> str:
 
 
 def _claimed(row: Row) -> Row:
-    """A claimed row's text columns (read as bytes, see sql.CLAIM) as str. Text that is not
-    UTF-8 (written outside litejobs) stays bytes in the arguments, for the worker to fail
-    that job, and is shown with replacement characters in the task and queue names."""
+    """A claimed row as the supervisor uses it. Its text columns (read as bytes, see
+    sql.CLAIM) become str; text that is not UTF-8 (written outside litejobs) stays bytes in
+    the arguments, for the worker to fail that job, and gets replacement characters in the
+    task and queue names. Numbers of the wrong type (also only from outside litejobs) get
+    the defaults a new job has, so one odd row never stops the claim of the others."""
     for name in ("task", "queue", "args", "kwargs"):
         value = row[name]
-        if isinstance(value, bytes):
+        if type(value) is bytes:
             try:
                 row[name] = value.decode()
             except UnicodeDecodeError:
                 if name in ("task", "queue"):
                     row[name] = value.decode(errors="replace")
+    if not (type(row["max_attempts"]) is int and type(row["interrupts"]) is int
+            and type(row["crashes"]) is int and type(row["scheduled_at"]) is float
+            and (row["timeout"] is None or type(row["timeout"]) is float)):
+        _repair(row)
     return row
+
+
+def _repair(row: Row) -> None:
+    def number(value: Any, kind: type[int] | type[float], default: Any) -> Any:
+        try:
+            out = kind(value)
+        except (TypeError, ValueError, OverflowError):
+            return default
+        return out if math.isfinite(out) and abs(out) < 2**62 else default
+
+    row["max_attempts"] = max(1, number(row["max_attempts"], int, 1))
+    row["interrupts"] = max(0, number(row["interrupts"], int, 0))
+    row["crashes"] = max(0, number(row["crashes"], int, 0))
+    row["scheduled_at"] = number(row["scheduled_at"], float, float(row["run_at"] or 0.0))
+    if row["timeout"] is not None:
+        row["timeout"] = number(row["timeout"], float, None)
 
 
 def _like_prefix(prefix: str) -> str:
