@@ -27,7 +27,7 @@ import pytest
 
 import litejobs
 from litejobs.errors import StorageError
-from tests.conftest import clean_env, wait_for
+from tests.conftest import APP_SPEC, clean_env, wait_for
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -240,3 +240,27 @@ def test_a_wal_too_short_for_a_frame_is_no_obstacle(tmp_path, size) -> None:
     app.store.close()
     wal(db).write_bytes(b"")
     assert old_jobs(db) == 1  # an existing file beside an empty one opens
+
+
+def test_run_refuses_a_stale_wal_before_checking_the_file(tmp_path, holders) -> None:
+    """`litejobs run` checks the file (quick_check) before serving it: the check tells the
+    stale WAL, not "corrupt, start a new file"."""
+    db = tmp_path / "jobs.db"
+    backup = tmp_path / "backup.db"
+    early = litejobs.App(db)
+    early.enqueue("t.restored")
+    conn = apsw.Connection(str(db))
+    conn.execute("VACUUM INTO ?", (str(backup),))
+    conn.close()
+    early.store.close()
+    holder = hold(holders, tmp_path, db, 2000)
+    os.replace(backup, db)
+    holder.finish()
+    before = digest(db)
+    out = subprocess.run([sys.executable, "-m", "litejobs", "run", "--app", APP_SPEC,
+                          "--database", str(db), "--workers", "1"], cwd=tmp_path,
+                         env=clean_env(db), stdin=subprocess.DEVNULL, capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode != 0
+    assert f"move {db}-wal and {db}-shm aside" in out.stderr, out.stderr
+    assert digest(db) == before

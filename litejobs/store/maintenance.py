@@ -11,7 +11,7 @@ from litejobs.errors import StorageError
 from litejobs.store import sql
 from litejobs.store.busy import Waiter
 from litejobs.store.connections import Connections
-from litejobs.store.failures import storage_error
+from litejobs.store.failures import stale_wal_at, storage_error
 from litejobs.store.schema import SQLITE_HEADER
 from litejobs.store.tx import Row, _dicts, _scalar
 
@@ -47,6 +47,9 @@ class StoreMaintenance(Connections):
     def verify(self) -> None:
         """Refuse a file litejobs must not use, without writing to it: not SQLite, another
         program's, from a newer litejobs, or failing SQLite's ``quick_check``."""
+        stale = stale_wal_at(self.path)  # before opening it: that would replay the WAL
+        if stale is not None:
+            raise StorageError(stale)
         try:
             with open(self.path, "rb") as f:
                 head = f.read(16)
