@@ -146,14 +146,16 @@ def test_a_deleted_file_whose_process_closed_is_refused(tmp_path, holders) -> No
     assert digest(wal(db)) == before
 
 
-def test_an_emptied_file_is_refused(tmp_path, holders) -> None:
+@pytest.mark.parametrize(("content", "why"), [(b"", "is empty"),
+                                             (b"\0" * 4096, "has no SQLite header")])
+def test_an_emptied_or_zeroed_file_is_refused(tmp_path, holders, content, why) -> None:
     db = tmp_path / "jobs.db"
     holder = hold(holders, tmp_path, db, 50)
     db.unlink()
     holder.kill()
-    db.touch()
-    assert_refused(db, f"{db} is empty")
-    assert db.stat().st_size == 0
+    db.write_bytes(content)
+    assert_refused(db, f"{db} {why}")
+    assert db.read_bytes() == content
 
 
 def test_a_restore_made_with_vacuum_into_is_refused(tmp_path, holders) -> None:
