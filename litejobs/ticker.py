@@ -71,6 +71,8 @@ class Ticker:
         self.store = store
         #: job id -> entry: previous jobs of ``overlap = "queue"`` entries that owe a fire
         self.owed: dict[int, str] = {}
+        #: entry -> (its schedule, when this process began firing it)
+        self.since: dict[str, tuple[str, float]] = {}
         self.entries = []
         now = time.time()
         for e in entries:
@@ -117,9 +119,22 @@ class Ticker:
             key = f"{e.schedule.expanded} {e.schedule.timezone}"
             state = tx.cron_entry(e.name)
             if state is None or state["schedule"] != key:
-                # A new entry (or a changed schedule) starts now: it owes nothing from before.
-                tx.cron_reset(e.name, key, now)
-                continue
+                mine = self.since.get(e.name)
+                if mine is None or mine[0] != key:
+                    # A new entry (or a changed schedule) starts now: it owes nothing from
+                    # before.
+                    tx.cron_reset(e.name, key, now)
+                    self.since[e.name] = (key, now)
+                    continue
+                # Another supervisor on the file has another schedule for this entry (a
+                # rolling deploy): this one goes on from when it began instead of starting
+                # afresh at every tick, which would let neither ever fire. Each instant still
+                # fires once: the (entry, instant) rows are shared.
+                tx.cron_reset(e.name, key, mine[1])
+                state = {**state, "schedule": key, "since": mine[1]} if state else {
+                    "since": mine[1], "last_instant": None, "last_job": None}
+            elif e.name not in self.since or self.since[e.name][0] != key:
+                self.since[e.name] = (key, state["since"])
             base = max(state["since"], state["last_instant"] or 0.0)
             due = self._due(e, base, now, now_dt)
             if not due:

@@ -417,3 +417,23 @@ def test_renamed_entry_is_a_new_entry_and_a_removed_one_stops(tmp_path: Path) ->
     # The old name is no longer configured: nothing fires for it any more.
     assert [r for r in fires(renamed) if r[0] == "every10"] == [
         ("every10", ts("2026-05-01T10:10:00"), "fired", 1)]
+
+
+def test_a_rolling_deploy_with_two_schedules_fires_both_not_neither(tmp_path: Path) -> None:
+    # Old and new supervisors run side by side for a while with different schedules for one
+    # entry. Before: each reset the entry's history at its every tick, so neither ever fired.
+    old_app = make_app(tmp_path, overlap="allow")  # "every10": */10 * * * *
+    new_app = litejobs.App(tmp_path / "cron.db")
+
+    @new_app.cron("5-59/10 * * * *", name="every10", overlap="allow")
+    def every10() -> None:
+        return None
+
+    old, new = ticker(old_app), ticker(new_app)
+    old.run_once(ts("2026-05-01T10:00:30"))
+    new.run_once(ts("2026-05-01T10:01:00"))
+    for minute in range(5, 60, 5):
+        now = ts(f"2026-05-01T10:{minute:02d}:00")
+        (new if minute % 10 else old).run_once(now)
+    fired = sorted(r[1] for r in fires(old_app) if r[2] == "fired")
+    assert fired == [ts(f"2026-05-01T10:{m:02d}:00") for m in range(5, 60, 5)], fired
