@@ -26,6 +26,7 @@ from litejobs.store.failures import (
     stale_wal,
     storage_error,
 )
+from litejobs.store.header import header_fd
 from litejobs.store.schema import (
     APPLICATION_ID,
     IDENTITY,
@@ -115,7 +116,7 @@ class Connections:
         wal = replayable_wal(path)
         try:
             # Beside a WAL a missing file is not created: that WAL is another file's.
-            fd = os.open(path, os.O_RDWR | (0 if wal else os.O_CREAT), 0o600)
+            fd = header_fd(path, os.O_RDWR | (0 if wal else os.O_CREAT))
         except FileNotFoundError:
             raise StorageError(
                 stale_wal(path, None, wal) or f"cannot open {path}: its directory vanished"
@@ -127,10 +128,7 @@ class Connections:
             ) from None
         except OSError as exc:
             raise StorageError(f"cannot open {path}: {exc.strerror}") from None
-        try:
-            head = os.read(fd, 100)
-        finally:
-            os.close(fd)
+        head = os.pread(fd, 100, 0)
         problem = stale_wal(path, head, wal)
         if problem is not None:
             raise StorageError(problem)

@@ -9,6 +9,7 @@ import apsw
 
 from litejobs.errors import StorageError, StorageFull
 from litejobs.store.busy import BUSY_DEADLINE
+from litejobs.store.header import read_head
 from litejobs.store.schema import SQLITE_HEADER
 
 __all__ = ["STORAGE_ERRORS", "disk_full", "file_id", "replayable_wal", "stale_wal",
@@ -112,8 +113,7 @@ def stale_wal_at(path: str) -> str | None:
     if not wal:
         return None
     try:
-        with open(path, "rb") as f:
-            head: bytes | None = f.read(100)
+        head: bytes | None = read_head(path, 100)
     except FileNotFoundError:
         head = None
     except OSError:

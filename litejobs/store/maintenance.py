@@ -12,6 +12,7 @@ from litejobs.store import sql
 from litejobs.store.busy import Waiter
 from litejobs.store.connections import Connections
 from litejobs.store.failures import stale_wal_at, storage_error
+from litejobs.store.header import read_head
 from litejobs.store.schema import SQLITE_HEADER
 from litejobs.store.tx import Row, _dicts, _scalar
 
@@ -51,8 +52,7 @@ class StoreMaintenance(Connections):
         if stale is not None:
             raise StorageError(stale)
         try:
-            with open(self.path, "rb") as f:
-                head = f.read(16)
+            head = read_head(self.path, 16)
         except FileNotFoundError:
             return
         except OSError as exc:
