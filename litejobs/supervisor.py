@@ -28,7 +28,8 @@ from typing import Any
 
 from litejobs.app import App
 from litejobs.bell import BellListener, bell_dir
-from litejobs.config import Config, parse_rate
+from litejobs.claimer import Claimer
+from litejobs.config import Config
 from litejobs.dispatch import Dispatcher
 from litejobs.errors import LitejobsError, StorageError
 from litejobs.leases import Leases
@@ -41,7 +42,7 @@ from litejobs.services.heartbeat import Heartbeat
 from litejobs.services.pruner import Pruner
 from litejobs.services.rescuer import Rescuer
 from litejobs.services.upkeep import QueueUpkeep
-from litejobs.store import QueueLimits, Row, Store, Tx
+from litejobs.store import Store
 from litejobs.ticker import Ticker, build_entries
 from litejobs.watchdog import Watchdog
 from litejobs.worker import HEARTBEAT as WORKER_HEARTBEAT
@@ -50,7 +51,6 @@ __all__ = ["Supervisor"]
 
 log = logging.getLogger("litejobs")
 
-POLL = 1.0  # fallback claim/promote poll when no bell rings (seconds)
 #: After an error (storage or other), the loop waits this long before it tries again.
 BACK_OFF = 1.0
 #: Page cache of the supervisor's connection (MB): filled only as pages are used.
@@ -88,21 +88,18 @@ class Supervisor:
         self.services: list[Service] = [
             self.filewatch, self.heartbeat, self.rescuer, Pruner(self.store, config.retention),
             Checkpointer(self.store), QueueUpkeep(self.store)]
+        self.claimer = Claimer(self.store, config, self.queues, self.pool, self.dispatch,
+                               self.outcomes, self.leases, time.monotonic())
+        self.watchdog = Watchdog(self.pool, self.outcomes, config, self._read, self._watch,
+                                 self._unwatch)
         self.exit_code = 0
         self.draining = False
         self.stopping = False
         self.grace_deadline: float | None = None
-        self.wake = True
-        self.next_due: float | None = None  # earliest run_at of a scheduled job
-        self.due_stale = True  # next_due must be read again (a ring, a poll, a promotion)
         self.down_until = 0.0  # after an error: nothing but reading workers until then
-        self.watchdog = Watchdog(self.pool, self.outcomes, config, self._read, self._watch,
-                                 self._unwatch)
-        self.poll_at = time.monotonic()
         self._signals: list[int] = []
         self.ticker = Ticker(app, self.store, build_entries(app))
         self.next_cron: float | None = None
-        self.next_slot: float | None = None  # when a rate-limited queue may start a job again
 
     # --- life cycle --------------------------------------------------------------------------
 
@@ -150,12 +147,12 @@ class Supervisor:
                             os.read(wake_r, 512)
                     elif key.data == "bell":
                         rung = listener.drain()
-                        self.wake = True
-                        self.due_stale = self.due_stale or b"e" in rung
+                        self.claimer.wake = True
+                        self.claimer.due_stale = self.claimer.due_stale or b"e" in rung
                         if b"c" in rung:
                             self.leases.check_now = True
                     else:
-                        self._on_readable(key.data)
+                        self._read(key.data)
                 if self._cycle():
                     break
             return self.exit_code
@@ -221,7 +218,7 @@ class Supervisor:
                 w.proc.wait()
             self.pool.forget(w)
         with contextlib.suppress(LitejobsError):
-            self._flush()
+            self.claimer.flush()
             self.heartbeat.forget()
         self.store.close()
 
@@ -232,21 +229,18 @@ class Supervisor:
         for msg in self.pool.read(w):
             self._on_message(w, msg)
 
-    def _on_readable(self, w: WorkerProcess) -> None:
-        self._read(w)
-
     def _on_message(self, w: WorkerProcess, msg: dict[str, Any]) -> None:
         if "ready" in msg:
             w.ready = True
             self.watchdog.ready()
-            self.wake = True
+            self.claimer.wake = True
             return
         now = time.time()
         if "revoked" in msg:
             if self.dispatch.on_revoked(w, msg["revoked"], now):
                 self.outcomes.stop(w, "a job sent ahead to its worker was cancelled",
                                    drop=True)
-            self.wake = True
+            self.claimer.wake = True
             if self.draining and not w.busy:
                 self.pool.retire(w)
             return
@@ -255,7 +249,7 @@ class Supervisor:
             return  # an outcome we stopped waiting for (its worker was stopped)
         self.dispatch.finished(w, now)
         self.outcomes.reported(w, a, msg, now)
-        self.wake = True
+        self.claimer.wake = True
         limit = self.config.max_tasks_per_child
         mem = self.config.max_memory_per_child
         if w.busy:
@@ -277,12 +271,17 @@ class Supervisor:
             self.dispatch.rebalance(now)
         if self.leases.clock_step():
             self.rescuer.hold(time.monotonic() + self.config.lease)
-            self.due_stale = True
+            self.claimer.due_stale = True
         if mono >= self.down_until:
             try:
                 if self.next_cron is not None and now >= self.next_cron:
                     self._tick(now)
-                self._step(now, mono)
+                polled, recorded = self.claimer.step(now, mono, self.draining)
+                owed = self.ticker.owed
+                if owed and (polled or any(o.a.id in owed for o in recorded)):
+                    # an "overlap = queue" entry waits for one of these jobs: fire as it
+                    # ends (a job another process ended is seen by the poll)
+                    self.next_cron = now
                 self._maintain(now, mono)
             except StorageError as exc:
                 # The supervisor stays up through a full disk or a locked file and retries.
@@ -333,89 +332,6 @@ class Supervisor:
                                    "while draining")
             self.grace_deadline = None
 
-    # --- the write transaction ---------------------------------------------------------------
-
-    def _step(self, now: float, mono: float) -> None:
-        idle: list[str] = []
-        slots: list[str] = []
-        if not self.draining:
-            idle = self.dispatch.idle_slots(now)
-            slots = idle + self.dispatch.ahead_slots(now)
-        polled = mono >= self.poll_at
-        if polled:
-            self.poll_at = mono + POLL
-            self.wake = True
-            self.due_stale = True
-        if self.due_stale:
-            self.due_stale = False
-            self.next_due = self.store.next_scheduled()
-        promote = self.next_due is not None and self.next_due <= now
-        slot = self.next_slot is not None and now >= self.next_slot
-        claim = bool(slots) and (self.wake or promote or slot)
-        # Expired jobs are never claimed (the claim filters them); marking them cancelled
-        # runs on the poll, so a job ends cancelled within a second of its time running out
-        # without costing every claim a statement.
-        expire = polled
-        leases = self.leases.renewals(self.pool, mono)
-        if not (self.outcomes or promote or claim or expire or leases is not None):
-            if slot and not slots:
-                self.next_slot = None  # a worker finishing will claim again anyway
-            return
-        outcomes = self.outcomes.take()
-        until = now + self.config.lease
-        lease = self.config.lease
-
-        def work(tx: Tx) -> tuple[list[Row], list[tuple[int, int]], float | None]:
-            due = self.outcomes.record(tx, outcomes)
-            if promote:
-                tx.promote_due(now)
-            lost = tx.renew(leases, until) if leases else []
-            rows: list[Row] = []
-            if expire:
-                tx.expire_due(now)
-            if claim:
-                rows = tx.claim(slots, self._served(tx.queues()), now, lease, len(idle))
-                self.next_slot = tx.next_slot
-            return rows, lost, due
-
-        try:
-            rows, lost, due = self.store.write(work)
-        except BaseException:
-            self.outcomes.pending[:0] = outcomes  # recorded by the next transaction
-            raise
-        if due is not None:
-            self.next_due = due if self.next_due is None else min(self.next_due, due)
-        if promote:
-            self.next_due = self.store.next_scheduled()
-        if claim:
-            self.wake = len(rows) == len(slots)
-        owed = self.ticker.owed
-        if owed and (polled or any(o.a.id in owed for o in outcomes)):
-            # an "overlap = queue" entry waits for one of these jobs: fire as it ends (a
-            # job another process ended is seen by the poll)
-            self.next_cron = now
-        for job_id, attempt in lost:
-            self.dispatch.lost(job_id, attempt)
-        self.dispatch.hand_out(rows, now)
-
-    def _served(self, known: list[tuple[str, bool]]) -> list[QueueLimits]:
-        """The queues this supervisor claims from now, with their configured limits."""
-        paused = {name for name, p in known if p}
-        names = self.queues or [name for name, _ in known]
-        out: list[QueueLimits] = []
-        for name in names:
-            if name in paused:
-                continue
-            q = self.config.queues.get(name)
-            rate = parse_rate(q.rate_limit) if q is not None and q.rate_limit else None
-            out.append(QueueLimits(name, q.concurrency if q is not None else None, rate))
-        return out
-
-    def _flush(self) -> None:
-        if self.outcomes:
-            outcomes = self.outcomes.take()
-            self.store.write(lambda tx: self.outcomes.record(tx, outcomes))
-
     # --- maintenance -------------------------------------------------------------------------
 
     def _maintain(self, now: float, mono: float) -> None:
@@ -432,7 +348,7 @@ class Supervisor:
                 service.hold(mono + BACK_OFF)
                 continue
             if done and service is self.rescuer:
-                self.wake = True
+                self.claimer.wake = True
             if done and service is self.filewatch and not self.draining:
                 log.error("%s. Stopping: this supervisor drains and exits, to be started again "
                           "on the file now at the path (if it was restored from a copy, move "
@@ -445,7 +361,7 @@ class Supervisor:
         if self.ticker.entries:
             result = self.ticker.run_once(now)
             if result.fired:
-                self.wake = True
+                self.claimer.wake = True
             self.next_cron = self.ticker.next_instant(now)
 
     # --- timing ------------------------------------------------------------------------------
@@ -453,10 +369,11 @@ class Supervisor:
     def _wait(self) -> float:
         """Seconds until the loop has something to do, if nothing wakes it first."""
         wall = time.time()
-        if self.outcomes or (self.wake and not self.draining and self.dispatch.slots(wall)):
+        if self.outcomes or (self.claimer.wake and not self.draining
+                             and self.dispatch.slots(wall)):
             return 0.0
         mono = time.monotonic()
-        due = [self.poll_at, self.leases.next_deadline()]
+        due = [self.claimer.poll_at, self.leases.next_deadline()]
         due.extend(s.next_deadline() for s in self.services)
         due.extend(self.watchdog.deadlines())
         if self.grace_deadline is not None:
@@ -467,7 +384,7 @@ class Supervisor:
         if any(w.outbox for w in self.pool.workers.values()):
             wait = min(wait, 0.01)  # a worker's pipe was full: write the rest soon
         revoke = None if self.draining else self.dispatch.next_revoke()
-        for instant in (self.next_due, self.next_cron, self.next_slot, revoke):
+        for instant in (*self.claimer.instants(), self.next_cron, revoke):
             if instant is not None:
                 wait = min(wait, instant - wall)
         return max(0.0, wait)

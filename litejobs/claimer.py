@@ -1,0 +1,125 @@
+"""The claimer: the supervisor's one write transaction per loop turn.
+
+Outcomes waiting to be recorded, promotions of scheduled jobs that are due, lease renewals,
+expiry and the claim of jobs for free worker slots go into one transaction (one commit for
+many jobs) when any of them has something to do. It also knows when it next has work
+without being woken: the next scheduled job's time, a rate-limited queue's next slot, the
+fallback poll.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from litejobs.config import Config, parse_rate
+from litejobs.dispatch import Dispatcher
+from litejobs.leases import Leases
+from litejobs.outcomes import Outcome, Outcomes
+from litejobs.pool import Pool
+from litejobs.store import QueueLimits, Row, Store, Tx
+
+__all__ = ["POLL", "Claimer"]
+
+POLL = 1.0  # fallback claim/promote poll when no bell rings (seconds)
+
+
+class Claimer:
+    """Runs the loop's write transaction and keeps what decides when it is due."""
+
+    def __init__(self, store: Store, config: Config, queues: Sequence[str] | None, pool: Pool,
+                 dispatch: Dispatcher, outcomes: Outcomes, leases: Leases, now: float) -> None:
+        self.store = store
+        self.config = config
+        self.queues = list(queues) if queues else None
+        self.pool = pool
+        self.dispatch = dispatch
+        self.outcomes = outcomes
+        self.leases = leases
+        self.wake = True  # a ring or a finished job: claim at the next turn
+        self.next_due: float | None = None  # earliest run_at of a scheduled job
+        self.due_stale = True  # next_due must be read again (a ring, a poll, a promotion)
+        self.next_slot: float | None = None  # when a rate-limited queue may start a job again
+        self.poll_at = now  # monotonic
+
+    def step(self, now: float, mono: float, draining: bool) -> tuple[bool, list[Outcome]]:
+        """One turn's transaction, if anything is due. Returns whether the fallback poll came
+        round and the outcomes it recorded."""
+        idle: list[str] = []
+        slots: list[str] = []
+        if not draining:
+            idle = self.dispatch.idle_slots(now)
+            slots = idle + self.dispatch.ahead_slots(now)
+        polled = mono >= self.poll_at
+        if polled:
+            self.poll_at = mono + POLL
+            self.wake = True
+            self.due_stale = True
+        if self.due_stale:
+            self.due_stale = False
+            self.next_due = self.store.next_scheduled()
+        promote = self.next_due is not None and self.next_due <= now
+        slot = self.next_slot is not None and now >= self.next_slot
+        claim = bool(slots) and (self.wake or promote or slot)
+        # Expired jobs are never claimed (the claim filters them); marking them cancelled
+        # runs on the poll, so a job ends cancelled within a second of its time running out
+        # without costing every claim a statement.
+        expire = polled
+        leases = self.leases.renewals(self.pool, mono)
+        if not (self.outcomes or promote or claim or expire or leases is not None):
+            if slot and not slots:
+                self.next_slot = None  # a worker finishing will claim again anyway
+            return polled, []
+        outcomes = self.outcomes.take()
+        lease = self.config.lease
+
+        def work(tx: Tx) -> tuple[list[Row], list[tuple[int, int]], float | None]:
+            due = self.outcomes.record(tx, outcomes)
+            if promote:
+                tx.promote_due(now)
+            lost = tx.renew(leases, now + lease) if leases else []
+            rows: list[Row] = []
+            if expire:
+                tx.expire_due(now)
+            if claim:
+                rows = tx.claim(slots, self.served(tx.queues()), now, lease, len(idle))
+                self.next_slot = tx.next_slot
+            return rows, lost, due
+
+        try:
+            rows, lost, due = self.store.write(work)
+        except BaseException:
+            self.outcomes.pending[:0] = outcomes  # recorded by the next transaction
+            raise
+        if due is not None:
+            self.next_due = due if self.next_due is None else min(self.next_due, due)
+        if promote:
+            self.next_due = self.store.next_scheduled()
+        if claim:
+            self.wake = len(rows) == len(slots)
+        for job_id, attempt in lost:
+            self.dispatch.lost(job_id, attempt)
+        self.dispatch.hand_out(rows, now)
+        return polled, outcomes
+
+    def served(self, known: list[tuple[str, bool]]) -> list[QueueLimits]:
+        """The queues this supervisor claims from now, with their configured limits."""
+        paused = {name for name, p in known if p}
+        names = self.queues or [name for name, _ in known]
+        out: list[QueueLimits] = []
+        for name in names:
+            if name in paused:
+                continue
+            q = self.config.queues.get(name)
+            rate = parse_rate(q.rate_limit) if q is not None and q.rate_limit else None
+            out.append(QueueLimits(name, q.concurrency if q is not None else None, rate))
+        return out
+
+    def flush(self) -> None:
+        """Record the outcomes still waiting (at shutdown)."""
+        if self.outcomes:
+            outcomes = self.outcomes.take()
+            self.store.write(lambda tx: self.outcomes.record(tx, outcomes))
+
+    def instants(self) -> list[float | None]:
+        """Wall-clock times it next has work without being woken."""
+        return [self.next_due, self.next_slot]
