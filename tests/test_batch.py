@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import litejobs
-from litejobs.app import BATCH_MIN
+from litejobs.calls import BATCH_MIN
 from litejobs.serialization import MAX_DEPTH, PayloadTooLarge
 from litejobs.store import QueueLimits
 

@@ -1,0 +1,160 @@
+"""How prepared calls become new jobs: every option validated, the arguments encoded, and a
+run of plain calls of one task turned into one bulk insert. Writes nothing: the App hands the
+result to the store."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import replace
+from datetime import datetime
+
+from litejobs.newjob import NewJob, NewJobs
+from litejobs.serialization import dump_batch, dump_call
+from litejobs.task import PLAIN, Prepared, TaskOptions
+from litejobs.validate import (
+    MAX_TIMESTAMP,
+    check_name,
+    check_priority,
+    check_retries,
+    check_seconds,
+    check_timestamp,
+)
+
+__all__ = ["BATCH_MIN", "DEFAULT_UNIQUE_FOR", "build_job", "encode", "ring_for"]
+
+#: The idempotency window when a key is given and the task sets no ``unique_for``.
+DEFAULT_UNIQUE_FOR = 24 * 3600.0
+#: Plain calls of one task in a row from which enqueue_many inserts them as one batch.
+BATCH_MIN = 8
+
+
+def ring_for(jobs: Sequence[NewJob | NewJobs], now: float) -> bytes:
+    """The bell's message for these new jobs: "q" when all are ready now (the supervisor
+    just claims), "e" when one may be scheduled (it also looks for the next due time; a
+    debounce can move a queued twin back to scheduled)."""
+    for job in jobs:
+        j = job.template if isinstance(job, NewJobs) else job
+        if j.run_at > now or j.debounce is not None:
+            return b"e"
+    return b"q"
+
+
+def encode(calls: Sequence[Prepared], now: float, plain: dict[TaskOptions | None, NewJob],
+       max_payload: int) -> list[NewJob | NewJobs]:
+    """Validate and encode ``calls``: runs of plain calls of one task (options all from the
+    task) become one ``NewJobs``, every other call its own ``NewJob``."""
+    out: list[NewJob | NewJobs] = []
+    i, n = 0, len(calls)
+    while i < n:
+        p = calls[i]
+        static = (plain.get(p.defaults) if type(p) is Prepared and p.options is PLAIN
+                  else None)
+        j = i + 1
+        if static is not None:
+            defaults = p.defaults
+            while j < n:
+                q = calls[j]
+                if type(q) is not Prepared or q.options is not PLAIN or (
+                        q.defaults is not defaults):
+                    break
+                j += 1
+        if j - i >= BATCH_MIN:
+            assert static is not None
+            batch = _batch(calls[i:j], static, now, max_payload)
+            if batch is not None:
+                out.append(batch)
+                i = j
+                continue
+        # (the first plain call of a task is encoded alone: that caches its options)
+        out.extend(build_job(q, now, plain, max_payload) for q in calls[i:j])
+        i = j
+    return out
+
+def _batch(run: Sequence[Prepared], static: NewJob, now: float,
+       max_payload: int) -> NewJobs | None:
+    args = [p.args for p in run]
+    kwargs = [p.kwargs for p in run] if any(p.kwargs for p in run) else None
+    payload = dump_batch(args, kwargs, max_payload)
+    if payload is None:
+        return None  # some call may be refused: build_job names it
+    return NewJobs(replace(static, run_at=now), payload, args, kwargs)
+
+def build_job(p: Prepared, now: float, plain: dict[TaskOptions | None, NewJob],
+          max_payload: int) -> NewJob:
+    """Validate and encode one prepared call (raises TypeError/ValueError; writes
+    nothing)."""
+    if not isinstance(p, Prepared):
+        raise TypeError(f"enqueue_many takes task.prepare(...) values, not {p!r}")
+    if p.options is PLAIN:
+        static = plain.get(p.defaults)
+        if static is not None:  # nothing per call but the arguments: validated once
+            args, kwargs = dump_call(p.task, p.args, p.kwargs, max_payload,
+                                     p.param_names)
+            return NewJob(p.task, static.queue, static.priority, args, kwargs, now,
+                          static.max_attempts, static.timeout,
+                          concurrency_key=static.concurrency_key,
+                          concurrency_limit=static.concurrency_limit)
+    d = p.defaults or TaskOptions(name=p.task)
+    o = p.options
+    queue = check_name("queue", o.queue if o.queue is not None else d.queue)
+    priority = check_priority(o.priority if o.priority is not None else d.priority)
+    retries = check_retries(o.retries if o.retries is not None else d.retries)
+    timeout = o.timeout if o.timeout is not None else d.timeout
+    if timeout is not None:
+        timeout = check_seconds("timeout", timeout, allow_zero=False)
+    run_at = now
+    if o.delay is not None and o.run_at is not None:
+        raise ValueError("give delay or run_at, not both")
+    if o.delay is not None:
+        run_at = now + check_seconds("delay", o.delay)
+    elif o.run_at is not None:
+        if isinstance(o.run_at, datetime):
+            if o.run_at.tzinfo is None:
+                raise ValueError("run_at must be timezone-aware (e.g. "
+                                 "datetime.now(timezone.utc) + timedelta(minutes=5))")
+            run_at = check_timestamp("run_at", o.run_at.timestamp())
+        else:
+            run_at = check_timestamp("run_at", o.run_at)
+    expires = None
+    if o.expires is not None:
+        expires = check_seconds("expires", o.expires, allow_zero=False)
+    args, kwargs = dump_call(p.task, p.args, p.kwargs, max_payload, p.param_names)
+    key = o.key
+    unique_for = d.unique_for
+    if key is not None:
+        check_name("key", key)
+        unique_for = unique_for or DEFAULT_UNIQUE_FOR
+    elif unique_for is not None:
+        key = json.dumps([json.loads(args), json.loads(kwargs)], sort_keys=True,
+                         separators=(",", ":"))
+    debounce = None
+    if o.debounce is not None:
+        if key is None:
+            raise ValueError("debounce needs a key: .options(debounce=S, key=...)")
+        debounce = check_seconds("debounce", o.debounce)
+        run_at = max(run_at, now + debounce)
+    # after the debounce: expires counts from the run time the job really gets
+    expires_at = None if expires is None else run_at + expires
+    if max(run_at, expires_at or 0.0) > MAX_TIMESTAMP:
+        raise ValueError("run_at (with delay, debounce and expires) must stay before the "
+                         "end of year 9999; give an earlier time or a shorter delay")
+    static_key = o.concurrency_key if o.concurrency_key is not None else d.concurrency_key
+    ckey = static_key
+    if callable(ckey):
+        try:
+            ckey = ckey(*p.args, **p.kwargs)
+        except Exception as exc:
+            raise ValueError(f"task {p.task!r}: its concurrency_key function raised "
+                             f"{type(exc).__name__}: {exc}; nothing was enqueued") from exc
+    if ckey is not None:
+        ckey = check_name("concurrency_key", ckey)
+    job = NewJob(p.task, queue, priority, args, kwargs, run_at, retries + 1, timeout,
+                 key=key, expires_at=expires_at,
+                 concurrency_key=ckey,
+                 concurrency_limit=d.concurrency_limit if ckey is not None else None,
+                 unique_for=unique_for, debounce=debounce)
+    if o is PLAIN and key is None and not callable(static_key):
+        # Everything but the arguments depends on the task alone: remember it.
+        plain[p.defaults] = job
+    return job
