@@ -115,7 +115,7 @@ class Outcomes:
         ``drop``: the running job is no longer ours (cancelled or rescued): record nothing
         for it. Otherwise it is interrupted (back to queued, not counted). Jobs sent ahead
         go back as never claimed. Returns whether the worker was stopped."""
-        if w.from_worker >= 0:
+        if w.from_worker >= 0 and w.broken is None:  # a broken one's words are not read
             self.read(w)
         if job is not None and w.job is not job:
             return False

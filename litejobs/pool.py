@@ -169,7 +169,7 @@ class Pool:
         """Every complete message the worker has sent; ``[]`` when none is pending. A worker
         that broke the protocol gets ``broken`` set (end it: nothing more it says can be
         trusted); the messages before the bad one are still returned."""
-        if w.from_worker < 0:
+        if w.from_worker < 0 or w.broken is not None:
             return []
         chunks: list[bytes] = []
         try:

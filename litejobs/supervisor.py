@@ -238,8 +238,9 @@ class Supervisor:
         now = time.time()
         if "revoked" in msg:
             if self.dispatch.on_revoked(w, msg["revoked"], now):
+                # unless it has just ended (stop reads the pipe first)
                 self.outcomes.stop(w, "a job sent ahead to its worker was cancelled",
-                                   drop=True)
+                                   job=w.job, drop=True)
             self.claimer.wake = True
             if self.draining and not w.busy:
                 self.pool.retire(w)

@@ -119,6 +119,8 @@ class Watchdog:
         for w in list(self.pool.workers.values()):
             if w.broken is not None and not w.retiring:
                 log.error("worker %s broke the protocol (%s); stopping it", w.pid, w.broken)
+                with contextlib.suppress(KeyError, ValueError):
+                    self.unwatch(w)  # nothing it sends is read any more
                 error = f"WorkerDied: its worker sent an unreadable message ({w.broken})"
                 self.outcomes.stop(w, "its worker broke the protocol",
                                    fail=(error, WorkerDied, True))

@@ -8,6 +8,7 @@ inherits one leaves it alone and opens its own).
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -116,7 +117,13 @@ class Connections:
         wal = replayable_wal(path)
         try:
             # Beside a WAL a missing file is not created: that WAL is another file's.
-            fd = header_fd(path, os.O_RDWR | (0 if wal else os.O_CREAT))
+            fd = header_fd(path, os.O_RDONLY | (0 if wal else os.O_CREAT))
+            if not os.access(path, os.W_OK):
+                # (the descriptor is read-only: one open for writing would keep a read-only
+                # remount of its file system from happening while this process runs)
+                if os.statvfs(path).f_flag & os.ST_RDONLY:
+                    raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+                raise PermissionError
         except FileNotFoundError:
             raise StorageError(
                 stale_wal(path, None, wal) or f"cannot open {path}: its directory vanished"
