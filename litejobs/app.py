@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar, overload
 
 from litejobs.calls import build_job, encode, ring_for
 from litejobs.config import MAX_PAYLOAD, Config, check_durability, database_path, load_config
-from litejobs.job import Job
+from litejobs.job import Job, State
 from litejobs.newjob import NewJob
 from litejobs.task import (
     DEFAULT_QUEUE,
@@ -335,6 +335,29 @@ class App:
             return None
         row = self.store.get_job(job_id)
         return None if row is None else Job(self, row)
+
+    def jobs(self, state: str | None = None, task: str | None = None,
+             queue: str | None = None, tag: str | None = None, workflow: str | None = None,
+             limit: int = 50) -> list[Job]:
+        """Jobs newest first, at most ``limit``; every filter given must match (``tag``: one
+        of the job's tags).
+
+        ``workflow``: workflows are not built yet, so no job belongs to one: giving an id
+        returns ``[]``, the exact answer today, and code written against the contract keeps
+        working when they come (raising would break it; ignoring the filter would return
+        jobs that are not in the run).
+        """
+        if state is not None:
+            try:
+                state = State(state).value
+            except ValueError:
+                raise ValueError(f"state must be one of {', '.join(s.value for s in State)}, "
+                                 f"not {state!r}") from None
+        limit = check_int("limit", limit, 1)
+        if workflow is not None:
+            return []
+        rows = self.store.list_jobs(state=state, task=task, queue=queue, tag=tag, limit=limit)
+        return [Job(self, r) for r in rows]
 
     def stats(self) -> dict[str, Any]:
         """``{"states": {state: n, …}, "queues": {name: {state: n, …}}}``, zeros included."""

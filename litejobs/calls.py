@@ -18,6 +18,7 @@ from litejobs.validate import (
     check_priority,
     check_retries,
     check_seconds,
+    check_tags,
     check_timestamp,
 )
 
@@ -149,11 +150,12 @@ def build_job(p: Prepared, now: float, plain: dict[TaskOptions | None, NewJob],
                              f"{type(exc).__name__}: {exc}; nothing was enqueued") from exc
     if ckey is not None:
         ckey = check_name("concurrency_key", ckey)
+    tags = None if o.tags is None else check_tags(o.tags)
     job = NewJob(p.task, queue, priority, args, kwargs, run_at, retries + 1, timeout,
                  key=key, expires_at=expires_at,
                  concurrency_key=ckey,
                  concurrency_limit=d.concurrency_limit if ckey is not None else None,
-                 unique_for=unique_for, debounce=debounce)
+                 unique_for=unique_for, debounce=debounce, tags=tags)
     if o is PLAIN and key is None and not callable(static_key):
         # Everything but the arguments depends on the task alone: remember it.
         plain[p.defaults] = job

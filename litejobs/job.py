@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -182,6 +182,47 @@ class Job:
         value = self._row["key"]
         return None if value is None else str(value)
 
+    @property
+    def tags(self) -> list[str]:
+        """The job's tags (``options(tags=...)``), in the order given."""
+        raw = self._row.get("tags")
+        return [] if raw is None else list(json.loads(raw))
+
+    @property
+    def progress(self) -> tuple[float, str | None] | None:
+        """``(fraction, message)`` as last reported by the task (``set_progress``), or None.
+        Updates are written a few times a second at most: this lags the task by up to ~0.3 s."""
+        value = self._row.get("progress")
+        return None if value is None else (float(value), self._row.get("progress_message"))
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        """What the task stored with ``set_metadata`` (merged), ``{}`` when nothing."""
+        raw = self._row.get("metadata")
+        return {} if raw is None else dict(json.loads(raw))
+
+    def follow(self, timeout: float = 60.0, interval: float = 0.05) -> Iterator[Job]:
+        """Yield the job (a refreshed copy) now and at every change of its state, progress or
+        metadata, until it ends (the terminal job is yielded last) or ``timeout`` seconds
+        pass: then the iteration just stops, no error (check ``job.state``). Polls the row
+        every ``interval`` seconds, which is one indexed read."""
+        deadline = time.monotonic() + timeout
+        seen: tuple[Any, ...] | None = None
+        while True:
+            self.refresh()
+            r = self._row
+            now_seen = (r["state"], r.get("progress"), r.get("progress_message"),
+                        r.get("metadata"), r["attempt"])
+            if now_seen != seen:
+                seen = now_seen
+                yield Job(self._app, r)  # a snapshot: this handle moves on
+            if self.state in (State.SUCCEEDED, State.FAILED, State.CANCELLED):
+                return
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            time.sleep(min(interval, left))
+
     def refresh(self) -> Job:
         """Re-read the job from the database; returns ``self``."""
         row = self._app.store.get_job(self.id)
@@ -258,4 +299,8 @@ class Job:
             "error": self.error,
             "leased_by": r["leased_by"],
             "lease_until": iso(r["lease_until"]),
+            "tags": self.tags,
+            "progress": None if self.progress is None else {
+                "fraction": self.progress[0], "message": self.progress[1]},
+            "metadata": self.metadata,
         }

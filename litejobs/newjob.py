@@ -34,6 +34,8 @@ class NewJob:
     unique_for: float | None = None
     #: With a key: push a pending job of that key back to now + debounce, newest arguments.
     debounce: float | None = None
+    #: Its tags as a JSON array (validated), or None for none.
+    tags: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 import math
 import random
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
@@ -91,6 +91,8 @@ class CallOptions:
     expires: float | None = None
     debounce: float | None = None
     concurrency_key: str | None = None
+    #: At most 16 strings of 1..64 characters (validated at enqueue).
+    tags: Sequence[str] | None = None
 
 
 #: The options of a call that overrides nothing (shared, so ``build_job`` can spot it fast).
@@ -183,7 +185,11 @@ class Task(_Caller[P, R]):
         expires: float | None = None,
         debounce: float | None = None,
         concurrency_key: str | None = None,
+        tags: Sequence[str] | None = None,
     ) -> BoundTask[P, R]:
-        """Per-call overrides; ``.enqueue(...)`` or ``.prepare(...)`` on the result."""
+        """Per-call overrides; ``.enqueue(...)`` or ``.prepare(...)`` on the result.
+        ``tags``: at most 16 strings of 1..64 characters, to find the job by
+        (``app.jobs(tag=...)``, ``litejobs jobs --tag``)."""
         return BoundTask(self, CallOptions(delay, run_at, queue, priority, key, retries,
-                                           timeout, expires, debounce, concurrency_key))
+                                           timeout, expires, debounce, concurrency_key,
+                                           tags))

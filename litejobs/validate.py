@@ -16,6 +16,7 @@ a later fire. The bounds:
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections.abc import Mapping, Sequence
@@ -23,16 +24,23 @@ from datetime import UTC, datetime
 
 __all__ = [
     "INT64_MAX",
+    "MAX_METADATA",
     "MAX_NAME",
+    "MAX_PROGRESS_MESSAGE",
     "MAX_SECONDS",
+    "MAX_TAG",
+    "MAX_TAGS",
     "MAX_TIMESTAMP",
     "MAX_WORKERS",
     "check_call_json",
     "check_int",
+    "check_metadata",
     "check_name",
     "check_priority",
+    "check_progress",
     "check_retries",
     "check_seconds",
+    "check_tags",
     "check_timestamp",
     "parse_duration",
     "parse_rate",
@@ -47,6 +55,13 @@ MAX_TIMESTAMP = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC).timestamp()
 MAX_NAME = 200
 #: More worker processes than this is a typo (each is a Python process of ~20 MiB).
 MAX_WORKERS = 1024
+#: A job's tags: at most this many, each 1..MAX_TAG characters without control characters.
+MAX_TAGS = 16
+MAX_TAG = 64
+#: The longest progress message, in characters.
+MAX_PROGRESS_MESSAGE = 200
+#: The largest metadata object of a job, as JSON text (UTF-8 bytes).
+MAX_METADATA = 64 * 1024
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
@@ -65,6 +80,52 @@ def check_name(kind: str, value: object) -> str:
         raise ValueError(f"{kind} {_show(value)} contains control characters; use printable "
                          "text")
     return value
+
+
+def check_tags(value: object) -> str | None:
+    """A job's tags as a JSON array (duplicates dropped, order kept), None for no tags;
+    ValueError naming the bad tag otherwise."""
+    if isinstance(value, str | bytes) or not isinstance(value, Sequence | set | frozenset):
+        raise ValueError(f"tags must be a list of strings, e.g. tags=['user:7'], not "
+                         f"{_show(value)}")
+    tags = list(dict.fromkeys(value))
+    if len(tags) > MAX_TAGS:
+        raise ValueError(f"a job has at most {MAX_TAGS} tags, not {len(tags)}; drop some")
+    for tag in tags:
+        if not isinstance(tag, str) or not tag or len(tag) > MAX_TAG or _CONTROL.search(tag):
+            raise ValueError(f"tag {_show(tag)} is not usable: a tag is a string of 1 to "
+                             f"{MAX_TAG} characters without control characters")
+    return json.dumps(tags, ensure_ascii=False) if tags else None
+
+
+def check_progress(fraction: object, message: object) -> tuple[float, str | None]:
+    """``(fraction, message)`` if fraction is a finite number in 0..1 and message None or a
+    string of at most MAX_PROGRESS_MESSAGE characters; ValueError/TypeError otherwise."""
+    if isinstance(fraction, bool) or not isinstance(fraction, int | float) or not (
+            math.isfinite(fraction) and 0 <= fraction <= 1):
+        raise ValueError(f"set_progress: fraction must be a number from 0 to 1 (0.4 for 40%), "
+                         f"not {_show(fraction)}")
+    if message is not None and (not isinstance(message, str)
+                                or len(message) > MAX_PROGRESS_MESSAGE):
+        raise ValueError(f"set_progress: message must be a string of at most "
+                         f"{MAX_PROGRESS_MESSAGE} characters, not {_show(message)}")
+    return float(fraction), message
+
+
+def check_metadata(current: Mapping[str, object], values: Mapping[str, object]) -> str:
+    """The JSON text of ``current`` merged with ``values``; ValueError when a value is not
+    JSON or the whole passes MAX_METADATA bytes."""
+    merged = {**current, **values}
+    try:
+        text = json.dumps(merged, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"set_metadata: values must be JSON (str, int, float, bool, None, "
+                         f"lists and dicts of them): {exc}") from None
+    if len(text.encode()) > MAX_METADATA:
+        raise ValueError(f"set_metadata: the job's metadata would be {len(text.encode())} "
+                         f"bytes of JSON, over the limit of {MAX_METADATA}; store less "
+                         "(e.g. a path to a file instead of its content)")
+    return text
 
 
 def check_seconds(what: str, value: object, allow_zero: bool = True) -> float:

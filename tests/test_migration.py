@@ -14,7 +14,7 @@ import pytest
 import litejobs
 from litejobs.newjob import NewJob, NewJobs
 from litejobs.store import SCHEMA_VERSION, QueueLimits, Store
-from litejobs.store.schema import _LEGAL_MOVES, _STATES, APPLICATION_ID
+from litejobs.store.schema import _LEGAL_MOVES, _STATES, APPLICATION_ID, MIGRATIONS
 
 # The schema of version 1, word for word (its trigger and states are today's: they did not
 # change in version 2).
@@ -209,7 +209,7 @@ def test_a_version_1_file_is_migrated_on_open_with_everything_intact(tmp_path: P
     cron = _dump(old, "SELECT * FROM cron_fires") + _dump(old, "SELECT * FROM cron_entries")
     app = litejobs.App(old)
     assert app.get_job(1) is not None  # opening migrates
-    assert _dump(old, "PRAGMA user_version") == [(SCHEMA_VERSION,)] and SCHEMA_VERSION == 2
+    assert _dump(old, "PRAGMA user_version") == [(SCHEMA_VERSION,)] and SCHEMA_VERSION == 3
     assert _dump(old, f"SELECT {JOB_COLUMNS} FROM jobs ORDER BY id") == jobs
     # every attempt kept
     assert _dump(old, "SELECT * FROM attempts ORDER BY job_id, attempt") == attempts
@@ -236,6 +236,44 @@ def test_a_version_1_file_is_migrated_on_open_with_everything_intact(tmp_path: P
     # ids continue above every id the file ever stored, the pruned cron job's included
     new = app.enqueue("t.work", args=[1])
     assert new.id == 5 + 50 + 1
+
+
+def make_v2(path: Path) -> None:
+    """A version-2 file: make_v1's, upgraded by the version 1 -> 2 migration alone."""
+    make_v1(path)
+    conn = apsw.Connection(str(path))
+    with conn:
+        conn.execute(MIGRATIONS[1])
+        conn.execute("PRAGMA user_version = 2")
+    conn.close()
+
+
+def test_a_version_2_file_is_migrated_to_3_keeping_jobs_and_taking_tags(
+        tmp_path: Path) -> None:
+    old = tmp_path / "old.db"
+    make_v2(old)
+    jobs = _dump(old, f"SELECT {JOB_COLUMNS} FROM jobs ORDER BY id")
+    attempts = _dump(old, "SELECT * FROM attempts ORDER BY job_id, attempt")
+    app = litejobs.App(old)
+    job = app.get_job(1)
+    assert job is not None and job.tags == [] and job.progress is None and job.metadata == {}
+    assert _dump(old, "PRAGMA user_version") == [(3,)]
+    assert _dump(old, f"SELECT {JOB_COLUMNS} FROM jobs ORDER BY id") == jobs
+    assert _dump(old, "SELECT * FROM attempts ORDER BY job_id, attempt") == attempts
+    assert _dump(old, "PRAGMA integrity_check") == [("ok",)]
+    fresh = tmp_path / "fresh.db"
+    Store(fresh).connection()
+    assert _structure(old) == _structure(fresh)
+    # the new columns and table work on the upgraded file; tag rows go with their job
+    tagged = app.enqueue("t.work", args=[1]).id
+    app.store.write(lambda tx: tx.insert(NewJob("t.work", "default", 0, "[2]", "{}", NOW, 1,
+                                                None, tags='["a", "b"]'), NOW))
+    (row,) = app.store.list_jobs(tag="b")
+    assert row["tags"] == '["a", "b"]' and row["id"] == tagged + 1
+    assert app.store.cancel(tagged + 1, reason="x", now=NOW)
+    assert app.store.purge([tagged + 1]) == 1
+    assert _dump(old, "SELECT count(*) FROM job_tags") == [(0,)]
+    assert _dump(old, "PRAGMA foreign_key_check") == []
 
 
 def test_a_failed_migration_leaves_the_version_1_file_as_it_was(tmp_path: Path) -> None:

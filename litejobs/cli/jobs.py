@@ -70,15 +70,16 @@ def enqueue(config_path: str | None, database: str | None, task: str, app_spec: 
                                             "failed", "cancelled"]))
 @click.option("--task", help="Only jobs of this task.")
 @click.option("--queue", help="Only jobs of this queue.")
+@click.option("--tag", help="Only jobs with this tag.")
 @click.option("--limit", type=click.IntRange(1, INT64_MAX), default=50, show_default=True)
 @json_option
 @errors
 def jobs(config_path: str | None, database: str | None, state: str | None, task: str | None,
-         queue: str | None, limit: int, as_json: bool) -> None:
+         queue: str | None, tag: str | None, limit: int, as_json: bool) -> None:
     """List jobs, newest first."""
     ctx = Context(config_path, database)
     app = ctx.job_app()
-    rows = app.store.list_jobs(state=state, task=task, queue=queue, limit=limit)
+    rows = app.store.list_jobs(state=state, task=task, queue=queue, limit=limit, tag=tag)
     items = [Job(app, r) for r in rows]
     if as_json:
         click.echo(json.dumps([j.to_dict() for j in items]))
@@ -109,12 +110,15 @@ def show(config_path: str | None, database: str | None, job_id: int, as_json: bo
         return
     d = job.to_dict()
     for key in ("id", "task", "queue", "state", "priority", "attempt", "max_attempts", "args",
-                "kwargs", "key", "run_at", "created_at", "started_at", "finished_at", "result",
-                "error"):
+                "kwargs", "key", "tags", "run_at", "created_at", "started_at", "finished_at",
+                "progress", "metadata", "result", "error"):
         value = d[key]
         if value is None or value in ([], {}):
             continue
-        shown = json.dumps(value) if key in ("args", "kwargs", "result") else value
+        shown = json.dumps(value) if key in ("args", "kwargs", "result", "tags",
+                                             "metadata") else value
+        if key == "progress":
+            shown = f"{value['fraction']:.0%} {value['message'] or ''}".rstrip()
         click.echo(f"{key:>13}: {shown}")
     for a in attempts:
         click.echo(f"  attempt {a.attempt}: {a.outcome} {iso(a.started_at) or ''} → "

@@ -58,7 +58,8 @@ class NewRow(Mapping[str, Any]):
                 "expires_at": job.expires_at, "concurrency_key": job.concurrency_key,
                 "concurrency_limit": job.concurrency_limit, "leased_by": None,
                 "lease_until": None, "started_at": None, "finished_at": None, "result": None,
-                "error": None,
+                "error": None, "tags": job.tags, "progress": None, "progress_message": None,
+                "metadata": None,
             }
         return self._row
 
@@ -90,17 +91,22 @@ class InsertsMixin:
         if job.queue not in self._queues_seen:
             self._know_queues((job.queue,))
         state = State.SCHEDULED.value if job.run_at > now else State.QUEUED.value
-        cur.execute(sql.INSERT_JOBS, _params(job, state, now))
-        return NewRow(job, cur.connection.last_insert_rowid(), state, now)
+        if job.tags is None:
+            cur.execute(sql.INSERT_JOBS, _params(job, state, now))
+            return NewRow(job, cur.connection.last_insert_rowid(), state, now)
+        cur.execute(sql.INSERT_TAGGED_JOB, (*_params(job, state, now), job.tags))
+        job_id = cur.connection.last_insert_rowid()
+        cur.execute(sql.INSERT_JOB_TAGS, (job_id, job.tags))
+        return NewRow(job, job_id, state, now)
 
     def insert_many(self, jobs: Sequence[NewJob | NewJobs], now: float,
                     ) -> list[Mapping[str, Any]]:
-        """Insert ``jobs`` in order: keyed ones one by one (they may have a twin), runs of
+        """Insert ``jobs`` in order: keyed and tagged ones one by one (a twin; tag rows), runs of
         keyless ones with one ``executemany``, each ``NewJobs`` with one statement."""
         out: list[Mapping[str, Any]] = []
         plain: list[NewJob] = []
         for job in jobs:
-            if isinstance(job, NewJob) and job.key is None:
+            if isinstance(job, NewJob) and job.key is None and job.tags is None:
                 plain.append(job)
                 continue
             out.extend(self._insert_plain(plain, now))

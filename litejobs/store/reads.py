@@ -22,13 +22,19 @@ class StoreReads(Connections):
         return rows[0] if rows else None
 
     def list_jobs(self, state: str | None = None, task: str | None = None,
-                  queue: str | None = None, limit: int = 100) -> list[Row]:
+                  queue: str | None = None, limit: int = 100,
+                  tag: str | None = None) -> list[Row]:
+        """Jobs newest first; each filter given must match (``tag``: one of the job's)."""
         clauses: list[str] = []
         params: list[Any] = []
         for column, value in (("state", state), ("task", task), ("queue", queue)):
             if value is not None:
                 clauses.append(f"{column} = ?")
                 params.append(value)
+        if tag is not None:
+            # driven by job_tags' (tag, job_id) index: a rare tag is found without a scan
+            clauses.append(sql.HAS_TAG)
+            params.append(tag)
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
         params.append(limit)
         return self._read(f"SELECT {sql.JOB_COLUMNS} FROM jobs {where} ORDER BY id DESC LIMIT ?",

@@ -12,7 +12,7 @@ from litejobs.job import TRANSITIONS, State
 __all__ = ["APPLICATION_ID", "IDENTITY", "MIGRATIONS", "SCHEMA", "SCHEMA_VERSION",
            "SQLITE_HEADER"]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 #: PRAGMA application_id of a litejobs file ("LJOB"): tells our files from other programs'.
 APPLICATION_ID = 0x4C4A4F42
 SQLITE_HEADER = b"SQLite format 3\x00"
@@ -32,6 +32,27 @@ _LEGAL_MOVES = "\n     OR ".join(
 _PARKED_COLUMN = "parked INTEGER NOT NULL DEFAULT 0 CHECK (parked IN (0, 1))"
 
 # The best unparked job of the key that fits a slot, when a slot may have come free.
+# 3: tags (a JSON array, NULL for none), progress, its message and metadata (a JSON object,
+# NULL for none), added to version 2 files by ALTER TABLE after `parked`. A job without tags
+# or progress pays nothing but four NULL columns.
+_V3_COLUMNS = """
+ALTER TABLE jobs ADD COLUMN tags TEXT;
+ALTER TABLE jobs ADD COLUMN progress REAL CHECK (progress BETWEEN 0 AND 1);
+ALTER TABLE jobs ADD COLUMN progress_message TEXT;
+ALTER TABLE jobs ADD COLUMN metadata TEXT;
+"""
+
+# One row per (job, tag) of a tagged job, for `app.jobs(tag=...)`: looked up by tag, deleted
+# with its job (foreign keys are on in every connection; the primary key serves the cascade).
+_JOB_TAGS = """
+CREATE TABLE job_tags (
+    job_id INTEGER NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+    tag    TEXT    NOT NULL,
+    PRIMARY KEY (job_id, tag)
+) WITHOUT ROWID;
+CREATE INDEX job_tags_tag ON job_tags (tag, job_id);
+"""
+
 _UNPARK_ONE = """
 UPDATE jobs SET parked = 0 WHERE id = (
     SELECT id FROM jobs
@@ -144,11 +165,16 @@ CREATE TABLE jobs (
     result        TEXT,
     error         TEXT,
     {_PARKED_COLUMN},
+    tags          TEXT,
+    progress      REAL CHECK (progress BETWEEN 0 AND 1),
+    progress_message TEXT,
+    metadata      TEXT,
     CHECK (state != 'running' OR (leased_by IS NOT NULL AND lease_until IS NOT NULL)),
     CHECK (attempt - interrupts <= max_attempts OR state != 'running')
 );
 {_JOBS_INDEXES_AND_TRIGGERS}
 {_JOB_IDS}
+{_JOB_TAGS}
 
 -- Start times of rate-limited queues' jobs: the sliding window each claim counts.
 CREATE TABLE rate_starts (
@@ -223,8 +249,14 @@ DROP TRIGGER jobs_transition;
 ALTER TABLE supervisors ADD COLUMN pid_ns TEXT;
 """
 
+# Version 2 -> 3: tags, progress and metadata (columns and the job_tags table). No rebuild.
+_MIGRATE_2_TO_3 = f"""
+{_V3_COLUMNS}
+{_JOB_TAGS}
+"""
+
 #: Migrations from version N to N+1, by N. Each runs inside the upgrading transaction.
-MIGRATIONS: dict[int, str] = {1: _MIGRATE_1_TO_2}
+MIGRATIONS: dict[int, str] = {1: _MIGRATE_1_TO_2, 2: _MIGRATE_2_TO_3}
 
 IDENTITY = (
     "SELECT (SELECT application_id FROM pragma_application_id()), "

@@ -12,7 +12,7 @@ JOB_COLUMNS = (
     "id, task, queue, state, priority, args, kwargs, key, run_at, scheduled_at, created_at, "
     "attempt, max_attempts, interrupts, crashes, timeout, expires_at, concurrency_key, "
     "concurrency_limit, leased_by, lease_until, "
-    "started_at, finished_at, result, error"
+    "started_at, finished_at, result, error, tags, progress, progress_message, metadata"
 )
 
 # A new job's id: above every id in the table and every id a deleted job had (schema
@@ -43,6 +43,16 @@ SELECT ?13 + key + 1, ?1, ?2, ?3, ?4, value -> 0, value -> 1, NULL, ?5, ?5, ?6, 
        ?10, ?11
 FROM json_each(?12)
 """
+# A tagged job: INSERT_JOBS with its tags (a JSON array), then one job_tags row per tag.
+INSERT_TAGGED_JOB = f"""
+INSERT INTO jobs (id, task, queue, state, priority, args, kwargs, key, run_at, scheduled_at,
+                  created_at, max_attempts, timeout, expires_at, concurrency_key,
+                  concurrency_limit, tags)
+VALUES ({_NEXT_ID} + 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+"""
+INSERT_JOB_TAGS = "INSERT OR IGNORE INTO job_tags (job_id, tag) SELECT ?, value FROM json_each(?)"
+# The clause of a job list filtered by tag (store.reads.list_jobs).
+HAS_TAG = "id IN (SELECT job_id FROM job_tags WHERE tag = ?)"
 # The top of the ids handed out so far: new rows take the ids above it.
 TOP_JOB_ID = f"SELECT {_NEXT_ID}"
 IDS_ABOVE = "SELECT id FROM jobs WHERE id > ? ORDER BY id"
