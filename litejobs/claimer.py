@@ -70,9 +70,11 @@ class Claimer:
                 self.next_slot = None  # a worker finishing will claim again anyway
             return polled, []
         outcomes = self.outcomes.take()
+        progress = self.outcomes.take_progress()
         lease = self.config.lease
 
         def work(tx: Tx) -> tuple[list[Row], list[tuple[int, int]], float | None]:
+            tx.set_progress_many(progress)  # first: fenced to attempts still running
             due = self.outcomes.record(tx, outcomes)
             if promote:
                 tx.promote_due(now)
@@ -89,6 +91,7 @@ class Claimer:
             rows, lost, due = self.store.write(work)
         except BaseException:
             self.outcomes.pending[:0] = outcomes  # recorded by the next transaction
+            self.outcomes.keep_progress(progress)
             raise
         if due is not None:
             self.next_due = due if self.next_due is None else min(self.next_due, due)
@@ -118,7 +121,13 @@ class Claimer:
         """Record the outcomes still waiting (at shutdown)."""
         if self.outcomes:
             outcomes = self.outcomes.take()
-            self.store.write(lambda tx: self.outcomes.record(tx, outcomes))
+            progress = self.outcomes.take_progress()
+
+            def work(tx: Tx) -> None:
+                tx.set_progress_many(progress)
+                self.outcomes.record(tx, outcomes)
+
+            self.store.write(work)
 
     def instants(self) -> list[float | None]:
         """Wall-clock times it next has work without being woken."""

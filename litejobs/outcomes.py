@@ -49,13 +49,33 @@ class Outcomes:
         self.crash_limit = crash_limit
         self.read = read  # takes in every message a worker has sent so far
         self.pending: list[Outcome] = []
+        #: Running jobs' newest progress by id: (attempt, fraction, message, metadata JSON).
+        #: Each report holds whole values, so the newest replaces the one waiting.
+        self.progress: dict[int, tuple[int, float | None, str | None, str | None]] = {}
 
     def __bool__(self) -> bool:
-        return bool(self.pending)
+        return bool(self.pending) or bool(self.progress)
 
     def take(self) -> list[Outcome]:
         out, self.pending = self.pending, []
         return out
+
+    def progressed(self, job_id: int, attempt: int,
+                   values: tuple[float | None, str | None, str | None]) -> None:
+        """The running attempt's newest progress report (written by the next transaction,
+        before any outcome of that turn: it is fenced to running attempts)."""
+        self.progress[job_id] = (attempt, *values)
+
+    def take_progress(self) -> list[tuple[int, int, float | None, str | None, str | None]]:
+        out = [(job_id, *v) for job_id, v in self.progress.items()]
+        self.progress = {}
+        return out
+
+    def keep_progress(self, updates: list[tuple[int, int, float | None, str | None,
+                                                 str | None]]) -> None:
+        """Updates a failed transaction did not write: kept unless a newer one came."""
+        for job_id, attempt, fraction, message, metadata in updates:
+            self.progress.setdefault(job_id, (attempt, fraction, message, metadata))
 
     # --- what happened -----------------------------------------------------------------------
 

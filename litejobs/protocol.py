@@ -17,6 +17,13 @@ length has arrived instead of scanning its buffer again for each chunk.
         success  "O" id, attempt (int64) <the result as JSON>
         failure  {"id", "attempt", "ok": false, "error", "traceback", "retry", "delay"}
         revoked  {"revoked": [[id, attempt], ...]}         those of a revoke not yet started
+        progress "P" id, attempt (int64) [fraction, message, metadata] as JSON
+                 the running job's newest progress (fraction 0..1 or null, message or null)
+                 and the metadata it set so far in this attempt (an object, or null if
+                 none). Each is the whole value, not a change: the newest frame wins, so
+                 the worker may coalesce (at most PROGRESS_INTERVAL apart per job, and the
+                 newest one always before the outcome) and the supervisor may keep only the
+                 newest per job. A frame for an attempt that is no longer running is dropped
         h        a heartbeat, every second
 
 The two messages of every job (the job, its success) have fixed binary heads: packing and
@@ -35,14 +42,16 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["HEARTBEAT", "MAX_FRAME", "JobMessage", "ProtocolError", "Reader", "decode_job",
-           "decode_report", "encode_job", "frame", "outcome_failed", "outcome_ok", "ready",
-           "revoke", "revoked"]
+__all__ = ["HEARTBEAT", "MAX_FRAME", "PROGRESS_INTERVAL", "JobMessage", "ProtocolError",
+           "Reader", "decode_job", "decode_report", "encode_job", "frame", "outcome_failed",
+           "outcome_ok", "progress", "ready", "revoke", "revoked"]
 
 _LENGTH = struct.Struct(">I")
 #: The longest frame either side accepts: a job's arguments and a task's result are capped at
 #: ``max_payload`` (1 MiB by default) well below this; a longer frame is a broken sender.
 MAX_FRAME = 256 * 1024 * 1024
+#: Seconds between two progress frames of one job, at least (the newest waits, coalesced).
+PROGRESS_INTERVAL = 0.25
 
 
 class ProtocolError(Exception):
@@ -224,10 +233,35 @@ def outcome_failed(job_id: int, attempt: int, error: str, traceback: str | None,
     return frame(f'{{"id":{job_id},"attempt":{attempt},{body[1:]}'.encode())
 
 
+def progress(job_id: int, attempt: int, fraction: float | None, message: str | None,
+             metadata: str | None) -> bytes:
+    """A running job's progress and metadata (``metadata``: JSON text of an object)."""
+    body = b"".join((b"P", _SUCCESS.pack(job_id, attempt),
+                     json.dumps([fraction, message]).encode()[:-1], b",",
+                     b"null" if metadata is None else metadata.encode(), b"]"))
+    return _LENGTH.pack(len(body)) + body
+
+
+def _decode_progress(payload: bytes) -> dict[str, Any]:
+    try:
+        job_id, attempt = _SUCCESS.unpack_from(payload, 1)
+        fraction, message, metadata = json.loads(payload[1 + _SUCCESS.size:])
+    except (struct.error, ValueError, TypeError) as exc:
+        raise ProtocolError(f"an unreadable progress message: {payload[:200]!r}") from exc
+    if not ((fraction is None or (type(fraction) in (int, float) and 0 <= fraction <= 1))
+            and (message is None or type(message) is str)
+            and (metadata is None or type(metadata) is dict)):
+        raise ProtocolError(f"a progress message with bad values: {payload[:200]!r}")
+    return {"id": job_id, "attempt": attempt, "progress": (
+        None if fraction is None else float(fraction), message,
+        None if metadata is None else json.dumps(metadata, separators=(",", ":")))}
+
+
 def decode_report(payload: bytes) -> dict[str, Any] | None:
     """A worker's message as a dict; None for a heartbeat. A success keeps its result as
-    JSON text (``"result"``), checked but not rebuilt. Raises ``ProtocolError`` for anything
-    else than the messages above."""
+    JSON text (``"result"``), checked but not rebuilt; a progress message is
+    ``{"id", "attempt", "progress": (fraction, message, metadata JSON text)}``. Raises
+    ``ProtocolError`` for anything else than the messages above."""
     kind = payload[:1]
     if kind == b"O":
         try:
@@ -239,6 +273,8 @@ def decode_report(payload: bytes) -> dict[str, Any] | None:
         return {"id": job_id, "attempt": attempt, "ok": True, "result": result}
     if payload == b"h":
         return None
+    if kind == b"P":
+        return _decode_progress(payload)
     try:
         msg = json.loads(payload)
     except ValueError as exc:

@@ -235,6 +235,11 @@ class Supervisor:
             self.watchdog.ready()
             self.claimer.wake = True
             return
+        if "progress" in msg:
+            a = w.job
+            if a is not None and a.id == msg["id"] and a.attempt == msg["attempt"]:
+                self.outcomes.progressed(a.id, a.attempt, msg["progress"])
+            return  # otherwise an attempt we no longer wait for: dropped
         now = time.time()
         if "revoked" in msg:
             if self.dispatch.on_revoked(w, msg["revoked"], now):

@@ -81,10 +81,17 @@ def run_until_idle(app: App, *, clock: Clock | None = None,
         # The frames a worker receives and sends, decoded by the code a worker runs.
         msg = protocol.decode_job(protocol.encode_job(row)[4:])
         assert isinstance(msg, protocol.JobMessage)
-        outcome = protocol.decode_report(run_job(app, msg)[4:])
+        frames: list[bytes] = []
+        outcome = protocol.decode_report(run_job(app, msg, frames.append)[4:])
         assert outcome is not None
         finished = now_of()
         job_id, attempt = int(row["id"]), int(row["attempt"])
+        if frames:  # progress and metadata, as the supervisor writes them: the newest wins
+            report = protocol.decode_report(frames[-1][4:])
+            assert report is not None
+            fraction, message, metadata = report["progress"]
+            app.store.write(functools.partial(_progress, (job_id, attempt, fraction, message,
+                                                          metadata)))
         if outcome["ok"]:
             app.store.write(functools.partial(_succeed, job_id, attempt, outcome["result"], now,
                                               finished))
@@ -106,6 +113,10 @@ def _claim(now: float, queues: Sequence[str] | None, tx: Tx) -> list[Row]:
     tx.expire_due(now)
     names = list(queues) if queues else [n for n, paused in tx.queues() if not paused]
     return tx.claim([WORKER], [QueueLimits(n) for n in names], now, 3600.0)
+
+
+def _progress(update: tuple[int, int, float | None, str | None, str | None], tx: Tx) -> int:
+    return tx.set_progress_many([update])
 
 
 def _succeed(job_id: int, attempt: int, result: str, started: float, finished: float,

@@ -1,16 +1,28 @@
 """Tags, progress and metadata (issue 12, items 5 and 6): tags stored with the job and found
-by ``app.jobs(tag=...)`` and ``litejobs jobs --tag``; bad values refused at the door."""
+by ``app.jobs(tag=...)`` and ``litejobs jobs --tag``; a task's progress and metadata travel
+to the supervisor (workers never open the file), are written fenced by attempt, and are seen
+by ``job.follow``; bad values refused with one clear error."""
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
 
 import litejobs
+from litejobs import protocol
 from litejobs.cli import main
+from litejobs.job import State
+from litejobs.store import QueueLimits
+from litejobs.testing import run_until_idle
+from tests.conftest import REPO, clean_env
 
 
 def _app(tmp_path: Path) -> tuple[litejobs.App, litejobs.Task[[int], int]]:
@@ -87,3 +99,125 @@ def test_cli_jobs_filters_by_tag_and_json_has_tags_progress_metadata(tmp_path: P
     assert data["tags"] == ["blue"] and data["progress"] is None and data["metadata"] == {}
     res = runner.invoke(main, ["jobs", "--database", db, "--tag", "green"])
     assert res.exit_code == 0 and "no jobs" in res.stdout
+
+
+# --- progress and metadata ----------------------------------------------------------------------
+
+PROGRESS_APP = '''
+import os, time
+import litejobs
+app = litejobs.App(os.environ["LITEJOBS_TEST_DB"])
+
+@app.task
+def crunch(steps: int) -> int:
+    ctx = litejobs.current_job()
+    for i in range(1, steps + 1):
+        time.sleep(0.15)
+        ctx.set_progress(i / steps, f"{i} of {steps}")
+        ctx.set_metadata(done=i)
+    ctx.set_metadata(rows=1200, source={"name": "a.csv"})
+    return steps
+'''
+
+
+def test_a_running_job_reports_progress_and_metadata_that_follow_sees(
+        tmp_path: Path) -> None:
+    db = tmp_path / "jobs.db"
+    (tmp_path / "progressapp.py").write_text(PROGRESS_APP)
+    job = litejobs.App(db).enqueue("progressapp.crunch", args=[10])
+    env = clean_env(db, PYTHONPATH=f"{tmp_path}{os.pathsep}{REPO}")
+    proc = subprocess.Popen([sys.executable, "-m", "litejobs", "run", "--app", "progressapp:app",
+                             "--workers", "1"], cwd=tmp_path, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        seen = list(job.follow(timeout=30))
+    finally:
+        proc.terminate()
+        proc.wait(30)
+    last = seen[-1]
+    assert last.state is State.SUCCEEDED and last.result() == 10
+    fractions = [j.progress[0] for j in seen if j.progress is not None]
+    assert len(set(fractions)) >= 3, fractions  # seen moving while it ran, not only at the end
+    assert fractions == sorted(fractions)
+    assert last.progress == (1.0, "10 of 10")
+    assert last.metadata == {"done": 10, "rows": 1200, "source": {"name": "a.csv"}}
+    running = [j for j in seen if j.state is State.RUNNING and j.progress is not None]
+    assert running, "no progress was written while the job ran"
+
+
+def test_run_until_idle_records_progress_and_metadata(tmp_path: Path) -> None:
+    app = litejobs.App(tmp_path / "jobs.db")
+
+    @app.task
+    def work() -> None:
+        ctx = litejobs.current_job()
+        for i in range(100):
+            ctx.set_progress(i / 99)
+        ctx.set_metadata(a=1)
+        ctx.set_metadata(b=[1, 2])
+
+    job = work.enqueue()
+    assert run_until_idle(app).succeeded == 1
+    job.refresh()
+    assert job.progress == (1.0, None)
+    assert job.metadata == {"a": 1, "b": [1, 2]}
+    assert job.to_dict()["progress"] == {"fraction": 1.0, "message": None}
+
+
+@pytest.mark.parametrize(("call", "message"), [
+    (lambda c: c.set_progress(1.5), "fraction must be a number from 0 to 1"),
+    (lambda c: c.set_progress(float("nan")), "fraction must be a number from 0 to 1"),
+    (lambda c: c.set_progress(True), "fraction must be a number from 0 to 1"),
+    (lambda c: c.set_progress(0.5, "x" * 201), "message must be a string of at most 200"),
+    (lambda c: c.set_metadata(when=object()), "set_metadata: values must be JSON"),
+    (lambda c: c.set_metadata(blob="x" * 70_000), "over the limit of 65536"),
+])
+def test_bad_progress_and_metadata_fail_the_task_with_a_clear_error(
+        tmp_path: Path, call: Any, message: str) -> None:
+    app = litejobs.App(tmp_path / "jobs.db")
+
+    @app.task(retries=0)
+    def work() -> None:
+        call(litejobs.current_job())
+
+    job = work.enqueue()
+    assert run_until_idle(app).failed == 1
+    assert message in (job.refresh().error or "")
+    assert job.progress is None and job.metadata == {}
+
+
+def test_a_stale_attempts_progress_is_not_written(tmp_path: Path) -> None:
+    app = litejobs.App(tmp_path / "jobs.db")
+    store = app.store
+    job = app.enqueue("t.work")
+    (row,) = store.write(lambda tx: tx.claim(["s:1:w"], [QueueLimits("default")], time.time(),
+                                             30.0))
+    attempt = int(row["attempt"])
+    assert store.write(lambda tx: tx.set_progress_many([
+        (job.id, attempt, 0.5, "half", '{"a":1}')])) == 1
+    assert job.refresh().progress == (0.5, "half") and job.metadata == {"a": 1}
+    # an older attempt's report, and metadata alone (progress kept), merged as a patch
+    assert store.write(lambda tx: tx.set_progress_many([
+        (job.id, attempt - 1, 0.9, "old", '{"a":2}')])) == 0
+    assert store.write(lambda tx: tx.set_progress_many([
+        (job.id, attempt, None, None, '{"b":{"c":1}}')])) == 1
+    assert job.refresh().progress == (0.5, "half")
+    assert job.metadata == {"a": 1, "b": {"c": 1}}
+    # once the attempt ended, a late report is dropped
+    assert store.write(lambda tx: tx.succeed(job.id, attempt, "null", "s:1:w", time.time(),
+                                             time.time()))
+    assert store.write(lambda tx: tx.set_progress_many([
+        (job.id, attempt, 0.7, "late", None)])) == 0
+    assert job.refresh().progress == (0.5, "half")
+
+
+def test_the_progress_frame_round_trips_and_bad_ones_are_protocol_errors() -> None:
+    frame = protocol.progress(5, 2, 0.25, "a\nb", '{"k":[1,"\\u00e9"]}')
+    assert protocol.decode_report(frame[4:]) == {
+        "id": 5, "attempt": 2, "progress": (0.25, "a\nb", '{"k":[1,"\\u00e9"]}')}
+    assert protocol.Reader().feed(frame) == [frame[4:]]
+    for body in (b"P" + b"\0" * 16 + b"[2, null, null]", b"P" + b"\0" * 16 + b"[NaN,null,null]",
+                 b"P" + b"\0" * 16 + b"[0.5, 7, null]", b"P" + b"\0" * 16 + b"[0.5, null, []]",
+                 b"P\0\0", b"P" + b"\0" * 16 + b"{"):
+        with pytest.raises(protocol.ProtocolError):
+            protocol.decode_report(body)

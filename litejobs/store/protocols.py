@@ -172,6 +172,10 @@ class OutcomeTx(Protocol):
     def interrupt(self, job_id: int, attempt: int, reason: str, worker: str | None,
                   started: float | None, now: float) -> bool: ...
 
+    def set_progress_many(
+            self, updates: Sequence[tuple[int, int, float | None, str | None, str | None]],
+    ) -> int: ...
+
 
 @runtime_checkable
 class LeaseTx(Protocol):

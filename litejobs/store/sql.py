@@ -68,6 +68,20 @@ UPDATE jobs SET state = 'scheduled', run_at = ?, scheduled_at = ?, args = ?, kwa
 WHERE id = ? AND state IN ('scheduled', 'queued')
 """
 SELECT_JOB = f"SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?"
+# Running jobs' newest progress, many at once: a JSON array of [id, attempt, fraction or null,
+# message or null, metadata object or null]. Fenced like outcomes: only the running attempt.
+SET_PROGRESS_MANY = """
+WITH u (id, attempt, fraction, message, metadata) AS (
+    SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value -> 4 FROM json_each(?))
+UPDATE jobs SET
+    progress = coalesce(u.fraction, jobs.progress),
+    progress_message = CASE WHEN u.fraction IS NULL THEN jobs.progress_message
+                            ELSE u.message END,
+    metadata = CASE WHEN u.metadata = 'null' THEN jobs.metadata
+                    ELSE json_patch(coalesce(jobs.metadata, '{}'), u.metadata) END
+FROM u
+WHERE jobs.id = u.id AND jobs.attempt = u.attempt AND jobs.state = 'running'
+"""
 SELECT_ATTEMPTS = (
     "SELECT attempt, outcome, worker, started_at, finished_at, error, traceback "
     "FROM attempts WHERE job_id = ? ORDER BY attempt"

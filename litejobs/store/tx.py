@@ -94,6 +94,22 @@ class Tx(ClaimsMixin, InsertsMixin):
         self._stale(job_id, attempt, worker, started, now, "reported success")
         return False
 
+    def set_progress_many(
+            self, updates: Sequence[tuple[int, int, float | None, str | None, str | None]],
+    ) -> int:
+        """Write running jobs' newest ``(job_id, attempt, fraction, message, metadata)`` in
+        one statement (metadata: JSON text of an object, merged as a JSON merge patch; None
+        leaves a value as it is). An attempt no longer running is left alone: its progress
+        came too late. Returns how many jobs were written."""
+        if not updates:
+            return 0
+        # metadata is JSON text already (protocol.decode_report wrote it): spliced in as is
+        text = "[" + ",".join(f"[{int(i)},{int(n)},{json.dumps(f)},{json.dumps(m)},"
+                              f"{'null' if md is None else md}]"
+                              for i, n, f, m, md in updates) + "]"
+        self.cursor.execute(sql.SET_PROGRESS_MANY, (text,))
+        return int(self.cursor.connection.changes())
+
     def succeed_many(self, done: Sequence[tuple[int, int, str, str, float, float]]) -> int:
         """``succeed`` for many ``(job_id, attempt, result, worker, started, now)`` in one
         statement; returns how many were recorded (the others become ``stale`` attempts)."""
