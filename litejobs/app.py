@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import threading
@@ -30,6 +31,7 @@ from litejobs.validate import (
     check_priority,
     check_retries,
     check_seconds,
+    check_tags,
 )
 
 if TYPE_CHECKING:
@@ -150,6 +152,7 @@ class App:
         unique_for: float | None = None,
         concurrency_key: str | Callable[..., str] | None = None,
         concurrency_limit: int = 1,
+        tags: Sequence[str] | None = None,
     ) -> TaskDecorator: ...
 
     def task(  # type: ignore[misc]  # mypy misreads the bare-or-options overload pair
@@ -167,8 +170,11 @@ class App:
         unique_for: float | None = None,
         concurrency_key: str | Callable[..., str] | None = None,
         concurrency_limit: int = 1,
+        tags: Sequence[str] | None = None,
     ) -> Any:
-        """Register a function as a task: ``@app.task`` or ``@app.task(name=..., ...)``."""
+        """Register a function as a task: ``@app.task`` or ``@app.task(name=..., ...)``.
+        ``tags``: every job of the task gets them, unless a call gives its own
+        (``options(tags=...)`` replaces them, like every other option)."""
         if isinstance(retry_on, type):
             retry_on = (retry_on,)
         if not all(isinstance(t, type) and issubclass(t, BaseException) for t in retry_on):
@@ -181,6 +187,7 @@ class App:
         if unique_for is not None:
             check_seconds("unique_for", unique_for, allow_zero=False)
         check_int("concurrency_limit", concurrency_limit, 1, INT64_MAX)
+        task_tags = () if tags is None else tuple(json.loads(check_tags(tags) or "[]"))
 
         def register(func: Callable[..., Any]) -> Task[Any, Any]:
             if not callable(func):
@@ -194,6 +201,7 @@ class App:
                 timeout=None if timeout is None else float(timeout),
                 backoff=backoff or Backoff(), retry_on=tuple(retry_on), unique_for=unique_for,
                 concurrency_key=concurrency_key, concurrency_limit=concurrency_limit,
+                tags=task_tags,
             )
             existing = self.tasks.get(task_name)
             if existing is not None and existing.fn is not func and (

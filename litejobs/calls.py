@@ -150,13 +150,15 @@ def build_job(p: Prepared, now: float, plain: dict[TaskOptions | None, NewJob],
                              f"{type(exc).__name__}: {exc}; nothing was enqueued") from exc
     if ckey is not None:
         ckey = check_name("concurrency_key", ckey)
-    tags = None if o.tags is None else check_tags(o.tags)
+    # a call's tags replace the task's, as every option does
+    tags = check_tags(o.tags) if o.tags is not None else check_tags(d.tags) if d.tags else None
     job = NewJob(p.task, queue, priority, args, kwargs, run_at, retries + 1, timeout,
                  key=key, expires_at=expires_at,
                  concurrency_key=ckey,
                  concurrency_limit=d.concurrency_limit if ckey is not None else None,
                  unique_for=unique_for, debounce=debounce, tags=tags)
-    if o is PLAIN and key is None and not callable(static_key):
-        # Everything but the arguments depends on the task alone: remember it.
+    if o is PLAIN and key is None and not callable(static_key) and tags is None:
+        # Everything but the arguments depends on the task alone: remember it. (A tagged
+        # task's jobs are not: the fast path and bulk inserts write no tags.)
         plain[p.defaults] = job
     return job

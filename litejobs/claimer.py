@@ -9,6 +9,7 @@ fallback poll.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 
 from litejobs.config import Config, parse_rate
@@ -18,9 +19,13 @@ from litejobs.outcomes import Outcome, Outcomes
 from litejobs.pool import Pool
 from litejobs.store import QueueLimits, Row, Store, Tx
 
-__all__ = ["POLL", "Claimer"]
+__all__ = ["POLL", "PROGRESS_WRITES", "Claimer"]
 
 POLL = 1.0  # fallback claim/promote poll when no bell rings (seconds)
+#: Seconds between two transactions run for jobs' progress alone: however many jobs report
+#: (each at most every protocol.PROGRESS_INTERVAL), progress costs at most a few commits a
+#: second. Any transaction that runs anyway takes every progress waiting with it.
+PROGRESS_WRITES = 0.25
 
 
 class Claimer:
@@ -40,6 +45,7 @@ class Claimer:
         self.due_stale = True  # next_due must be read again (a ring, a poll, a promotion)
         self.next_slot: float | None = None  # when a rate-limited queue may start a job again
         self.poll_at = now  # monotonic
+        self.progress_at = now  # monotonic: a transaction for progress alone may run from then
 
     def step(self, now: float, mono: float, draining: bool) -> tuple[bool, list[Outcome]]:
         """One turn's transaction, if anything is due. Returns whether the fallback poll came
@@ -65,12 +71,16 @@ class Claimer:
         # without costing every claim a statement.
         expire = polled
         leases = self.leases.renewals(self.pool, mono)
-        if not (self.outcomes or promote or claim or expire or leases is not None):
+        progressed = bool(self.outcomes.progress) and mono >= self.progress_at
+        if not (self.outcomes or promote or claim or expire or leases is not None
+                or progressed):
             if slot and not slots:
                 self.next_slot = None  # a worker finishing will claim again anyway
             return polled, []
         outcomes = self.outcomes.take()
         progress = self.outcomes.take_progress()
+        if progress:
+            self.progress_at = mono + PROGRESS_WRITES
         lease = self.config.lease
 
         def work(tx: Tx) -> tuple[list[Row], list[tuple[int, int]], float | None]:
@@ -119,7 +129,7 @@ class Claimer:
 
     def flush(self) -> None:
         """Record the outcomes still waiting (at shutdown)."""
-        if self.outcomes:
+        if self.outcomes or self.outcomes.progress:
             outcomes = self.outcomes.take()
             progress = self.outcomes.take_progress()
 
@@ -131,4 +141,7 @@ class Claimer:
 
     def instants(self) -> list[float | None]:
         """Wall-clock times it next has work without being woken."""
-        return [self.next_due, self.next_slot]
+        progress = None
+        if self.outcomes.progress:
+            progress = time.time() + max(0.0, self.progress_at - time.monotonic())
+        return [self.next_due, self.next_slot, progress]

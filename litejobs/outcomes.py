@@ -54,7 +54,7 @@ class Outcomes:
         self.progress: dict[int, tuple[int, float | None, str | None, str | None]] = {}
 
     def __bool__(self) -> bool:
-        return bool(self.pending) or bool(self.progress)
+        return bool(self.pending)
 
     def take(self) -> list[Outcome]:
         out, self.pending = self.pending, []
@@ -63,7 +63,8 @@ class Outcomes:
     def progressed(self, job_id: int, attempt: int,
                    values: tuple[float | None, str | None, str | None]) -> None:
         """The running attempt's newest progress report (written by the next transaction,
-        before any outcome of that turn: it is fenced to running attempts)."""
+        before any outcome of that turn: it is fenced to running attempts; see
+        ``Claimer.step`` for how often a transaction runs for progress alone)."""
         self.progress[job_id] = (attempt, *values)
 
     def take_progress(self) -> list[tuple[int, int, float | None, str | None, str | None]]:

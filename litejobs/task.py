@@ -75,6 +75,8 @@ class TaskOptions:
     unique_for: float | None = None
     concurrency_key: str | Callable[..., str] | None = None
     concurrency_limit: int = 1
+    #: Every job's tags unless a call gives its own (validated at ``@app.task``).
+    tags: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

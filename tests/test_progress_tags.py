@@ -67,6 +67,24 @@ def test_enqueue_many_mixes_tagged_calls_with_a_bulk_run(tmp_path: Path) -> None
     assert len(app.jobs(limit=100)) == 21
 
 
+def test_a_tasks_tags_go_on_every_job_unless_a_call_gives_its_own(tmp_path: Path) -> None:
+    app = litejobs.App(tmp_path / "jobs.db")
+
+    @app.task(tags=["nightly"])
+    def report(n: int) -> int:
+        return n
+
+    one = report.enqueue(1)
+    many = app.enqueue_many([report.prepare(i) for i in range(20)])  # not the bulk path
+    own = report.options(tags=["adhoc"]).enqueue(2)
+    assert one.tags == ["nightly"] and all(j.tags == ["nightly"] for j in many)
+    assert own.tags == ["adhoc"]
+    assert len(app.jobs(tag="nightly", limit=100)) == 21
+    assert [j.id for j in app.jobs(tag="adhoc")] == [own.id]
+    with pytest.raises(ValueError, match="at most 16 tags"):
+        app.task(tags=[str(i) for i in range(17)])
+
+
 @pytest.mark.parametrize(("tags", "message"), [
     ("import", "tags must be a list of strings"),
     ([""], "tag '' is not usable"),
