@@ -92,6 +92,9 @@ class _Progress:
                 self._send(now)
 
     def flush(self, *, due_only: bool = False, close: bool = False) -> None:
+        if not self.dirty:  # most jobs never report: no lock (a racing report sends itself)
+            self.closed = self.closed or close
+            return
         with self.lock:
             now = time.monotonic()
             if self.dirty and (not due_only or now - self.sent_at >= protocol.PROGRESS_INTERVAL):
