@@ -117,6 +117,8 @@ def test_cli_jobs_filters_by_tag_and_json_has_tags_progress_metadata(tmp_path: P
     assert data["tags"] == ["blue"] and data["progress"] is None and data["metadata"] == {}
     res = runner.invoke(main, ["jobs", "--database", db, "--tag", "green"])
     assert res.exit_code == 0 and "no jobs" in res.stdout
+    res = runner.invoke(main, ["jobs", "--database", db, "--workflow", "w1", "--json"])
+    assert res.exit_code == 0 and json.loads(res.stdout) == []
 
 
 # --- progress and metadata ----------------------------------------------------------------------

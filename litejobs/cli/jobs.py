@@ -18,7 +18,7 @@ from litejobs.cli.common import (
     json_option,
     short,
 )
-from litejobs.job import Job, iso
+from litejobs.job import iso
 from litejobs.validate import INT64_MAX
 
 __all__ = ["cancel", "enqueue", "explain", "jobs", "purge", "retry", "show"]
@@ -71,16 +71,19 @@ def enqueue(config_path: str | None, database: str | None, task: str, app_spec: 
 @click.option("--task", help="Only jobs of this task.")
 @click.option("--queue", help="Only jobs of this queue.")
 @click.option("--tag", help="Only jobs with this tag.")
+@click.option("--workflow", help="Only jobs of this workflow run (none yet: workflows come "
+              "later).")
 @click.option("--limit", type=click.IntRange(1, INT64_MAX), default=50, show_default=True)
 @json_option
 @errors
 def jobs(config_path: str | None, database: str | None, state: str | None, task: str | None,
-         queue: str | None, tag: str | None, limit: int, as_json: bool) -> None:
+         queue: str | None, tag: str | None, workflow: str | None, limit: int,
+         as_json: bool) -> None:
     """List jobs, newest first."""
     ctx = Context(config_path, database)
     app = ctx.job_app()
-    rows = app.store.list_jobs(state=state, task=task, queue=queue, limit=limit, tag=tag)
-    items = [Job(app, r) for r in rows]
+    items = app.jobs(state=state, task=task, queue=queue, tag=tag, workflow=workflow,
+                     limit=limit)
     if as_json:
         click.echo(json.dumps([j.to_dict() for j in items]))
         return
