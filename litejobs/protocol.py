@@ -252,9 +252,18 @@ def _decode_progress(payload: bytes) -> dict[str, Any]:
             and (message is None or type(message) is str)
             and (metadata is None or type(metadata) is dict)):
         raise ProtocolError(f"a progress message with bad values: {payload[:200]!r}")
+    try:
+        # it goes into a JSON array of the store's as it is: strict JSON only (no NaN)
+        meta = None if metadata is None else json.dumps(metadata, separators=(",", ":"),
+                                                        allow_nan=False)
+    except ValueError as exc:
+        raise ProtocolError(f"a progress message with bad metadata: {payload[:200]!r}") from exc
     return {"id": job_id, "attempt": attempt, "progress": (
-        None if fraction is None else float(fraction), message,
-        None if metadata is None else json.dumps(metadata, separators=(",", ":")))}
+        None if fraction is None else float(fraction), message, meta)}
+
+
+def _not_json(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
 
 
 def decode_report(payload: bytes) -> dict[str, Any] | None:
@@ -267,7 +276,8 @@ def decode_report(payload: bytes) -> dict[str, Any] | None:
         try:
             job_id, attempt = _SUCCESS.unpack_from(payload, 1)
             result = payload[1 + _SUCCESS.size:].decode()
-            json.loads(result)  # it goes into a JSON array of the store's: must be JSON
+            # it goes into a JSON array of the store's: strict JSON only (no NaN)
+            json.loads(result, parse_constant=_not_json)
         except (struct.error, ValueError) as exc:
             raise ProtocolError(f"an unreadable success: {payload[:200]!r}") from exc
         return {"id": job_id, "attempt": attempt, "ok": True, "result": result}

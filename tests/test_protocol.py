@@ -77,7 +77,9 @@ def test_revokes_and_reports_round_trip() -> None:
 
 @pytest.mark.parametrize("payload", [b"{not json", b"[1,2]", b'{"id": 1}',
                                      b'{"id": 1, "attempt": 1, "ok": false}', b"\xff",
-                                     b"O" + bytes(16) + b"{not json", b"O\x00"])
+                                     b"O" + bytes(16) + b"{not json", b"O\x00",
+                                     b"P" + bytes(16) + b'[0.5, null, {"a": NaN}]',
+                                     b"O" + bytes(16) + b"NaN"])
 def test_a_report_that_breaks_the_protocol_is_refused(payload: bytes) -> None:
     with pytest.raises(protocol.ProtocolError):
         protocol.decode_report(payload)
