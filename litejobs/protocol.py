@@ -131,7 +131,7 @@ def _column(value: Any) -> bytes:
 
 
 def encode_job(row: Mapping[str, Any]) -> bytes:
-    """The frame that hands a claimed job (a claim's row, see ``store.tx``) to a worker."""
+    """The frame that hands a claimed job (a claim's row, see ``store.claims``) to a worker."""
     task = _name(row["task"]) if type(row["task"]) is str else _column(row["task"])
     queue = _name(row["queue"]) if type(row["queue"]) is str else _column(row["queue"])
     args = _column(row["args"])

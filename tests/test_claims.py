@@ -19,8 +19,8 @@ import pytest
 from litejobs import maintenance
 from litejobs.newjob import NewJob
 from litejobs.store import QueueLimits, Row, Store, Tx
+from litejobs.store import claims as claims_module
 from litejobs.store import sql as q
-from litejobs.store import tx as tx_module
 
 LEASE = 30.0
 NOW = 1_000_000.0
@@ -142,7 +142,7 @@ def test_blocked_jobs_of_a_full_key_cost_a_claim_nothing(tmp_path: Path, blocked
 
 def test_a_long_backlog_of_a_full_key_is_parked_over_short_claims(
         store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(tx_module, "PARK_PER_CLAIM", 100)
+    monkeypatch.setattr(claims_module, "PARK_PER_CLAIM", 100)
     _blocked_setup(store, 450)
 
     def one() -> tuple[list[Row], float | None]:

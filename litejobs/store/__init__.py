@@ -9,9 +9,10 @@ token that keeps a stale attempt from overwriting a newer one.
 
 The rooms: ``protocols`` (the operations by caller: the seam a second store implements),
 ``connections`` (the file, its per-thread connections and transactions), ``reads``, ``admin``,
-``maintenance`` (the operations by caller), ``tx`` (a write transaction's statements), ``sql``
-(every statement), ``schema``, ``busy`` (waiting for the lock), ``failures`` (errors as one
-line), ``turns``. ``Store`` here puts them together and adds the producers' inserts.
+``maintenance`` (the operations by caller), ``tx`` (a write transaction's statements, with
+``claims`` and ``inserts``), ``rows`` (rows and queue limits, without apsw), ``sql`` (every
+statement), ``schema``, ``busy`` (waiting for the lock), ``failures`` (errors as one line),
+``turns``. ``Store`` here puts them together and adds the producers' inserts.
 """
 
 from __future__ import annotations

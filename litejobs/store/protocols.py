@@ -23,7 +23,7 @@ from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from litejobs.job import Attempt
 from litejobs.newjob import NewJob, NewJobs
-from litejobs.store.tx import QueueLimits, Row
+from litejobs.store.rows import QueueLimits, Row
 
 __all__ = ["Admin", "ClaimTx", "CronTx", "ExplainFacts", "LeaseTx", "Maintenance", "OutcomeTx",
            "Producer", "ProducerTx", "Reads", "Supervising", "UpkeepTx", "WriteTx"]
