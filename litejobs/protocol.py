@@ -266,6 +266,10 @@ def _not_json(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
+# one decoder for every check: json.loads with an option builds a new one per call
+_STRICT = json.JSONDecoder(parse_constant=_not_json)
+
+
 def decode_report(payload: bytes) -> dict[str, Any] | None:
     """A worker's message as a dict; None for a heartbeat. A success keeps its result as
     JSON text (``"result"``), checked but not rebuilt; a progress message is
@@ -277,7 +281,7 @@ def decode_report(payload: bytes) -> dict[str, Any] | None:
             job_id, attempt = _SUCCESS.unpack_from(payload, 1)
             result = payload[1 + _SUCCESS.size:].decode()
             # it goes into a JSON array of the store's: strict JSON only (no NaN)
-            json.loads(result, parse_constant=_not_json)
+            _STRICT.decode(result)
         except (struct.error, ValueError) as exc:
             raise ProtocolError(f"an unreadable success: {payload[:200]!r}") from exc
         return {"id": job_id, "attempt": attempt, "ok": True, "result": result}
