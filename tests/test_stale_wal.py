@@ -158,12 +158,13 @@ def test_an_emptied_or_zeroed_file_is_refused(tmp_path, holders, content, why) -
     assert db.read_bytes() == content
 
 
-def test_a_restore_made_with_vacuum_into_is_refused(tmp_path, holders) -> None:
-    """The restored file (3 jobs) is not in WAL mode; the old process's WAL (2,000 jobs) is."""
+def restored_with_vacuum_into(tmp_path: Path, holders: list[Holder], jobs: int) -> Path:
+    """jobs.db restored from a VACUUM INTO copy (``jobs`` jobs, not in WAL mode) while the -wal
+    of another process's 2,000 jobs is left beside it."""
     db = tmp_path / "jobs.db"
     backup = tmp_path / "backup.db"
     early = litejobs.App(db)
-    for i in range(3):
+    for i in range(jobs):
         early.enqueue("t.restored", args=[i])
     conn = apsw.Connection(str(db))
     conn.execute("VACUUM INTO ?", (str(backup),))
@@ -172,6 +173,12 @@ def test_a_restore_made_with_vacuum_into_is_refused(tmp_path, holders) -> None:
     holder = hold(holders, tmp_path, db, 2000)
     os.replace(backup, db)
     holder.finish()
+    return db
+
+
+def test_a_restore_made_with_vacuum_into_is_refused(tmp_path, holders) -> None:
+    """The restored file (3 jobs) is not in WAL mode; the old process's WAL (2,000 jobs) is."""
+    db = restored_with_vacuum_into(tmp_path, holders, jobs=3)
     before = digest(db)
     # Today: the 2,000 old jobs show in the restored file, or SQLite calls it corrupt.
     assert_refused(db, "is not a WAL-mode file")
@@ -247,17 +254,7 @@ def test_a_wal_too_short_for_a_frame_is_no_obstacle(tmp_path, size) -> None:
 def test_run_refuses_a_stale_wal_before_checking_the_file(tmp_path, holders) -> None:
     """`litejobs run` checks the file (quick_check) before serving it: the check tells the
     stale WAL, not "corrupt, start a new file"."""
-    db = tmp_path / "jobs.db"
-    backup = tmp_path / "backup.db"
-    early = litejobs.App(db)
-    early.enqueue("t.restored")
-    conn = apsw.Connection(str(db))
-    conn.execute("VACUUM INTO ?", (str(backup),))
-    conn.close()
-    early.store.close()
-    holder = hold(holders, tmp_path, db, 2000)
-    os.replace(backup, db)
-    holder.finish()
+    db = restored_with_vacuum_into(tmp_path, holders, jobs=1)
     before = digest(db)
     out = subprocess.run([sys.executable, "-m", "litejobs", "run", "--app", APP_SPEC,
                           "--database", str(db), "--workers", "1"], cwd=tmp_path,

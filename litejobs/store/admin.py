@@ -10,7 +10,7 @@ import apsw
 from litejobs.job import State
 from litejobs.store import sql
 from litejobs.store.connections import Connections
-from litejobs.store.tx import _id_list
+from litejobs.store.rows import _id_list
 
 __all__ = ["StoreAdmin"]
 

@@ -28,6 +28,7 @@ from litejobs.store.failures import (
     storage_error,
 )
 from litejobs.store.header import header_fd
+from litejobs.store.rows import Row, _dicts, _scalar
 from litejobs.store.schema import (
     APPLICATION_ID,
     IDENTITY,
@@ -36,7 +37,7 @@ from litejobs.store.schema import (
     SCHEMA_VERSION,
     SQLITE_HEADER,
 )
-from litejobs.store.tx import Row, Tx, _dicts, _scalar
+from litejobs.store.tx import Tx
 
 __all__ = ["Connections"]
 

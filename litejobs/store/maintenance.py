@@ -13,8 +13,8 @@ from litejobs.store.busy import Waiter
 from litejobs.store.connections import Connections
 from litejobs.store.failures import stale_wal_at, storage_error
 from litejobs.store.header import read_head
+from litejobs.store.rows import Row, _dicts, _scalar
 from litejobs.store.schema import SQLITE_HEADER
-from litejobs.store.tx import Row, _dicts, _scalar
 
 __all__ = ["StoreMaintenance"]
 

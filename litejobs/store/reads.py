@@ -9,7 +9,7 @@ from typing import Any
 from litejobs.job import Attempt, State
 from litejobs.store import sql
 from litejobs.store.connections import Connections
-from litejobs.store.tx import Row, _like_prefix
+from litejobs.store.rows import Row, _like_prefix
 
 __all__ = ["StoreReads"]
 

@@ -92,24 +92,19 @@ UPDATE jobs SET state = 'cancelled', error = ?, finished_at = ?, leased_by = NUL
                 lease_until = NULL
 WHERE id = ? AND state IN ({", ".join(f"'{s.value}'" for s in sources(State.CANCELLED))})
 """
-RETRY_JOB = """
-UPDATE jobs SET state = 'queued', run_at = ?, max_attempts = attempt - interrupts + ?,
-                crashes = 0, error = NULL, finished_at = NULL, result = NULL
-WHERE id = ? AND state IN ('failed', 'cancelled')
-"""
 SELECT_QUEUES = "SELECT name, paused FROM queues ORDER BY name"
 SELECT_PAUSED_QUEUES = "SELECT name FROM queues WHERE paused != 0"
 # The distinct queues of queued jobs, one index seek each (a loose index scan): what a claim
 # visits, so that queue names with nothing queued (however many) cost it nothing.
-QUEUES_WITH_JOBS = """
+_QUEUED_NAMES = """
 WITH RECURSIVE seen (name) AS (
     SELECT min(queue) FROM jobs WHERE state = 'queued'
     UNION ALL
     SELECT (SELECT min(queue) FROM jobs WHERE state = 'queued' AND queue > seen.name)
     FROM seen WHERE seen.name IS NOT NULL
 )
-SELECT name FROM seen WHERE name IS NOT NULL
 """
+QUEUES_WITH_JOBS = _QUEUED_NAMES + "SELECT name FROM seen WHERE name IS NOT NULL"
 # Parked jobs (their key was full) are not candidates: the index puts them apart.
 CLAIM_CANDIDATES = """
 SELECT id, priority, run_at, concurrency_key, concurrency_limit, expires_at IS NOT NULL
@@ -162,17 +157,10 @@ UPDATE jobs SET state = 'cancelled', finished_at = ?,
 WHERE id IN (SELECT id FROM jobs WHERE expires_at IS NOT NULL AND expires_at < ?
              AND state IN ('scheduled', 'queued') LIMIT ?)
 """
-# The distinct queues of queued jobs, one index seek each (a loose index scan): a plain
-# DISTINCT reads every queued job's index entry, which stalled a 1M-job backlog for ~0.2 s.
-ADOPT_QUEUES = """
-WITH RECURSIVE seen (name) AS (
-    SELECT min(queue) FROM jobs WHERE state = 'queued'
-    UNION ALL
-    SELECT (SELECT min(queue) FROM jobs WHERE state = 'queued' AND queue > seen.name)
-    FROM seen WHERE seen.name IS NOT NULL
-)
-INSERT OR IGNORE INTO queues (name) SELECT name FROM seen WHERE name IS NOT NULL
-"""
+# The same loose index scan (a plain DISTINCT reads every queued job's index entry, which
+# stalled a 1M-job backlog for ~0.2 s).
+ADOPT_QUEUES = _QUEUED_NAMES + (
+    "INSERT OR IGNORE INTO queues (name) SELECT name FROM seen WHERE name IS NOT NULL")
 SET_PAUSED = """
 INSERT INTO queues (name, paused) VALUES (?, ?)
 ON CONFLICT (name) DO UPDATE SET paused = excluded.paused

@@ -16,12 +16,10 @@ from litejobs.newjob import NewJob, NewJobs
 from litejobs.store import sql
 from litejobs.store.claims import RATE_MARGIN, ClaimsMixin, sent_order
 from litejobs.store.inserts import InsertsMixin, NewRow
-from litejobs.store.rows import QueueLimits, Row, _dicts, _id_list, _like_prefix, _scalar
+from litejobs.store.rows import QueueLimits, Row, _dicts, _like_prefix, _scalar
 
-# The underscored names: helpers of ``rows`` that the store's other modules (reads, admin,
-# maintenance, connections) import from here.
-__all__ = ["RATE_MARGIN", "NewJob", "NewJobs", "NewRow", "QueueLimits", "Row", "Tx", "_dicts",
-           "_id_list", "_like_prefix", "_scalar", "pid_namespace", "sent_order"]
+__all__ = ["RATE_MARGIN", "NewJob", "NewJobs", "NewRow", "QueueLimits", "Row", "Tx",
+           "pid_namespace", "sent_order"]
 
 
 @functools.lru_cache(maxsize=1024)
