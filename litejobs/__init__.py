@@ -25,6 +25,17 @@ from litejobs.errors import (
 from litejobs.job import Attempt, Job, State
 from litejobs.task import Backoff, Prepared, Task
 from litejobs.worker import JobContext, current_job
+from litejobs.workflows import (
+    Step,
+    Then,
+    Token,
+    Workflow,
+    WorkflowRun,
+    chain,
+    chord,
+    group,
+    then,
+)
 
 __version__ = "0.1.0"
 
@@ -41,10 +52,19 @@ __all__ = [
     "LitejobsError",
     "Prepared",
     "State",
+    "Step",
     "StorageError",
     "StorageFull",
     "Task",
+    "Then",
+    "Token",
     "WorkerDied",
+    "Workflow",
+    "WorkflowRun",
     "__version__",
+    "chain",
+    "chord",
     "current_job",
+    "group",
+    "then",
 ]

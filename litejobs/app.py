@@ -33,6 +33,7 @@ from litejobs.validate import (
     check_seconds,
     check_tags,
 )
+from litejobs.workflows import Token, Workflow, token_data
 
 if TYPE_CHECKING:
     from litejobs.bell import Bell
@@ -334,6 +335,29 @@ class App:
         self.store.set_paused(check_name("queue", queue), False)
         self.ring(b"e")
 
+    # --- workflows ---------------------------------------------------------------------------
+
+    def workflow(self, name: str | None = None) -> Workflow:
+        """A new workflow to build (``flow.add``) and enqueue in one transaction."""
+        return Workflow(self, name)
+
+    def create_token(self, timeout: float | None = None) -> Token:
+        """A token steps may wait on until ``complete_token``; not completed within
+        ``timeout`` seconds (None: no limit) it fails, cancelling what waits on it."""
+        if timeout is not None:
+            timeout = check_seconds("timeout", timeout, allow_zero=False)
+        return Token(self.store.create_token(timeout, time.time()))
+
+    def complete_token(self, token_id: int | Token, data: Any = None) -> None:
+        """Complete a token once; ``data`` (JSON) is the result the steps after it see.
+        Raises ValueError when it was already completed, failed, or is not a token."""
+        token = token_id.id if isinstance(token_id, Token) else check_int("token", token_id, 1)
+        problem = self.store.complete_token(token, token_data(data, self.max_payload),
+                                            time.time())
+        if problem is not None:
+            raise ValueError(problem)
+        self.ring(b"e")
+
     # --- reading -----------------------------------------------------------------------------
 
     def get_job(self, job_id: int) -> Job | None:
@@ -345,16 +369,10 @@ class App:
         return None if row is None else Job(self, row)
 
     def jobs(self, state: str | None = None, task: str | None = None,
-             queue: str | None = None, tag: str | None = None, workflow: str | None = None,
-             limit: int = 50) -> list[Job]:
+             queue: str | None = None, tag: str | None = None,
+             workflow: int | str | None = None, limit: int = 50) -> list[Job]:
         """Jobs newest first, at most ``limit``; every filter given must match (``tag``: one
-        of the job's tags).
-
-        ``workflow``: workflows are not built yet, so no job belongs to one: giving an id
-        returns ``[]``, the exact answer today, and code written against the contract keeps
-        working when they come (raising would break it; ignoring the filter would return
-        jobs that are not in the run).
-        """
+        of the job's tags; ``workflow``: a run's id, its steps)."""
         if state is not None:
             try:
                 state = State(state).value
@@ -362,9 +380,13 @@ class App:
                 raise ValueError(f"state must be one of {', '.join(s.value for s in State)}, "
                                  f"not {state!r}") from None
         limit = check_int("limit", limit, 1)
-        if workflow is not None:
-            return []
-        rows = self.store.list_jobs(state=state, task=task, queue=queue, tag=tag, limit=limit)
+        if isinstance(workflow, str):
+            if not workflow.isdigit():
+                return []  # run ids are numbers: no run has this one
+            workflow = int(workflow)
+        run = None if workflow is None else check_int("workflow", workflow, 1)
+        rows = self.store.list_jobs(state=state, task=task, queue=queue, tag=tag, limit=limit,
+                                    workflow=run)
         return [Job(self, r) for r in rows]
 
     def stats(self) -> dict[str, Any]:

@@ -109,6 +109,10 @@ class Claimer:
             self.next_due = self.store.next_scheduled()
         if claim:
             self.wake = len(rows) == len(slots)
+        if any(o.a.step or o.kind == "then" for o in outcomes):
+            # a step's end may have readied steps (queued, or scheduled with a delay)
+            self.wake = True
+            self.due_stale = True
         for job_id, attempt in lost:
             self.dispatch.lost(job_id, attempt)
         self.dispatch.hand_out(rows, now)

@@ -105,7 +105,7 @@ class Dispatcher:
                 id=row["id"], attempt=row["attempt"], task=str(row["task"]),
                 queue=str(row["queue"]), max_attempts=row["max_attempts"],
                 interrupts=row["interrupts"], crashes=row["crashes"], started=now,
-                deadline=None, timeout=row["timeout"])
+                deadline=None, timeout=row["timeout"], step=row["workflow"] is not None)
             if w.job is None:
                 self.begin(w, a, now)
             else:

@@ -21,6 +21,13 @@ __all__ = ["TERMINAL", "TRANSITIONS", "Attempt", "Job", "State"]
 class State(enum.StrEnum):
     """Where a job is in its life. Each member says who moves a job out of it."""
 
+    WAITING = "waiting"
+    """A workflow step whose upstream steps have not all succeeded, or a token not completed
+    yet. Left by: the success of its last upstream step (to queued, or scheduled with a
+    delay), in that same transaction; the failure or cancellation of an upstream step (to
+    cancelled, "upstream step N failed"); cancel. A token leaves it by its completion
+    (succeeded) or its timeout (failed)."""
+
     SCHEDULED = "scheduled"
     """Waits for its ``run_at`` (a delay, or a retry's back-off). Left by: promote (the
     supervisor's maintenance, at ``run_at``) or cancel."""
@@ -38,10 +45,12 @@ class State(enum.StrEnum):
     """Terminal: the task returned. Left by: prune only."""
 
     FAILED = "failed"
-    """Terminal: the error was final or retries ran out. Left by: manual retry, or prune."""
+    """Terminal: the error was final or retries ran out. Left by: manual retry (to queued,
+    or to waiting for a step whose upstream steps run again), or prune."""
 
     CANCELLED = "cancelled"
-    """Terminal: cancelled or expired. Left by: manual retry, or prune."""
+    """Terminal: cancelled or expired. Left by: manual retry, the retry of the upstream step
+    that cancelled it (back to waiting), or prune."""
 
 
 TERMINAL: frozenset[State] = frozenset({State.SUCCEEDED, State.FAILED, State.CANCELLED})
@@ -49,14 +58,17 @@ TERMINAL: frozenset[State] = frozenset({State.SUCCEEDED, State.FAILED, State.CAN
 #: The single source of truth for state changes; the store's CHECK constraints and guarded
 #: updates are derived from it.
 TRANSITIONS: Mapping[State, frozenset[State]] = {
+    State.WAITING: frozenset(
+        {State.QUEUED, State.SCHEDULED, State.CANCELLED, State.SUCCEEDED, State.FAILED}
+    ),
     State.SCHEDULED: frozenset({State.QUEUED, State.CANCELLED}),
     State.QUEUED: frozenset({State.RUNNING, State.SCHEDULED, State.CANCELLED}),
     State.RUNNING: frozenset(
         {State.SUCCEEDED, State.SCHEDULED, State.QUEUED, State.FAILED, State.CANCELLED}
     ),
     State.SUCCEEDED: frozenset(),
-    State.FAILED: frozenset({State.QUEUED}),
-    State.CANCELLED: frozenset({State.QUEUED}),
+    State.FAILED: frozenset({State.QUEUED, State.WAITING}),
+    State.CANCELLED: frozenset({State.QUEUED, State.WAITING}),
 }
 
 
@@ -196,6 +208,12 @@ class Job:
         return None if value is None else (float(value), self._row.get("progress_message"))
 
     @property
+    def workflow(self) -> int | None:
+        """The id of the workflow run this job is a step of (None for a plain job)."""
+        value = self._row.get("workflow")
+        return None if value is None else int(value)
+
+    @property
     def metadata(self) -> dict[str, Any]:
         """What the task stored with ``set_metadata`` (merged), ``{}`` when nothing."""
         raw = self._row.get("metadata")
@@ -234,29 +252,35 @@ class Job:
         return self
 
     def result(self, timeout: float | None = None) -> Any:
-        """Wait until the job is terminal and return its result.
+        """Wait until the job is terminal and return its result (for a task that returned
+        ``litejobs.then``: its continuation's, following chains of them).
 
         Raises ``JobFailed`` or ``JobCancelled`` for those outcomes and ``TimeoutError`` when
         ``timeout`` seconds pass first (``None`` waits for ever).
         """
         deadline = None if timeout is None else time.monotonic() + timeout
         pause = 0.001
+        job = self  # then the continuation of a job that returned litejobs.then, and its own
         while True:
-            self.refresh()
-            state = self.state
+            job.refresh()
+            state = job.state
             if state is State.SUCCEEDED:
-                raw = self._row["result"]
+                nxt = job._row.get("continuation")
+                if nxt is not None:
+                    job = Job(self._app, {**job._row, "id": nxt})
+                    continue
+                raw = job._row["result"]
                 return None if raw is None else json.loads(raw)
             if state is State.FAILED:
-                raise JobFailed(self.id, self.error)
+                raise JobFailed(job.id, job.error)
             if state is State.CANCELLED:
-                raise JobCancelled(self.id, self.error)
+                raise JobCancelled(job.id, job.error)
             if deadline is not None:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise TimeoutError(
-                        f"job {self.id} is still {state.value} after {timeout} s; "
-                        f"wait longer, or run `litejobs explain {self.id}` to see why"
+                        f"job {job.id} is still {state.value} after {timeout} s; "
+                        f"wait longer, or run `litejobs explain {job.id}` to see why"
                     )
                 pause = min(pause, left)
             time.sleep(pause)
@@ -269,6 +293,15 @@ class Job:
         """
         done = self._app.store.cancel(self.id, reason="cancelled", now=time.time())
         self._app.ring(b"c")
+        self.refresh()
+        return done
+
+    def retry(self, retries: int = 0) -> bool:
+        """Queue a failed or cancelled job again with ``retries`` more retries (a workflow
+        step: the steps it cancelled wait again). False when it had not ended failed or
+        cancelled; ValueError for a step whose upstream step has not succeeded."""
+        done = self._app.store.retry(self.id, retries, time.time())
+        self._app.ring(b"e")
         self.refresh()
         return done
 
@@ -303,4 +336,6 @@ class Job:
             "progress": None if self.progress is None else {
                 "fraction": self.progress[0], "message": self.progress[1]},
             "metadata": self.metadata,
+            "workflow": r.get("workflow"),
+            "continuation": r.get("continuation"),
         }

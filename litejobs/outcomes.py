@@ -28,7 +28,7 @@ log = logging.getLogger("litejobs")
 
 @dataclass(slots=True)
 class Outcome:
-    kind: str  # "ok" | "fail" | "interrupt" | "unclaim"
+    kind: str  # "ok" | "then" | "fail" | "interrupt" | "unclaim"
     a: Assignment
     worker: str
     finished: float
@@ -37,6 +37,8 @@ class Outcome:
     traceback: str | None = None
     retry_at: float | None = None
     crashed: bool = False
+    #: kind "then": (children, (continuation, its delay)) as protocol decoded them
+    then: Any = None
 
 
 class Outcomes:
@@ -84,7 +86,9 @@ class Outcomes:
                  now: float) -> None:
         """The worker's own outcome message for ``a``."""
         if msg["ok"]:
-            self.pending.append(Outcome("ok", a, w.name, now, result=msg["result"]))
+            then = msg.get("then")
+            self.pending.append(Outcome("ok" if then is None else "then", a, w.name, now,
+                                        result=msg["result"], then=then))
             return
         when = retry.retry_at(retry=bool(msg.get("retry")), delay=_delay(msg.get("delay")),
                               attempt=a.attempt, interrupts=a.interrupts,
@@ -162,7 +166,12 @@ class Outcomes:
             a = o.a
             if o.kind == "ok":
                 continue
-            if o.kind == "fail":
+            if o.kind == "then":
+                kids, (cont, delay) = o.then
+                if not tx.continue_with(a.id, a.attempt, kids, cont, delay, o.worker, a.started,
+                                        o.finished, a.task):
+                    tx.succeed(a.id, a.attempt, "null", o.worker, a.started, o.finished)
+            elif o.kind == "fail":
                 tx.fail(a.id, a.attempt, o.error, o.traceback, o.worker, a.started, o.finished,
                         o.retry_at, crashed=o.crashed)
                 if o.retry_at is not None and o.retry_at > o.finished:

@@ -38,6 +38,8 @@ class Assignment:
     timeout: float | None
     #: No longer ours (cancelled or rescued) while sent ahead: asked back, alone.
     withdrawn: bool = False
+    #: A workflow step: its success may ready steps waiting on it.
+    step: bool = False
 
 
 @dataclass(slots=True)

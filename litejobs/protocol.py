@@ -11,10 +11,17 @@ length has arrived instead of scanning its buffer again for each chunk.
                  and the byte lengths of task, queue and args (the rest is kwargs). The
                  arguments go as stored, untouched: the worker decodes them and fails that one
                  job if they are not a JSON array and object
+        step     "K" head <task> <queue> <args> <kwargs> <results>
+                 a workflow step with upstream steps: the job's head and the byte length of
+                 kwargs (uint32), then the upstream results as a JSON array, in the order of
+                 its ``after``
         revoke   {"revoke": [[id, attempt], ...]}          give back jobs sent ahead
     worker -> supervisor
         ready    {"ready": pid}                            once the app is imported
         success  "O" id, attempt (int64) <the result as JSON>
+        then     {"id", "attempt", "ok": true, "then": [[child, ...], continuation]}
+                 a success that returned litejobs.then: each job as the list of its
+                 ``NewJob`` fields (validated and encoded by the worker)
         failure  {"id", "attempt", "ok": false, "error", "traceback", "retry", "delay"}
         revoked  {"revoked": [[id, attempt], ...]}         those of a revoke not yet started
         progress "P" id, attempt (int64) [fraction, message, metadata] as JSON
@@ -42,9 +49,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from litejobs.newjob import NewJob
+
 __all__ = ["HEARTBEAT", "MAX_FRAME", "PROGRESS_INTERVAL", "JobMessage", "ProtocolError",
            "Reader", "decode_job", "decode_report", "encode_job", "frame", "outcome_failed",
-           "outcome_ok", "progress", "ready", "revoke", "revoked"]
+           "outcome_ok", "outcome_then", "progress", "ready", "revoke", "revoked"]
 
 _LENGTH = struct.Struct(">I")
 #: The longest frame either side accepts: a job's arguments and a task's result are capped at
@@ -112,6 +121,7 @@ class Reader:
 # --- supervisor -> worker ----------------------------------------------------------------------
 
 _JOB = struct.Struct(">qqqqdIII")
+_KWARGS = struct.Struct(">I")
 _SUCCESS = struct.Struct(">qq")
 
 
@@ -138,7 +148,12 @@ def encode_job(row: Mapping[str, Any]) -> bytes:
     kwargs = _column(row["kwargs"])
     head = _JOB.pack(row["id"], row["attempt"], row["max_attempts"], row["interrupts"],
                      row["scheduled_at"], len(task), len(queue), len(args))
-    body = b"".join((b"J", head, task, queue, args, kwargs))
+    results = row.get("results")
+    if results is None:
+        body = b"".join((b"J", head, task, queue, args, kwargs))
+    else:
+        body = b"".join((b"K", head, _KWARGS.pack(len(kwargs)), task, queue, args, kwargs,
+                         _column(results)))
     return _LENGTH.pack(len(body)) + body
 
 
@@ -163,6 +178,9 @@ class JobMessage:
     args: list[Any]
     kwargs: dict[str, Any]
     problem: str | None = None
+    #: A workflow step's upstream results, in the order of its ``after`` (None: not a step
+    #: with upstream steps).
+    results: list[Any] | None = None
 
 
 def decode_job(payload: bytes) -> JobMessage | list[tuple[int, int]]:
@@ -170,7 +188,8 @@ def decode_job(payload: bytes) -> JobMessage | list[tuple[int, int]]:
 
     Raises ``ProtocolError`` when the frame is neither (then no job can be named); bad
     arguments come back as a message with ``problem`` set."""
-    if payload[:1] != b"J":
+    kind = payload[:1]
+    if kind not in (b"J", b"K"):
         try:
             return [(int(i), int(n)) for i, n in json.loads(payload)["revoke"]]
         except (KeyError, TypeError, ValueError) as exc:
@@ -178,9 +197,14 @@ def decode_job(payload: bytes) -> JobMessage | list[tuple[int, int]]:
     try:
         job_id, attempt, max_attempts, interrupts, scheduled_at, nt, nq, na = (
             _JOB.unpack_from(payload, 1))
+        at = 1 + _JOB.size
+        end = len(payload)
+        if kind == b"K":
+            (nk,) = _KWARGS.unpack_from(payload, at)
+            at += _KWARGS.size
+            end = at + nt + nq + na + nk
     except struct.error as exc:
         raise ProtocolError(f"a job message too short: {payload[:200]!r}") from exc
-    at = 1 + _JOB.size
     task = payload[at:at + nt].decode("utf-8", "replace")
     at += nt
     queue = payload[at:at + nq].decode("utf-8", "replace")
@@ -191,7 +215,8 @@ def decode_job(payload: bytes) -> JobMessage | list[tuple[int, int]]:
     try:
         # one parse for both: the array has exactly two members only when each part is one
         # JSON value; anything else is refused below
-        both = json.loads(b"".join((b"[", payload[at:at + na], b",", payload[at + na:], b"]")))
+        both = json.loads(b"".join((b"[", payload[at:at + na], b",", payload[at + na:end],
+                                    b"]")))
     except ValueError:  # UnicodeDecodeError included
         problem = ("the job's stored arguments are not valid JSON (was the row written "
                    "outside litejobs?); fix or cancel it")
@@ -205,8 +230,18 @@ def decode_job(payload: bytes) -> JobMessage | list[tuple[int, int]]:
         else:
             problem = ("the job's stored arguments are not valid JSON (was the row written "
                        "outside litejobs?); fix or cancel it")
+    results = None
+    if kind == b"K":
+        try:
+            results = json.loads(payload[end:])
+        except ValueError:
+            results = None
+        if type(results) is not list:
+            results = []
+            problem = problem or ("the step's upstream results are not a JSON array (was the "
+                                  "row written outside litejobs?); retry its upstream step")
     return JobMessage(job_id, attempt, task, queue, scheduled_at, max_attempts, interrupts,
-                      args, kwargs, problem)
+                      args, kwargs, problem, results)
 
 
 # --- worker -> supervisor ----------------------------------------------------------------------
@@ -262,6 +297,47 @@ def _decode_progress(payload: bytes) -> dict[str, Any]:
         None if fraction is None else float(fraction), message, meta)}
 
 
+def outcome_then(job_id: int, attempt: int, fields: list[Any]) -> bytes:
+    """A success that returned ``litejobs.then``: ``fields`` as ``workflows.then_fields``."""
+    return frame(json.dumps({"id": job_id, "attempt": attempt, "ok": True, "then": fields},
+                            separators=(",", ":")).encode())
+
+
+_NEW_JOB_TYPES: tuple[tuple[type | tuple[type, ...], bool], ...] = (
+    (str, False), (str, False), (int, False), (str, False), (str, False),
+    ((int, float), False), (int, False), ((int, float), True), ((int, float), True),
+    (str, True), (int, True), (str, True), ((int, float), True))
+
+
+def _new_job(fields: Any) -> tuple[NewJob, float | None]:
+    if type(fields) is not list or len(fields) != len(_NEW_JOB_TYPES):
+        raise ProtocolError("a job of a then() success is not a list of its fields")
+    for value, (kind, nullable) in zip(fields, _NEW_JOB_TYPES, strict=True):
+        if not ((value is None and nullable) or (type(value) is not bool
+                                                 and isinstance(value, kind))):
+            raise ProtocolError(f"a job of a then() success has a bad field: {value!r}")
+    (task, queue, priority, args, kwargs, run_at, max_attempts, timeout, expires_at, ckey,
+     climit, tags, delay) = fields
+    return NewJob(task, queue, priority, args, kwargs, float(run_at), max_attempts,
+                  None if timeout is None else float(timeout),
+                  expires_at=None if expires_at is None else float(expires_at),
+                  concurrency_key=ckey, concurrency_limit=climit, tags=tags), (
+        None if delay is None else float(delay))
+
+
+def _decode_then(msg: dict[str, Any], payload: bytes) -> dict[str, Any]:
+    try:
+        children, continuation = msg["then"]
+        if type(msg["id"]) is not int or type(msg["attempt"]) is not int:
+            raise ProtocolError("no id and attempt")
+        kids = [_new_job(c)[0] for c in children]
+        cont = _new_job(continuation)
+    except (TypeError, ValueError, ProtocolError) as exc:
+        raise ProtocolError(f"an unreadable then() success ({exc}): {payload[:200]!r}") from None
+    return {"id": msg["id"], "attempt": msg["attempt"], "ok": True, "result": "null",
+            "then": (kids, cont)}
+
+
 def _not_json(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
@@ -297,6 +373,8 @@ def decode_report(payload: bytes) -> dict[str, Any] | None:
         raise ProtocolError(f"unreadable message from a worker: {payload[:200]!r}")
     if "ready" in msg or "revoked" in msg:
         return msg
+    if msg.get("ok") is True and "then" in msg:
+        return _decode_then(msg, payload)
     if not (type(msg.get("id")) is int and type(msg.get("attempt")) is int
             and msg.get("ok") is False and isinstance(msg.get("error"), str)):
         raise ProtocolError(f"a failure without id, attempt and error: {payload[:200]!r}")

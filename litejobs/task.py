@@ -112,6 +112,8 @@ class Prepared:
     options: CallOptions = PLAIN
     defaults: TaskOptions | None = None
     param_names: tuple[str, ...] = ()
+    #: The app of the task that made it (``litejobs.chain(...).enqueue()`` finds it here).
+    app: App | None = field(default=None, compare=False, repr=False)
 
 
 def positional_names(fn: Callable[..., Any]) -> tuple[str, ...]:
@@ -132,7 +134,7 @@ class _Caller(Generic[P, R]):
     def prepare(self, *args: P.args, **kwargs: P.kwargs) -> Prepared:
         """The call as a value, for ``app.enqueue_many``; nothing is written."""
         t = self._task
-        return Prepared(t.name, args, kwargs, self._call, t.defaults, t.param_names)
+        return Prepared(t.name, args, kwargs, self._call, t.defaults, t.param_names, t.app)
 
     def enqueue(self, *args: P.args, **kwargs: P.kwargs) -> Job:
         """Enqueue one call; the job is committed when this returns."""

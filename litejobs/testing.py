@@ -92,6 +92,12 @@ def run_until_idle(app: App, *, clock: Clock | None = None,
             fraction, message, metadata = report["progress"]
             app.store.write(functools.partial(_progress, (job_id, attempt, fraction, message,
                                                           metadata)))
+        if outcome["ok"] and "then" in outcome:  # its children and continuation come with it
+            (kids, (cont, delay)), task = outcome["then"], str(row["task"])
+            app.store.write(lambda tx: tx.continue_with(job_id, attempt, kids, cont, delay,
+                                                        WORKER, now, finished, task))
+            succeeded += 1
+            continue
         if outcome["ok"]:
             app.store.write(functools.partial(_succeed, job_id, attempt, outcome["result"], now,
                                               finished))

@@ -34,6 +34,7 @@ from litejobs.job import to_datetime
 from litejobs.protocol import JobMessage
 from litejobs.serialization import dump_result
 from litejobs.validate import check_metadata, check_progress
+from litejobs.workflows import Then, then_fields
 
 if TYPE_CHECKING:
     from litejobs.app import App
@@ -121,6 +122,12 @@ class JobContext:
     scheduled_at: datetime
     max_attempts: int
     _progress: _Progress | None = field(default=None, repr=False, compare=False)
+    _results: list[Any] | None = field(default=None, repr=False, compare=False)
+
+    def results(self) -> list[Any]:
+        """The results of the steps this workflow step waited on, in the order of its
+        ``after`` (a token's: its data); ``[]`` for a job that waited on nothing."""
+        return list(self._results or ())
 
     def set_progress(self, fraction: float, message: str | None = None) -> None:
         """Report how far the job is: ``fraction`` from 0 to 1, an optional message of at
@@ -350,12 +357,15 @@ def run_job(app: App, msg: JobMessage, send: Callable[[bytes], None] | None = No
     assert scheduled is not None
     report = _Progress(msg.id, msg.attempt, send)
     ctx = JobContext(msg.id, task.name, msg.attempt, msg.queue, scheduled, msg.max_attempts,
-                     report)
+                     report, msg.results)
     token = _current.set(ctx)
     _live = report
     try:
         value = task.fn(*msg.args, **msg.kwargs)
         _not_the_worker()
+        if type(value) is Then:  # its children and continuation go with its success
+            return protocol.outcome_then(msg.id, msg.attempt,
+                                         then_fields(app, value, time.time()))
         result = dump_result(value)
         size = len(result) if result.isascii() else len(result.encode())
         if size > app.max_payload:

@@ -23,7 +23,7 @@ from litejobs.serialization import PayloadTooLarge
 from litejobs.store import QueueLimits
 from tests.conftest import release_together
 
-ALL_STATES = ["scheduled", "queued", "running", "succeeded", "failed", "cancelled"]
+ALL_STATES = ["waiting", "scheduled", "queued", "running", "succeeded", "failed", "cancelled"]
 EMPTY_STATS = {"states": dict.fromkeys(ALL_STATES, 0), "queues": {}}
 DEFAULT = [QueueLimits("default")]
 
@@ -71,6 +71,8 @@ def test_public_names() -> None:
         "App", "Attempt", "Backoff", "ConfigError", "Job", "JobCancelled", "JobContext",
         "JobFailed", "JobTimeout", "LitejobsError", "Prepared", "State", "StorageError",
         "StorageFull", "Task", "WorkerDied", "__version__", "current_job",
+        # workflows (API.md "Workflows, waits, progress and tags")
+        "Step", "Then", "Token", "Workflow", "WorkflowRun", "chain", "chord", "group", "then",
     ]
     assert sorted(litejobs.__all__) == sorted(expected)
     assert len(litejobs.__all__) == len(set(litejobs.__all__))

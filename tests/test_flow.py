@@ -682,8 +682,9 @@ def test_bulk_retry_cancel_and_purge(flow: Flow) -> None:
     assert all(flow.app.store.attempts(j.id) == [] for j in succeeded)
     out = flow.cli("purge", "--state", "cancelled", input="y\n")  # confirmed at the prompt
     assert out.returncode == 0 and "purge: 4 job(s)" in out.stdout, (out.stdout, out.stderr)
-    assert flow.app.stats()["states"] == {"scheduled": 0, "queued": 3, "running": 0,
-                                          "succeeded": 0, "failed": 2, "cancelled": 0}
+    assert flow.app.stats()["states"] == {"waiting": 0, "scheduled": 0, "queued": 3,
+                                          "running": 0, "succeeded": 0, "failed": 2,
+                                          "cancelled": 0}
 
     # The retried jobs run again under a supervisor (and fail again: retries=0).
     flow.start(workers=2)

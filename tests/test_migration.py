@@ -209,7 +209,7 @@ def test_a_version_1_file_is_migrated_on_open_with_everything_intact(tmp_path: P
     cron = _dump(old, "SELECT * FROM cron_fires") + _dump(old, "SELECT * FROM cron_entries")
     app = litejobs.App(old)
     assert app.get_job(1) is not None  # opening migrates
-    assert _dump(old, "PRAGMA user_version") == [(SCHEMA_VERSION,)] and SCHEMA_VERSION == 3
+    assert _dump(old, "PRAGMA user_version") == [(SCHEMA_VERSION,)] and SCHEMA_VERSION == 4
     assert _dump(old, f"SELECT {JOB_COLUMNS} FROM jobs ORDER BY id") == jobs
     # every attempt kept
     assert _dump(old, "SELECT * FROM attempts ORDER BY job_id, attempt") == attempts
@@ -257,7 +257,7 @@ def test_a_version_2_file_is_migrated_to_3_keeping_jobs_and_taking_tags(
     app = litejobs.App(old)
     job = app.get_job(1)
     assert job is not None and job.tags == [] and job.progress is None and job.metadata == {}
-    assert _dump(old, "PRAGMA user_version") == [(3,)]
+    assert _dump(old, "PRAGMA user_version") == [(SCHEMA_VERSION,)]
     assert _dump(old, f"SELECT {JOB_COLUMNS} FROM jobs ORDER BY id") == jobs
     assert _dump(old, "SELECT * FROM attempts ORDER BY job_id, attempt") == attempts
     assert _dump(old, "PRAGMA integrity_check") == [("ok",)]

@@ -32,7 +32,8 @@ class Pruner(Service):
         self.more = False
         jobs = self._batches(lambda tx: maintenance.prune(tx, now, self.retention, BATCH))
         fires = self._batches(lambda tx: tx.prune_cron_fires(before, BATCH))
-        return jobs + fires
+        runs = self._batches(lambda tx: tx.prune_runs(before, BATCH))  # runs with no step left
+        return jobs + fires + runs
 
     def _batches(self, delete: Callable[[Tx], int]) -> int:
         total = 0

@@ -25,6 +25,7 @@ import apsw
 from litejobs.store.admin import StoreAdmin
 from litejobs.store.maintenance import StoreMaintenance
 from litejobs.store.reads import StoreReads
+from litejobs.store.runs import StoreWorkflows
 from litejobs.store.schema import SCHEMA_VERSION
 from litejobs.store.tx import RATE_MARGIN, NewJob, NewJobs, QueueLimits, Row, Tx, sent_order
 
@@ -32,7 +33,7 @@ __all__ = ["RATE_MARGIN", "SCHEMA_VERSION", "NewJob", "NewJobs", "QueueLimits", 
            "SqliteStore", "Store", "Tx", "sent_order"]
 
 
-class Store(StoreReads, StoreAdmin, StoreMaintenance):
+class Store(StoreReads, StoreAdmin, StoreMaintenance, StoreWorkflows):
     """A litejobs database file (SQLite). Cheap to make; connections open lazily, one per
     thread. Implements every protocol of ``litejobs.store.protocols``."""
 

@@ -11,6 +11,8 @@ from litejobs.job import State
 from litejobs.store import sql
 from litejobs.store.connections import Connections
 from litejobs.store.rows import _id_list
+from litejobs.store.schema import TOKEN_TASK
+from litejobs.store.tx import Tx
 
 __all__ = ["StoreAdmin"]
 
@@ -51,9 +53,18 @@ class StoreAdmin(Connections):
         return self._transaction(self.connection(), cancel)
 
     def retry(self, job_id: int, retries: int, now: float) -> bool:
-        """Put a failed or cancelled job back to queued with ``retries`` more retries."""
-
-        return self.retry_many([job_id], retries, now) == 1
+        """Put a failed or cancelled job back to queued with ``retries`` more retries (a
+        workflow step: the steps it cancelled wait again). Raises ValueError for a step whose
+        upstream step has not succeeded, and for a token."""
+        blocked: list[tuple[int, int | None, str]] = []
+        done = self.retry_many([job_id], retries, now, blocked)
+        for _, upstream, task in blocked:
+            if task == TOKEN_TASK:
+                raise ValueError(f"job {job_id} is a token, which is not retried: create a new "
+                                 "token (app.create_token) and enqueue the steps after it again")
+            raise ValueError(f"job {job_id} waits on step {upstream}, which has not succeeded: "
+                             f"retry {upstream} instead (the steps it cancelled wait again)")
+        return done == 1
 
 
     def set_paused(self, queue: str, paused: bool) -> None:
@@ -62,12 +73,24 @@ class StoreAdmin(Connections):
                           lambda cur: cur.execute(sql.SET_PAUSED, (queue, int(paused))))
 
 
-    def retry_many(self, ids: Sequence[int], retries: int, now: float) -> int:
-        """Manual retry of many failed or cancelled jobs, in one short transaction."""
+    def retry_many(self, ids: Sequence[int], retries: int, now: float,
+                   blocked: list[tuple[int, int | None, str]] | None = None) -> int:
+        """Manual retry of many failed or cancelled jobs, in one short transaction. Workflow
+        steps whose upstream steps have not all succeeded, and tokens, are left as they are
+        (listed in ``blocked``: id, the upstream step, task); the steps a retried one had
+        cancelled go back to waiting."""
 
         def retry(cur: apsw.Cursor) -> int:
-            cur.execute(sql.RETRY_JOBS, (now, retries + 1, _id_list(ids)))
-            return cur.connection.changes()
+            tx = Tx(cur)
+            stuck = tx.blocked_steps(ids)
+            skip = {job_id for job_id, _, _ in stuck}
+            todo = [i for i in ids if i not in skip] if skip else ids
+            cur.execute(sql.RETRY_JOBS, (now, retries + 1, _id_list(todo)))
+            n = cur.connection.changes()
+            tx.revive(todo)
+            if blocked is not None:
+                blocked[:] = stuck
+            return n
 
         return self._transaction(self.connection(), retry)
 

@@ -198,6 +198,12 @@ class ClaimsMixin:
                 break
         # each worker starts its best job, the rest in order (see sent_order)
         claimed.sort(key=best_first)
+        steps = [row["id"] for row in claimed if row["workflow"] is not None]
+        if steps:  # a workflow step takes its upstream steps' results to its worker
+            results = self.step_results(steps)  # type: ignore[attr-defined]
+            for row in claimed:
+                if row["id"] in results:
+                    row["results"] = results[row["id"]]
         return claimed
 
     def _claim_from(
@@ -278,9 +284,11 @@ class ClaimsMixin:
 
     def expire_due(self, now: float, limit: int = 500) -> int:
         """Cancel (reason "expired") pending jobs not started by their ``expires_at``; returns
-        how many. Also runs ``unpark_free`` (the supervisor calls this once a poll)."""
+        how many. Also fails tokens past their timeout and runs ``unpark_free`` (the
+        supervisor calls this once a poll)."""
         self.cursor.execute(sql.EXPIRE_DUE, (now, now, limit))
         expired = self.cursor.connection.changes()
+        self.expire_tokens(now, limit)  # type: ignore[attr-defined]  # (WorkflowsTxMixin)
         self.unpark_free()
         return expired
 

@@ -221,7 +221,11 @@ class Connections:
                 cur.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
                 return
             while version < SCHEMA_VERSION:
-                cur.execute(MIGRATIONS[version])
+                step = MIGRATIONS[version]
+                if isinstance(step, str):
+                    cur.execute(step)
+                else:
+                    step(cur)
                 version += 1
                 cur.execute(f"PRAGMA user_version = {version}")
 

@@ -59,7 +59,7 @@ class NewRow(Mapping[str, Any]):
                 "concurrency_limit": job.concurrency_limit, "leased_by": None,
                 "lease_until": None, "started_at": None, "finished_at": None, "result": None,
                 "error": None, "tags": job.tags, "progress": None, "progress_message": None,
-                "metadata": None,
+                "metadata": None, "workflow": None, "continuation": None,
             }
         return self._row
 

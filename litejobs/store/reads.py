@@ -23,11 +23,12 @@ class StoreReads(Connections):
 
     def list_jobs(self, state: str | None = None, task: str | None = None,
                   queue: str | None = None, limit: int = 100,
-                  tag: str | None = None) -> list[Row]:
+                  tag: str | None = None, workflow: int | None = None) -> list[Row]:
         """Jobs newest first; each filter given must match (``tag``: one of the job's)."""
         clauses: list[str] = []
         params: list[Any] = []
-        for column, value in (("state", state), ("task", task), ("queue", queue)):
+        for column, value in (("state", state), ("task", task), ("queue", queue),
+                              ("workflow", workflow)):
             if value is not None:
                 clauses.append(f"{column} = ?")
                 params.append(value)

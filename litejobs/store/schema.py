@@ -7,12 +7,15 @@ is the schema version, and a file newer than this code is refused.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from litejobs.job import TRANSITIONS, State
 
 __all__ = ["APPLICATION_ID", "IDENTITY", "MIGRATIONS", "SCHEMA", "SCHEMA_VERSION",
-           "SQLITE_HEADER"]
+           "SQLITE_HEADER", "TOKEN_TASK"]
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 #: PRAGMA application_id of a litejobs file ("LJOB"): tells our files from other programs'.
 APPLICATION_ID = 0x4C4A4F42
 SQLITE_HEADER = b"SQLite format 3\x00"
@@ -132,6 +135,80 @@ BEGIN
 END;
 """
 
+# 4: workflows. `workflow` is the run a step (or a token, or a job that continued) belongs
+# to, NULL for a plain job: the triggers below test it first, so a plain job's outcome pays
+# one NULL check. `continuation`: the job whose result is this job's result (it returned
+# litejobs.then). `ready_delay`: a step's delay, counted from the moment it becomes ready.
+_V4_COLUMNS = """
+ALTER TABLE jobs ADD COLUMN workflow INTEGER;
+ALTER TABLE jobs ADD COLUMN continuation INTEGER;
+ALTER TABLE jobs ADD COLUMN ready_delay REAL;
+"""
+
+#: The task name of a token (a waitpoint): a row of its own, in state waiting until it is
+#: completed (succeeded, its data the result) or its timeout passes (failed).
+TOKEN_TASK = "litejobs.token"
+
+# Each edge: `job_id` starts once `upstream` succeeded; `position` orders its upstream results
+# (current_job().results()). Looked up both ways: a step's upstream, an upstream's steps.
+_WORKFLOWS = f"""
+CREATE TABLE workflows (
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    name         TEXT,
+    created_at   REAL NOT NULL,
+    cancelled_at REAL
+);
+CREATE TABLE job_deps (
+    job_id   INTEGER NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+    position INTEGER NOT NULL,
+    upstream INTEGER NOT NULL,
+    PRIMARY KEY (job_id, position)
+) WITHOUT ROWID;
+CREATE INDEX job_deps_upstream ON job_deps (upstream, job_id);
+CREATE INDEX jobs_workflow ON jobs (workflow, id) WHERE workflow IS NOT NULL;
+CREATE INDEX jobs_waiting_expiry ON jobs (expires_at)
+    WHERE state = 'waiting' AND expires_at IS NOT NULL;
+
+-- Fan-in. The success of a step readies each waiting step downstream of it whose upstream
+-- steps have now all succeeded: queued, or scheduled when its delay (counted from that
+-- success) or its run_at is ahead. In the transaction that records the success, whoever
+-- records it (a supervisor's outcome, a token's completion), so a fan-in can neither fire
+-- twice nor never. Times count from the success's finished_at: the recorder's clock.
+CREATE TRIGGER jobs_fan_in AFTER UPDATE OF state ON jobs
+WHEN new.workflow IS NOT NULL AND new.state = 'succeeded'
+BEGIN
+    UPDATE jobs SET
+        state = CASE WHEN max(run_at, new.finished_at + coalesce(ready_delay, 0))
+                          > new.finished_at THEN 'scheduled' ELSE 'queued' END,
+        run_at = max(run_at, new.finished_at + coalesce(ready_delay, 0)),
+        scheduled_at = max(run_at, new.finished_at + coalesce(ready_delay, 0)),
+        expires_at = expires_at - run_at
+                     + max(run_at, new.finished_at + coalesce(ready_delay, 0))
+    WHERE state = 'waiting' AND task != '{TOKEN_TASK}'
+      AND id IN (SELECT job_id FROM job_deps WHERE upstream = new.id)
+      AND NOT EXISTS (SELECT 1 FROM job_deps d JOIN jobs u ON u.id = d.upstream
+                      WHERE d.job_id = jobs.id AND u.state != 'succeeded');
+END;
+
+-- A step that failed or was cancelled cancels every step waiting downstream of it (all the
+-- way down: one statement, as a trigger does not fire itself), naming itself as the reason;
+-- a retry of it puts them back to waiting (store.workflows).
+CREATE TRIGGER jobs_cascade AFTER UPDATE OF state ON jobs
+WHEN new.workflow IS NOT NULL AND new.state IN ('failed', 'cancelled')
+BEGIN
+    UPDATE jobs SET state = 'cancelled', finished_at = new.finished_at,
+        error = 'upstream step ' || new.id || ' ' || new.state
+    WHERE state = 'waiting' AND id IN (
+        WITH RECURSIVE down (id) AS (
+            SELECT d.job_id FROM job_deps d JOIN jobs w ON w.id = d.job_id
+            WHERE d.upstream = new.id AND w.state = 'waiting'
+            UNION
+            SELECT d.job_id FROM down JOIN job_deps d ON d.upstream = down.id
+            JOIN jobs w ON w.id = d.job_id WHERE w.state = 'waiting')
+        SELECT id FROM down);
+END;
+"""
+
 _QUEUES_PAUSED = """
 -- Claims read the paused queues only, however many queue names there are.
 CREATE INDEX queues_paused ON queues (name) WHERE paused != 0;
@@ -169,12 +246,16 @@ CREATE TABLE jobs (
     progress      REAL CHECK (progress BETWEEN 0 AND 1),
     progress_message TEXT,
     metadata      TEXT,
+    workflow      INTEGER,
+    continuation  INTEGER,
+    ready_delay   REAL,
     CHECK (state != 'running' OR (leased_by IS NOT NULL AND lease_until IS NOT NULL)),
     CHECK (attempt - interrupts <= max_attempts OR state != 'running')
 );
 {_JOBS_INDEXES_AND_TRIGGERS}
 {_JOB_IDS}
 {_JOB_TAGS}
+{_WORKFLOWS}
 
 -- Start times of rate-limited queues' jobs: the sliding window each claim counts.
 CREATE TABLE rate_starts (
@@ -255,8 +336,55 @@ _MIGRATE_2_TO_3 = f"""
 {_JOB_TAGS}
 """
 
-#: Migrations from version N to N+1, by N. Each runs inside the upgrading transaction.
-MIGRATIONS: dict[int, str] = {1: _MIGRATE_1_TO_2, 2: _MIGRATE_2_TO_3}
+# Version 3 -> 4: workflows (the state `waiting`, three columns, two tables, the fan-in and
+# cascade triggers). The state CHECK of the jobs table gains 'waiting' by the documented
+# writable_schema edit (https://sqlite.org/lang_altertable.html, "otheralter"): widening a
+# CHECK needs no rewrite of the rows, which a table rebuild would do for a big file.
+_OLD_STATE_CHECK = ("CHECK (state IN ('scheduled', 'queued', 'running', 'succeeded', "
+                    "'failed', 'cancelled'))")
+_MIGRATE_3_TO_4 = f"""
+{_V4_COLUMNS}
+DROP TRIGGER jobs_transition;
+CREATE TRIGGER jobs_transition BEFORE UPDATE OF state ON jobs
+WHEN old.state != new.state AND NOT ({_LEGAL_MOVES})
+BEGIN
+    SELECT RAISE(ABORT, 'litejobs: illegal state transition');
+END;
+{_WORKFLOWS}
+"""
+
+
+def _widen_state_check(cur: Any) -> None:
+    """Let the jobs table's state CHECK accept every state of this version."""
+    new = f"CHECK (state IN ({_STATES}))"
+    (sql_text,) = cur.execute(
+        "SELECT sql FROM sqlite_schema WHERE type = 'table' AND name = 'jobs'").fetchone()
+    if new in sql_text:
+        return
+    if _OLD_STATE_CHECK not in sql_text:
+        raise RuntimeError("the jobs table's state CHECK is not the one litejobs wrote; "
+                           "this file was changed outside litejobs, restore a backup")
+    (version,) = cur.execute("PRAGMA schema_version").fetchone()
+    cur.execute("PRAGMA writable_schema = ON")
+    try:
+        cur.execute("UPDATE sqlite_schema SET sql = ? WHERE type = 'table' AND name = 'jobs'",
+                    (sql_text.replace(_OLD_STATE_CHECK, new),))
+        cur.execute(f"PRAGMA schema_version = {int(version) + 1}")
+    finally:
+        cur.execute("PRAGMA writable_schema = OFF")
+
+
+def _migrate_3_to_4(cur: Any) -> None:
+    _widen_state_check(cur)
+    cur.execute(_MIGRATE_3_TO_4)
+
+
+#: Migrations from version N to N+1, by N: SQL, or a function of a cursor. Each runs inside
+#: the upgrading transaction.
+MIGRATIONS: dict[int, str | Callable[[Any], None]] = {
+    1: _MIGRATE_1_TO_2, 2: _MIGRATE_2_TO_3,
+    3: _migrate_3_to_4,
+}
 
 IDENTITY = (
     "SELECT (SELECT application_id FROM pragma_application_id()), "

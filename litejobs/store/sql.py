@@ -12,7 +12,8 @@ JOB_COLUMNS = (
     "id, task, queue, state, priority, args, kwargs, key, run_at, scheduled_at, created_at, "
     "attempt, max_attempts, interrupts, crashes, timeout, expires_at, concurrency_key, "
     "concurrency_limit, leased_by, lease_until, "
-    "started_at, finished_at, result, error, tags, progress, progress_message, metadata"
+    "started_at, finished_at, result, error, tags, progress, progress_message, metadata, "
+    "workflow, continuation"
 )
 
 # A new job's id: above every id in the table and every id a deleted job had (schema
@@ -175,7 +176,7 @@ UPDATE jobs SET state = 'running', attempt = attempt + 1, leased_by = ?, lease_u
                 started_at = ?
 WHERE id = ? AND state = 'queued'
 RETURNING id, {_CLAIMED_TEXT}, attempt, max_attempts, interrupts, crashes, timeout,
-          scheduled_at, leased_by, priority, run_at
+          scheduled_at, leased_by, priority, run_at, workflow
 """
 # CLAIM for many jobs of one worker: ids as a JSON array (each looked up by rowid).
 CLAIM_MANY = f"""
@@ -183,7 +184,7 @@ UPDATE jobs SET state = 'running', attempt = attempt + 1, leased_by = ?, lease_u
                 started_at = ?
 WHERE id IN (SELECT value FROM json_each(?)) AND state = 'queued'
 RETURNING id, {_CLAIMED_TEXT}, attempt, max_attempts, interrupts, crashes, timeout,
-          scheduled_at, leased_by, priority, run_at
+          scheduled_at, leased_by, priority, run_at, workflow
 """
 PROMOTE_DUE = """
 UPDATE jobs SET state = 'queued'
@@ -256,9 +257,14 @@ SELECT id, task, attempt, max_attempts, interrupts, crashes, leased_by, started_
 FROM jobs WHERE state = 'running' AND leased_by LIKE ? ESCAPE '\\'
 """
 HELD_BY = "SELECT id, attempt FROM jobs WHERE state = 'running' AND leased_by LIKE ? ESCAPE '\\'"
+# A workflow step is kept while a step waiting on it has not ended: its result is that
+# step's input (current_job().results()).
 PRUNE = """
 DELETE FROM jobs WHERE id IN (
     SELECT id FROM jobs WHERE state IN ('succeeded', 'failed', 'cancelled') AND finished_at < ?
+      AND (workflow IS NULL OR NOT EXISTS (
+          SELECT 1 FROM job_deps d JOIN jobs w ON w.id = d.job_id
+          WHERE d.upstream = jobs.id AND w.state NOT IN ('succeeded', 'failed', 'cancelled')))
     ORDER BY finished_at LIMIT ?)
 """
 SELECT_CRON_ENTRY = (

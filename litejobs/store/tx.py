@@ -1,6 +1,7 @@
 """One write transaction's statements: ``Tx``, which ``Store.write(fn)`` hands ``fn``. Here:
 outcomes with fencing, cron fires, leases, rescues and pruning; its claims with every limit come
-from ``claims`` and its inserts from ``inserts``, as mixins."""
+from ``claims``, its inserts from ``inserts`` and workflows' statements from ``flows``, as
+mixins."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from litejobs.job import State
 from litejobs.newjob import NewJob, NewJobs
 from litejobs.store import sql
 from litejobs.store.claims import RATE_MARGIN, ClaimsMixin, sent_order
+from litejobs.store.flows import WorkflowsTxMixin
 from litejobs.store.inserts import InsertsMixin, NewRow
 from litejobs.store.rows import QueueLimits, Row, _dicts, _like_prefix, _scalar
 
@@ -39,7 +41,7 @@ def pid_namespace() -> str | None:
     return f"{st.st_dev}:{st.st_ino}"
 
 
-class Tx(ClaimsMixin, InsertsMixin):
+class Tx(ClaimsMixin, InsertsMixin, WorkflowsTxMixin):
     """The statements a supervisor runs inside one write transaction."""
 
     def __init__(self, cursor: apsw.Cursor, queues_seen: set[str] | None = None) -> None:
