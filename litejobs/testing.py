@@ -21,6 +21,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from litejobs import protocol, retry
 from litejobs.app import App
@@ -93,9 +94,8 @@ def run_until_idle(app: App, *, clock: Clock | None = None,
             app.store.write(functools.partial(_progress, (job_id, attempt, fraction, message,
                                                           metadata)))
         if outcome["ok"] and "then" in outcome:  # its children and continuation come with it
-            (kids, (cont, delay)), task = outcome["then"], str(row["task"])
-            app.store.write(lambda tx: tx.continue_with(job_id, attempt, kids, cont, delay,
-                                                        WORKER, now, finished, task))
+            app.store.write(functools.partial(_continue, job_id, attempt, outcome["then"],
+                                              str(row["task"]), now, finished))
             succeeded += 1
             continue
         if outcome["ok"]:
@@ -123,6 +123,12 @@ def _claim(now: float, queues: Sequence[str] | None, tx: Tx) -> list[Row]:
 
 def _progress(update: tuple[int, int, float | None, str | None, str | None], tx: Tx) -> int:
     return tx.set_progress_many([update])
+
+
+def _continue(job_id: int, attempt: int, then: Any, task: str, started: float,
+              finished: float, tx: Tx) -> bool:
+    kids, (cont, delay) = then
+    return tx.continue_with(job_id, attempt, kids, cont, delay, WORKER, started, finished, task)
 
 
 def _succeed(job_id: int, attempt: int, result: str, started: float, finished: float,

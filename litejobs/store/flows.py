@@ -27,8 +27,8 @@ _NEXT_ID = "(SELECT max(top, coalesce((SELECT max(id) FROM jobs), 0)) FROM job_i
 INSERT_STEP = f"""
 INSERT INTO jobs (id, task, queue, state, priority, args, kwargs, run_at, scheduled_at,
                   created_at, max_attempts, timeout, expires_at, concurrency_key,
-                  concurrency_limit, tags, workflow, ready_delay)
-VALUES ({_NEXT_ID} + 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                  concurrency_limit, tags, workflow, ready_delay, upstream_left)
+VALUES ({_NEXT_ID} + 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 """
 INSERT_JOB_TAGS = "INSERT OR IGNORE INTO job_tags (job_id, tag) SELECT ?, value FROM json_each(?)"
 INSERT_DEP = "INSERT INTO job_deps (job_id, position, upstream) VALUES (?, ?, ?)"
@@ -78,7 +78,10 @@ WHERE j.id IN (SELECT value FROM json_each(?)) AND j.workflow IS NOT NULL
 # upstream steps are none failed or cancelled any more: back to waiting. Run until nothing
 # changes, so each level sees the one above it revived.
 REVIVE = """
-UPDATE jobs SET state = 'waiting', error = NULL, finished_at = NULL
+UPDATE jobs SET state = 'waiting', error = NULL, finished_at = NULL,
+    upstream_left = (SELECT count(DISTINCT d.upstream) FROM job_deps d
+                     JOIN jobs u ON u.id = d.upstream
+                     WHERE d.job_id = jobs.id AND u.state != 'succeeded')
 WHERE state = 'cancelled' AND error LIKE 'upstream step % %' AND id IN (
     WITH RECURSIVE down (id) AS (
         SELECT d.job_id FROM job_deps d WHERE d.upstream IN (SELECT value FROM json_each(?))
@@ -169,14 +172,15 @@ class WorkflowsTxMixin:
                 if kind == "token" and ref not in tokens:
                     tokens[ref] = self._token_for(ref, workflow)
         for step in steps:
-            waits = [ref for kind, ref in step.after
+            waits = [(kind, ref) for kind, ref in step.after
                      if kind == "step" or tokens[ref] != "succeeded"]
             job = step.job
             state = "waiting" if waits else "scheduled" if job.run_at > now else "queued"
             cur.execute(INSERT_STEP, (
                 job.task, job.queue, state, job.priority, job.args, job.kwargs, job.run_at,
                 job.run_at, now, job.max_attempts, job.timeout, job.expires_at,
-                job.concurrency_key, job.concurrency_limit, job.tags, workflow, step.delay))
+                job.concurrency_key, job.concurrency_limit, job.tags, workflow, step.delay,
+                len(set(waits)) if waits else None))
             job_id = int(cur.connection.last_insert_rowid())
             if job.tags is not None:
                 cur.execute(INSERT_JOB_TAGS, (job_id, job.tags))

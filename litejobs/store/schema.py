@@ -139,10 +139,13 @@ END;
 # to, NULL for a plain job: the triggers below test it first, so a plain job's outcome pays
 # one NULL check. `continuation`: the job whose result is this job's result (it returned
 # litejobs.then). `ready_delay`: a step's delay, counted from the moment it becomes ready.
+# `upstream_left`: how many of a waiting step's upstream steps have not succeeded (see
+# jobs_fan_in).
 _V4_COLUMNS = """
 ALTER TABLE jobs ADD COLUMN workflow INTEGER;
 ALTER TABLE jobs ADD COLUMN continuation INTEGER;
 ALTER TABLE jobs ADD COLUMN ready_delay REAL;
+ALTER TABLE jobs ADD COLUMN upstream_left INTEGER;
 """
 
 #: The task name of a token (a waitpoint): a row of its own, in state waiting until it is
@@ -174,9 +177,16 @@ CREATE INDEX jobs_waiting_expiry ON jobs (expires_at)
 -- success) or its run_at is ahead. In the transaction that records the success, whoever
 -- records it (a supervisor's outcome, a token's completion), so a fan-in can neither fire
 -- twice nor never. Times count from the success's finished_at: the recorder's clock.
+-- `upstream_left` spares each success a look at every edge of a 10,000-way fan-in: it is
+-- set exactly when the step is written or revived (store.flows), in the transaction that
+-- writes its edges, and goes down here once per upstream step, whose success happens once
+-- (succeeded is terminal). Where it reaches zero, the edges themselves are checked before
+-- the step is readied, so a wrong count could delay a step, never start one early.
 CREATE TRIGGER jobs_fan_in AFTER UPDATE OF state ON jobs
-WHEN new.workflow IS NOT NULL AND new.state = 'succeeded'
+WHEN new.workflow IS NOT NULL AND new.state = 'succeeded' AND old.state != 'succeeded'
 BEGIN
+    UPDATE jobs SET upstream_left = upstream_left - 1
+    WHERE state = 'waiting' AND id IN (SELECT job_id FROM job_deps WHERE upstream = new.id);
     UPDATE jobs SET
         state = CASE WHEN max(run_at, new.finished_at + coalesce(ready_delay, 0))
                           > new.finished_at THEN 'scheduled' ELSE 'queued' END,
@@ -186,6 +196,7 @@ BEGIN
                      + max(run_at, new.finished_at + coalesce(ready_delay, 0))
     WHERE state = 'waiting' AND task != '{TOKEN_TASK}'
       AND id IN (SELECT job_id FROM job_deps WHERE upstream = new.id)
+      AND upstream_left <= 0
       AND NOT EXISTS (SELECT 1 FROM job_deps d JOIN jobs u ON u.id = d.upstream
                       WHERE d.job_id = jobs.id AND u.state != 'succeeded');
 END;
@@ -195,6 +206,7 @@ END;
 -- a retry of it puts them back to waiting (store.workflows).
 CREATE TRIGGER jobs_cascade AFTER UPDATE OF state ON jobs
 WHEN new.workflow IS NOT NULL AND new.state IN ('failed', 'cancelled')
+     AND old.state != new.state
 BEGIN
     UPDATE jobs SET state = 'cancelled', finished_at = new.finished_at,
         error = 'upstream step ' || new.id || ' ' || new.state
@@ -249,6 +261,7 @@ CREATE TABLE jobs (
     workflow      INTEGER,
     continuation  INTEGER,
     ready_delay   REAL,
+    upstream_left INTEGER,
     CHECK (state != 'running' OR (leased_by IS NOT NULL AND lease_until IS NOT NULL)),
     CHECK (attempt - interrupts <= max_attempts OR state != 'running')
 );
