@@ -116,8 +116,10 @@ class ClaimsMixin:
         """The queues a claim may have to visit, by name, with their paused flag: every queue
         with queued jobs, and every paused one. Queue names with nothing queued are left out,
         so however many there are, a claim does not pay for them."""
-        paused = {str(r[0]) for r in self.cursor.execute(sql.SELECT_PAUSED_QUEUES)}
-        names = {str(r[0]) for r in self.cursor.execute(sql.QUEUES_WITH_JOBS)}
+        names: set[str] = set()
+        paused: set[str] = set()
+        for name, flag in self.cursor.execute(sql.QUEUES_TO_VISIT):
+            (paused if flag else names).add(str(name))
         return [(name, name in paused) for name in sorted(names | paused)]
 
     def claim(

@@ -94,7 +94,6 @@ UPDATE jobs SET state = 'cancelled', error = ?, finished_at = ?, leased_by = NUL
 WHERE id = ? AND state IN ({", ".join(f"'{s.value}'" for s in sources(State.CANCELLED))})
 """
 SELECT_QUEUES = "SELECT name, paused FROM queues ORDER BY name"
-SELECT_PAUSED_QUEUES = "SELECT name FROM queues WHERE paused != 0"
 # The distinct queues of queued jobs, one index seek each (a loose index scan): what a claim
 # visits, so that queue names with nothing queued (however many) cost it nothing.
 _QUEUED_NAMES = """
@@ -105,7 +104,12 @@ WITH RECURSIVE seen (name) AS (
     FROM seen WHERE seen.name IS NOT NULL
 )
 """
-QUEUES_WITH_JOBS = _QUEUED_NAMES + "SELECT name FROM seen WHERE name IS NOT NULL"
+# With the paused queues (flag 1) in the same statement: one statement less in every turn.
+QUEUES_TO_VISIT = _QUEUED_NAMES + """
+SELECT name, 0 FROM seen WHERE name IS NOT NULL
+UNION ALL
+SELECT name, 1 FROM queues WHERE paused != 0
+"""
 # Parked jobs (their key was full) are not candidates: the index puts them apart.
 CLAIM_CANDIDATES = """
 SELECT id, priority, run_at, concurrency_key, concurrency_limit, expires_at IS NOT NULL
