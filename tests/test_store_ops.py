@@ -185,9 +185,11 @@ def test_file_changed_in_a_forked_child_is_about_its_own_connection(app, db_path
 # --- E. the store seam --------------------------------------------------------------------------
 
 STORE_PROTOCOLS = (protocols.Producer, protocols.Reads, protocols.ExplainFacts,
-                   protocols.Admin, protocols.Maintenance, protocols.Supervising)
+                   protocols.Admin, protocols.Maintenance, protocols.Supervising,
+                   protocols.Workflows)
 TX_PROTOCOLS = (protocols.ProducerTx, protocols.ClaimTx, protocols.OutcomeTx,
-                protocols.LeaseTx, protocols.CronTx, protocols.UpkeepTx, protocols.WriteTx)
+                protocols.LeaseTx, protocols.CronTx, protocols.UpkeepTx, protocols.WorkflowTx,
+                protocols.WriteTx)
 #: Store's own, SQLite-only: no second store has an apsw connection.
 SQLITE_ONLY = {"connection"}
 

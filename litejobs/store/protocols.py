@@ -8,6 +8,7 @@ Who calls what:
   ``explain``), the dashboard; they never write.
 - ``Admin``: an operator's ``cancel``, ``retry``, ``purge``, ``queues pause``.
 - ``Maintenance``: the supervisor's checkpointer and file watch, ``litejobs doctor``.
+- ``Workflows``: ``app.workflow().enqueue()``, tokens, ``WorkflowRun``, ``litejobs workflows``.
 - ``Supervising``: the supervisor's own reads and its write transactions, whose statements are
   the ``WriteTx`` protocols, split by the service that runs them (claims, outcomes, leases,
   cron, upkeep).
@@ -19,14 +20,18 @@ mypy (see the end of ``litejobs.store``) and by tests/test_store_ops.py.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, Protocol, TypeVar, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
 from litejobs.job import Attempt
 from litejobs.newjob import NewJob, NewJobs
 from litejobs.store.rows import QueueLimits, Row
 
+if TYPE_CHECKING:
+    from litejobs.store.flows import StepRow
+
 __all__ = ["Admin", "ClaimTx", "CronTx", "ExplainFacts", "LeaseTx", "Maintenance", "OutcomeTx",
-           "Producer", "ProducerTx", "Reads", "Supervising", "UpkeepTx", "WriteTx"]
+           "Producer", "ProducerTx", "Reads", "Supervising", "UpkeepTx", "WorkflowTx",
+           "Workflows", "WriteTx"]
 
 T = TypeVar("T")
 
@@ -56,7 +61,7 @@ class Reads(Protocol):
 
     def list_jobs(self, state: str | None = None, task: str | None = None,
                   queue: str | None = None, limit: int = 100,
-                  tag: str | None = None) -> list[Row]: ...
+                  tag: str | None = None, workflow: int | None = None) -> list[Row]: ...
 
     def attempts(self, job_id: int) -> list[Attempt]: ...
 
@@ -101,11 +106,39 @@ class Admin(Protocol):
 
     def retry(self, job_id: int, retries: int, now: float) -> bool: ...
 
-    def retry_many(self, ids: Sequence[int], retries: int, now: float) -> int: ...
+    def retry_many(self, ids: Sequence[int], retries: int, now: float,
+                   blocked: list[tuple[int, int | None, str]] | None = None) -> int: ...
 
     def purge(self, ids: Sequence[int]) -> int: ...
 
     def set_paused(self, queue: str, paused: bool) -> None: ...
+
+
+@runtime_checkable
+class Workflows(Protocol):
+    """Workflow runs and tokens outside the supervisor: writing a run, completing a token,
+    cancelling a run, and the reads of runs and edges."""
+
+    def write_run(self, name: str | None, steps: Sequence[StepRow], now: float,
+                  ) -> tuple[int, list[int]]: ...
+
+    def create_token(self, timeout: float | None, now: float) -> int: ...
+
+    def complete_token(self, token: int, data: str, now: float) -> str | None: ...
+
+    def cancel_run(self, run_id: int, reason: str, now: float) -> list[int]: ...
+
+    def run(self, run_id: int) -> Row | None: ...
+
+    def runs(self, limit: int = 50, state: str | None = None) -> list[Row]: ...
+
+    def run_sinks(self, run_id: int) -> list[int]: ...
+
+    def run_of(self, job_id: int) -> int | None: ...
+
+    def upstream_of(self, job_id: int) -> list[int]: ...
+
+    def downstream_of(self, job_id: int) -> list[int]: ...
 
 
 @runtime_checkable
@@ -222,7 +255,34 @@ class UpkeepTx(Protocol):
 
 
 @runtime_checkable
-class WriteTx(ProducerTx, ClaimTx, OutcomeTx, LeaseTx, CronTx, UpkeepTx, Protocol):
+class WorkflowTx(Protocol):
+    """A run's steps and edges, tokens, continuations, and the retry that revives steps (the
+    fan-in and the cascade are the schema's triggers, run by every transaction)."""
+
+    def insert_run(self, name: str | None, steps: Sequence[StepRow], now: float,
+                   workflow: int | None = None) -> tuple[int, list[int]]: ...
+
+    def create_token(self, timeout: float | None, now: float) -> int: ...
+
+    def complete_token(self, token: int, data: str, now: float) -> str | None: ...
+
+    def expire_tokens(self, now: float, limit: int = 500) -> int: ...
+
+    def continue_with(self, job_id: int, attempt: int, children: Sequence[NewJob],
+                      continuation: NewJob, delay: float | None, worker: str, started: float,
+                      now: float, name: str) -> bool: ...
+
+    def step_results(self, ids: Sequence[int]) -> dict[int, str]: ...
+
+    def blocked_steps(self, ids: Sequence[int]) -> list[tuple[int, int | None, str]]: ...
+
+    def revive(self, ids: Sequence[int]) -> int: ...
+
+    def prune_runs(self, before: float, limit: int = 500) -> int: ...
+
+
+@runtime_checkable
+class WriteTx(ProducerTx, ClaimTx, OutcomeTx, LeaseTx, CronTx, UpkeepTx, WorkflowTx, Protocol):
     """Everything one write transaction can do (what ``Supervising.write`` hands its ``fn``)."""
 
 
