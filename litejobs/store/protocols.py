@@ -11,7 +11,7 @@ Who calls what:
 - ``Workflows``: ``app.workflow().enqueue()``, tokens, ``WorkflowRun``, ``litejobs workflows``.
 - ``Supervising``: the supervisor's own reads and its write transactions, whose statements are
   the ``WriteTx`` protocols, split by the service that runs them (claims, outcomes, leases,
-  cron, upkeep).
+  cron, upkeep, workflows).
 
 ``Store`` (the SQLite store) satisfies every one; ``Tx`` every ``...Tx``. Both are checked by
 mypy (see the end of ``litejobs.store``) and by tests/test_store_ops.py.
