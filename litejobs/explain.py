@@ -14,6 +14,7 @@ from typing import Any
 from litejobs.config import Config, parse_rate
 from litejobs.job import iso
 from litejobs.store import RATE_MARGIN, Row, Store
+from litejobs.store.schema import TOKEN_TASK
 
 __all__ = ["Explanation", "explain"]
 
@@ -54,10 +55,17 @@ def explain(store: Store, job_id: int, config: Config,
         return say("running", f"running since {iso(job['started_at'])} (attempt "
                    f"{job['attempt']}, worker {job['leased_by']}, lease until "
                    f"{iso(job['lease_until'])})")
+    if state == "succeeded" and job.get("continuation") is not None:
+        nxt = job["continuation"]
+        return say("continued", f"finished succeeded at {iso(job['finished_at'])}, "
+                   f"returning litejobs.then: its result is job {nxt}'s (`litejobs explain "
+                   f"{nxt}`)", continuation=nxt)
     if state in ("succeeded", "failed", "cancelled"):
         last = f": {job['error']}" if job["error"] else ""
         return say(state, f"finished {state} at {iso(job['finished_at'])} after "
                    f"{job['attempt']} attempt(s){last}", error=job["error"])
+    if state == "waiting":
+        return _waiting(store, job, now, say, tasks)
     if tasks is not None and job["task"] not in tasks:
         return say("unknown_task", f"no worker can run it: the app has no task named "
                    f"{job['task']!r}; it will fail when claimed. Register it, or cancel it")
@@ -106,3 +114,51 @@ def _queued(store: Store, job: Row, config: Config, now: float,
     ahead = store.ahead_of(job)
     return say("waiting", f"queued, waiting for a free worker: {ahead} job(s) of queue "
                f"{queue!r} run before it", ahead=ahead)
+
+
+def _token_wait(token_id: int, expires_at: float | None, now: float) -> str:
+    if expires_at is None:
+        return f"waiting for `litejobs token complete {token_id}` (no timeout)"
+    if expires_at < now:
+        return (f"its timeout passed at {iso(expires_at)}: a running supervisor fails it "
+                "(and cancels what waits on it)")
+    return (f"waiting for `litejobs token complete {token_id}` until {iso(expires_at)} "
+            f"({expires_at - now:.0f} s from now; then it fails)")
+
+
+def _waiting(store: Store, job: Row, now: float, say: Callable[..., Explanation],
+             tasks: Collection[str] | None) -> Explanation:
+    """A token, or a workflow step whose upstream steps have not all succeeded."""
+    if job["task"] == TOKEN_TASK:
+        return say("token", "a token, " + _token_wait(job["id"], job["expires_at"], now),
+                   expires_at=iso(job["expires_at"]))
+    pending: list[tuple[int, str, str]] = []  # (id, state, task) of unfinished upstream steps
+    upstream = store.upstream_of(job["id"])
+    for up in dict.fromkeys(upstream):  # a step may list one upstream step twice
+        row = store.get_job(up)
+        if row is None:
+            pending.append((up, "pruned", "?"))
+        elif row["state"] != "succeeded":
+            pending.append((up, str(row["state"]), str(row["task"])))
+    details = {"upstream": upstream,
+               "waiting_on": [{"id": i, "state": st, "task": t} for i, st, t in pending]}
+    unknown = ""
+    if tasks is not None and job["task"] not in tasks:
+        unknown = (f"; then no worker can run it: the app has no task named {job['task']!r}. "
+                   "Register it, or cancel it")
+    if not pending:
+        return say("stuck", f"waiting, yet its {len(upstream)} upstream step(s) have all "
+                   "succeeded: it should have been queued in the transaction of the last "
+                   "success. Please report this; `litejobs cancel` and enqueue it again "
+                   "meanwhile" + unknown, **details)
+    shown = []
+    for i, st, t in pending[:5]:
+        if t == TOKEN_TASK:
+            token_row = store.get_job(i)
+            expires = None if token_row is None else token_row["expires_at"]
+            shown.append(f"token {i} ({_token_wait(i, expires, now)})")
+        else:
+            shown.append(f"job {i} ({t}, {st})")
+    more = f" and {len(pending) - 5} more" if len(pending) > 5 else ""
+    return say("waiting_upstream", f"waiting on {len(pending)} of its {len(set(upstream))} "
+               f"upstream step(s): {', '.join(shown)}{more}" + unknown, **details)

@@ -12,6 +12,7 @@ from litejobs.cli.admin import check, doctor, init, queues, stats
 from litejobs.cli.cron import cron
 from litejobs.cli.jobs import cancel, enqueue, explain, jobs, purge, retry, show
 from litejobs.cli.run import run
+from litejobs.cli.workflows import token, workflows
 
 __all__ = ["main"]
 
@@ -23,5 +24,5 @@ def main() -> None:
 
 
 for _command in (run, init, check, enqueue, jobs, show, retry, cancel, purge, queues, explain,
-                 stats, doctor, cron):
+                 stats, doctor, cron, workflows, token):
     main.add_command(_command)

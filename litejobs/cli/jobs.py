@@ -18,10 +18,14 @@ from litejobs.cli.common import (
     json_option,
     short,
 )
-from litejobs.job import iso
+from litejobs.cli.workflows import report_skipped, show_lines, step_facts
+from litejobs.job import State, iso, sources
 from litejobs.validate import INT64_MAX
 
 __all__ = ["cancel", "enqueue", "explain", "jobs", "purge", "retry", "show"]
+
+#: The states a job can be cancelled in.
+PENDING = [s.value for s in sources(State.CANCELLED)]
 
 
 @click.command()
@@ -66,13 +70,12 @@ def enqueue(config_path: str | None, database: str | None, task: str, app_spec: 
 
 @click.command()
 @common_options
-@click.option("--state", type=click.Choice(["scheduled", "queued", "running", "succeeded",
-                                            "failed", "cancelled"]))
+@click.option("--state", type=click.Choice([s.value for s in State]))
 @click.option("--task", help="Only jobs of this task.")
 @click.option("--queue", help="Only jobs of this queue.")
 @click.option("--tag", help="Only jobs with this tag.")
-@click.option("--workflow", help="Only jobs of this workflow run (none yet: workflows come "
-              "later).")
+@click.option("--workflow", help="Only the steps of this workflow run (its id: "
+              "`litejobs workflows`).")
 @click.option("--limit", type=click.IntRange(1, INT64_MAX), default=50, show_default=True)
 @json_option
 @errors
@@ -102,12 +105,16 @@ def jobs(config_path: str | None, database: str | None, state: str | None, task:
 @json_option
 @errors
 def show(config_path: str | None, database: str | None, job_id: int, as_json: bool) -> None:
-    """Show one job and its attempts."""
+    """Show one job and its attempts; for a workflow step, its run and the steps before and
+    after it."""
     ctx = Context(config_path, database)
-    job = job_or_fail(ctx.job_app(), job_id)
+    app = ctx.job_app()
+    job = job_or_fail(app, job_id)
     attempts = job.attempts()
+    facts = step_facts(app, job)
     if as_json:
         data = job.to_dict()
+        data.update(facts)
         data["attempts"] = [a.to_dict() for a in attempts]
         click.echo(json.dumps(data))
         return
@@ -123,6 +130,8 @@ def show(config_path: str | None, database: str | None, job_id: int, as_json: bo
         if key == "progress":
             shown = f"{value['fraction']:.0%} {value['message'] or ''}".rstrip()
         click.echo(f"{key:>13}: {shown}")
+    for line in show_lines(app, job, facts):
+        click.echo(line)
     for a in attempts:
         click.echo(f"  attempt {a.attempt}: {a.outcome} {iso(a.started_at) or ''} → "
                    f"{iso(a.finished_at) or ''} {short(a.error, 100)}")
@@ -167,8 +176,16 @@ def retry(config_path: str | None, database: str | None, job_id: int | None,
     app = ctx.job_app()
     if job_id is None:
         now = time.time()
-        bulk(app, "retry", list(states or ["failed"]), task, queue, since, yes,
-              lambda ids: app.store.retry_many(ids, retries, now))
+        stuck: list[tuple[int, int | None, str]] = []
+
+        def act(ids: list[int]) -> int:
+            blocked: list[tuple[int, int | None, str]] = []
+            done = app.store.retry_many(ids, retries, now, blocked)
+            stuck.extend(blocked)
+            return done
+
+        bulk(app, "retry", list(states or ["failed"]), task, queue, since, yes, act)
+        report_skipped(app, stuck)
         return
     job = job_or_fail(app, job_id)
     if not app.store.retry(job_id, retries, time.time()):
@@ -181,15 +198,15 @@ def retry(config_path: str | None, database: str | None, job_id: int | None,
 @click.command()
 @common_options
 @click.argument("job_id", type=JOB_ID, required=False)
-@click.option("--state", "states", type=click.Choice(["scheduled", "queued", "running"]),
-              multiple=True, help="Bulk: cancel jobs in this state (default: all three).")
+@click.option("--state", "states", type=click.Choice(PENDING), multiple=True,
+              help="Bulk: cancel jobs in this state (default: all four).")
 @filter_options
 @errors
 def cancel(config_path: str | None, database: str | None, job_id: int | None,
            states: tuple[str, ...], task: str | None, queue: str | None, since: str | None,
            yes: bool) -> None:
     """Cancel a job (JOB_ID), or every match of the filters: pending ones never run, running
-    ones are stopped."""
+    ones are stopped; the workflow steps waiting on a cancelled one are cancelled too."""
     ctx = Context(config_path, database)
     app = ctx.job_app()
     if job_id is None:
@@ -197,8 +214,7 @@ def cancel(config_path: str | None, database: str | None, job_id: int | None,
             raise fail("give a JOB_ID, or filters (--state, --task, --queue, --since) for a "
                         "bulk cancel")
         now = time.time()
-        bulk(app, "cancel", list(states or ["scheduled", "queued", "running"]), task, queue,
-              since, yes,
+        bulk(app, "cancel", list(states or PENDING), task, queue, since, yes,
               lambda ids: app.store.cancel_many(ids, "cancelled", now))
         return
     job = job_or_fail(app, job_id)
