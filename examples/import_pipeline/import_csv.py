@@ -42,7 +42,7 @@ def start(path: str, parts: int, pause: float) -> None:
     print(f"  approve: litejobs token complete {token.id} --data '{{\"approved\": true}}'")
 
 
-def bar(fraction: float, width: int = 20) -> str:
+def bar(fraction: float, width: int = 10) -> str:
     full = round(fraction * width)
     return "#" * full + "." * (width - full)
 
@@ -62,8 +62,8 @@ def watch(run_id: int, timeout: float) -> int:
             elif job.task == "litejobs.token" and job.state.value == "waiting":
                 line += (f" approve: litejobs token complete {job.id} "
                          "--data '{\"approved\": true}'")
-            if shown.get(job.id) != line:
-                shown[job.id] = line
+            if shown.get(job.id) != line.split("]")[0]:  # a new state, or bar moved
+                shown[job.id] = line.split("]")[0]
                 print(f"step {job.id:>4}  {line}", flush=True)
         if state != "running":
             break
