@@ -332,13 +332,13 @@ def test_bulk_retry_says_how_many_steps_it_skipped(env: Env) -> None:
     out = env.ok("retry", "--state", "cancelled", "-y").output
     assert "retry: 0 job(s)" in out
     assert "skipped 2 workflow step(s)" in out
-    assert f"2 still cancelled or failed: retry their upstream step ({a}, {b})" in out
+    assert f"2 stay cancelled or failed behind step(s) {a}, {b}: retry those" in out
     assert [env.state(b), env.state(c)] == ["cancelled", "cancelled"]
 
     out = env.ok("retry", "--state", "failed", "--state", "cancelled", "-y").output
     assert "retry: 1 job(s)" in out
     assert "skipped 2 workflow step(s)" in out and "2 of them wait again" in out
-    assert "still" not in out
+    assert "stay" not in out
     assert [env.state(a), env.state(b), env.state(c)] == ["queued", "waiting", "waiting"]
     run_until_idle(env.app)
     assert env.state(a) == "failed"  # boom fails again; the others are cancelled again

@@ -75,9 +75,8 @@ def _matching_ids(app: App, states: list[str], task: str | None, queue: str | No
 
 def bulk(app: App, verb: str, states: list[str], task: str | None, queue: str | None,
           since: str | None, yes: bool, act: Callable[[list[int]], int],
-          older_than: str | None = None) -> int:
-    """Count the matching jobs, confirm, then act on them in short batches with progress;
-    returns how many it acted on."""
+          older_than: str | None = None) -> None:
+    """Count the matching jobs, confirm, then act on them in short batches with progress."""
     cutoff = parse_since(since)
     before = parse_since(older_than, "--older-than")
     total = app.store.count_matching(states, task, queue, cutoff)
@@ -94,7 +93,7 @@ def bulk(app: App, verb: str, states: list[str], task: str | None, queue: str | 
         which += f" created before {iso(before)} (older than {older_than})"
     if total == 0:
         click.echo(f"no {kinds} jobs{which} match; nothing to {verb}")
-        return 0
+        return
     if not yes:
         click.confirm(f"{verb} {total} {kinds} job(s){which}?", abort=True)
     done = 0
@@ -104,4 +103,3 @@ def bulk(app: App, verb: str, states: list[str], task: str | None, queue: str | 
             click.echo(f"  {done}/{total}", err=True)
     app.ring(b"c" if verb == "cancel" else b"e")
     click.echo(f"{verb}: {done} job(s)")
-    return done

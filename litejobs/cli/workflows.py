@@ -180,9 +180,9 @@ def report_skipped(app: App, stuck: list[tuple[int, int | None, str]]) -> None:
             text += f"; {revived} of them wait again, behind an upstream step retried now"
         if still:
             ups = sorted({up for _, up in still if up is not None})
-            text += (f"; {len(still)} still cancelled or failed: retry their upstream step "
-                     f"({', '.join(map(str, ups[:5]))}{', …' if len(ups) > 5 else ''}) "
-                     "instead")
+            text += (f"; {len(still)} stay cancelled or failed behind step(s) "
+                     f"{', '.join(map(str, ups[:5]))}{', …' if len(ups) > 5 else ''}: retry "
+                     "those (what they cancelled waits again), or these once those succeeded")
         click.echo(text)
     if tokens:
         click.echo(f"skipped {len(tokens)} token(s) ({', '.join(map(str, tokens[:5]))}"
