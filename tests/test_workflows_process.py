@@ -1,0 +1,251 @@
+"""Workflows under real `litejobs run` processes (issue 12, "Process tests").
+
+A chord's steps travel to workers as "K" frames with their upstream results, and a
+``litejobs.then`` success comes back as a JSON frame; two supervisors that record the last two
+upstream successes of a step at the same moment make exactly one downstream job; a supervisor
+killed with SIGKILL right after a step's success was recorded loses no step, and the step
+downstream runs once after a restart.
+
+How often a step really ran is read from the log its task writes (``tests.apps.wfapp``: one
+``O_APPEND`` line per start and end), never from what litejobs says. Waiting is on conditions
+with deadlines (``wait_for``); the randomised test prints its seed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import litejobs
+from litejobs import State
+from tests.apps import wfapp
+from tests.conftest import SupervisorProcess, alive, clean_env, wait_for
+
+pytestmark = pytest.mark.timeout(180)
+
+APP_SPEC = "tests.apps.wfapp:app"
+
+
+class Harness:
+    """One test's database, task log, supervisors."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.dir = tmp_path
+        self.db = tmp_path / "wf.db"
+        self.log = tmp_path / "wf.log"
+        self.app = wfapp.make_app(self.db)
+        self.t = {name.split(".", 1)[1]: task for name, task in self.app.tasks.items()}
+        self.sups: list[SupervisorProcess] = []
+        self.cfg = tmp_path / "litejobs.toml"
+        self.cfg.write_text(f'app = "{APP_SPEC}"\ndatabase = {json.dumps(str(self.db))}\n'
+                            "lease = 5\n")
+
+    def start(self, workers: int = 2, queues: str | None = None) -> SupervisorProcess:
+        """Start `litejobs run` and return once it serves."""
+        n = len(self.sups)
+        log_path = self.dir / f"supervisor-{n}.log"
+        cmd = [sys.executable, "-m", "litejobs", "run", "--config", str(self.cfg),
+               "--workers", str(workers), "--grace", "5"]
+        if queues is not None:
+            cmd += ["--queues", queues]
+        with open(log_path, "wb") as log:
+            proc = subprocess.Popen(cmd, cwd=self.dir, env=clean_env(self.db),
+                                    stdin=subprocess.DEVNULL, stdout=log,
+                                    stderr=subprocess.STDOUT, start_new_session=True)
+        sup = SupervisorProcess(proc, log_path, time.monotonic())
+        self.sups.append(sup)
+        wait_for(lambda: "serving" in sup.output() or not sup.running(), 30,
+                 "litejobs run to start serving", details=sup.output)
+        assert sup.running(), sup.output()
+        return sup
+
+    def details(self) -> str:
+        parts = [f"--- supervisor {i} (exit {s.proc.returncode}) ---\n{s.output()[-4000:]}"
+                 for i, s in enumerate(self.sups)]
+        return "\n".join([*parts, f"--- stats: {self.app.stats()['states']}"])
+
+    def records(self) -> list[dict[str, Any]]:
+        try:
+            text = self.log.read_text()
+        except FileNotFoundError:
+            return []
+        return [json.loads(line) for line in text.splitlines(keepends=True)
+                if line.endswith("\n")]
+
+    def events(self, event: str, job_id: int | None = None,
+               task: str | None = None) -> list[dict[str, Any]]:
+        return [r for r in self.records() if r["event"] == event
+                and (job_id is None or r["id"] == job_id)
+                and (task is None or r["task"] == task)]
+
+    def wait_run(self, run: litejobs.WorkflowRun, timeout: float = 60.0) -> None:
+        wait_for(lambda: run.state != "running", timeout, f"workflow {run.id} to end",
+                 interval=0.02, details=self.details)
+        assert run.state == "succeeded", (run.counts(), self.details())
+
+    def close(self) -> None:
+        for sup in self.sups:
+            sup.kill_group()
+
+
+@pytest.fixture
+def h(tmp_path: Path, request: pytest.FixtureRequest) -> Any:
+    harness = Harness(tmp_path)
+    yield harness
+    harness.close()
+
+
+# --- (a) a chord and a continuation under one supervisor --------------------------------------
+
+
+def test_a_chord_of_20_steps_runs_its_fan_in_once_with_every_result_in_order(h: Any) -> None:
+    h.start(workers=2)
+    path = str(h.log)
+    # spread durations: steps end out of their order
+    calls = [h.t["step"].prepare(path, {"i": i}, 0.002 * ((7 * i) % 5)) for i in range(20)]
+    run = litejobs.chord(calls, then=h.t["fan_in"].prepare(path)).enqueue()
+    assert run.result(timeout=60) == [{"i": i} for i in range(20)]
+    h.wait_run(run)
+    jobs = run.jobs()
+    fan_in = jobs[-1]
+    assert fan_in.task == "wf.fan_in"
+    assert len(h.events("start", fan_in.id)) == 1
+    assert [a.outcome for a in fan_in.attempts()] == ["succeeded"]
+    # the fan-in started after every step had ended (the steps' own clocks)
+    last_end = max(r["t"] for r in h.events("end", task="wf.step"))
+    assert h.events("start", fan_in.id)[0]["t"] >= last_end
+    assert len({r["pid"] for r in h.events("end", task="wf.step")}) <= 2
+    assert run.counts() == {"succeeded": 21}
+
+
+def test_then_under_a_supervisor_follows_continuations(h: Any) -> None:
+    h.start(workers=2)
+    path = str(h.log)
+    parent = h.t["split"].enqueue(path, 5)
+    assert parent.result(timeout=60) == list(range(5))
+    assert parent.refresh().state is State.SUCCEEDED and parent.workflow is not None
+    # the parent ran once and no worker waited for its children: it ended before they began
+    (parent_start,) = h.events("start", parent.id)
+    assert len(h.app.jobs(workflow=parent.workflow)) == 1 + 5 + 1
+    first_child = min(r["t"] for r in h.events("start", task="wf.step"))
+    assert first_child >= parent_start["t"]
+    # chains of continuations: nest(3) -> nest(2) -> nest(1) -> nest(0) -> fan_in of 3
+    deep = h.t["nest"].enqueue(path, 3)
+    assert deep.result(timeout=60) == [0, 1, 2]
+    assert len(h.events("start", task="wf.nest")) == 4
+    # a then() step inside a workflow: the step after it sees the continuation's result
+    flow = h.app.workflow("split-in-flow")
+    a = flow.add(h.t["split"].prepare(path, 3))
+    flow.add(h.t["fan_in"].prepare(path), after=[a])
+    run = flow.enqueue()
+    assert run.result(timeout=60) == [[0, 1, 2]]
+
+
+# --- (b) two supervisors record the last two upstream successes at once ------------------------
+
+
+def test_two_supervisors_ending_the_last_two_upstream_steps_at_once_make_one_downstream_job(
+        h: Any) -> None:
+    # Supervisor 0 serves queue qa, supervisor 1 queue qb, both the default queue (the
+    # fan-ins'). Each round's upstream steps wait on one file, so they end within a
+    # millisecond, on both supervisors, whose transactions then record the two successes
+    # back to back: the second must ready the fan-in, and only it.
+    h.start(workers=2, queues="qa,default")
+    h.start(workers=2, queues="qb,default")
+    path = str(h.log)
+    rounds, per_round = 8, 2
+    runs: list[tuple[litejobs.WorkflowRun, Any, str]] = []
+    for r in range(rounds):
+        go = h.dir / f"go-{r}"
+        batch = []
+        for k in range(per_round):
+            flow = h.app.workflow(f"round-{r}-{k}")
+            a = flow.add(h.t["gate"].options(queue="qa").prepare(path, str(go), f"a{r}.{k}"))
+            b = flow.add(h.t["gate"].options(queue="qb").prepare(path, str(go), f"b{r}.{k}"))
+            fan = flow.add(h.t["fan_in"].prepare(path), after=[a, b])
+            batch.append((flow.enqueue(), fan, f"{r}.{k}"))
+        gates = 2 * per_round
+        wait_for(lambda: len(h.events("start", task="wf.gate")) >= gates * (r + 1), 30,
+                 f"round {r}'s {gates} gates to start on both supervisors",
+                 details=h.details)
+        go.touch()
+        for run, _, _ in batch:
+            h.wait_run(run)
+        runs += batch
+    for run, fan, label in runs:
+        starts = h.events("start", fan.id)
+        assert len(starts) == 1, f"fan-in {fan.id} of run {run.id} started {len(starts)} times"
+        assert starts[0]["results"] == [f"a{label}", f"b{label}"]
+        assert [a.outcome for a in h.app.get_job(fan.id).attempts()] == ["succeeded"]
+        assert len(run.jobs()) == 3  # no second downstream job
+    # both supervisors ran gates in every round (the simultaneity is real)
+    pids = {r["pid"] for r in h.events("end", task="wf.gate")}
+    assert len(pids) == 4
+    fan_ins = h.events("start", task="wf.fan_in")
+    assert len(fan_ins) == rounds * per_round
+
+
+# --- (c) kill -9 right after a step's success -------------------------------------------------
+
+
+def _succeeded(app: litejobs.App, ids: list[int]) -> int:
+    return sum(1 for i in ids if (j := app.get_job(i)) is not None
+               and j.state is State.SUCCEEDED)
+
+
+def test_kill_9_right_after_a_step_success_loses_no_step_and_runs_downstream_once(
+        h: Any) -> None:
+    seed = int(os.environ.get("LITEJOBS_TEST_SEED", random.randrange(2**32)))
+    print(f"seed {seed} (rerun with LITEJOBS_TEST_SEED={seed})")
+    rng = random.Random(seed)
+    path = str(h.log)
+    for rnd in range(4):
+        n = rng.randint(1, 4)
+        k = rng.randint(1, n)  # kill once k of the n upstream steps succeeded
+        spin = rng.uniform(0, 0.003)
+        flow = h.app.workflow(f"kill-{rnd}")
+        ups = [flow.add(h.t["step"].prepare(path, [rnd, i], rng.uniform(0, 0.05)))
+               for i in range(n)]
+        # the fan-in takes a while: if it starts before the kill, it cannot end before it
+        fan = flow.add(h.t["fan_in"].prepare(path, 0.3), after=ups)
+        after = flow.add(h.t["step"].prepare(path, "after"), after=[fan])
+        run = flow.enqueue()
+        ids = [s.id for s in ups]
+        sup = h.start(workers=2)
+        deadline = time.monotonic() + 30
+        while _succeeded(h.app, ids) < k:  # no sleep: kill as soon as it is in the file
+            assert time.monotonic() < deadline, h.details()
+        end = time.monotonic() + spin
+        while time.monotonic() < end:
+            pass
+        workers = sup.worker_pids()
+        os.kill(sup.pid, signal.SIGKILL)
+        sup.proc.wait(10)
+        sup.kill_group()  # its workers go with it
+        wait_for(lambda: not any(alive(p) for p in workers), 10, "the killed workers to exit")
+        at_kill = {s.id: h.app.get_job(s.id).state.value for s in (*ups, fan, after)}
+        print(f"round {rnd}: {n} upstream, killed after {k} succeeded (+{spin * 1000:.1f} ms):"
+              f" {at_kill}")
+        assert list(at_kill.values()).count("succeeded") >= k
+        h.start(workers=2)
+        h.wait_run(run)
+        assert run.result(timeout=1) == "after"
+        assert h.app.get_job(fan.id).result(0) == [[rnd, i] for i in range(n)]
+        for s in ups:
+            assert h.events("end", s.id), f"step {s.id} succeeded without running"
+        assert len(h.events("end", fan.id)) == 1, h.events("start", fan.id)
+        assert len(h.events("end", after.id)) == 1
+        assert len(run.jobs()) == n + 2
+        if at_kill[fan.id] == "waiting":
+            assert len(h.events("start", fan.id)) == 1  # ran once, after the restart
+        for sup in h.sups:
+            sup.kill_group()
