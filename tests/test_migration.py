@@ -12,9 +12,11 @@ import apsw
 import pytest
 
 import litejobs
+from litejobs.job import TRANSITIONS, State
 from litejobs.newjob import NewJob, NewJobs
 from litejobs.store import SCHEMA_VERSION, QueueLimits, Store
 from litejobs.store.schema import _LEGAL_MOVES, _STATES, APPLICATION_ID, MIGRATIONS
+from litejobs.testing import run_until_idle
 
 # The schema of version 1, word for word (its trigger and states are today's: they did not
 # change in version 2).
@@ -156,12 +158,12 @@ def _structure(path: Path) -> dict[str, Any]:
         conn.close()
 
 
-def make_v1(path: Path, jobs: int = 5) -> None:
+def make_v1(path: Path, jobs: int = 5, schema: str = V1_SCHEMA) -> None:
     """A version-1 file with ``jobs`` finished jobs (each with a failed attempt), a queued
     one, a running one, a cron entry whose last fire was a pruned job, and a supervisor."""
     conn = apsw.Connection(str(path))
     conn.execute("PRAGMA journal_mode = WAL")
-    conn.execute(V1_SCHEMA)
+    conn.execute(schema)
     conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
     conn.execute("PRAGMA user_version = 1")
     insert = ("INSERT INTO jobs (id, task, queue, state, args, kwargs, run_at, scheduled_at, "
@@ -238,12 +240,14 @@ def test_a_version_1_file_is_migrated_on_open_with_everything_intact(tmp_path: P
     assert new.id == 5 + 50 + 1
 
 
-def make_v2(path: Path) -> None:
+def make_v2(path: Path, schema: str = V1_SCHEMA) -> None:
     """A version-2 file: make_v1's, upgraded by the version 1 -> 2 migration alone."""
-    make_v1(path)
+    make_v1(path, schema=schema)
     conn = apsw.Connection(str(path))
     with conn:
-        conn.execute(MIGRATIONS[1])
+        migrate = MIGRATIONS[1]
+        assert isinstance(migrate, str)
+        conn.execute(migrate)
         conn.execute("PRAGMA user_version = 2")
     conn.close()
 
@@ -274,6 +278,97 @@ def test_a_version_2_file_is_migrated_to_3_keeping_jobs_and_taking_tags(
     assert app.store.purge([tagged + 1]) == 1
     assert _dump(old, "SELECT count(*) FROM job_tags") == [(0,)]
     assert _dump(old, "PRAGMA foreign_key_check") == []
+
+
+# Version 3's jobs table and transition trigger, as litejobs 3 wrote them: no state 'waiting'
+# (V1_SCHEMA spells today's states and moves; version 4 added 'waiting' to both).
+_V3_STATES = ", ".join(f"'{s.value}'" for s in State if s is not State.WAITING)
+_V3_MOVES = "\n     OR ".join(
+    f"(old.state = '{a.value}' AND new.state IN "
+    f"({', '.join(repr(b.value) for b in sorted(targets - {State.WAITING}))}))"
+    for a, targets in TRANSITIONS.items() if a is not State.WAITING and targets - {State.WAITING}
+)
+V3_BASE_SCHEMA = V1_SCHEMA.replace(f"CHECK (state IN ({_STATES}))",
+                                   f"CHECK (state IN ({_V3_STATES}))"
+                                   ).replace(_LEGAL_MOVES, _V3_MOVES)
+
+
+def make_v3(path: Path) -> None:
+    """A version-3 file: make_v1's (with version 3's states), upgraded by the version 1 -> 2
+    and 2 -> 3 migrations alone."""
+    make_v2(path, schema=V3_BASE_SCHEMA)
+    conn = apsw.Connection(str(path))
+    with conn:
+        migrate = MIGRATIONS[2]
+        assert isinstance(migrate, str)
+        conn.execute(migrate)
+        # the 1 -> 2 migration wrote today's moves into the trigger: version 3's instead
+        conn.execute("DROP TRIGGER jobs_transition")
+        conn.execute(f"""
+CREATE TRIGGER jobs_transition BEFORE UPDATE OF state ON jobs
+WHEN old.state != new.state AND NOT ({_V3_MOVES})
+BEGIN
+    SELECT RAISE(ABORT, 'litejobs: illegal state transition');
+END""")
+        conn.execute("PRAGMA user_version = 3")
+    conn.close()
+
+
+def test_a_version_3_file_is_migrated_to_4_keeping_jobs_and_taking_a_waiting_step(
+        tmp_path: Path) -> None:
+    old = tmp_path / "old.db"
+    make_v3(old)
+    assert "waiting" not in V3_BASE_SCHEMA
+    conn = apsw.Connection(str(old))
+    # truly a version-3 file: neither its CHECK nor its transition trigger knows 'waiting'
+    with pytest.raises(apsw.ConstraintError, match="CHECK"):
+        conn.execute("INSERT INTO jobs (id, task, queue, state, args, kwargs, run_at, "
+                     "scheduled_at, created_at, max_attempts) "
+                     "VALUES (999, 't', 'q', 'waiting', '[]', '{}', 0, 0, 0, 1)")
+    conn.execute("BEGIN")
+    conn.execute("UPDATE jobs SET state = 'cancelled' WHERE id = 6")
+    with pytest.raises(apsw.ConstraintError, match="illegal state transition"):
+        conn.execute("UPDATE jobs SET state = 'waiting' WHERE id = 6")  # legal in version 4
+    conn.execute("ROLLBACK")
+    conn.close()
+    jobs = _dump(old, f"SELECT {JOB_COLUMNS} FROM jobs ORDER BY id")
+    attempts = _dump(old, "SELECT * FROM attempts ORDER BY job_id, attempt")
+    cron = _dump(old, "SELECT * FROM cron_fires") + _dump(old, "SELECT * FROM cron_entries")
+    tags = _dump(old, "SELECT id, tags FROM jobs ORDER BY id")
+    app = litejobs.App(old)
+    job = app.get_job(1)  # opening migrates
+    assert job is not None and job.workflow is None and job.tags == []
+    assert _dump(old, "PRAGMA user_version") == [(SCHEMA_VERSION,)] and SCHEMA_VERSION == 4
+    assert _dump(old, f"SELECT {JOB_COLUMNS} FROM jobs ORDER BY id") == jobs
+    assert _dump(old, "SELECT * FROM attempts ORDER BY job_id, attempt") == attempts
+    assert _dump(old, "SELECT * FROM cron_fires") + _dump(
+        old, "SELECT * FROM cron_entries") == cron
+    assert _dump(old, "SELECT id, tags FROM jobs ORDER BY id") == tags
+    assert _dump(old, "SELECT count(*) FROM jobs WHERE workflow IS NOT NULL") == [(0,)]
+    assert _dump(old, "PRAGMA integrity_check") == [("ok",)]
+    assert _dump(old, "PRAGMA foreign_key_check") == []
+    fresh = tmp_path / "fresh.db"
+    Store(fresh).connection()
+    assert _structure(old) == _structure(fresh)
+    (jobs_sql,) = _dump(old, "SELECT sql FROM sqlite_schema WHERE name = 'jobs'")
+    assert f"CHECK (state IN ({_STATES}))" in jobs_sql[0]
+    # a workflow on the upgraded file: a step waits, the fan-in readies it, it runs
+    add = app.task(name="m.add", queue="wf", retries=0)(lambda a, b: a + b)
+    seen = app.task(name="m.seen", queue="wf", retries=0)(
+        lambda: litejobs.current_job().results())
+    run = litejobs.chain(add.prepare(1, 2), seen.prepare()).enqueue()
+    _, second = run.jobs()
+    assert second.state is State.WAITING
+    assert run_until_idle(app, queues=["wf"]).succeeded == 2
+    assert run.result(timeout=1) == [3]
+    # a version-3 job fails and is retried as before (moves that kept their meaning)
+    assert app.store.cancel(6, reason="x", now=NOW)
+    assert app.store.retry(6, 0, NOW) is True
+    assert app.get_job(6).state is State.QUEUED  # type: ignore[union-attr]
+    # and the file opens again as version 4, unchanged
+    assert litejobs.App(old).get_job(second.id) is not None
+    assert _dump(old, "PRAGMA user_version") == [(SCHEMA_VERSION,)]
+    assert _dump(old, "PRAGMA integrity_check") == [("ok",)]
 
 
 def test_a_failed_migration_leaves_the_version_1_file_as_it_was(tmp_path: Path) -> None:
