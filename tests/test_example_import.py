@@ -6,12 +6,14 @@ that fails the split, is fixed, and resumes with `retry`.
 
 from __future__ import annotations
 
+import ast
 import csv
 import importlib.util
 import itertools
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -178,3 +180,48 @@ def test_a_bad_file_fails_the_split_and_retry_resumes(pipeline: ModuleType,
     assert run.result(0)["rows"] == expected["rows"]
     figures = json.loads(Path(pipeline.published_path(str(orders))).read_text())
     assert figures["totals"] == expected["totals"]
+
+
+def test_the_readme_workflows_snippets_run_as_shown(tmp_path: Path) -> None:
+    """The README's Workflows section, which ends by pointing at this example: its python
+    blocks run in order against a real `litejobs run` (task definitions go into a module the
+    workers import, the rest into a script) and print what their comments say."""
+    text = (REPO / "README.md").read_text()
+    start = text.index("### Workflows\n")
+    section = text[start:text.index("\n### ", start + 1)]
+    defs, calls = [], []
+    for block in re.findall(r"```python\n(.*?)```", section, re.S):
+        lines = block.splitlines()
+        for node in ast.parse(block).body:
+            first = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])])
+            code = "\n".join(lines[first - 1:node.end_lineno])
+            (defs if isinstance(node, ast.FunctionDef) else calls).append(code)
+    assert len(defs) == 4 and calls
+    (tmp_path / "readme_tasks.py").write_text(
+        "import os\n\nimport litejobs\n\napp = litejobs.App(os.environ['LITEJOBS_TEST_DB'])\n\n"
+        + "\n\n".join(defs) + "\n")
+    (tmp_path / "driver.py").write_text(
+        "import litejobs\nfrom readme_tasks import *\n\n" + "\n".join(calls) + "\n")
+    db = tmp_path / "readme.db"
+    env = clean_env(db)
+    subprocess.run([sys.executable, "-c", "import readme_tasks; readme_tasks.app.stats()"],
+                   cwd=tmp_path, env=env, check=True, timeout=60)  # the file exists first
+    log_path = tmp_path / "supervisor.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "litejobs", "run", "--app", "readme_tasks:app",
+             "--workers", "2"], cwd=tmp_path, env=env, stdin=subprocess.DEVNULL,
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    sup = SupervisorProcess(proc, log_path, 0.0)
+    try:
+        out = subprocess.run([sys.executable, "driver.py"], cwd=tmp_path, env=env,
+                             capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, out.stderr + sup.output()
+        lines = out.stdout.splitlines()
+        assert lines[0] in ("1 running", "1 succeeded")  # read right after enqueue
+        fetch, total = "readme_tasks.fetch", "readme_tasks.total"
+        assert lines[1:] == ["35", str([(1, fetch, "succeeded"), (2, fetch, "succeeded"),
+                                        (3, total, "succeeded")]),
+                             "35", "35", "published 17"]
+    finally:
+        sup.kill_group()
