@@ -564,6 +564,22 @@ def test_prune_keeps_a_succeeded_upstream_step_until_its_downstream_ended(
     assert wf.app.jobs(workflow=run.id) == []
 
 
+@pytest.mark.xfail(strict=True, reason="core bug reported (issue 12): tx.prune deletes a job "
+                   "that returned litejobs.then once its retention passed, while its "
+                   "continuation has not ended; its job.result() then raises LookupError")
+def test_prune_keeps_a_then_parent_until_its_continuation_ended(wf: SimpleNamespace) -> None:
+    wf.app.task(name="wf.split_later", retries=0)(
+        lambda: litejobs.then([wf.add.options(delay=30 * 86400).prepare(1, 1)],
+                              wf.total.prepare()))
+    parent = wf.app.tasks["wf.split_later"].enqueue()
+    run_until_idle(wf.app)
+    assert parent.refresh().state is State.SUCCEEDED
+    # past the default retention (7 days); the child is due in 30
+    wf.app.store.write(lambda tx: tx.prune(time.time() + 8 * 86400, 500))
+    with pytest.raises(TimeoutError):  # still waiting for its continuation, not gone
+        parent.result(timeout=0)
+
+
 def test_workflow_building_refuses_bad_input(wf: SimpleNamespace) -> None:
     flow = wf.app.workflow()
     other = wf.app.workflow()

@@ -20,6 +20,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ import pytest
 
 import litejobs
 from litejobs import State
+from litejobs.workflows import Step
 from tests.apps import wfapp
 from tests.conftest import SupervisorProcess, alive, clean_env, wait_for
 
@@ -68,6 +70,12 @@ class Harness:
         assert sup.running(), sup.output()
         return sup
 
+    def job(self, job_id: int | None) -> litejobs.Job:
+        assert job_id is not None
+        job = self.app.get_job(job_id)
+        assert job is not None, f"job {job_id} is gone"
+        return job
+
     def details(self) -> str:
         parts = [f"--- supervisor {i} (exit {s.proc.returncode}) ---\n{s.output()[-4000:]}"
                  for i, s in enumerate(self.sups)]
@@ -98,7 +106,7 @@ class Harness:
 
 
 @pytest.fixture
-def h(tmp_path: Path, request: pytest.FixtureRequest) -> Any:
+def h(tmp_path: Path) -> Iterator[Harness]:
     harness = Harness(tmp_path)
     yield harness
     harness.close()
@@ -107,7 +115,7 @@ def h(tmp_path: Path, request: pytest.FixtureRequest) -> Any:
 # --- (a) a chord and a continuation under one supervisor --------------------------------------
 
 
-def test_a_chord_of_20_steps_runs_its_fan_in_once_with_every_result_in_order(h: Any) -> None:
+def test_a_chord_of_20_steps_runs_its_fan_in_once_with_every_result_in_order(h: Harness) -> None:
     h.start(workers=2)
     path = str(h.log)
     # spread durations: steps end out of their order
@@ -127,7 +135,7 @@ def test_a_chord_of_20_steps_runs_its_fan_in_once_with_every_result_in_order(h: 
     assert run.counts() == {"succeeded": 21}
 
 
-def test_then_under_a_supervisor_follows_continuations(h: Any) -> None:
+def test_then_under_a_supervisor_follows_continuations(h: Harness) -> None:
     h.start(workers=2)
     path = str(h.log)
     parent = h.t["split"].enqueue(path, 5)
@@ -154,16 +162,16 @@ def test_then_under_a_supervisor_follows_continuations(h: Any) -> None:
 
 
 def test_two_supervisors_ending_the_last_two_upstream_steps_at_once_make_one_downstream_job(
-        h: Any) -> None:
+        h: Harness) -> None:
     # Supervisor 0 serves queue qa, supervisor 1 queue qb, both the default queue (the
     # fan-ins'). Each round's upstream steps wait on one file, so they end within a
     # millisecond, on both supervisors, whose transactions then record the two successes
     # back to back: the second must ready the fan-in, and only it.
-    h.start(workers=2, queues="qa,default")
-    h.start(workers=2, queues="qb,default")
+    sup_a = h.start(workers=2, queues="qa,default")
+    sup_b = h.start(workers=2, queues="qb,default")
     path = str(h.log)
     rounds, per_round = 8, 2
-    runs: list[tuple[litejobs.WorkflowRun, Any, str]] = []
+    runs: list[tuple[litejobs.WorkflowRun, Step, Step, Step, str]] = []
     for r in range(rounds):
         go = h.dir / f"go-{r}"
         batch = []
@@ -172,26 +180,31 @@ def test_two_supervisors_ending_the_last_two_upstream_steps_at_once_make_one_dow
             a = flow.add(h.t["gate"].options(queue="qa").prepare(path, str(go), f"a{r}.{k}"))
             b = flow.add(h.t["gate"].options(queue="qb").prepare(path, str(go), f"b{r}.{k}"))
             fan = flow.add(h.t["fan_in"].prepare(path), after=[a, b])
-            batch.append((flow.enqueue(), fan, f"{r}.{k}"))
-        gates = 2 * per_round
-        wait_for(lambda: len(h.events("start", task="wf.gate")) >= gates * (r + 1), 30,
-                 f"round {r}'s {gates} gates to start on both supervisors",
-                 details=h.details)
+            batch.append((flow.enqueue(), a, b, fan, f"{r}.{k}"))
+        started = 2 * per_round * (r + 1)
+        wait_for(lambda: len(h.events("start", task="wf.gate")) >= started, 30,
+                 f"round {r}'s gates to start on both supervisors", details=h.details)
         go.touch()
-        for run, _, _ in batch:
+        for run, *_ in batch:
             h.wait_run(run)
         runs += batch
-    for run, fan, label in runs:
+    workers_a, workers_b = sup_a.worker_pids(), sup_b.worker_pids()
+    spreads = []
+    for run, a, b, fan, label in runs:
         starts = h.events("start", fan.id)
         assert len(starts) == 1, f"fan-in {fan.id} of run {run.id} started {len(starts)} times"
         assert starts[0]["results"] == [f"a{label}", f"b{label}"]
-        assert [a.outcome for a in h.app.get_job(fan.id).attempts()] == ["succeeded"]
+        assert [x.outcome for x in h.job(fan.id).attempts()] == ["succeeded"]
         assert len(run.jobs()) == 3  # no second downstream job
-    # both supervisors ran gates in every round (the simultaneity is real)
-    pids = {r["pid"] for r in h.events("end", task="wf.gate")}
-    assert len(pids) == 4
-    fan_ins = h.events("start", task="wf.fan_in")
-    assert len(fan_ins) == rounds * per_round
+        # each upstream step ran on its own supervisor
+        assert {r["pid"] for r in h.events("end", a.id)} <= workers_a
+        assert {r["pid"] for r in h.events("end", b.id)} <= workers_b
+        ends = [r["t"] for r in h.events("end", a.id) + h.events("end", b.id)]
+        spreads.append(max(ends) - min(ends))
+    print(f"the two upstream steps of a run ended {min(spreads) * 1000:.2f} to "
+          f"{max(spreads) * 1000:.2f} ms apart (median "
+          f"{sorted(spreads)[len(spreads) // 2] * 1000:.2f} ms)")
+    assert len(h.events("start", task="wf.fan_in")) == rounds * per_round
 
 
 # --- (c) kill -9 right after a step's success -------------------------------------------------
@@ -203,7 +216,7 @@ def _succeeded(app: litejobs.App, ids: list[int]) -> int:
 
 
 def test_kill_9_right_after_a_step_success_loses_no_step_and_runs_downstream_once(
-        h: Any) -> None:
+        h: Harness) -> None:
     seed = int(os.environ.get("LITEJOBS_TEST_SEED", random.randrange(2**32)))
     print(f"seed {seed} (rerun with LITEJOBS_TEST_SEED={seed})")
     rng = random.Random(seed)
@@ -219,7 +232,7 @@ def test_kill_9_right_after_a_step_success_loses_no_step_and_runs_downstream_onc
         fan = flow.add(h.t["fan_in"].prepare(path, 0.3), after=ups)
         after = flow.add(h.t["step"].prepare(path, "after"), after=[fan])
         run = flow.enqueue()
-        ids = [s.id for s in ups]
+        ids = [h.job(s.id).id for s in ups]
         sup = h.start(workers=2)
         deadline = time.monotonic() + 30
         while _succeeded(h.app, ids) < k:  # no sleep: kill as soon as it is in the file
@@ -232,14 +245,14 @@ def test_kill_9_right_after_a_step_success_loses_no_step_and_runs_downstream_onc
         sup.proc.wait(10)
         sup.kill_group()  # its workers go with it
         wait_for(lambda: not any(alive(p) for p in workers), 10, "the killed workers to exit")
-        at_kill = {s.id: h.app.get_job(s.id).state.value for s in (*ups, fan, after)}
+        at_kill = {s.id: h.job(s.id).state.value for s in (*ups, fan, after)}
         print(f"round {rnd}: {n} upstream, killed after {k} succeeded (+{spin * 1000:.1f} ms):"
               f" {at_kill}")
         assert list(at_kill.values()).count("succeeded") >= k
         h.start(workers=2)
         h.wait_run(run)
         assert run.result(timeout=1) == "after"
-        assert h.app.get_job(fan.id).result(0) == [[rnd, i] for i in range(n)]
+        assert h.job(fan.id).result(0) == [[rnd, i] for i in range(n)]
         for s in ups:
             assert h.events("end", s.id), f"step {s.id} succeeded without running"
         assert len(h.events("end", fan.id)) == 1, h.events("start", fan.id)
