@@ -564,9 +564,6 @@ def test_prune_keeps_a_succeeded_upstream_step_until_its_downstream_ended(
     assert wf.app.jobs(workflow=run.id) == []
 
 
-@pytest.mark.xfail(strict=True, reason="core bug reported (issue 12): tx.prune deletes a job "
-                   "that returned litejobs.then once its retention passed, while its "
-                   "continuation has not ended; its job.result() then raises LookupError")
 def test_prune_keeps_a_then_parent_until_its_continuation_ended(wf: SimpleNamespace) -> None:
     wf.app.task(name="wf.split_later", retries=0)(
         lambda: litejobs.then([wf.add.options(delay=30 * 86400).prepare(1, 1)],

@@ -261,14 +261,18 @@ SELECT id, task, attempt, max_attempts, interrupts, crashes, leased_by, started_
 FROM jobs WHERE state = 'running' AND leased_by LIKE ? ESCAPE '\\'
 """
 HELD_BY = "SELECT id, attempt FROM jobs WHERE state = 'running' AND leased_by LIKE ? ESCAPE '\\'"
-# A workflow step is kept while a step waiting on it has not ended: its result is that
-# step's input (current_job().results()).
+# A workflow step is kept while a step waiting on it has not ended (its result is that
+# step's input: current_job().results()), and a job that continued (litejobs.then) while its
+# run has a step not ended (its job.result() follows its continuations to the end).
 PRUNE = """
 DELETE FROM jobs WHERE id IN (
     SELECT id FROM jobs WHERE state IN ('succeeded', 'failed', 'cancelled') AND finished_at < ?
-      AND (workflow IS NULL OR NOT EXISTS (
+      AND (workflow IS NULL OR (NOT EXISTS (
           SELECT 1 FROM job_deps d JOIN jobs w ON w.id = d.job_id
-          WHERE d.upstream = jobs.id AND w.state NOT IN ('succeeded', 'failed', 'cancelled')))
+          WHERE d.upstream = jobs.id AND w.state NOT IN ('succeeded', 'failed', 'cancelled'))
+        AND (continuation IS NULL OR NOT EXISTS (
+          SELECT 1 FROM jobs r WHERE r.workflow = jobs.workflow
+          AND r.state NOT IN ('succeeded', 'failed', 'cancelled')))))
     ORDER BY finished_at LIMIT ?)
 """
 SELECT_CRON_ENTRY = (
