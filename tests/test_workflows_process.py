@@ -136,7 +136,7 @@ def test_a_chord_of_20_steps_runs_its_fan_in_once_with_every_result_in_order(h: 
 
 
 def test_then_under_a_supervisor_follows_continuations(h: Harness) -> None:
-    h.start(workers=2)
+    h.start(workers=1)  # a parent that held its worker while its children ran would hang
     path = str(h.log)
     parent = h.t["split"].enqueue(path, 5)
     assert parent.result(timeout=60) == list(range(5))
@@ -156,6 +156,30 @@ def test_then_under_a_supervisor_follows_continuations(h: Harness) -> None:
     flow.add(h.t["fan_in"].prepare(path), after=[a])
     run = flow.enqueue()
     assert run.result(timeout=60) == [[0, 1, 2]]
+
+
+def test_cancel_of_a_run_stops_its_running_step_under_a_supervisor(h: Harness) -> None:
+    h.start(workers=2)
+    path = str(h.log)
+    flow = h.app.workflow("to-cancel")
+    a = flow.add(h.t["step"].prepare(path, 1, 30))
+    b = flow.add(h.t["step"].prepare(path, 2), after=[a])
+    c = flow.add(h.t["step"].options(delay=600).prepare(path, 3))
+    run = flow.enqueue()
+    wait_for(lambda: h.events("start", a.id), 20, "the first step to start", details=h.details)
+    assert run.cancel() == 3
+    assert run.state == "cancelled"
+    assert [h.job(s.id).state for s in (a, b, c)] == [State.CANCELLED] * 3
+    with pytest.raises(litejobs.JobCancelled):
+        run.result(timeout=1)
+    # the worker running it (a 30 s sleep) is stopped, not left to finish; the pool serves on
+    (start,) = h.events("start", a.id)
+    wait_for(lambda: not alive(start["pid"]), 20, "the cancelled step's worker to be stopped",
+             details=h.details)
+    assert h.t["step"].enqueue(path, "next").result(timeout=20) == "next"
+    assert h.events("end", a.id) == []
+    assert [x.outcome for x in h.job(a.id).attempts()] == ["interrupted"]
+    assert [h.job(s.id).attempts() for s in (b, c)] == [[], []]
 
 
 # --- (b) two supervisors record the last two upstream successes at once ------------------------
