@@ -33,7 +33,7 @@ from litejobs.validate import (
     check_seconds,
     check_tags,
 )
-from litejobs.workflows import Token, Workflow, token_data
+from litejobs.workflows import Token, Workflow, WorkflowRun, token_data
 
 if TYPE_CHECKING:
     from litejobs.bell import Bell
@@ -340,6 +340,12 @@ class App:
     def workflow(self, name: str | None = None) -> Workflow:
         """A new workflow to build (``flow.add``) and enqueue in one transaction."""
         return Workflow(self, name)
+
+    def get_workflow(self, run_id: int) -> WorkflowRun | None:
+        """The enqueued workflow with this id (``run.id``), or None when there is none."""
+        run_id = int(run_id)
+        row = self.store.run(run_id) if 0 < run_id <= INT64_MAX else None
+        return None if row is None else WorkflowRun(self, run_id, row["name"])
 
     def create_token(self, timeout: float | None = None) -> Token:
         """A token steps may wait on until ``complete_token``; not completed within

@@ -231,7 +231,9 @@ class WorkflowRun:
 
     def cancel(self) -> int:
         """Cancel every step not yet ended (running ones are stopped); returns how many."""
-        ids = self.app.store.cancel_run(self.id, "cancelled (workflow cancelled)", time.time())
+        from litejobs.store.flows import RUN_CANCELLED
+
+        ids = self.app.store.cancel_run(self.id, RUN_CANCELLED, time.time())
         self.app.ring(b"c")
         return len(ids)
 

@@ -20,7 +20,10 @@ from litejobs.newjob import NewJob
 from litejobs.store.rows import _id_list
 from litejobs.store.schema import TOKEN_TASK
 
-__all__ = ["StepRow", "WorkflowsTxMixin", "run_state"]
+__all__ = ["RUN_CANCELLED", "StepRow", "WorkflowsTxMixin", "run_state"]
+
+#: The reason of the steps a run's cancel ended (``WorkflowRun.cancel``).
+RUN_CANCELLED = "cancelled (workflow cancelled)"
 
 INSERT_WORKFLOW = "INSERT INTO workflows (name, created_at) VALUES (?, ?)"
 _NEXT_ID = "(SELECT max(top, coalesce((SELECT max(id) FROM jobs), 0)) FROM job_ids)"
@@ -74,15 +77,16 @@ WHERE j.id IN (SELECT value FROM json_each(?)) AND j.workflow IS NOT NULL
       SELECT 1 FROM job_deps d JOIN jobs u ON u.id = d.upstream
       WHERE d.job_id = j.id AND u.state != 'succeeded'))
 """
-# Steps cancelled by an upstream step (jobs_cascade), downstream of the given ones, whose
-# upstream steps are none failed or cancelled any more: back to waiting. Run until nothing
-# changes, so each level sees the one above it revived.
-REVIVE = """
+# Steps cancelled by an upstream step (jobs_cascade) or by their run's cancel, downstream of
+# the given ones, whose upstream steps are none failed or cancelled any more: back to
+# waiting. Run until nothing changes, so each level sees the one above it revived.
+REVIVE = f"""
 UPDATE jobs SET state = 'waiting', error = NULL, finished_at = NULL,
     upstream_left = (SELECT count(DISTINCT d.upstream) FROM job_deps d
                      JOIN jobs u ON u.id = d.upstream
                      WHERE d.job_id = jobs.id AND u.state != 'succeeded')
-WHERE state = 'cancelled' AND error LIKE 'upstream step % %' AND id IN (
+WHERE state = 'cancelled' AND (error LIKE 'upstream step % %' OR error = '{RUN_CANCELLED}')
+  AND id IN (
     WITH RECURSIVE down (id) AS (
         SELECT d.job_id FROM job_deps d WHERE d.upstream IN (SELECT value FROM json_each(?))
         UNION
@@ -90,6 +94,12 @@ WHERE state = 'cancelled' AND error LIKE 'upstream step % %' AND id IN (
     SELECT id FROM down)
   AND NOT EXISTS (SELECT 1 FROM job_deps d JOIN jobs u ON u.id = d.upstream
                   WHERE d.job_id = jobs.id AND u.state IN ('failed', 'cancelled'))
+"""
+RESUME_RUNS = """
+UPDATE workflows SET cancelled_at = NULL
+WHERE cancelled_at IS NOT NULL AND id IN (
+    SELECT workflow FROM jobs WHERE id IN (SELECT value FROM json_each(?))
+    AND workflow IS NOT NULL AND state IN ('queued', 'scheduled', 'waiting'))
 """
 # The results of claimed steps' upstream steps, in the order of their `after`.
 STEP_RESULTS = """
@@ -260,7 +270,9 @@ class WorkflowsTxMixin:
                 for a, b, t in self.cursor.execute(BLOCKED_STEPS, (_id_list(ids),))]
 
     def revive(self, ids: Sequence[int]) -> int:
-        """Put the steps that ``ids`` (retried now) cancelled back to waiting."""
+        """Put the steps that ``ids`` (retried now) cancelled back to waiting; a cancelled
+        run of theirs is cancelled no more (a retry resumes it)."""
+        self.cursor.execute(RESUME_RUNS, (_id_list(ids),))
         total = 0
         while True:
             self.cursor.execute(REVIVE, (_id_list(ids),))
