@@ -286,3 +286,48 @@ def test_kill_9_right_after_a_step_success_loses_no_step_and_runs_downstream_onc
             assert len(h.events("start", fan.id)) == 1  # ran once, after the restart
         for sup in h.sups:
             sup.kill_group()
+
+
+def test_kill_9_right_after_a_then_success_loses_no_child_and_makes_none_twice(
+        h: Harness) -> None:
+    # The success of a task that returned litejobs.then writes its children and continuation
+    # in the same transaction: killed right after it, the restart runs each of them, once.
+    seed = int(os.environ.get("LITEJOBS_TEST_SEED", random.randrange(2**32)))
+    print(f"seed {seed} (rerun with LITEJOBS_TEST_SEED={seed})")
+    rng = random.Random(seed)
+    path = str(h.log)
+    for rnd in range(3):
+        n = rng.randint(1, 6)
+        spin = rng.uniform(0, 0.003)
+        parent = h.t["split"].enqueue(path, n)
+        sup = h.start(workers=2)
+        deadline = time.monotonic() + 30
+        while parent.refresh().state is not State.SUCCEEDED:  # no sleep: kill at once
+            assert time.monotonic() < deadline, h.details()
+        end = time.monotonic() + spin
+        while time.monotonic() < end:
+            pass
+        workers = sup.worker_pids()
+        os.kill(sup.pid, signal.SIGKILL)
+        sup.proc.wait(10)
+        sup.kill_group()
+        wait_for(lambda: not any(alive(p) for p in workers), 10, "the killed workers to exit")
+        workflow = parent.refresh().workflow
+        assert workflow is not None
+        at_kill = sorted((j.id, j.state.value) for j in h.app.jobs(workflow=workflow))
+        print(f"round {rnd}: {n} children, killed +{spin * 1000:.1f} ms after the parent's "
+              f"success: {at_kill}")
+        assert len(at_kill) == 1 + n + 1  # written with the success, all of them
+        h.start(workers=2)
+        assert parent.result(timeout=60) == list(range(n))
+        jobs = h.app.jobs(workflow=workflow)
+        assert len(jobs) == 1 + n + 1  # no second set of children
+        assert len(h.events("start", parent.id)) == 1  # the parent never ran again
+        (cont,) = [j for j in jobs if j.task == "wf.fan_in"]
+        assert len(h.events("end", cont.id)) == 1
+        for j in jobs:
+            assert j.state is State.SUCCEEDED, (j.id, j.state, j.error)
+            if j.task == "wf.step":
+                assert h.events("end", j.id), f"child {j.id} succeeded without running"
+        for s in h.sups:
+            s.kill_group()
