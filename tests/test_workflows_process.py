@@ -299,7 +299,8 @@ def test_kill_9_right_after_a_then_success_loses_no_child_and_makes_none_twice(
     for rnd in range(3):
         n = rng.randint(1, 6)
         spin = rng.uniform(0, 0.003)
-        parent = h.t["split"].enqueue(path, n)
+        # the continuation takes a while: if it starts before the kill, it cannot end before
+        parent = h.t["split"].enqueue(path, n, 0.3)
         sup = h.start(workers=2)
         deadline = time.monotonic() + 30
         while parent.refresh().state is not State.SUCCEEDED:  # no sleep: kill at once

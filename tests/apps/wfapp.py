@@ -69,14 +69,15 @@ def make_app(path: str | os.PathLike[str]) -> litejobs.App:
     app.task(name="wf.gate", **RETRY)(gate)
     fan_in_task = app.task(name="wf.fan_in", **RETRY)(fan_in)
 
-    def children(path: str, n: int) -> litejobs.Then:
+    def children(path: str, n: int, seconds: float = 0.0) -> litejobs.Then:
         return litejobs.then([step_task.prepare(path, i) for i in range(n)],
-                             fan_in_task.prepare(path))
+                             fan_in_task.prepare(path, seconds))
 
-    def split(path: str, n: int) -> litejobs.Then:
-        """Children ``step(path, i)`` for i < n, then ``fan_in(path)`` with their results."""
+    def split(path: str, n: int, seconds: float = 0.0) -> litejobs.Then:
+        """Children ``step(path, i)`` for i < n, then ``fan_in(path, seconds)`` with their
+        results."""
         _log(path, "start")
-        return children(path, n)
+        return children(path, n, seconds)
 
     def nest(path: str, depth: int) -> litejobs.Then:
         """``depth`` levels of continuations, each with one child; the last splits in 3."""
