@@ -518,6 +518,26 @@ def test_cancel_of_a_run_cancels_every_pending_step(wf: SimpleNamespace) -> None
     assert run.cancel() == 0
 
 
+@pytest.mark.xfail(strict=True, reason="core bug reported (issue 12): a token joins the first "
+                   "run that waits on it, and that run's cancel() cancels it, so another run "
+                   "waiting on the same token fails ('upstream step N cancelled') though "
+                   "nobody cancelled it, and the token can no longer be completed")
+def test_cancel_of_a_run_leaves_a_token_another_run_waits_on(wf: SimpleNamespace) -> None:
+    token = wf.app.create_token()
+    first = wf.app.workflow("first")
+    first.add(wf.results.prepare(), after=[token])
+    one = first.enqueue()
+    second = wf.app.workflow("second")
+    b = second.add(wf.results.prepare(), after=[token])
+    two = second.enqueue()
+    one.cancel()
+    assert one.state == "cancelled"
+    assert two.state == "running" and states(wf.app, b) == ["waiting"]
+    wf.app.complete_token(token, data="go")
+    run_until_idle(wf.app)
+    assert two.result(timeout=1) == ["go"]
+
+
 # --- refused at enqueue, listing, pruning ------------------------------------------------------
 
 
