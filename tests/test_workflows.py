@@ -406,6 +406,11 @@ def test_a_token_past_its_timeout_fails_and_cancels_what_waits_on_it(
     assert caught.value.job_id == token.id
     with pytest.raises(ValueError, match="can no longer be completed"):
         wf.app.complete_token(token, data=1)
+    with pytest.raises(ValueError, match="is a token, which is not retried"):
+        job(wf.app, token.id).retry()
+    with pytest.raises(ValueError, match=f"waits on step {token.id}"):
+        job(wf.app, a.id).retry()
+    assert states(wf.app, token, a, b) == ["failed", "cancelled", "cancelled"]
 
 
 def test_tokens_refuse_bad_input(wf: SimpleNamespace) -> None:
