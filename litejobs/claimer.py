@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
+from litejobs.bell import Bell
 from litejobs.config import Config, parse_rate
 from litejobs.dispatch import Dispatcher
 from litejobs.leases import Leases
@@ -46,6 +47,7 @@ class Claimer:
         self.next_slot: float | None = None  # when a rate-limited queue may start a job again
         self.poll_at = now  # monotonic
         self.progress_at = now  # monotonic: a transaction for progress alone may run from then
+        self.bell: Bell | None = None  # rings the other supervisors when steps became ready
 
     def step(self, now: float, mono: float, draining: bool) -> tuple[bool, list[Outcome]]:
         """One turn's transaction, if anything is due. Returns whether the fallback poll came
@@ -110,9 +112,13 @@ class Claimer:
         if claim:
             self.wake = len(rows) == len(slots)
         if any(o.a.step or o.kind == "then" for o in outcomes):
-            # a step's end may have readied steps (queued, or scheduled with a delay)
+            # A step's end may have readied steps (queued, or scheduled with a delay), maybe
+            # of a queue only another supervisor serves: it is rung like an enqueue rings it.
             self.wake = True
             self.due_stale = True
+            if self.bell is None:
+                self.bell = Bell(self.store.path)
+            self.bell.ring(b"e")
         for job_id, attempt in lost:
             self.dispatch.lost(job_id, attempt)
         self.dispatch.hand_out(rows, now)

@@ -37,7 +37,7 @@ class Outcome:
     traceback: str | None = None
     retry_at: float | None = None
     crashed: bool = False
-    #: kind "then": (children, (continuation, its delay)) as protocol decoded them
+    #: kind "then": ([(child, its delay), ...], (continuation, its delay)) as decoded
     then: Any = None
 
 

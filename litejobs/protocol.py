@@ -330,7 +330,7 @@ def _decode_then(msg: dict[str, Any], payload: bytes) -> dict[str, Any]:
         children, continuation = msg["then"]
         if type(msg["id"]) is not int or type(msg["attempt"]) is not int:
             raise ProtocolError("no id and attempt")
-        kids = [_new_job(c)[0] for c in children]
+        kids = [_new_job(c) for c in children]
         cont = _new_job(continuation)
     except (TypeError, ValueError, ProtocolError) as exc:
         raise ProtocolError(f"an unreadable then() success ({exc}): {payload[:200]!r}") from None

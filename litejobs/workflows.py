@@ -154,23 +154,25 @@ class Workflow:
                     after.append(("token", dep.call.id))
                 else:
                     after.append(("step", where[id(dep)]))
-            job, delay = step_job(app, call, now, bool(after), f"step {i} ({call.task})")
+            job, delay = step_job(app, call, now, f"step {i} ({call.task})")
             out.append(StepRow(job, after, delay))
         return out
 
 
-def step_job(app: App, call: Prepared, now: float, waits: bool, what: str,
+def step_job(app: App, call: Prepared, now: float, what: str,
              ) -> tuple[NewJob, float | None]:
-    """A step's job, validated; with upstream steps its delay counts from when it is ready
-    (returned apart, its run_at is now)."""
+    """A step's job, validated, and its delay apart (0 without one): the store counts it from
+    when the step is written, or ready when it has upstream steps, on the clock of whoever
+    writes that (so ``litejobs.testing.Clock`` holds for steps too). None for a step given an
+    absolute ``run_at``, which stays as it is."""
     o = call.options
     if o.key is not None or o.debounce is not None or (
             call.defaults is not None and call.defaults.unique_for is not None):
         raise ValueError(f"{what}: a workflow step cannot have a key, unique_for or debounce "
                          "(another job would stand in for it in the graph); enqueue it alone")
     delay = None
-    if waits and o.delay is not None:
-        delay = check_seconds("delay", o.delay)
+    if o.run_at is None:
+        delay = 0.0 if o.delay is None else check_seconds("delay", o.delay)
         call = replace(call, options=replace(o, delay=None))
     try:
         return app.build_job(call, now), delay
@@ -276,11 +278,11 @@ class WorkflowRun:
 def then_fields(app: App, value: Then, now: float) -> list[Any]:
     """A ``Then`` as the worker sends it: ``[[child, …], continuation]``, each job as the list
     of its fields (see ``protocol``). Raises TypeError/ValueError for a bad call."""
-    kids = [step_job(app, p, now, False, f"litejobs.then child {i} ({p.task})")[0]
+    kids = [step_job(app, p, now, f"litejobs.then child {i} ({p.task})")
             for i, p in enumerate(value.children)]
-    cont, delay = step_job(app, value.continuation, now, bool(kids),
+    cont, delay = step_job(app, value.continuation, now,
                            f"litejobs.then continuation ({value.continuation.task})")
-    return [[_fields(k, None) for k in kids], _fields(cont, delay)]
+    return [[_fields(k, d) for k, d in kids], _fields(cont, delay)]
 
 
 _FIELDS = ("task", "queue", "priority", "args", "kwargs", "run_at", "max_attempts", "timeout",

@@ -12,7 +12,7 @@ outside the supervisor.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import apsw
 
@@ -110,8 +110,11 @@ LEFT JOIN jobs u ON u.id = d.upstream
 GROUP BY d.job_id
 """
 CANCEL_RUN = "UPDATE workflows SET cancelled_at = ? WHERE id = ? AND cancelled_at IS NULL"
-RUN_PENDING = """
+# A token is left waiting: another run may wait on it too (what waits on it in this run is
+# cancelled anyway).
+RUN_PENDING = f"""
 SELECT id FROM jobs WHERE workflow = ? AND state IN ('waiting', 'scheduled', 'queued', 'running')
+  AND task != '{TOKEN_TASK}'
 ORDER BY id
 """
 SELECT_RUN = "SELECT id, name, created_at, cancelled_at FROM workflows WHERE id = ?"
@@ -141,8 +144,9 @@ DELETE FROM workflows WHERE id IN (
 
 @dataclass(slots=True)
 class StepRow:
-    """One step to write: its job, and what it waits on (``("step", index)`` for an earlier
-    step of this run, ``("token", id)`` for a token)."""
+    """One step to write: its job, what it waits on (``("step", index)`` for an earlier step
+    of this run, ``("token", id)`` for a token), and its delay, counted from when it is
+    written or, with upstream steps, ready (None: its job's run_at is absolute)."""
 
     job: NewJob
     after: Sequence[tuple[str, int]]
@@ -185,6 +189,9 @@ class WorkflowsTxMixin:
             waits = [(kind, ref) for kind, ref in step.after
                      if kind == "step" or tokens[ref] != "succeeded"]
             job = step.job
+            if step.delay is not None and not waits:  # ready now: its delay counts from now
+                job = replace(job, run_at=now + step.delay, expires_at=None if (
+                    job.expires_at is None) else job.expires_at - job.run_at + now + step.delay)
             state = "waiting" if waits else "scheduled" if job.run_at > now else "queued"
             cur.execute(INSERT_STEP, (
                 job.task, job.queue, state, job.priority, job.args, job.kwargs, job.run_at,
@@ -238,9 +245,10 @@ class WorkflowsTxMixin:
         self.cursor.execute(EXPIRE_TOKENS, (now, limit))
         return int(self.cursor.connection.changes())
 
-    def continue_with(self, job_id: int, attempt: int, children: Sequence[NewJob],
-                      continuation: NewJob, delay: float | None, worker: str, started: float,
-                      now: float, name: str) -> bool:
+    def continue_with(self, job_id: int, attempt: int,
+                      children: Sequence[tuple[NewJob, float | None]], continuation: NewJob,
+                      delay: float | None, worker: str, started: float, now: float,
+                      name: str) -> bool:
         """Record a success that returned ``litejobs.then``: its children (ready at once) and
         its continuation (waiting on all of them) join its run (a new one named ``name`` when
         it had none), its downstream steps wait on the continuation, and it ends succeeded.
@@ -250,7 +258,7 @@ class WorkflowsTxMixin:
         if row is None:
             return False
         workflow = row[0]
-        steps = [StepRow(child, ()) for child in children]
+        steps = [StepRow(child, (), child_delay) for child, child_delay in children]
         steps.append(StepRow(continuation, [("step", i) for i in range(len(children))],
                              delay))
         workflow, ids = self.insert_run(name, steps, now, workflow)

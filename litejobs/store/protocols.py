@@ -268,9 +268,10 @@ class WorkflowTx(Protocol):
 
     def expire_tokens(self, now: float, limit: int = 500) -> int: ...
 
-    def continue_with(self, job_id: int, attempt: int, children: Sequence[NewJob],
-                      continuation: NewJob, delay: float | None, worker: str, started: float,
-                      now: float, name: str) -> bool: ...
+    def continue_with(self, job_id: int, attempt: int,
+                      children: Sequence[tuple[NewJob, float | None]], continuation: NewJob,
+                      delay: float | None, worker: str, started: float, now: float,
+                      name: str) -> bool: ...
 
     def step_results(self, ids: Sequence[int]) -> dict[int, str]: ...
 

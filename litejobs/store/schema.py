@@ -152,6 +152,11 @@ ALTER TABLE jobs ADD COLUMN upstream_left INTEGER;
 #: completed (succeeded, its data the result) or its timeout passes (failed).
 TOKEN_TASK = "litejobs.token"
 
+# When a step becomes ready: its delay after the success that readied it (on the clock of
+# whoever recorded that success), or its absolute run_at (ready_delay NULL).
+_READY_AT = ("(CASE WHEN ready_delay IS NULL THEN max(run_at, new.finished_at) "
+             "ELSE new.finished_at + ready_delay END)")
+
 # Each edge: `job_id` starts once `upstream` succeeded; `position` orders its upstream results
 # (current_job().results()). Looked up both ways: a step's upstream, an upstream's steps.
 _WORKFLOWS = f"""
@@ -188,12 +193,10 @@ BEGIN
     UPDATE jobs SET upstream_left = upstream_left - 1
     WHERE state = 'waiting' AND id IN (SELECT job_id FROM job_deps WHERE upstream = new.id);
     UPDATE jobs SET
-        state = CASE WHEN max(run_at, new.finished_at + coalesce(ready_delay, 0))
-                          > new.finished_at THEN 'scheduled' ELSE 'queued' END,
-        run_at = max(run_at, new.finished_at + coalesce(ready_delay, 0)),
-        scheduled_at = max(run_at, new.finished_at + coalesce(ready_delay, 0)),
-        expires_at = expires_at - run_at
-                     + max(run_at, new.finished_at + coalesce(ready_delay, 0))
+        state = CASE WHEN {_READY_AT} > new.finished_at THEN 'scheduled' ELSE 'queued' END,
+        run_at = {_READY_AT},
+        scheduled_at = {_READY_AT},
+        expires_at = expires_at - run_at + {_READY_AT}
     WHERE state = 'waiting' AND task != '{TOKEN_TASK}'
       AND id IN (SELECT job_id FROM job_deps WHERE upstream = new.id)
       AND upstream_left <= 0
