@@ -319,7 +319,7 @@ def test_show_lists_at_most_twenty_neighbours_and_json_all(env: Env) -> None:
 
 def test_retry_of_a_step_behind_a_failed_one_is_refused_in_one_line(env: Env) -> None:
     a, b, c = failed_chain(env)
-    one_line_error(env("retry", c), f"job {c} waits on step {b}", f"retry {b} instead")
+    one_line_error(env("retry", c), f"job {c} waits on step {b}", f"retry {a} instead")  # the root failure
     one_line_error(env("retry", b), f"job {b} waits on step {a}")
     assert env.state(c) == "cancelled"
     out = env.ok("retry", a).output

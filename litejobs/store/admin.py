@@ -10,7 +10,7 @@ import apsw
 from litejobs.job import State
 from litejobs.store import sql
 from litejobs.store.connections import Connections
-from litejobs.store.rows import _id_list
+from litejobs.store.rows import _id_list, _scalar
 from litejobs.store.schema import TOKEN_TASK
 from litejobs.store.tx import Tx
 
@@ -62,8 +62,13 @@ class StoreAdmin(Connections):
             if task == TOKEN_TASK:
                 raise ValueError(f"job {job_id} is a token, which is not retried: create a new "
                                  "token (app.create_token) and enqueue the steps after it again")
+            # the cascade names the step that failed at the root: retrying that one resumes
+            # the whole branch, where the direct upstream step may be blocked itself
+            error = str(_scalar(self.connection(), "SELECT error FROM jobs WHERE id = ?",
+                                (job_id,)) or "")
+            root = error.split()[2] if error.startswith("upstream step ") else str(upstream)
             raise ValueError(f"job {job_id} waits on step {upstream}, which has not succeeded: "
-                             f"retry {upstream} instead (the steps it cancelled wait again)")
+                             f"retry {root} instead (the steps it cancelled wait again)")
         return done == 1
 
 
