@@ -319,7 +319,8 @@ def test_show_lists_at_most_twenty_neighbours_and_json_all(env: Env) -> None:
 
 def test_retry_of_a_step_behind_a_failed_one_is_refused_in_one_line(env: Env) -> None:
     a, b, c = failed_chain(env)
-    one_line_error(env("retry", c), f"job {c} waits on step {b}", f"retry {a} instead")  # the root failure
+    # c names the step that failed at the root, not b (blocked behind it too)
+    one_line_error(env("retry", c), f"job {c} waits on step {b}", f"retry {a} instead")
     one_line_error(env("retry", b), f"job {b} waits on step {a}")
     assert env.state(c) == "cancelled"
     out = env.ok("retry", a).output
