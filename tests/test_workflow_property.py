@@ -1,0 +1,512 @@
+"""Property tests of workflows (issue 12): random graphs of up to 50 steps with random failures,
+retries, tokens, continuations and (in the second test) supervisor kills.
+
+What must hold, checked against what the tasks themselves logged (``tests.apps.propapp``: one
+``O_APPEND`` line per start, success and failure, in the order they happened):
+
+- a step never starts before every step it waits on has succeeded (its start line comes after
+  the success line of the upstream attempt the database recorded, and the upstream results it
+  was given are exactly theirs); a step that is waiting or cancelled never started;
+- a step runs once it may: once idle, the state of every step is what a model of the graph
+  says (succeeded, failed, cancelled downstream of a failure, waiting only behind a token not
+  yet completed); nothing is queued, scheduled or running, and nothing waits for ever;
+- a fan-in runs exactly once: each succeeded step has exactly one success line for the attempt
+  recorded (under kill -9 an attempt whose success was not recorded yet may run again: that is
+  at-least-once; without kills there is no second run at all), and every continuation and child
+  exists once;
+- after fixing the failing tasks and retrying the failed steps (and completing the tokens left
+  open) the run resumes and ends as the model says, steps that had succeeded not run again.
+
+The in-process test is a hypothesis property (seed printed; ``LITEJOBS_PROP_SEED=N`` replays
+it); the supervisor test draws its graph and kill moments from ``random.Random(seed)`` (seed
+printed; the same variable replays it).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import seed as hypothesis_seed
+from hypothesis import strategies as st
+
+import litejobs
+from litejobs import State
+from litejobs.testing import Clock, run_until_idle
+from litejobs.workflows import Step, Token, WorkflowRun
+from tests.apps import propapp
+from tests.conftest import REPO, SupervisorProcess, clean_env, wait_for
+
+pytestmark = pytest.mark.timeout(180)
+
+SEED = int(os.environ.get("LITEJOBS_PROP_SEED") or random.randrange(2**32))
+FATES = ("pre", "mid", "expire", "late")  # a token: completed before enqueue, while it runs,
+#                                           never (it times out), or only after the retries
+KINDS = ("plain", "plain", "plain", "flaky", "delayed", "fanout")
+ENDED = ("succeeded", "failed", "cancelled")
+CANCEL_REASON = re.compile(r"upstream step (\d+) (failed|cancelled)")
+
+
+# --- graphs and the model of how they end ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StepSpec:
+    after: tuple[tuple[str, int], ...]  # ("step", earlier index) or ("token", token index)
+    kind: str  # plain, flaky (attempt 1 fails, retried), delayed, fanout (litejobs.then)
+    kids: int = 0  # a fanout's children
+    fail: str | None = None  # which part fails until fixed: "" (the step), ".c0", ".join"
+    sleep: float = 0.0
+
+
+@dataclass(frozen=True)
+class Graph:
+    steps: tuple[StepSpec, ...]
+    tokens: tuple[str, ...]  # each token's fate (FATES)
+
+    def failing(self) -> set[str]:
+        """Names of the tasks that fail until fixed (the marker files to write)."""
+        return {f"s{i}{s.fail}" for i, s in enumerate(self.steps) if s.fail is not None}
+
+    def used_tokens(self) -> set[int]:
+        return {k for s in self.steps for kind, k in s.after if kind == "token"}
+
+
+def build_graph(pick: Callable[[int, int], int], max_steps: int,
+                sleeps: Sequence[float] = (0.0,)) -> Graph:
+    """A random graph from ``pick(lo, hi)`` (an integer in [lo, hi]): hypothesis draws or a
+    seeded random.Random, so both tests share one generator."""
+    tokens = tuple(FATES[pick(0, len(FATES) - 1)] for _ in range(pick(0, 3)))
+    steps = []
+    for i in range(pick(1, max_steps)):
+        ups: list[tuple[str, int]] = []
+        for _ in range(pick(0, min(i, 4))):
+            j = pick(0, i - 1)
+            if ("step", j) not in ups:
+                ups.append(("step", j))
+        if tokens and pick(0, 4) == 0:
+            ups.insert(pick(0, len(ups)), ("token", pick(0, len(tokens) - 1)))
+        kind = KINDS[pick(0, len(KINDS) - 1)]
+        kids = pick(0, 3) if kind == "fanout" else 0
+        fail: str | None = None
+        if pick(0, 7) == 0:
+            parts = ["", ".join"] + ([".c0"] if kids else []) if kind == "fanout" else [""]
+            fail = parts[pick(0, len(parts) - 1)]
+        sleep = sleeps[pick(0, len(sleeps) - 1)]
+        steps.append(StepSpec(tuple(dict.fromkeys(ups)), kind, kids, fail, sleep))
+    return Graph(tuple(steps), tokens)
+
+
+@st.composite
+def graphs(draw: st.DrawFn, max_steps: int = 50) -> Graph:
+    return build_graph(lambda lo, hi: draw(st.integers(lo, hi)), max_steps)
+
+
+def model(graph: Graph, failing: set[str], tokens: dict[int, str]) -> dict[str, str]:
+    """The state every job of the run must be in once idle: ``{name: state}``. Steps are
+    ``s<i>``, a fanout's children ``s<i>.c<j>`` and continuation ``s<i>.join`` (present once
+    the fanout succeeded), tokens ``t<k>`` (those some step waits on)."""
+    out = {f"t{k}": tokens[k] for k in graph.used_tokens()}
+    seen: list[str] = []  # what the steps after each one see: a fanout's is its join's
+    for i, spec in enumerate(graph.steps):
+        ups = [seen[ref] if kind == "step" else tokens[ref] for kind, ref in spec.after]
+        name = f"s{i}"
+        if any(u in ("failed", "cancelled") for u in ups):
+            state = out[name] = "cancelled"
+        elif "waiting" in ups:
+            state = out[name] = "waiting"
+        elif name in failing:
+            state = out[name] = "failed"
+        else:
+            state = out[name] = "succeeded"
+            if spec.kind == "fanout":
+                kids = [f"{name}.c{j}" for j in range(spec.kids)]
+                for kid in kids:
+                    out[kid] = "failed" if kid in failing else "succeeded"
+                if any(out[k] == "failed" for k in kids):
+                    state = "cancelled"
+                elif f"{name}.join" in failing:
+                    state = "failed"
+                out[f"{name}.join"] = state
+        seen.append(state)
+    return out
+
+
+def run_state(expect: dict[str, str]) -> str:
+    states = set(expect.values())
+    if states & {"failed", "cancelled"}:
+        return "failed"
+    return "succeeded" if states == {"succeeded"} else "running"
+
+
+def value_of(name: str) -> str:
+    """What a job's downstream steps see as its result (a token's data is its name)."""
+    return name[: -len(".join")] if name.endswith(".join") else name
+
+
+# --- one run: building it, reading it, checking it --------------------------------------------
+
+
+class Harness:
+    """A graph enqueued on one database, its tokens, marker files and the tasks' log."""
+
+    def __init__(self, folder: Path, graph: Graph) -> None:
+        self.folder = folder
+        self.graph = graph
+        self.app = propapp.make_app(folder / "jobs.db")
+        self.step_task = self.app.tasks["prop.step"]
+        self.fanout_task = self.app.tasks["prop.fanout"]
+        self.tokens: dict[int, Token] = {}
+        self.token_state: dict[int, str] = {}
+        self.run: WorkflowRun | None = None
+        for name in graph.failing():
+            (folder / f"fail-{name}").touch()
+
+    def make_tokens(self, expire_after: Callable[[], float]) -> None:
+        for k, fate in enumerate(self.graph.tokens):
+            self.tokens[k] = self.app.create_token(
+                timeout=expire_after() if fate == "expire" else 10_000_000)
+            self.token_state[k] = "waiting"
+            if fate == "pre":
+                self.complete(k)
+
+    def complete(self, k: int) -> None:
+        self.app.complete_token(self.tokens[k], data=f"t{k}")
+        self.token_state[k] = "succeeded"
+
+    def enqueue(self) -> WorkflowRun:
+        flow = self.app.workflow(f"prop-{SEED}")
+        steps: list[Step] = []
+        for i, spec in enumerate(self.graph.steps):
+            after = [steps[ref] if kind == "step" else self.tokens[ref]
+                     for kind, ref in spec.after]
+            folder, name, flaky = str(self.folder), f"s{i}", spec.kind == "flaky"
+            if spec.kind == "fanout":
+                call = self.fanout_task.prepare(folder, name, spec.kids, sleep=spec.sleep)
+            elif spec.kind == "delayed":
+                call = self.step_task.options(delay=0.05).prepare(folder, name, name,
+                                                                   sleep=spec.sleep)
+            else:
+                call = self.step_task.prepare(folder, name, name, flaky=flaky, sleep=spec.sleep)
+            steps.append(flow.add(call, after=after))
+        self.run = flow.enqueue()
+        return self.run
+
+    def fix(self) -> None:
+        for name in self.graph.failing():
+            (self.folder / f"fail-{name}").unlink(missing_ok=True)
+
+    def records(self) -> list[dict[str, Any]]:
+        try:
+            text = (self.folder / "log").read_text()
+        except FileNotFoundError:
+            return []
+        return [json.loads(line) for line in text.splitlines(keepends=True)
+                if line.endswith("\n")]
+
+    def jobs(self) -> dict[str, litejobs.Job]:
+        """The run's jobs by name; fails on a name seen twice (a child or a continuation
+        written twice, a fan-in fired twice)."""
+        assert self.run is not None
+        names = {t.id: f"t{k}" for k, t in self.tokens.items()}
+        out: dict[str, litejobs.Job] = {}
+        for job in self.run.jobs():
+            name = names.get(job.id) or str(job.args[1])
+            assert name not in out, f"two jobs for {name}: {out[name].id} and {job.id}"
+            out[name] = job
+        return out
+
+    def pending(self) -> bool:
+        """Whether a job of the run is still to run (queued, scheduled or running)."""
+        assert self.run is not None
+        counts = self.run.counts()
+        return any(counts.get(s) for s in ("queued", "scheduled", "running"))
+
+    def check(self, expect: dict[str, str], *, killed: bool) -> dict[str, litejobs.Job]:
+        """Every invariant of the module docstring, once the run is idle; returns its jobs.
+        ``killed``: supervisors were killed, so an unrecorded attempt may have run again."""
+        assert self.run is not None
+        jobs = self.jobs()
+        got = {name: job.state.value for name, job in jobs.items()}
+        wrong = {n: (got.get(n), expect.get(n)) for n in set(got) | set(expect)
+                 if got.get(n) != expect.get(n)}
+        assert not wrong, f"(got, expected) states: {wrong}\nerrors: " + repr(
+            {n: jobs[n].error for n in wrong if n in jobs})
+        assert self.run.state == run_state(expect)
+        by_id = {job.id: (name, job) for name, job in jobs.items()}
+        ups = {job.id: self.app.store.upstream_of(job.id) for job in jobs.values()}
+
+        def ancestors(job_id: int) -> set[int]:
+            out: set[int] = set()
+            todo = list(ups[job_id])
+            while todo:
+                u = todo.pop()
+                if u not in out:
+                    out.add(u)
+                    todo.extend(ups[u])
+            return out
+
+        for name, job in jobs.items():
+            states = [by_id[u][1].state.value for u in ups[job.id]]
+            if job.state is State.WAITING and not name.startswith("t"):
+                # waits only while an upstream step has not ended (behind an open token)
+                assert not {"failed", "cancelled"} & set(states), (name, states)
+                assert "waiting" in states, (name, states)
+            if job.state is State.CANCELLED:
+                m = CANCEL_REASON.fullmatch(job.error or "")
+                assert m is not None, (name, job.error)
+                assert int(m[1]) in ancestors(job.id), (name, job.error)
+                assert {"failed", "cancelled"} & set(states), (name, job.error, states)
+            if job.state in (State.SUCCEEDED, State.FAILED) and not name.startswith("t"):
+                assert set(states) <= {"succeeded"}, (name, states)
+
+        records = self.records()
+        oks: dict[tuple[int, int], int] = {}
+        for at, r in enumerate(records):
+            if r["event"] == "ok":
+                oks.setdefault((r["id"], r["attempt"]), at)
+        for at, r in enumerate(records):
+            if r["event"] != "start" or r["id"] not in by_id:
+                continue
+            name, job = by_id[r["id"]]
+            assert job.state not in (State.WAITING, State.CANCELLED), (
+                f"{name} ({job.state.value}) started: {r}")
+            want = [value_of(by_id[u][0]) for u in ups[job.id]]
+            assert r["results"] == want, f"{name} attempt {r['attempt']} saw {r['results']}"
+            for u in ups[job.id]:
+                up_name, up = by_id[u]
+                if up_name.startswith("t"):
+                    continue  # a token's data in the results shows it was completed
+                done = oks.get((u, up.attempt))
+                assert done is not None and done < at, (
+                    f"{name} started (line {at}) before {up_name} attempt {up.attempt} "
+                    f"succeeded (line {done})")
+        for name, job in jobs.items():
+            if name.startswith("t"):
+                continue
+            mine = [r for r in records if r["id"] == job.id]
+            recorded = [r for r in mine if r["event"] == "ok" and r["attempt"] == job.attempt]
+            assert len(recorded) == (job.state is State.SUCCEEDED), (name, job.state, mine)
+            if not killed:  # no attempt was lost: one start per attempt, one success at most
+                assert [r["attempt"] for r in mine if r["event"] == "start"] == list(
+                    range(1, job.attempt + 1)), (name, mine)
+                assert sum(r["event"] == "ok" for r in mine) == len(recorded), (name, mine)
+        return jobs
+
+    def check_retries_refused(self, jobs: dict[str, litejobs.Job]) -> None:
+        """A cancelled step waits on one that has not succeeded, and a token is not retried:
+        both are refused, and nothing changes."""
+        for name, job in jobs.items():
+            if job.state is State.CANCELLED or (name.startswith("t")
+                                                and job.state is State.FAILED):
+                with pytest.raises(ValueError, match=r"waits on step|is a token"):
+                    job.retry()
+                assert job.refresh().state in (State.CANCELLED, State.FAILED)
+
+
+# --- in process: hypothesis --------------------------------------------------------------------
+
+
+def drain(h: Harness, clock: Clock) -> None:
+    """Run everything due, moving the clock on for back-offs and delays, until idle."""
+    for _ in range(10_000):
+        report = run_until_idle(h.app, clock=clock)
+        if not report.succeeded and not report.failed and not h.pending():
+            return
+        clock.advance(0.1)
+    pytest.fail("the run never became idle")
+
+
+@settings(max_examples=30, deadline=None, database=None, print_blob=True,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@hypothesis_seed(SEED)
+@given(graph=graphs(), data=st.data())
+def test_random_workflows_in_process(graph: Graph, data: st.DataObject) -> None:
+    print(f"seed={SEED} (replay: LITEJOBS_PROP_SEED={SEED})")
+    with tempfile.TemporaryDirectory() as tmp:
+        h = Harness(Path(tmp), graph)
+        clock = Clock(time.time() + 60)  # ahead of the real time enqueue and retry stamp
+        h.make_tokens(lambda: 5000)
+        h.enqueue()
+        drain(h, clock)
+        # the tokens completed while it runs, and the timeouts, in a drawn order
+        events = data.draw(st.permutations(
+            [k for k in h.tokens if graph.tokens[k] == "mid"] + ["expire"]))
+        for event in events:
+            if event == "expire":
+                clock.advance(6000)
+                for k, fate in enumerate(graph.tokens):
+                    if fate == "expire":
+                        h.token_state[k] = "failed"
+            else:
+                h.complete(int(event))
+            if data.draw(st.booleans()):
+                drain(h, clock)
+        drain(h, clock)
+        jobs = h.check(model(graph, graph.failing(), h.token_state), killed=False)
+        h.check_retries_refused(jobs)
+        before = {name: len([r for r in h.records() if r["id"] == job.id])
+                  for name, job in jobs.items() if job.state is State.SUCCEEDED}
+
+        # fixed: retry what failed, complete the tokens left open, in a drawn order
+        h.fix()
+        failed = [name for name, job in jobs.items()
+                  if job.state is State.FAILED and not name.startswith("t")]
+        late = [f"t{k}" for k in h.tokens if graph.tokens[k] == "late"]
+        for name in data.draw(st.permutations(failed + late)):
+            if name.startswith("t"):
+                h.complete(int(name[1:]))
+            else:
+                assert jobs[name].retry(), name
+            if data.draw(st.booleans()):
+                drain(h, clock)
+        drain(h, clock)
+        jobs = h.check(model(graph, set(), h.token_state), killed=False)
+        for name, n in before.items():
+            assert len([r for r in h.records() if r["id"] == jobs[name].id]) == n, (
+                f"{name} ran again after it had succeeded")
+
+
+# --- real supervisors, killed at random moments -----------------------------------------------
+
+
+class Supervisors:
+    """`litejobs run` processes on the harness's database, one at a time."""
+
+    def __init__(self, folder: Path, db: Path) -> None:
+        self.folder = folder
+        self.db = db
+        self.all: list[SupervisorProcess] = []
+        self.cfg = folder / "litejobs.toml"
+        # lease 2 s: rescue of a killed supervisor's jobs is at once anyway (its pid is gone);
+        # crash_limit high: a kill counts as a crash, and the model has no crash failures
+        self.cfg.write_text(f'app = "tests.apps.propapp:app"\ndatabase = "{db}"\n'
+                            'lease = 2\ncrash_limit = 1000\n')
+
+    @property
+    def current(self) -> SupervisorProcess:
+        return self.all[-1]
+
+    def start(self) -> SupervisorProcess:
+        log_path = self.folder / f"supervisor-{len(self.all)}.log"
+        cmd = [sys.executable, "-m", "litejobs", "run", "--config", str(self.cfg),
+               "--workers", "2"]
+        with open(log_path, "wb") as log:
+            proc = subprocess.Popen(cmd, cwd=REPO, env=clean_env(self.db),
+                                    stdin=subprocess.DEVNULL, stdout=log,
+                                    stderr=subprocess.STDOUT, start_new_session=True)
+        sup = SupervisorProcess(proc, log_path, time.monotonic())
+        self.all.append(sup)
+        wait_for(lambda: "serving" in sup.output() or not sup.running(), 30,
+                 "litejobs run to start serving", details=sup.output)
+        assert sup.running(), sup.output()
+        return sup
+
+    def kill(self, whole_group: bool) -> None:
+        """kill -9 the supervisor (alone: its workers notice and exit; or with them)."""
+        sup = self.current
+        if whole_group:
+            os.killpg(sup.pid, signal.SIGKILL)
+        else:
+            os.kill(sup.pid, signal.SIGKILL)
+        sup.proc.wait(10)
+
+    def details(self) -> str:
+        return "\n".join(f"--- supervisor {i} ---\n{s.output()[-3000:]}"
+                         for i, s in enumerate(self.all))
+
+    def stop_all(self) -> None:
+        for sup in self.all:
+            sup.kill_group()
+
+
+def run_killed(folder: Path, rng: random.Random) -> str:
+    """One random graph under `litejobs run`, kill -9ed at random moments while steps run;
+    returns a line saying what happened."""
+    folder.mkdir()
+    graph = build_graph(rng.randint, 30, sleeps=(0.0, 0.01, 0.03, 0.1))
+    h = Harness(folder, graph)
+    sups = Supervisors(folder, folder / "jobs.db")
+    kills: list[str] = []
+    try:
+        h.make_tokens(lambda: rng.uniform(0.3, 2.0))
+        sups.start()
+        run = h.enqueue()
+
+        def idle() -> bool:
+            expiring = [h.tokens[k].id for k in h.tokens if graph.tokens[k] == "expire"]
+            return not h.pending() and all(
+                getattr(h.app.get_job(t), "state", None) is State.FAILED for t in expiring)
+
+        def drive(actions: list[Callable[[], None]], kills_left: int) -> None:
+            """``actions`` in order, with kill -9s of the supervisor (alone, or with its
+            workers) at random moments among them while a step runs, then wait for idle."""
+            plan: list[Callable[[], None] | None] = [*actions, *([None] * kills_left)]
+            rng.shuffle(plan)
+            for action in plan:
+                if action is not None:
+                    action()
+                    continue
+                # a step started under this supervisor (the rows still running may be the
+                # killed one's, not yet rescued), or none is left to run
+                mark = len(h.records())
+                wait_for(lambda: any(r["event"] == "start" for r in h.records()[mark:])
+                         or idle(), 60, "a step to start", details=sups.details)
+                if idle():
+                    continue
+                time.sleep(rng.uniform(0.0, 0.08))  # in a step, or just after it
+                counts = run.counts()
+                kills.append(f"{counts.get('running', 0)}/{sum(counts.values())}")
+                sups.kill(whole_group=rng.random() < 0.5)
+                sups.start()
+            wait_for(idle, 90, "the run to be idle", interval=0.05, details=sups.details)
+
+        mid = [k for k in h.tokens if graph.tokens[k] == "mid"]
+        drive([lambda k=k: h.complete(k) for k in mid], rng.randint(2, 4))  # type: ignore[misc]
+        for k, fate in enumerate(graph.tokens):
+            if fate == "expire":
+                h.token_state[k] = "failed"
+        jobs = h.check(model(graph, graph.failing(), h.token_state), killed=True)
+        h.check_retries_refused(jobs)
+
+        h.fix()
+        failed = [job for name, job in jobs.items()
+                  if job.state is State.FAILED and not name.startswith("t")]
+        late = [k for k in h.tokens if graph.tokens[k] == "late"]
+        # retries: a kill under the retried attempt is a crash, which a plain retry() (no
+        # retries left) would end failed: legitimate, but not what the model says
+        actions: list[Callable[[], None]] = [
+            lambda j=j: j.retry(retries=50) and None for j in failed]  # type: ignore[misc]
+        actions += [lambda k=k: h.complete(k) for k in late]  # type: ignore[misc]
+        drive(actions, rng.randint(1, 3))
+        jobs = h.check(model(graph, set(), h.token_state), killed=True)
+    except BaseException:
+        print(sups.details())
+        raise
+    finally:
+        sups.stop_all()
+    recorded = {(j.id, j.attempt) for j in jobs.values() if j.state is State.SUCCEEDED}
+    lost = sum(r["event"] == "ok" and (r["id"], r["attempt"]) not in recorded
+               for r in h.records())
+    return (f"{len(graph.steps)} steps, {len(jobs)} jobs, {len(kills)} kills (running/jobs: "
+            f"{' '.join(kills)}), {lost} successes ran again (not yet recorded at a kill)")
+
+
+def test_random_workflows_under_supervisor_kills(tmp_path: Path) -> None:
+    print(f"seed={SEED} (replay: LITEJOBS_PROP_SEED={SEED})")
+    rng = random.Random(SEED)
+    for n in range(3):
+        print(f"graph {n}:", run_killed(tmp_path / f"graph-{n}", rng))
