@@ -6,7 +6,8 @@ What must hold, checked against what the tasks themselves logged (``tests.apps.p
 
 - a step never starts before every step it waits on has succeeded (its start line comes after
   the success line of the upstream attempt the database recorded, and the upstream results it
-  was given are exactly theirs); a step that is waiting or cancelled never started;
+  was given are exactly theirs); a step that is waiting, or was cancelled by an upstream
+  step, never started;
 - a step runs once it may: once idle, the state of every step is what a model of the graph
   says (succeeded, failed, cancelled downstream of a failure, waiting only behind a token not
   yet completed); nothing is queued, scheduled or running, and nothing waits for ever;
@@ -17,9 +18,11 @@ What must hold, checked against what the tasks themselves logged (``tests.apps.p
 - after fixing the failing tasks and retrying the failed steps (and completing the tokens left
   open) the run resumes and ends as the model says, steps that had succeeded not run again.
 
-The in-process test is a hypothesis property (seed printed; ``LITEJOBS_PROP_SEED=N`` replays
-it); the supervisor test draws its graph and kill moments from ``random.Random(seed)`` (seed
-printed; the same variable replays it).
+The in-process test is a hypothesis property (also: steps cancelled by hand at random moments,
+then retried); the other runs random graphs under `litejobs run` processes kill -9ed while
+steps run, with their kill moments from ``random.Random(seed)``. Both print the seed;
+``LITEJOBS_PROP_SEED=N`` replays it, ``LITEJOBS_PROP_EXAMPLES=N`` (default 80) runs N
+hypothesis examples and N/16 graphs under kills, for a longer soak.
 """
 
 from __future__ import annotations
@@ -50,9 +53,11 @@ from litejobs.workflows import Step, Token, WorkflowRun
 from tests.apps import propapp
 from tests.conftest import REPO, SupervisorProcess, clean_env, wait_for
 
-pytestmark = pytest.mark.timeout(180)
-
 SEED = int(os.environ.get("LITEJOBS_PROP_SEED") or random.randrange(2**32))
+EXAMPLES = int(os.environ.get("LITEJOBS_PROP_EXAMPLES") or 80)  # more for a soak run
+GRAPHS = max(1, EXAMPLES // 16)  # under supervisors killed
+
+pytestmark = pytest.mark.timeout(max(180, 30 * GRAPHS))
 FATES = ("pre", "mid", "expire", "late")  # a token: completed before enqueue, while it runs,
 #                                           never (it times out), or only after the retries
 KINDS = ("plain", "plain", "plain", "flaky", "delayed", "fanout")
@@ -115,16 +120,18 @@ def graphs(draw: st.DrawFn, max_steps: int = 50) -> Graph:
     return build_graph(lambda lo, hi: draw(st.integers(lo, hi)), max_steps)
 
 
-def model(graph: Graph, failing: set[str], tokens: dict[int, str]) -> dict[str, str]:
+def model(graph: Graph, failing: set[str], tokens: dict[int, str],
+          cancelled: set[str] = frozenset()) -> dict[str, str]:  # type: ignore[assignment]
     """The state every job of the run must be in once idle: ``{name: state}``. Steps are
     ``s<i>``, a fanout's children ``s<i>.c<j>`` and continuation ``s<i>.join`` (present once
-    the fanout succeeded), tokens ``t<k>`` (those some step waits on)."""
+    the fanout succeeded), tokens ``t<k>`` (those some step waits on). ``cancelled``: steps
+    cancelled by hand before they ran."""
     out = {f"t{k}": tokens[k] for k in graph.used_tokens()}
     seen: list[str] = []  # what the steps after each one see: a fanout's is its join's
     for i, spec in enumerate(graph.steps):
         ups = [seen[ref] if kind == "step" else tokens[ref] for kind, ref in spec.after]
         name = f"s{i}"
-        if any(u in ("failed", "cancelled") for u in ups):
+        if name in cancelled or any(u in ("failed", "cancelled") for u in ups):
             state = out[name] = "cancelled"
         elif "waiting" in ups:
             state = out[name] = "waiting"
@@ -172,6 +179,8 @@ class Harness:
         self.tokens: dict[int, Token] = {}
         self.token_state: dict[int, str] = {}
         self.run: WorkflowRun | None = None
+        self.steps: list[Step] = []
+        self.cancelled: set[str] = set()  # steps cancelled by hand before they ran
         for name in graph.failing():
             (folder / f"fail-{name}").touch()
 
@@ -203,7 +212,15 @@ class Harness:
                 call = self.step_task.prepare(folder, name, name, flaky=flaky, sleep=spec.sleep)
             steps.append(flow.add(call, after=after))
         self.run = flow.enqueue()
+        self.steps = steps
         return self.run
+
+    def cancel(self, i: int) -> None:
+        """Cancel step ``i`` by hand (if it has not ended)."""
+        job = self.app.get_job(self.steps[i].id or 0)
+        assert job is not None
+        if job.cancel():
+            self.cancelled.add(f"s{i}")
 
     def fix(self) -> None:
         for name in self.graph.failing():
@@ -235,9 +252,11 @@ class Harness:
         counts = self.run.counts()
         return any(counts.get(s) for s in ("queued", "scheduled", "running"))
 
-    def check(self, expect: dict[str, str], *, killed: bool) -> dict[str, litejobs.Job]:
+    def check(self, expect: dict[str, str], *, killed: bool,
+              retried: bool = False) -> dict[str, litejobs.Job]:
         """Every invariant of the module docstring, once the run is idle; returns its jobs.
-        ``killed``: supervisors were killed, so an unrecorded attempt may have run again."""
+        ``killed``: supervisors were killed, so an unrecorded attempt may have run again;
+        ``retried``: failed steps were retried."""
         assert self.run is not None
         jobs = self.jobs()
         got = {name: job.state.value for name, job in jobs.items()}
@@ -265,11 +284,15 @@ class Harness:
                 # waits only while an upstream step has not ended (behind an open token)
                 assert not {"failed", "cancelled"} & set(states), (name, states)
                 assert "waiting" in states, (name, states)
-            if job.state is State.CANCELLED:
+            if job.state is State.CANCELLED and name in self.cancelled:
+                assert job.error == "cancelled", (name, job.error)
+            elif job.state is State.CANCELLED:
                 m = CANCEL_REASON.fullmatch(job.error or "")
                 assert m is not None, (name, job.error)
-                assert int(m[1]) in ancestors(job.id), (name, job.error)
                 assert {"failed", "cancelled"} & set(states), (name, job.error, states)
+                if not retried:  # (a retry may leave the reason naming a step now fixed)
+                    assert int(m[1]) in ancestors(job.id), (name, job.error)
+                    assert by_id[int(m[1])][1].state.value == m[2], (name, job.error)
             if job.state in (State.SUCCEEDED, State.FAILED) and not name.startswith("t"):
                 assert set(states) <= {"succeeded"}, (name, states)
 
@@ -282,8 +305,9 @@ class Harness:
             if r["event"] != "start" or r["id"] not in by_id:
                 continue
             name, job = by_id[r["id"]]
-            assert job.state not in (State.WAITING, State.CANCELLED), (
-                f"{name} ({job.state.value}) started: {r}")
+            if name not in self.cancelled:  # (cancelled by hand in a retry's back-off)
+                assert job.state not in (State.WAITING, State.CANCELLED), (
+                    f"{name} ({job.state.value}) started: {r}")
             want = [value_of(by_id[u][0]) for u in ups[job.id]]
             assert r["results"] == want, f"{name} attempt {r['attempt']} saw {r['results']}"
             for u in ups[job.id]:
@@ -310,14 +334,22 @@ class Harness:
         """A cancelled step waits on one that has not succeeded, and a token is not retried:
         both are refused, and nothing changes."""
         for name, job in jobs.items():
-            if job.state is State.CANCELLED or (name.startswith("t")
-                                                and job.state is State.FAILED):
+            if (job.state is State.CANCELLED and CANCEL_REASON.fullmatch(job.error or "")) or (
+                    name.startswith("t") and job.state is State.FAILED):
                 with pytest.raises(ValueError, match=r"waits on step|is a token"):
                     job.retry()
                 assert job.refresh().state in (State.CANCELLED, State.FAILED)
 
 
 # --- in process: hypothesis --------------------------------------------------------------------
+
+
+def some(h: Harness, clock: Clock, attempts: int | None) -> None:
+    """Run ``attempts`` attempts of what is due (None: everything, until idle)."""
+    if attempts is None:
+        drain(h, clock)
+    elif attempts:
+        run_until_idle(h.app, clock=clock, max_jobs=attempts)
 
 
 def drain(h: Harness, clock: Clock) -> None:
@@ -330,7 +362,7 @@ def drain(h: Harness, clock: Clock) -> None:
     pytest.fail("the run never became idle")
 
 
-@settings(max_examples=30, deadline=None, database=None, print_blob=True,
+@settings(max_examples=EXAMPLES, deadline=None, database=None, print_blob=True,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @hypothesis_seed(SEED)
 @given(graph=graphs(), data=st.data())
@@ -341,22 +373,25 @@ def test_random_workflows_in_process(graph: Graph, data: st.DataObject) -> None:
         clock = Clock(time.time() + 60)  # ahead of the real time enqueue and retry stamp
         h.make_tokens(lambda: 5000)
         h.enqueue()
-        drain(h, clock)
-        # the tokens completed while it runs, and the timeouts, in a drawn order
-        events = data.draw(st.permutations(
-            [k for k in h.tokens if graph.tokens[k] == "mid"] + ["expire"]))
-        for event in events:
+        # the tokens completed while it runs, the timeouts and a few cancels, in a drawn
+        # order, with some or all of what is due run between them
+        cancels = [f"c{data.draw(st.integers(0, len(graph.steps) - 1))}"
+                   for _ in range(data.draw(st.integers(0, 2)))]
+        mid = [str(k) for k in h.tokens if graph.tokens[k] == "mid"]
+        for event in data.draw(st.permutations([*mid, "expire", *cancels])):
+            some(h, clock, data.draw(st.sampled_from((0, 1, 3, 10, None))))
             if event == "expire":
                 clock.advance(6000)
                 for k, fate in enumerate(graph.tokens):
                     if fate == "expire":
                         h.token_state[k] = "failed"
+            elif event.startswith("c"):
+                h.cancel(int(event[1:]))
             else:
                 h.complete(int(event))
-            if data.draw(st.booleans()):
-                drain(h, clock)
         drain(h, clock)
-        jobs = h.check(model(graph, graph.failing(), h.token_state), killed=False)
+        jobs = h.check(model(graph, graph.failing(), h.token_state, h.cancelled),
+                       killed=False)
         h.check_retries_refused(jobs)
         before = {name: len([r for r in h.records() if r["id"] == job.id])
                   for name, job in jobs.items() if job.state is State.SUCCEEDED}
@@ -370,11 +405,23 @@ def test_random_workflows_in_process(graph: Graph, data: st.DataObject) -> None:
             if name.startswith("t"):
                 h.complete(int(name[1:]))
             else:
-                assert jobs[name].retry(), name
-            if data.draw(st.booleans()):
-                drain(h, clock)
+                assert jobs[name].retry(retries=1), name  # (a flaky step needs one)
+            some(h, clock, data.draw(st.sampled_from((0, 1, 3, None))))
         drain(h, clock)
-        jobs = h.check(model(graph, set(), h.token_state), killed=False)
+        # the steps cancelled by hand, upstream first: refused while an upstream step has
+        # not succeeded (behind a token that timed out)
+        expect = model(graph, set(), h.token_state)
+        for name in sorted(h.cancelled, key=lambda n: int(n[1:])):
+            blocked = [u for u in h.app.store.upstream_of(jobs[name].id)
+                       if getattr(h.app.get_job(u), "state", None) is not State.SUCCEEDED]
+            if blocked:
+                with pytest.raises(ValueError, match=r"waits on step"):
+                    jobs[name].retry()
+                assert expect[name] == "cancelled"
+            else:
+                assert jobs[name].retry(retries=1), name  # (a flaky step needs one)
+                drain(h, clock)
+        jobs = h.check(expect, killed=False, retried=True)
         for name, n in before.items():
             assert len([r for r in h.records() if r["id"] == jobs[name].id]) == n, (
                 f"{name} ran again after it had succeeded")
@@ -437,7 +484,7 @@ def run_killed(folder: Path, rng: random.Random) -> str:
     """One random graph under `litejobs run`, kill -9ed at random moments while steps run;
     returns a line saying what happened."""
     folder.mkdir()
-    graph = build_graph(rng.randint, 30, sleeps=(0.0, 0.01, 0.03, 0.1))
+    graph = build_graph(rng.randint, 40, sleeps=(0.0, 0.01, 0.03, 0.1))
     h = Harness(folder, graph)
     sups = Supervisors(folder, folder / "jobs.db")
     kills: list[str] = []
@@ -467,7 +514,7 @@ def run_killed(folder: Path, rng: random.Random) -> str:
                          or idle(), 60, "a step to start", details=sups.details)
                 if idle():
                     continue
-                time.sleep(rng.uniform(0.0, 0.08))  # in a step, or just after it
+                time.sleep(rng.uniform(0.0, 0.12))  # in a step, or just after it
                 counts = run.counts()
                 kills.append(f"{counts.get('running', 0)}/{sum(counts.values())}")
                 sups.kill(whole_group=rng.random() < 0.5)
@@ -475,7 +522,7 @@ def run_killed(folder: Path, rng: random.Random) -> str:
             wait_for(idle, 90, "the run to be idle", interval=0.05, details=sups.details)
 
         mid = [k for k in h.tokens if graph.tokens[k] == "mid"]
-        drive([lambda k=k: h.complete(k) for k in mid], rng.randint(2, 4))  # type: ignore[misc]
+        drive([lambda k=k: h.complete(k) for k in mid], rng.randint(2, 5))  # type: ignore[misc]
         for k, fate in enumerate(graph.tokens):
             if fate == "expire":
                 h.token_state[k] = "failed"
@@ -492,7 +539,7 @@ def run_killed(folder: Path, rng: random.Random) -> str:
             lambda j=j: j.retry(retries=50) and None for j in failed]  # type: ignore[misc]
         actions += [lambda k=k: h.complete(k) for k in late]  # type: ignore[misc]
         drive(actions, rng.randint(1, 3))
-        jobs = h.check(model(graph, set(), h.token_state), killed=True)
+        jobs = h.check(model(graph, set(), h.token_state), killed=True, retried=True)
     except BaseException:
         print(sups.details())
         raise
@@ -508,5 +555,5 @@ def run_killed(folder: Path, rng: random.Random) -> str:
 def test_random_workflows_under_supervisor_kills(tmp_path: Path) -> None:
     print(f"seed={SEED} (replay: LITEJOBS_PROP_SEED={SEED})")
     rng = random.Random(SEED)
-    for n in range(3):
+    for n in range(GRAPHS):
         print(f"graph {n}:", run_killed(tmp_path / f"graph-{n}", rng))
