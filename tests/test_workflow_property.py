@@ -595,9 +595,6 @@ def test_random_workflows_under_supervisor_kills(tmp_path: Path) -> None:
 # --- found on the way ----------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="core bug: run.cancel() of a run whose steps have all "
-                   "ended sets the run cancelled (store CANCEL_RUN is unconditional), so "
-                   "run.result() of a run that succeeded raises JobCancelled")
 def test_cancel_of_an_ended_run_changes_nothing(tmp_path: Path) -> None:
     app = propapp.make_app(tmp_path / "jobs.db")
     step = app.tasks["prop.step"]

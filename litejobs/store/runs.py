@@ -81,8 +81,10 @@ class StoreWorkflows(Connections):
         supervisors stop them), in one transaction. Returns the ids it cancelled."""
 
         def work(cur: apsw.Cursor) -> list[int]:
-            cur.execute(CANCEL_RUN, (now, run_id))
             ids = [int(r[0]) for r in cur.execute(RUN_PENDING, (run_id,))]
+            if not ids:
+                return ids  # it had ended: it stays succeeded (or failed)
+            cur.execute(CANCEL_RUN, (now, run_id))
             id_list = _id_list(ids)
             cur.execute(sql.RECORD_CANCELLED_ATTEMPTS, (now, reason, id_list))
             cur.execute(sql.CANCEL_JOBS, (reason, now, id_list))
