@@ -93,12 +93,12 @@ class Graph:
 
 
 def build_graph(pick: Callable[[int, int], int], max_steps: int,
-                sleeps: Sequence[float] = (0.0,)) -> Graph:
+                sleeps: Sequence[float] = (0.0,), min_steps: int = 1) -> Graph:
     """A random graph from ``pick(lo, hi)`` (an integer in [lo, hi]): hypothesis draws or a
     seeded random.Random, so both tests share one generator."""
     tokens = tuple(FATES[pick(0, len(FATES) - 1)] for _ in range(pick(0, 3)))
     steps = []
-    for i in range(pick(1, max_steps)):
+    for i in range(pick(min_steps, max_steps)):
         ups: list[tuple[str, int]] = []
         for _ in range(pick(0, min(i, 4))):  # (the same step twice now and then)
             ups.append(("step", pick(0, i - 1)))
@@ -464,21 +464,18 @@ def test_random_workflows_in_process(graph: Graph, data: st.DataObject) -> None:
 
 
 class Supervisors:
-    """`litejobs run` processes on the harness's database, one at a time."""
+    """`litejobs run` processes on the harness's database (one, or two side by side)."""
 
     def __init__(self, folder: Path, db: Path) -> None:
         self.folder = folder
         self.db = db
         self.all: list[SupervisorProcess] = []
+        self.live: list[SupervisorProcess] = []
         self.cfg = folder / "litejobs.toml"
         # lease 2 s: rescue of a killed supervisor's jobs is at once anyway (its pid is gone);
         # crash_limit high: a kill counts as a crash, and the model has no crash failures
         self.cfg.write_text(f'app = "tests.apps.propapp:app"\ndatabase = "{db}"\n'
                             'lease = 2\ncrash_limit = 1000\n')
-
-    @property
-    def current(self) -> SupervisorProcess:
-        return self.all[-1]
 
     def start(self) -> SupervisorProcess:
         log_path = self.folder / f"supervisor-{len(self.all)}.log"
@@ -493,11 +490,12 @@ class Supervisors:
         wait_for(lambda: "serving" in sup.output() or not sup.running(), 30,
                  "litejobs run to start serving", details=sup.output)
         assert sup.running(), sup.output()
+        self.live.append(sup)
         return sup
 
-    def kill(self, whole_group: bool) -> None:
-        """kill -9 the supervisor (alone: its workers notice and exit; or with them)."""
-        sup = self.current
+    def kill(self, which: int, whole_group: bool) -> None:
+        """kill -9 a live supervisor (alone: its workers notice and exit; or with them)."""
+        sup = self.live.pop(which % len(self.live))
         if whole_group:
             os.killpg(sup.pid, signal.SIGKILL)
         else:
@@ -514,16 +512,18 @@ class Supervisors:
 
 
 def run_killed(folder: Path, rng: random.Random) -> str:
-    """One random graph under `litejobs run`, kill -9ed at random moments while steps run;
-    returns a line saying what happened."""
+    """One random graph under one or two `litejobs run` on its file, kill -9ed at random
+    moments while steps run (each killed one replaced); returns a line saying what happened."""
     folder.mkdir()
-    graph = build_graph(rng.randint, 40, sleeps=(0.0, 0.01, 0.03, 0.1))
+    graph = build_graph(rng.randint, 40, sleeps=(0.0, 0.01, 0.03, 0.1), min_steps=8)
     h = Harness(folder, graph)
     sups = Supervisors(folder, folder / "jobs.db")
     kills: list[str] = []
     try:
-        h.make_tokens(lambda: rng.uniform(0.3, 2.0))
-        sups.start()
+        side_by_side = rng.randint(1, 2)
+        for _ in range(side_by_side):
+            sups.start()
+        h.make_tokens(lambda: rng.uniform(0.5, 2.0))  # (not timed out before the enqueue)
         run = h.enqueue()
 
         def idle() -> bool:
@@ -550,7 +550,7 @@ def run_killed(folder: Path, rng: random.Random) -> str:
                 time.sleep(rng.uniform(0.0, 0.12))  # in a step, or just after it
                 counts = run.counts()
                 kills.append(f"{counts.get('running', 0)}/{sum(counts.values())}")
-                sups.kill(whole_group=rng.random() < 0.5)
+                sups.kill(rng.randint(0, 1), whole_group=rng.random() < 0.5)
                 sups.start()
             wait_for(idle, 90, "the run to be idle", interval=0.05, details=sups.details)
 
@@ -581,7 +581,8 @@ def run_killed(folder: Path, rng: random.Random) -> str:
     recorded = {(j.id, j.attempt) for j in jobs.values() if j.state is State.SUCCEEDED}
     lost = sum(r["event"] == "ok" and (r["id"], r["attempt"]) not in recorded
                for r in h.records())
-    return (f"{len(graph.steps)} steps, {len(jobs)} jobs, {len(kills)} kills (running/jobs: "
+    return (f"{len(graph.steps)} steps, {side_by_side} supervisor(s), {len(jobs)} jobs, "
+            f"{len(kills)} kills (running/jobs: "
             f"{' '.join(kills)}), {lost} successes ran again (not yet recorded at a kill)")
 
 
