@@ -341,13 +341,13 @@ class Harness:
                 assert job.refresh().state in (State.CANCELLED, State.FAILED)
 
 
-def check_cancelled_run(h: Harness, lines: int, ended: dict[str, str], count: int) -> None:
-    """After ``run.cancel()`` (which cancelled ``count`` steps): the run is cancelled, none
-    of its steps is left to run or waits, what had ended is as it was, the rest is
-    cancelled, and nothing started since."""
+def check_cancelled_run(h: Harness, lines: int, ended: dict[str, str], was: str,
+                        count: int) -> None:
+    """After ``run.cancel()`` (which cancelled ``count`` steps of a run that was ``was``):
+    the run is cancelled (unchanged when it had ended), none of its steps is left to run or
+    waits, what had ended is as it was, the rest is cancelled, and nothing started since."""
     assert h.run is not None
-    if count:  # (a run that had ended: see test_cancel_of_an_ended_run_changes_nothing)
-        assert h.run.state == "cancelled"
+    assert h.run.state == ("cancelled" if count else was), (h.run.state, was, count)
     assert not h.pending()
     jobs = h.jobs()
     for name, job in jobs.items():
@@ -401,14 +401,15 @@ def test_random_workflows_in_process(graph: Graph, data: st.DataObject) -> None:
         if data.draw(st.integers(0, 7)) == 0:
             cancels.append("run")  # run.cancel(): checked apart, the example ends there
         mid = [str(k) for k in h.tokens if graph.tokens[k] == "mid"]
-        cancelled_run: tuple[int, dict[str, str], int] | None = None
+        cancelled_run: tuple[int, dict[str, str], str, int] | None = None
         for event in data.draw(st.permutations([*mid, "expire", *cancels])):
             some(h, clock, data.draw(st.sampled_from((0, 1, 3, 10, None))))
             if event == "run":
                 ended: dict[str, str] = {n: j.state.value for n, j in h.jobs().items()
                                          if j.state.value in ENDED}
                 assert h.run is not None
-                cancelled_run = (len(h.records()), ended, h.run.cancel())
+                was = h.run.state
+                cancelled_run = (len(h.records()), ended, was, h.run.cancel())
             elif event == "expire":
                 clock.advance(6000)
                 for k, fate in enumerate(graph.tokens):
