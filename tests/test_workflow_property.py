@@ -607,3 +607,35 @@ def test_cancel_of_an_ended_run_changes_nothing(tmp_path: Path) -> None:
     assert run.cancel() == 0  # nothing was left to cancel
     assert run.state == "succeeded"
     assert run.result(timeout=1) == "b"
+
+
+@pytest.mark.xfail(strict=True, reason="core bug: a step cancelled by a failed step A that "
+                   "stays cancelled after A's retry (another upstream, a timed-out token, "
+                   "failed too) keeps the reason 'upstream step A failed', and its refused "
+                   "retry advises 'retry A instead' though A has succeeded (store/admin.py "
+                   "takes the advice from that reason)")
+def test_a_reason_left_after_a_retry_names_what_still_blocks(tmp_path: Path) -> None:
+    app = propapp.make_app(tmp_path / "jobs.db")
+    step = app.tasks["prop.step"]
+    (tmp_path / "fail-a").touch()
+    token = app.create_token(timeout=5)
+    flow = app.workflow("reason")
+    a = flow.add(step.prepare(str(tmp_path), "a", "a"))
+    d = flow.add(step.prepare(str(tmp_path), "d", "d"), after=[token, a])
+    flow.enqueue()
+    clock = Clock(time.time() + 1)
+    run_until_idle(app, clock=clock)
+    job_a, job_d = app.get_job(a.id or 0), app.get_job(d.id or 0)
+    assert job_a is not None and job_d is not None
+    assert job_d.state is State.CANCELLED and job_d.error == f"upstream step {a.id} failed"
+    clock.advance(60)  # past the token's timeout: it fails too
+    run_until_idle(app, clock=clock)
+    assert app.get_job(token.id).state is State.FAILED  # type: ignore[union-attr]
+    (tmp_path / "fail-a").unlink()
+    assert job_a.retry()
+    run_until_idle(app, clock=clock)
+    assert job_a.refresh().state is State.SUCCEEDED
+    assert job_d.refresh().state is State.CANCELLED  # behind the token, which failed
+    with pytest.raises(ValueError) as refused:
+        job_d.retry()
+    assert f"retry {a.id} " not in str(refused.value), str(refused.value)
