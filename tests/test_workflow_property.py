@@ -125,7 +125,7 @@ def model(graph: Graph, failing: set[str], tokens: dict[int, str],
     """The state every job of the run must be in once idle: ``{name: state}``. Steps are
     ``s<i>``, a fanout's children ``s<i>.c<j>`` and continuation ``s<i>.join`` (present once
     the fanout succeeded), tokens ``t<k>`` (those some step waits on). ``cancelled``: steps
-    cancelled by hand before they ran."""
+    cancelled by hand before they ended."""
     out = {f"t{k}": tokens[k] for k in graph.used_tokens()}
     seen: list[str] = []  # what the steps after each one see: a fanout's is its join's
     for i, spec in enumerate(graph.steps):
@@ -180,7 +180,7 @@ class Harness:
         self.token_state: dict[int, str] = {}
         self.run: WorkflowRun | None = None
         self.steps: list[Step] = []
-        self.cancelled: set[str] = set()  # steps cancelled by hand before they ran
+        self.cancelled: set[str] = set()  # steps cancelled by hand before they ended
         for name in graph.failing():
             (folder / f"fail-{name}").touch()
 
@@ -537,7 +537,8 @@ def run_killed(folder: Path, rng: random.Random) -> str:
             workers) at random moments among them while a step runs, then wait for idle."""
             plan: list[Callable[[], None] | None] = [*actions, *([None] * kills_left)]
             rng.shuffle(plan)
-            for action in plan:
+            while plan:
+                action = plan.pop(0)
                 if action is not None:
                     action()
                     continue
@@ -552,6 +553,10 @@ def run_killed(folder: Path, rng: random.Random) -> str:
                 counts = run.counts()
                 kills.append(f"{counts.get('running', 0)}/{sum(counts.values())}")
                 sups.kill(rng.randint(0, 1), whole_group=rng.random() < 0.5)
+                ahead = plan[0] if plan else None
+                if ahead is not None and rng.random() < 0.5:
+                    plan.pop(0)
+                    ahead()  # a retry or a token's completion while it is down
                 sups.start()
             wait_for(idle, 90, "the run to be idle", interval=0.05, details=sups.details)
 
