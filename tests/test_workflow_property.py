@@ -614,11 +614,6 @@ def test_cancel_of_an_ended_run_changes_nothing(tmp_path: Path) -> None:
     assert run.result(timeout=1) == "b"
 
 
-@pytest.mark.xfail(strict=True, reason="core bug: a step cancelled by a failed step A that "
-                   "stays cancelled after A's retry (another upstream, a timed-out token, "
-                   "failed too) keeps the reason 'upstream step A failed', and its refused "
-                   "retry advises 'retry A instead' though A has succeeded (store/admin.py "
-                   "takes the advice from that reason)")
 def test_a_reason_left_after_a_retry_names_what_still_blocks(tmp_path: Path) -> None:
     app = propapp.make_app(tmp_path / "jobs.db")
     step = app.tasks["prop.step"]

@@ -62,3 +62,36 @@ def test_a_retried_branch_resumes_only_what_waits_on_it(tmp_path: Path) -> None:
     states = {j.id: j.state.value for j in run.jobs()}
     assert states == {a.id: "succeeded", b.id: "cancelled", c.id: "succeeded"}
     assert run.state == "failed"  # b is still cancelled: the run did not all succeed
+
+
+def test_retry_of_a_step_cancelled_by_hand_waits_for_its_upstream_again(tmp_path: Path) -> None:
+    app, double = _app(tmp_path)
+    flow = litejobs.chain(double.prepare(1), double.prepare(2))
+    run = flow.enqueue()
+    first, second = (app.get_job(s.id or 0) for s in flow.steps)
+    assert first is not None and second is not None
+    assert second.cancel() and second.state.value == "cancelled"
+    assert second.retry()  # its upstream step has not run yet: it waits for it again
+    assert second.state.value == "waiting" and first.refresh().state.value == "queued"
+    run_until_idle(app)
+    assert run.state == "succeeded" and run.result(0) == 4
+
+
+def test_a_refused_retry_names_the_token_that_ended_at_the_root(tmp_path: Path) -> None:
+    app, double = _app(tmp_path)
+    token = app.create_token(timeout=60)
+    flow = app.workflow()
+    a = flow.add(double.prepare(1), after=[token])
+    b = flow.add(double.prepare(2), after=[a])
+    flow.enqueue()
+    app.get_job(token.id).cancel()  # type: ignore[union-attr]
+    job_b = app.get_job(b.id or 0)
+    assert job_b is not None and job_b.state.value == "cancelled"
+    try:
+        job_b.retry()
+    except ValueError as exc:
+        text = str(exc)
+    else:
+        raise AssertionError("a retry behind a cancelled token was not refused")
+    assert f"waits on step {a.id}" in text and f"token {token.id}" in text
+    assert "create a new token" in text

@@ -10,7 +10,7 @@ import apsw
 from litejobs.job import State
 from litejobs.store import sql
 from litejobs.store.connections import Connections
-from litejobs.store.rows import _id_list, _scalar
+from litejobs.store.rows import _id_list
 from litejobs.store.schema import TOKEN_TASK
 from litejobs.store.tx import Tx
 
@@ -62,14 +62,29 @@ class StoreAdmin(Connections):
             if task == TOKEN_TASK:
                 raise ValueError(f"job {job_id} is a token, which is not retried: create a new "
                                  "token (app.create_token) and enqueue the steps after it again")
-            # the cascade names the step that failed at the root: retrying that one resumes
-            # the whole branch, where the direct upstream step may be blocked itself
-            error = str(_scalar(self.connection(), "SELECT error FROM jobs WHERE id = ?",
-                                (job_id,)) or "")
-            root = error.split()[2] if error.startswith("upstream step ") else str(upstream)
-            raise ValueError(f"job {job_id} waits on step {upstream}, which has not succeeded: "
-                             f"retry {root} instead (the steps it cancelled wait again)")
+            raise ValueError(self._blocked_advice(job_id, upstream))
         return done == 1
+
+    def _blocked_advice(self, job_id: int, upstream: int | None) -> str:
+        """What to retry instead: the step that failed at the root of what blocks ``job_id``
+        (its direct upstream step may be blocked itself), or the token that ended."""
+
+        tx = Tx(self.connection().cursor())  # reads only: no write lock
+        root = tx.blocker(job_id)
+        for _ in range(100_000):  # a chain of steps is finite; this bounds a broken file
+            if root is None or root[2] == TOKEN_TASK or root[1] == "failed":
+                break
+            deeper = tx.blocker(root[0])
+            if deeper is None:
+                break
+            root = deeper
+        head = f"job {job_id} waits on step {upstream}, which has not succeeded"
+        if root is None:
+            return f"{head}: retry it first"
+        if root[2] == TOKEN_TASK:
+            return (f"{head}: it waits on token {root[0]}, which {root[1]} (a token is not "
+                    "retried): create a new token and enqueue the steps after it again")
+        return f"{head}: retry {root[0]} instead (the steps it cancelled wait again)"
 
 
     def set_paused(self, queue: str, paused: bool) -> None:
@@ -90,8 +105,9 @@ class StoreAdmin(Connections):
             stuck = tx.blocked_steps(ids)
             skip = {job_id for job_id, _, _ in stuck}
             todo = [i for i in ids if i not in skip] if skip else ids
+            n = tx.wait_again(todo, retries)
             cur.execute(sql.RETRY_JOBS, (now, retries + 1, _id_list(todo)))
-            n = cur.connection.changes()
+            n += cur.connection.changes()
             tx.revive(todo)
             if blocked is not None:
                 blocked[:] = stuck

@@ -66,16 +66,37 @@ UPDATE jobs SET state = 'succeeded', result = NULL, continuation = ?, error = NU
 WHERE id = ? AND attempt = ? AND state = 'running'
 """
 # Steps whose upstream steps have not all succeeded: a manual retry must not queue them.
-BLOCKED_STEPS = """
+BLOCKED_STEPS = f"""
 SELECT j.id, (SELECT u.id FROM job_deps d JOIN jobs u ON u.id = d.upstream
-              WHERE d.job_id = j.id AND u.state != 'succeeded' ORDER BY d.position LIMIT 1),
+              WHERE d.job_id = j.id AND u.state IN ('failed', 'cancelled')
+              ORDER BY d.position LIMIT 1),
        j.task
 FROM jobs j
 WHERE j.id IN (SELECT value FROM json_each(?)) AND j.workflow IS NOT NULL
   AND j.state IN ('failed', 'cancelled')
-  AND (j.task = 'litejobs.token' OR EXISTS (
+  AND (j.task = '{TOKEN_TASK}' OR EXISTS (
       SELECT 1 FROM job_deps d JOIN jobs u ON u.id = d.upstream
-      WHERE d.job_id = j.id AND u.state != 'succeeded'))
+      WHERE d.job_id = j.id AND u.state IN ('failed', 'cancelled')))
+"""
+# A retried step whose upstream steps have not all succeeded, none failed or cancelled (they
+# run, or were retried themselves): it waits for them again (?1: retries, ?2: ids).
+WAIT_AGAIN = f"""
+UPDATE jobs SET state = 'waiting', max_attempts = attempt - interrupts + ?1, crashes = 0,
+    error = NULL, finished_at = NULL, result = NULL, expires_at = NULL,
+    upstream_left = (SELECT count(DISTINCT d.upstream) FROM job_deps d
+                     JOIN jobs u ON u.id = d.upstream
+                     WHERE d.job_id = jobs.id AND u.state != 'succeeded')
+WHERE id IN (SELECT value FROM json_each(?2)) AND workflow IS NOT NULL
+  AND state IN ('failed', 'cancelled') AND task != '{TOKEN_TASK}'
+  AND EXISTS (SELECT 1 FROM job_deps d JOIN jobs u ON u.id = d.upstream
+              WHERE d.job_id = jobs.id AND u.state != 'succeeded')
+"""
+# What stands first in the way of a step: an upstream step failed or cancelled before one
+# that has not ended (the walk to the root of a refused retry follows it).
+BLOCKER = """
+SELECT u.id, u.state, u.task FROM job_deps d JOIN jobs u ON u.id = d.upstream
+WHERE d.job_id = ? AND u.state != 'succeeded'
+ORDER BY u.state IN ('failed', 'cancelled') DESC, d.position LIMIT 1
 """
 # Steps cancelled by an upstream step (jobs_cascade) or by their run's cancel, downstream of
 # the given ones, whose upstream steps are none failed or cancelled any more: back to
@@ -273,9 +294,20 @@ class WorkflowsTxMixin:
 
     def blocked_steps(self, ids: Sequence[int]) -> list[tuple[int, int | None, str]]:
         """Of ``ids``, the failed or cancelled steps a retry must not queue: (id, the first
-        upstream step that has not succeeded, task); tokens too (they are not retried)."""
+        upstream step that failed or was cancelled, task); tokens too (not retried)."""
         return [(int(a), None if b is None else int(b), str(t))
                 for a, b, t in self.cursor.execute(BLOCKED_STEPS, (_id_list(ids),))]
+
+    def wait_again(self, ids: Sequence[int], retries: int) -> int:
+        """Retry those of ``ids`` whose upstream steps run (none failed or cancelled): back to
+        waiting for them, with ``retries`` retries. Returns how many."""
+        self.cursor.execute(WAIT_AGAIN, (retries + 1, _id_list(ids)))
+        return int(self.cursor.connection.changes())
+
+    def blocker(self, job_id: int) -> tuple[int, str, str] | None:
+        """The upstream step (id, state, task) that stands first in the way of ``job_id``."""
+        row = self.cursor.execute(BLOCKER, (job_id,)).fetchone()
+        return None if row is None else (int(row[0]), str(row[1]), str(row[2]))
 
     def revive(self, ids: Sequence[int]) -> int:
         """Put the steps that ``ids`` (retried now) cancelled back to waiting; a cancelled
