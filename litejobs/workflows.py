@@ -172,8 +172,10 @@ def step_job(app: App, call: Prepared, now: float, what: str,
                          "(another job would stand in for it in the graph); enqueue it alone")
     delay = None
     if o.run_at is None:
-        delay = 0.0 if o.delay is None else check_seconds("delay", o.delay)
-        call = replace(call, options=replace(o, delay=None))
+        delay = 0.0
+        if o.delay is not None:  # (a call without options keeps build_job's fast path)
+            delay = check_seconds("delay", o.delay)
+            call = replace(call, options=replace(o, delay=None))
     try:
         return app.build_job(call, now), delay
     except (TypeError, ValueError) as exc:
