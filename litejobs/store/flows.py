@@ -18,6 +18,7 @@ from typing import Any
 import apsw
 
 from litejobs.newjob import NewJob
+from litejobs.store import sql
 from litejobs.store.rows import _id_list, _scalar
 from litejobs.store.schema import TOKEN_TASK
 
@@ -27,22 +28,20 @@ __all__ = ["RUN_CANCELLED", "StepRow", "WorkflowsTxMixin", "run_state"]
 RUN_CANCELLED = "cancelled (workflow cancelled)"
 
 INSERT_WORKFLOW = "INSERT INTO workflows (name, created_at) VALUES (?, ?)"
-_NEXT_ID = "(SELECT max(top, coalesce((SELECT max(id) FROM jobs), 0)) FROM job_ids)"
+_NEXT_ID = sql._NEXT_ID  # a new job's id (see sql.INSERT_JOBS)
 INSERT_STEP = f"""
 INSERT INTO jobs (id, task, queue, state, priority, args, kwargs, run_at, scheduled_at,
                   created_at, max_attempts, timeout, expires_at, concurrency_key,
                   concurrency_limit, tags, workflow, ready_delay, upstream_left)
 VALUES ({_NEXT_ID} + 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 """
-INSERT_JOB_TAGS = "INSERT OR IGNORE INTO job_tags (job_id, tag) SELECT ?, value FROM json_each(?)"
 INSERT_DEP = "INSERT INTO job_deps (job_id, position, upstream) VALUES (?, ?, ?)"
-TOP_JOB_ID = f"SELECT {_NEXT_ID}"
-IDS_ABOVE = "SELECT id FROM jobs WHERE id > ? ORDER BY id"
 INSERT_TOKEN = f"""
 INSERT INTO jobs (id, task, queue, state, args, kwargs, run_at, scheduled_at, created_at,
                   max_attempts, expires_at)
 VALUES ({_NEXT_ID} + 1, '{TOKEN_TASK}', 'litejobs', 'waiting', '[]', '{{}}', ?1, ?1, ?1, 1, ?2)
 """
+RUN_OF = "SELECT workflow FROM jobs WHERE id = ?"
 SELECT_TOKEN = "SELECT task, state, workflow, finished_at, error FROM jobs WHERE id = ?"
 # A token joins the run of the first workflow that waits on it.
 ATTACH_TOKEN = "UPDATE jobs SET workflow = ? WHERE id = ? AND workflow IS NULL"
@@ -228,14 +227,14 @@ class WorkflowsTxMixin:
                 len(set(waits)) if waits else None))
         # One statement for all steps (a 10,000-step run paid a statement per step): this
         # transaction holds the write lock, so they take the ids above the top one in order.
-        top = int(_scalar(cur, TOP_JOB_ID))
+        top = int(_scalar(cur, sql.TOP_JOB_ID))
         cur.executemany(INSERT_STEP, rows)
         ids = list(range(top + 1, top + 1 + len(rows)))
         if int(cur.connection.last_insert_rowid()) != ids[-1]:  # never, but then read them
-            ids = [int(r[0]) for r in cur.execute(IDS_ABOVE, (top,))]
+            ids = [int(r[0]) for r in cur.execute(sql.IDS_ABOVE, (top,))]
         for step, job_id in zip(steps, ids, strict=True):
             if step.job.tags is not None:
-                cur.execute(INSERT_JOB_TAGS, (job_id, step.job.tags))
+                cur.execute(sql.INSERT_JOB_TAGS, (job_id, step.job.tags))
         cur.executemany(INSERT_DEP, [
             (job_id, position, ids[ref] if kind == "step" else ref)
             for step, job_id in zip(steps, ids, strict=True)

@@ -15,6 +15,7 @@ from litejobs.store.flows import (
     DOWNSTREAM_OF,
     LIST_RUNS,
     RUN_COUNTS,
+    RUN_OF,
     RUN_PENDING,
     RUN_SINKS,
     SELECT_RUN,
@@ -93,6 +94,6 @@ class StoreWorkflows(Connections):
         return self._transaction(self.connection(), work)
 
     def run_of(self, job_id: int) -> int | None:
-        value = _scalar(self.connection(), "SELECT workflow FROM jobs WHERE id = ?", (job_id,))
+        value = _scalar(self.connection(), RUN_OF, (job_id,))
         return None if value is None else int(value)
 
