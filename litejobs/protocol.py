@@ -297,22 +297,37 @@ def _decode_progress(payload: bytes) -> dict[str, Any]:
         None if fraction is None else float(fraction), message, meta)}
 
 
-def outcome_then(job_id: int, attempt: int, fields: list[Any]) -> bytes:
-    """A success that returned ``litejobs.then``: ``fields`` as ``workflows.then_fields``."""
-    return frame(json.dumps({"id": job_id, "attempt": attempt, "ok": True, "then": fields},
+#: A job of a then() success on the wire: these ``NewJob`` fields in this order, then its
+#: delay, each with its type and whether it may be null. Encoded and decoded from here alone.
+_NEW_JOB_FIELDS: tuple[tuple[str, type | tuple[type, ...], bool], ...] = (
+    ("task", str, False), ("queue", str, False), ("priority", int, False),
+    ("args", str, False), ("kwargs", str, False), ("run_at", (int, float), False),
+    ("max_attempts", int, False), ("timeout", (int, float), True),
+    ("expires_at", (int, float), True), ("concurrency_key", str, True),
+    ("concurrency_limit", int, True), ("tags", str, True))
+# what _new_job checks each field against: the fields' kinds, then the delay's
+_NEW_JOB_KINDS = [(kind, nullable) for _, kind, nullable in _NEW_JOB_FIELDS] + [
+    ((float, int), True)]
+
+StepJob = tuple[NewJob, float | None]  # a job and its delay (see workflows.step_job)
+
+
+def outcome_then(job_id: int, attempt: int, children: list[StepJob],
+                 continuation: StepJob) -> bytes:
+    """A success that returned ``litejobs.then``: its children and continuation, each a job
+    and its delay."""
+    def fields(job: NewJob, delay: float | None) -> list[Any]:
+        return [getattr(job, name) for name, _, _ in _NEW_JOB_FIELDS] + [delay]
+
+    body = [[fields(*c) for c in children], fields(*continuation)]
+    return frame(json.dumps({"id": job_id, "attempt": attempt, "ok": True, "then": body},
                             separators=(",", ":")).encode())
 
 
-_NEW_JOB_TYPES: tuple[tuple[type | tuple[type, ...], bool], ...] = (
-    (str, False), (str, False), (int, False), (str, False), (str, False),
-    ((int, float), False), (int, False), ((int, float), True), ((int, float), True),
-    (str, True), (int, True), (str, True), ((int, float), True))
-
-
-def _new_job(fields: Any) -> tuple[NewJob, float | None]:
-    if type(fields) is not list or len(fields) != len(_NEW_JOB_TYPES):
+def _new_job(fields: Any) -> StepJob:
+    if type(fields) is not list or len(fields) != len(_NEW_JOB_KINDS):
         raise ProtocolError("a job of a then() success is not a list of its fields")
-    for value, (kind, nullable) in zip(fields, _NEW_JOB_TYPES, strict=True):
+    for value, (kind, nullable) in zip(fields, _NEW_JOB_KINDS, strict=True):
         if not ((value is None and nullable) or (type(value) is not bool
                                                  and isinstance(value, kind))):
             raise ProtocolError(f"a job of a then() success has a bad field: {value!r}")

@@ -34,7 +34,7 @@ from litejobs.job import to_datetime
 from litejobs.protocol import JobMessage
 from litejobs.serialization import dump_result
 from litejobs.validate import check_metadata, check_progress
-from litejobs.workflows import Then, then_fields
+from litejobs.workflows import Then, then_jobs
 
 if TYPE_CHECKING:
     from litejobs.app import App
@@ -365,7 +365,7 @@ def run_job(app: App, msg: JobMessage, send: Callable[[bytes], None] | None = No
         _not_the_worker()
         if type(value) is Then:  # its children and continuation go with its success
             return protocol.outcome_then(msg.id, msg.attempt,
-                                         then_fields(app, value, time.time()))
+                                         *then_jobs(app, value, time.time()))
         result = dump_result(value)
         size = len(result) if result.isascii() else len(result.encode())
         if size > app.max_payload:

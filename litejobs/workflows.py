@@ -277,22 +277,15 @@ class WorkflowRun:
             pause = min(pause * 2, 0.05)
 
 
-def then_fields(app: App, value: Then, now: float) -> list[Any]:
-    """A ``Then`` as the worker sends it: ``[[child, …], continuation]``, each job as the list
-    of its fields (see ``protocol``). Raises TypeError/ValueError for a bad call."""
+def then_jobs(app: App, value: Then, now: float,
+              ) -> tuple[list[tuple[NewJob, float | None]], tuple[NewJob, float | None]]:
+    """A ``Then``'s children and continuation as jobs with their delays, validated (what the
+    worker sends: ``protocol.outcome_then``). Raises TypeError/ValueError for a bad call."""
     kids = [step_job(app, p, now, f"litejobs.then child {i} ({p.task})")
             for i, p in enumerate(value.children)]
-    cont, delay = step_job(app, value.continuation, now,
-                           f"litejobs.then continuation ({value.continuation.task})")
-    return [[_fields(k, d) for k, d in kids], _fields(cont, delay)]
-
-
-_FIELDS = ("task", "queue", "priority", "args", "kwargs", "run_at", "max_attempts", "timeout",
-           "expires_at", "concurrency_key", "concurrency_limit", "tags")
-
-
-def _fields(job: NewJob, delay: float | None) -> list[Any]:
-    return [getattr(job, f) for f in _FIELDS] + [delay]
+    cont = step_job(app, value.continuation, now,
+                    f"litejobs.then continuation ({value.continuation.task})")
+    return kids, cont
 
 
 def token_data(data: Any, max_payload: int) -> str:

@@ -19,6 +19,7 @@ from types import SimpleNamespace
 from typing import Any, TypeVar
 
 import pytest
+from click.testing import Result
 
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
@@ -146,6 +147,37 @@ class SupervisorProcess:
             pass
 
 
+def one_line_error(result: Result, *fragments: str) -> str:
+    """A CLI error as users see it: non-zero exit, one line, no traceback, with each
+    fragment; returns the line."""
+    assert result.exit_code != 0, result.output
+    assert isinstance(result.exception, SystemExit), repr(result.exception)
+    text = result.output.strip()
+    assert "Traceback" not in text
+    assert len(text.splitlines()) == 1, text
+    for fragment in fragments:
+        assert fragment in text, (fragment, text)
+    return text
+
+
+def launch_supervisor(cmd: list[str], cwd: Path, db: Path, log_path: Path,
+                      ) -> SupervisorProcess:
+    """Start ``cmd`` (a `litejobs run` command line) in its own session with a clean
+    environment on ``db``, output to ``log_path``; return once it logs that it is serving.
+    Fails the test, with its output, when it exits first."""
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(cmd, cwd=cwd, env=clean_env(db), stdin=subprocess.DEVNULL,
+                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    sup = SupervisorProcess(proc, log_path, time.monotonic())
+    # Fail fast, with its output, when it cannot start (instead of jobs "still queued").
+    wait_for(lambda: "serving" in sup.output() or not sup.running(), 30,
+             "litejobs run to start serving", details=sup.output)
+    if not sup.running():
+        pytest.fail(f"litejobs run exited at start with code {proc.returncode}:\n"
+                    f"{sup.output()}", pytrace=False)
+    return sup
+
+
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
     report = yield
@@ -196,18 +228,8 @@ def start_supervisor(request: pytest.FixtureRequest, tmp_path: Path,
                "--workers", str(workers), "--config", str(cfg)]
         if grace is not None:
             cmd += ["--grace", str(grace)]
-        log_path = tmp_path / f"supervisor-{n}.log"
-        with open(log_path, "wb") as log:
-            proc = subprocess.Popen(cmd, cwd=REPO, env=clean_env(db_path), stdin=subprocess.DEVNULL,
-                                    stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        sup = SupervisorProcess(proc, log_path, time.monotonic())
+        sup = launch_supervisor(cmd, REPO, db_path, tmp_path / f"supervisor-{n}.log")
         started.append(sup)
-        # Fail fast, with its output, when it cannot start (instead of jobs "still queued").
-        wait_for(lambda: "serving" in sup.output() or not sup.running(), 30,
-                 "litejobs run to start serving", details=sup.output)
-        if not sup.running():
-            pytest.fail(f"litejobs run exited at start with code {proc.returncode}:\n"
-                        f"{sup.output()}", pytrace=False)
         return sup
 
     yield start

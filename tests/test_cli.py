@@ -18,6 +18,7 @@ from litejobs.cli import main
 from litejobs.config import load_config
 from litejobs.job import State
 from litejobs.store import QueueLimits
+from tests.conftest import one_line_error
 
 APP_FILE = Path(__file__).resolve().parent / "apps" / "cliapp.py"
 APP_SPEC = f"{APP_FILE}:app"
@@ -57,17 +58,6 @@ def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     sys.modules.pop("cliapp", None)
     yield Cli(tmp_path)
     sys.modules.pop("cliapp", None)
-
-
-def one_line_error(result: Result, *fragments: str) -> str:
-    assert result.exit_code != 0, result.output
-    assert isinstance(result.exception, SystemExit), repr(result.exception)
-    text = result.output.strip()
-    assert "Traceback" not in text
-    assert len(text.splitlines()) == 1, text
-    for fragment in fragments:
-        assert fragment in text, (fragment, text)
-    return text
 
 
 def usage_error(result: Result, fragment: str) -> None:

@@ -15,6 +15,7 @@ from click.testing import CliRunner, Result
 import litejobs
 from litejobs.cli import main
 from litejobs.testing import Clock, run_until_idle
+from tests.conftest import one_line_error
 
 ENV_VARS = ("LITEJOBS_DATABASE", "LITEJOBS_APP", "LITEJOBS_WORKERS", "LITEJOBS_CONFIG",
             "LITEJOBS_GRACE", "LITEJOBS_DURABILITY")
@@ -70,17 +71,6 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Env:
     for var in ENV_VARS:
         monkeypatch.delenv(var, raising=False)
     return Env(tmp_path)
-
-
-def one_line_error(result: Result, *fragments: str) -> str:
-    assert result.exit_code != 0, result.output
-    assert isinstance(result.exception, SystemExit), repr(result.exception)
-    text = result.output.strip()
-    assert "Traceback" not in text
-    assert len(text.splitlines()) == 1, text
-    for fragment in fragments:
-        assert fragment in text, (fragment, text)
-    return text
 
 
 def ids(steps: list[litejobs.workflows.Step]) -> list[int]:

@@ -32,7 +32,6 @@ import os
 import random
 import re
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -52,7 +51,7 @@ from litejobs import State
 from litejobs.testing import Clock, run_until_idle
 from litejobs.workflows import Step, Token, WorkflowRun
 from tests.apps import propapp
-from tests.conftest import REPO, SupervisorProcess, clean_env, wait_for
+from tests.conftest import REPO, SupervisorProcess, launch_supervisor, wait_for
 
 SEED = int(os.environ.get("LITEJOBS_PROP_SEED") or random.randrange(2**32))
 EXAMPLES = int(os.environ.get("LITEJOBS_PROP_EXAMPLES") or 80)  # more for a soak run
@@ -479,18 +478,11 @@ class Supervisors:
                             'lease = 2\ncrash_limit = 1000\n')
 
     def start(self) -> SupervisorProcess:
-        log_path = self.folder / f"supervisor-{len(self.all)}.log"
         cmd = [sys.executable, "-m", "litejobs", "run", "--config", str(self.cfg),
                "--workers", "2"]
-        with open(log_path, "wb") as log:
-            proc = subprocess.Popen(cmd, cwd=REPO, env=clean_env(self.db),
-                                    stdin=subprocess.DEVNULL, stdout=log,
-                                    stderr=subprocess.STDOUT, start_new_session=True)
-        sup = SupervisorProcess(proc, log_path, time.monotonic())
+        sup = launch_supervisor(cmd, REPO, self.db,
+                                self.folder / f"supervisor-{len(self.all)}.log")
         self.all.append(sup)
-        wait_for(lambda: "serving" in sup.output() or not sup.running(), 30,
-                 "litejobs run to start serving", details=sup.output)
-        assert sup.running(), sup.output()
         self.live.append(sup)
         return sup
 

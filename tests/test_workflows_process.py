@@ -17,7 +17,6 @@ import json
 import os
 import random
 import signal
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -30,7 +29,7 @@ import litejobs
 from litejobs import State
 from litejobs.workflows import Step
 from tests.apps import wfapp
-from tests.conftest import SupervisorProcess, alive, clean_env, wait_for
+from tests.conftest import JobLog, SupervisorProcess, alive, launch_supervisor, wait_for
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -54,20 +53,12 @@ class Harness:
     def start(self, workers: int = 2, queues: str | None = None) -> SupervisorProcess:
         """Start `litejobs run` and return once it serves."""
         n = len(self.sups)
-        log_path = self.dir / f"supervisor-{n}.log"
         cmd = [sys.executable, "-m", "litejobs", "run", "--config", str(self.cfg),
                "--workers", str(workers), "--grace", "5"]
         if queues is not None:
             cmd += ["--queues", queues]
-        with open(log_path, "wb") as log:
-            proc = subprocess.Popen(cmd, cwd=self.dir, env=clean_env(self.db),
-                                    stdin=subprocess.DEVNULL, stdout=log,
-                                    stderr=subprocess.STDOUT, start_new_session=True)
-        sup = SupervisorProcess(proc, log_path, time.monotonic())
+        sup = launch_supervisor(cmd, self.dir, self.db, self.dir / f"supervisor-{n}.log")
         self.sups.append(sup)
-        wait_for(lambda: "serving" in sup.output() or not sup.running(), 30,
-                 "litejobs run to start serving", details=sup.output)
-        assert sup.running(), sup.output()
         return sup
 
     def job(self, job_id: int | None) -> litejobs.Job:
@@ -82,12 +73,7 @@ class Harness:
         return "\n".join([*parts, f"--- stats: {self.app.stats()['states']}"])
 
     def records(self) -> list[dict[str, Any]]:
-        try:
-            text = self.log.read_text()
-        except FileNotFoundError:
-            return []
-        return [json.loads(line) for line in text.splitlines(keepends=True)
-                if line.endswith("\n")]
+        return JobLog(self.log).records()
 
     def events(self, event: str, job_id: int | None = None,
                task: str | None = None) -> list[dict[str, Any]]:
@@ -234,6 +220,16 @@ def test_two_supervisors_ending_the_last_two_upstream_steps_at_once_make_one_dow
 # --- (c) kill -9 right after a step's success -------------------------------------------------
 
 
+def kill_9(sup: SupervisorProcess) -> None:
+    """kill -9 the supervisor first (nothing of it runs after), then its workers with it,
+    and return once they are all gone."""
+    workers = sup.worker_pids()
+    os.kill(sup.pid, signal.SIGKILL)
+    sup.proc.wait(10)
+    sup.kill_group()
+    wait_for(lambda: not any(alive(p) for p in workers), 10, "the killed workers to exit")
+
+
 def _succeeded(app: litejobs.App, ids: list[int]) -> int:
     return sum(1 for i in ids if (j := app.get_job(i)) is not None
                and j.state is State.SUCCEEDED)
@@ -264,11 +260,7 @@ def test_kill_9_right_after_a_step_success_loses_no_step_and_runs_downstream_onc
         end = time.monotonic() + spin
         while time.monotonic() < end:
             pass
-        workers = sup.worker_pids()
-        os.kill(sup.pid, signal.SIGKILL)
-        sup.proc.wait(10)
-        sup.kill_group()  # its workers go with it
-        wait_for(lambda: not any(alive(p) for p in workers), 10, "the killed workers to exit")
+        kill_9(sup)
         at_kill = {s.id: h.job(s.id).state.value for s in (*ups, fan, after)}
         print(f"round {rnd}: {n} upstream, killed after {k} succeeded (+{spin * 1000:.1f} ms):"
               f" {at_kill}")
@@ -308,11 +300,7 @@ def test_kill_9_right_after_a_then_success_loses_no_child_and_makes_none_twice(
         end = time.monotonic() + spin
         while time.monotonic() < end:
             pass
-        workers = sup.worker_pids()
-        os.kill(sup.pid, signal.SIGKILL)
-        sup.proc.wait(10)
-        sup.kill_group()
-        wait_for(lambda: not any(alive(p) for p in workers), 10, "the killed workers to exit")
+        kill_9(sup)
         workflow = parent.refresh().workflow
         assert workflow is not None
         at_kill = sorted((j.id, j.state.value) for j in h.app.jobs(workflow=workflow))

@@ -41,7 +41,6 @@ INSERT INTO jobs (id, task, queue, state, args, kwargs, run_at, scheduled_at, cr
                   max_attempts, expires_at)
 VALUES ({_NEXT_ID} + 1, '{TOKEN_TASK}', 'litejobs', 'waiting', '[]', '{{}}', ?1, ?1, ?1, 1, ?2)
 """
-RUN_OF = "SELECT workflow FROM jobs WHERE id = ?"
 SELECT_TOKEN = "SELECT task, state, workflow, finished_at, error FROM jobs WHERE id = ?"
 # A token joins the run of the first workflow that waits on it.
 ATTACH_TOKEN = "UPDATE jobs SET workflow = ? WHERE id = ? AND workflow IS NULL"

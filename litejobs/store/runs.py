@@ -15,7 +15,6 @@ from litejobs.store.flows import (
     DOWNSTREAM_OF,
     LIST_RUNS,
     RUN_COUNTS,
-    RUN_OF,
     RUN_PENDING,
     RUN_SINKS,
     SELECT_RUN,
@@ -23,7 +22,7 @@ from litejobs.store.flows import (
     StepRow,
     run_state,
 )
-from litejobs.store.rows import Row, _id_list, _scalar
+from litejobs.store.rows import Row, _id_list
 from litejobs.store.tx import Tx
 
 __all__ = ["StoreWorkflows"]
@@ -92,8 +91,3 @@ class StoreWorkflows(Connections):
             return ids
 
         return self._transaction(self.connection(), work)
-
-    def run_of(self, job_id: int) -> int | None:
-        value = _scalar(self.connection(), RUN_OF, (job_id,))
-        return None if value is None else int(value)
-
