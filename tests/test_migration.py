@@ -15,7 +15,8 @@ import litejobs
 from litejobs.job import TRANSITIONS, State
 from litejobs.newjob import NewJob, NewJobs
 from litejobs.store import SCHEMA_VERSION, QueueLimits, Store
-from litejobs.store.schema import _LEGAL_MOVES, _STATES, APPLICATION_ID, MIGRATIONS
+from litejobs.store.migrations import MIGRATIONS
+from litejobs.store.schema import _LEGAL_MOVES, _STATES, APPLICATION_ID
 from litejobs.testing import run_until_idle
 
 # The schema of version 1, word for word (its trigger and states are today's: they did not
@@ -211,7 +212,7 @@ def test_a_version_1_file_is_migrated_on_open_with_everything_intact(tmp_path: P
     cron = _dump(old, "SELECT * FROM cron_fires") + _dump(old, "SELECT * FROM cron_entries")
     app = litejobs.App(old)
     assert app.get_job(1) is not None  # opening migrates
-    assert _dump(old, "PRAGMA user_version") == [(SCHEMA_VERSION,)] and SCHEMA_VERSION == 4
+    assert _dump(old, "PRAGMA user_version") == [(SCHEMA_VERSION,)] and SCHEMA_VERSION == 5
     assert _dump(old, f"SELECT {JOB_COLUMNS} FROM jobs ORDER BY id") == jobs
     # every attempt kept
     assert _dump(old, "SELECT * FROM attempts ORDER BY job_id, attempt") == attempts
@@ -338,7 +339,7 @@ def test_a_version_3_file_is_migrated_to_4_keeping_jobs_and_taking_a_waiting_ste
     app = litejobs.App(old)
     job = app.get_job(1)  # opening migrates
     assert job is not None and job.workflow is None and job.tags == []
-    assert _dump(old, "PRAGMA user_version") == [(SCHEMA_VERSION,)] and SCHEMA_VERSION == 4
+    assert _dump(old, "PRAGMA user_version") == [(SCHEMA_VERSION,)] and SCHEMA_VERSION == 5
     assert _dump(old, f"SELECT {JOB_COLUMNS} FROM jobs ORDER BY id") == jobs
     assert _dump(old, "SELECT * FROM attempts ORDER BY job_id, attempt") == attempts
     assert _dump(old, "SELECT * FROM cron_fires") + _dump(
@@ -365,10 +366,53 @@ def test_a_version_3_file_is_migrated_to_4_keeping_jobs_and_taking_a_waiting_ste
     assert app.store.cancel(6, reason="x", now=NOW)
     assert app.store.retry(6, 0, NOW) is True
     assert app.get_job(6).state is State.QUEUED  # type: ignore[union-attr]
-    # and the file opens again as version 4, unchanged
+    # and the file opens again as the current version, unchanged
     assert litejobs.App(old).get_job(second.id) is not None
     assert _dump(old, "PRAGMA user_version") == [(SCHEMA_VERSION,)]
     assert _dump(old, "PRAGMA integrity_check") == [("ok",)]
+
+
+def make_v4(path: Path) -> None:
+    """A version-4 file: make_v3's, upgraded by the version 3 -> 4 migration alone."""
+    make_v3(path)
+    conn = apsw.Connection(str(path))
+    with conn:
+        migrate = MIGRATIONS[3]
+        assert callable(migrate)
+        migrate(conn.cursor())
+        conn.execute("PRAGMA user_version = 4")
+    conn.close()
+
+
+def test_a_version_4_file_is_migrated_to_5_keeping_jobs_and_gaining_figures(
+        tmp_path: Path) -> None:
+    old = tmp_path / "old.db"
+    make_v4(old)
+    # truly a version-4 file: no trace column, no figures
+    assert "trace" not in [r[1] for r in _dump(old, "PRAGMA table_info(jobs)")]
+    assert _dump(old, "SELECT count(*) FROM sqlite_schema WHERE name LIKE 'metric_%'") == [(0,)]
+    jobs = _dump(old, f"SELECT {JOB_COLUMNS} FROM jobs ORDER BY id")
+    attempts = _dump(old, "SELECT * FROM attempts ORDER BY job_id, attempt")
+    supervisors = _dump(old, "SELECT id, hostname, pid FROM supervisors")
+    app = litejobs.App(old)
+    assert app.get_job(1) is not None  # opening migrates
+    assert _dump(old, "PRAGMA user_version") == [(SCHEMA_VERSION,)] and SCHEMA_VERSION == 5
+    assert _dump(old, f"SELECT {JOB_COLUMNS} FROM jobs ORDER BY id") == jobs
+    assert _dump(old, "SELECT * FROM attempts ORDER BY job_id, attempt") == attempts
+    assert _dump(old, "SELECT id, hostname, pid FROM supervisors") == supervisors
+    assert _dump(old, "SELECT count(*) FROM jobs WHERE trace IS NOT NULL") == [(0,)]
+    assert _dump(old, "SELECT count(*) FROM supervisors WHERE workers IS NOT NULL") == [(0,)]
+    assert _dump(old, "SELECT count(*) FROM metric_minutes") == [(0,)]
+    assert _dump(old, "SELECT count(*) FROM metric_totals") == [(0,)]
+    assert _dump(old, "PRAGMA integrity_check") == [("ok",)]
+    fresh = tmp_path / "fresh.db"
+    Store(fresh).connection()
+    assert _structure(old) == _structure(fresh)
+    # jobs still run on the upgraded file
+    app.task(name="m.add", queue="m5", retries=0)(lambda a, b: a + b)
+    job = app.enqueue("m.add", args=[2, 3], queue="m5")
+    assert run_until_idle(app, queues=["m5"]).succeeded == 1
+    assert job.result(timeout=1) == 5
 
 
 def test_a_failed_migration_leaves_the_version_1_file_as_it_was(tmp_path: Path) -> None:

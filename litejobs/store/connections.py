@@ -28,11 +28,11 @@ from litejobs.store.failures import (
     storage_error,
 )
 from litejobs.store.header import header_fd
+from litejobs.store.migrations import MIGRATIONS
 from litejobs.store.rows import Row, _dicts, _scalar
 from litejobs.store.schema import (
     APPLICATION_ID,
     IDENTITY,
-    MIGRATIONS,
     SCHEMA,
     SCHEMA_VERSION,
     SQLITE_HEADER,

@@ -7,15 +7,12 @@ is the schema version, and a file newer than this code is refused.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
 from litejobs.job import TRANSITIONS, State
 
-__all__ = ["APPLICATION_ID", "IDENTITY", "MIGRATIONS", "SCHEMA", "SCHEMA_VERSION",
-           "SQLITE_HEADER", "TOKEN_TASK"]
+__all__ = ["APPLICATION_ID", "IDENTITY", "SCHEMA", "SCHEMA_VERSION", "SQLITE_HEADER",
+           "TOKEN_TASK"]
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 #: PRAGMA application_id of a litejobs file ("LJOB"): tells our files from other programs'.
 APPLICATION_ID = 0x4C4A4F42
 SQLITE_HEADER = b"SQLite format 3\x00"
@@ -229,6 +226,34 @@ _QUEUES_PAUSED = """
 CREATE INDEX queues_paused ON queues (name) WHERE paused != 0;
 """
 
+# 5: what operators look at. `trace`: the W3C traceparent of the span that enqueued the job
+# (OpenTelemetry; NULL without it). Supervisors' `workers`: a JSON array, one object per
+# worker (written with the heartbeat). Per-minute figures that supervisors add up in their
+# batched transaction (outcomes per task, durations and pickup delays as histogram buckets,
+# cron fires): charts read the recent minutes, which are pruned; `metric_totals` keeps the
+# sums of every minute ever counted, the Prometheus counters, which must never go down.
+_V5_COLUMNS = """
+ALTER TABLE jobs ADD COLUMN trace TEXT;
+ALTER TABLE supervisors ADD COLUMN workers TEXT;
+"""
+_METRICS = """
+CREATE TABLE metric_minutes (
+    minute INTEGER NOT NULL,  -- unix time // 60
+    name   TEXT    NOT NULL,  -- which figure: 'outcome', 'duration', 'pickup', 'cron'
+    label  TEXT    NOT NULL,  -- what it is about: a task, a queue, a cron entry
+    kind   TEXT    NOT NULL,  -- an outcome, a bucket's upper bound, 'sum', 'count'
+    value  REAL    NOT NULL,
+    PRIMARY KEY (minute, name, label, kind)
+) WITHOUT ROWID;
+CREATE TABLE metric_totals (
+    name  TEXT NOT NULL,
+    label TEXT NOT NULL,
+    kind  TEXT NOT NULL,
+    value REAL NOT NULL,
+    PRIMARY KEY (name, label, kind)
+) WITHOUT ROWID;
+"""
+
 SCHEMA = f"""
 CREATE TABLE jobs (
     id            INTEGER PRIMARY KEY,
@@ -265,6 +290,7 @@ CREATE TABLE jobs (
     continuation  INTEGER,
     ready_delay   REAL,
     upstream_left INTEGER,
+    trace         TEXT,
     CHECK (state != 'running' OR (leased_by IS NOT NULL AND lease_until IS NOT NULL)),
     CHECK (attempt - interrupts <= max_attempts OR state != 'running')
 );
@@ -328,79 +354,11 @@ CREATE TABLE supervisors (
     started_at   REAL NOT NULL,
     heartbeat_at REAL NOT NULL,
     queues       TEXT NOT NULL,
-    pid_ns       TEXT
+    pid_ns       TEXT,
+    workers      TEXT
 ) WITHOUT ROWID;
+{_METRICS}
 """
-
-# Version 1 -> 2: parked jobs (a column, the claim index with it, the key index, the triggers
-# that give parked jobs back), job ids never reused (job_ids, starting above every id stored
-# anywhere, pruned cron jobs' included), the paused-queues index, supervisors' PID namespace.
-# No table is rebuilt: the upgrade is quick on a big file.
-_MIGRATE_1_TO_2 = f"""
-ALTER TABLE jobs ADD COLUMN {_PARKED_COLUMN};
-DROP INDEX jobs_queued;
-DROP TRIGGER jobs_transition;
-{_JOBS_INDEXES_AND_TRIGGERS.replace(_UNCHANGED_INDEXES, "")}
-{_JOB_IDS.replace("VALUES (0)", _TOP_STORED_ID)}
-{_QUEUES_PAUSED}
-ALTER TABLE supervisors ADD COLUMN pid_ns TEXT;
-"""
-
-# Version 2 -> 3: tags, progress and metadata (columns and the job_tags table). No rebuild.
-_MIGRATE_2_TO_3 = f"""
-{_V3_COLUMNS}
-{_JOB_TAGS}
-"""
-
-# Version 3 -> 4: workflows (the state `waiting`, three columns, two tables, the fan-in and
-# cascade triggers). The state CHECK of the jobs table gains 'waiting' by the documented
-# writable_schema edit (https://sqlite.org/lang_altertable.html, "otheralter"): widening a
-# CHECK needs no rewrite of the rows, which a table rebuild would do for a big file.
-_OLD_STATE_CHECK = ("CHECK (state IN ('scheduled', 'queued', 'running', 'succeeded', "
-                    "'failed', 'cancelled'))")
-_MIGRATE_3_TO_4 = f"""
-{_V4_COLUMNS}
-DROP TRIGGER jobs_transition;
-CREATE TRIGGER jobs_transition BEFORE UPDATE OF state ON jobs
-WHEN old.state != new.state AND NOT ({_LEGAL_MOVES})
-BEGIN
-    SELECT RAISE(ABORT, 'litejobs: illegal state transition');
-END;
-{_WORKFLOWS}
-"""
-
-
-def _widen_state_check(cur: Any) -> None:
-    """Let the jobs table's state CHECK accept every state of this version."""
-    new = f"CHECK (state IN ({_STATES}))"
-    (sql_text,) = cur.execute(
-        "SELECT sql FROM sqlite_schema WHERE type = 'table' AND name = 'jobs'").fetchone()
-    if new in sql_text:
-        return
-    if _OLD_STATE_CHECK not in sql_text:
-        raise RuntimeError("the jobs table's state CHECK is not the one litejobs wrote; "
-                           "this file was changed outside litejobs, restore a backup")
-    (version,) = cur.execute("PRAGMA schema_version").fetchone()
-    cur.execute("PRAGMA writable_schema = ON")
-    try:
-        cur.execute("UPDATE sqlite_schema SET sql = ? WHERE type = 'table' AND name = 'jobs'",
-                    (sql_text.replace(_OLD_STATE_CHECK, new),))
-        cur.execute(f"PRAGMA schema_version = {int(version) + 1}")
-    finally:
-        cur.execute("PRAGMA writable_schema = OFF")
-
-
-def _migrate_3_to_4(cur: Any) -> None:
-    _widen_state_check(cur)
-    cur.execute(_MIGRATE_3_TO_4)
-
-
-#: Migrations from version N to N+1, by N: SQL, or a function of a cursor. Each runs inside
-#: the upgrading transaction.
-MIGRATIONS: dict[int, str | Callable[[Any], None]] = {
-    1: _MIGRATE_1_TO_2, 2: _MIGRATE_2_TO_3,
-    3: _migrate_3_to_4,
-}
 
 IDENTITY = (
     "SELECT (SELECT application_id FROM pragma_application_id()), "
