@@ -23,7 +23,9 @@ from typing import TYPE_CHECKING, Any
 import apsw
 
 from litejobs.store.admin import StoreAdmin
+from litejobs.store.backups import StoreBackup
 from litejobs.store.maintenance import StoreMaintenance
+from litejobs.store.metric_reads import StoreMetrics
 from litejobs.store.reads import StoreReads
 from litejobs.store.runs import StoreWorkflows
 from litejobs.store.schema import SCHEMA_VERSION
@@ -33,7 +35,8 @@ __all__ = ["RATE_MARGIN", "SCHEMA_VERSION", "NewJob", "NewJobs", "QueueLimits", 
            "SqliteStore", "Store", "Tx", "sent_order"]
 
 
-class Store(StoreReads, StoreAdmin, StoreMaintenance, StoreWorkflows):
+class Store(StoreReads, StoreAdmin, StoreMaintenance, StoreWorkflows, StoreMetrics,
+            StoreBackup):
     """A litejobs database file (SQLite). Cheap to make; connections open lazily, one per
     thread. Implements every protocol of ``litejobs.store.protocols``."""
 

@@ -18,6 +18,7 @@ from litejobs.store import sql
 from litejobs.store.claims import RATE_MARGIN, ClaimsMixin, sent_order
 from litejobs.store.flows import WorkflowsTxMixin
 from litejobs.store.inserts import InsertsMixin, NewRow
+from litejobs.store.metrics import MetricsTxMixin
 from litejobs.store.rows import QueueLimits, Row, _dicts, _like_prefix, _scalar
 
 __all__ = ["RATE_MARGIN", "NewJob", "NewJobs", "NewRow", "QueueLimits", "Row", "Tx",
@@ -41,7 +42,7 @@ def pid_namespace() -> str | None:
     return f"{st.st_dev}:{st.st_ino}"
 
 
-class Tx(ClaimsMixin, InsertsMixin, WorkflowsTxMixin):
+class Tx(ClaimsMixin, InsertsMixin, WorkflowsTxMixin, MetricsTxMixin):
     """The statements a supervisor runs inside one write transaction."""
 
     def __init__(self, cursor: apsw.Cursor, queues_seen: set[str] | None = None) -> None:
