@@ -30,13 +30,14 @@ from litejobs.store.reads import StoreReads
 from litejobs.store.runs import StoreWorkflows
 from litejobs.store.schema import SCHEMA_VERSION
 from litejobs.store.tx import RATE_MARGIN, NewJob, NewJobs, QueueLimits, Row, Tx, sent_order
+from litejobs.store.views import StoreViews
 
 __all__ = ["RATE_MARGIN", "SCHEMA_VERSION", "NewJob", "NewJobs", "QueueLimits", "Row",
            "SqliteStore", "Store", "Tx", "sent_order"]
 
 
 class Store(StoreReads, StoreAdmin, StoreMaintenance, StoreWorkflows, StoreMetrics,
-            StoreBackup):
+            StoreBackup, StoreViews):
     """A litejobs database file (SQLite). Cheap to make; connections open lazily, one per
     thread. Implements every protocol of ``litejobs.store.protocols``."""
 
@@ -80,6 +81,6 @@ if TYPE_CHECKING:
 
     def _implements(store: Store, tx: Tx) -> tuple[
             p.Producer, p.Reads, p.ExplainFacts, p.Admin, p.Maintenance, p.Supervising,
-            p.Workflows, p.WriteTx]:
+            p.Workflows, p.Views, p.WriteTx]:
         """mypy checks here that Store and Tx satisfy every protocol, signatures included."""
-        return store, store, store, store, store, store, store, tx
+        return store, store, store, store, store, store, store, store, tx

@@ -28,10 +28,11 @@ from litejobs.store.rows import QueueLimits, Row
 
 if TYPE_CHECKING:
     from litejobs.store.flows import StepRow
+    from litejobs.store.views import JobFilter, JobPage
 
 __all__ = ["Admin", "ClaimTx", "CronTx", "ExplainFacts", "LeaseTx", "Maintenance", "OutcomeTx",
-           "Producer", "ProducerTx", "Reads", "Supervising", "UpkeepTx", "WorkflowTx",
-           "Workflows", "WriteTx"]
+           "Producer", "ProducerTx", "Reads", "Supervising", "UpkeepTx", "Views",
+           "WorkflowTx", "Workflows", "WriteTx"]
 
 T = TypeVar("T")
 
@@ -91,6 +92,24 @@ class Reads(Protocol):
     def oldest_ready(self, now: float | None = None) -> dict[str, float]: ...
 
     def workers(self) -> list[Row]: ...
+
+
+@runtime_checkable
+class Views(Protocol):
+    """The dashboard's job list and job page (store/views.py); never writes."""
+
+    def top_job_id(self) -> int: ...
+
+    def job_page(self, f: JobFilter, before: int | None = None, limit: int = 50,
+                 scan: int = 50_000) -> JobPage: ...
+
+    def count_jobs(self, f: JobFilter, cap: int = 10_000) -> int: ...
+
+    def ids_for(self, f: JobFilter, after_id: int, upto: int,
+                limit: int = 1000) -> list[int]: ...
+
+    def workflow_graph(self, run_id: int, limit: int = 300,
+                       ) -> tuple[list[Row], list[tuple[int, int]], int]: ...
 
 
 @runtime_checkable
