@@ -15,6 +15,7 @@ from litejobs.calls import build_job, encode, ring_for
 from litejobs.config import MAX_PAYLOAD, Config, check_durability, database_path, load_config
 from litejobs.job import Job, State
 from litejobs.newjob import NewJob
+from litejobs.redact import check_redact
 from litejobs.task import (
     DEFAULT_QUEUE,
     PLAIN,
@@ -154,6 +155,7 @@ class App:
         concurrency_key: str | Callable[..., str] | None = None,
         concurrency_limit: int = 1,
         tags: Sequence[str] | None = None,
+        redact: Sequence[str] | None = None,
     ) -> TaskDecorator: ...
 
     def task(  # type: ignore[misc]  # mypy misreads the bare-or-options overload pair
@@ -172,10 +174,12 @@ class App:
         concurrency_key: str | Callable[..., str] | None = None,
         concurrency_limit: int = 1,
         tags: Sequence[str] | None = None,
+        redact: Sequence[str] | None = None,
     ) -> Any:
         """Register a function as a task: ``@app.task`` or ``@app.task(name=..., ...)``.
         ``tags``: every job of the task gets them, unless a call gives its own
-        (``options(tags=...)`` replaces them, like every other option)."""
+        (``options(tags=...)`` replaces them, like every other option). ``redact``: names
+        of arguments the dashboard and the CLI show as "•••" (passwords, card numbers)."""
         if isinstance(retry_on, type):
             retry_on = (retry_on,)
         if not all(isinstance(t, type) and issubclass(t, BaseException) for t in retry_on):
@@ -189,6 +193,7 @@ class App:
             check_seconds("unique_for", unique_for, allow_zero=False)
         check_int("concurrency_limit", concurrency_limit, 1, INT64_MAX)
         task_tags = () if tags is None else tuple(json.loads(check_tags(tags) or "[]"))
+        check_redact(redact)
 
         def register(func: Callable[..., Any]) -> Task[Any, Any]:
             if not callable(func):
@@ -210,7 +215,7 @@ class App:
             ):
                 raise ValueError(f"a task named {task_name!r} is already registered (by "
                                  f"{existing.fn!r}); give one of them another name=")
-            t: Task[Any, Any] = Task(self, func, defaults)
+            t: Task[Any, Any] = Task(self, func, defaults, check_redact(redact, func))
             self.tasks[task_name] = t
             return t
 

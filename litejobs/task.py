@@ -155,10 +155,14 @@ class BoundTask(_Caller[P, R]):
 class Task(_Caller[P, R]):
     """A registered function. Call it to run inline; ``enqueue`` it to run in a worker."""
 
-    def __init__(self, app: App, fn: Callable[P, R], defaults: TaskOptions) -> None:
+    def __init__(self, app: App, fn: Callable[P, R], defaults: TaskOptions,
+                 redact: tuple[str, ...] = ()) -> None:
         self.app = app
         self.fn = fn
         self.defaults = defaults
+        #: The arguments the dashboard and the CLI show as "•••" (``@app.task(redact=...)``);
+        #: kept off TaskOptions, which every enqueue hashes.
+        self.redact = redact
         self.param_names = positional_names(fn)
         self._task = self
         self._call = PLAIN

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
+from typing import Any
 
 import click
 
@@ -20,12 +22,30 @@ from litejobs.cli.common import (
 )
 from litejobs.cli.workflows import report_skipped, show_lines, step_facts
 from litejobs.job import State, iso, sources
+from litejobs.redact import mask, mask_args
 from litejobs.validate import INT64_MAX
 
 __all__ = ["cancel", "enqueue", "explain", "jobs", "purge", "retry", "show"]
 
+APP_HELP = "Import path of the App, module:attr (its tasks' redact= arguments are masked)."
+
 #: The states a job can be cancelled in.
 PENDING = [s.value for s in sources(State.CANCELLED)]
+
+
+def _masker(ctx: Context) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """What hides the ``redact`` arguments in a job's ``to_dict()``: those of the configured
+    app's tasks (with no app configured, nothing is known to be secret)."""
+    if not ctx.config.app:
+        return lambda d: d
+    app = ctx.app()
+
+    def masked(d: dict[str, Any]) -> dict[str, Any]:
+        d["args"] = mask_args(app, d["task"], d["args"])
+        d["kwargs"] = mask(app, d["task"], d["kwargs"])
+        return d
+
+    return masked
 
 
 @click.command()
@@ -77,18 +97,20 @@ def enqueue(config_path: str | None, database: str | None, task: str, app_spec: 
 @click.option("--workflow", help="Only the steps of this workflow run (its id: "
               "`litejobs workflows`).")
 @click.option("--limit", type=click.IntRange(1, INT64_MAX), default=50, show_default=True)
+@click.option("--app", "app_spec", help=APP_HELP)
 @json_option
 @errors
 def jobs(config_path: str | None, database: str | None, state: str | None, task: str | None,
          queue: str | None, tag: str | None, workflow: str | None, limit: int,
-         as_json: bool) -> None:
+         app_spec: str | None, as_json: bool) -> None:
     """List jobs, newest first."""
-    ctx = Context(config_path, database)
+    ctx = Context(config_path, database, app_spec)
     app = ctx.job_app()
     items = app.jobs(state=state, task=task, queue=queue, tag=tag, workflow=workflow,
                      limit=limit)
     if as_json:
-        click.echo(json.dumps([j.to_dict() for j in items]))
+        masked = _masker(ctx)
+        click.echo(json.dumps([masked(j.to_dict()) for j in items]))
         return
     if not items:
         click.echo("no jobs")
@@ -102,31 +124,38 @@ def jobs(config_path: str | None, database: str | None, state: str | None, task:
 @click.command()
 @common_options
 @click.argument("job_id", type=JOB_ID)
+@click.option("--app", "app_spec", help=APP_HELP)
 @json_option
 @errors
-def show(config_path: str | None, database: str | None, job_id: int, as_json: bool) -> None:
+def show(config_path: str | None, database: str | None, job_id: int, app_spec: str | None,
+         as_json: bool) -> None:
     """Show one job and its attempts; for a workflow step, its run and the steps before and
-    after it."""
-    ctx = Context(config_path, database)
+    after it. Arguments its task marks ``redact`` are shown as •••."""
+    ctx = Context(config_path, database, app_spec)
     app = ctx.job_app()
     job = job_or_fail(app, job_id)
     attempts = job.attempts()
     facts = step_facts(app, job)
+    masked = _masker(ctx)
     if as_json:
-        data = job.to_dict()
+        data = masked(job.to_dict())
         data.update(facts)
         data["attempts"] = [a.to_dict() for a in attempts]
         click.echo(json.dumps(data))
         return
-    d = job.to_dict()
+    d = masked(job.to_dict())
+    if ctx.config.app and job.task not in ctx.app().tasks:
+        click.echo(f"{'note':>13}: task {job.task!r} is not registered in the app "
+                   f"{ctx.config.app}: arguments it may redact are shown as stored")
     for key in ("id", "task", "queue", "state", "priority", "attempt", "max_attempts", "args",
                 "kwargs", "key", "tags", "run_at", "created_at", "started_at", "finished_at",
                 "progress", "metadata", "result", "error"):
         value = d[key]
         if value is None or value in ([], {}):
             continue
-        shown = json.dumps(value) if key in ("args", "kwargs", "result", "tags",
-                                             "metadata") else value
+        # unescaped: the text is read by people (and a masked value shows as •••)
+        shown = json.dumps(value, ensure_ascii=False) if key in (
+            "args", "kwargs", "result", "tags", "metadata") else value
         if key == "progress":
             shown = f"{value['fraction']:.0%} {value['message'] or ''}".rstrip()
         click.echo(f"{key:>13}: {shown}")
