@@ -1,0 +1,73 @@
+"""Serving the dashboard with uvicorn in the foreground (``litejobs serve``, and the child
+process of ``litejobs run --serve``)."""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import signal
+import socket
+import sys
+
+from litejobs.app import App
+from litejobs.errors import ConfigError
+from litejobs.web import asgi, need_web
+from litejobs.web.context import clean_base_path
+
+__all__ = ["die_with_parent", "listen", "serve", "url_of"]
+
+log = logging.getLogger("litejobs.web")
+
+#: Seconds open connections (a browser's keep-alive, a poll) get when the server stops.
+SHUTDOWN_GRACE = 2
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A listening socket on ``host:port`` (port 0: a free one); one clear line when the
+    address cannot be had."""
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        return socket.create_server((host, port), family=family, backlog=128)
+    except socket.gaierror as exc:
+        raise ConfigError(f"--bind {host}:{port}: unknown host ({exc.strerror}); give an "
+                          "address such as 127.0.0.1:8077") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}; choose another "
+                          "port with --bind") from None
+
+
+def url_of(sock: socket.socket, base_path: str) -> str:
+    host, port = sock.getsockname()[:2]
+    shown = f"[{host}]" if ":" in host else host
+    return f"http://{shown}:{port}{base_path}/"
+
+
+def serve(app: App, sock: socket.socket, read_only: bool = False, base_path: str = "") -> None:
+    """Serve the dashboard of ``app`` on ``sock`` until SIGTERM or SIGINT."""
+    need_web("starlette", "jinja2", "uvicorn")
+    import uvicorn
+
+    base_path = clean_base_path(base_path)
+    web = asgi(app, read_only=read_only, base_path=base_path)
+    # access_log off: a URL is all it would add, and the security middleware logs each
+    # action's method and path; nothing of a request's body is ever logged.
+    config = uvicorn.Config(web, access_log=False, log_level="warning", lifespan="off",
+                            server_header=False, timeout_graceful_shutdown=SHUTDOWN_GRACE)
+    server = uvicorn.Server(config)
+    mode = " (read-only)" if read_only else ""
+    print(f"litejobs dashboard{mode} on {url_of(sock, base_path)} for {app.path}", flush=True)
+    server.run(sockets=[sock])
+
+
+def die_with_parent(parent: int) -> None:
+    """The child of ``run --serve``: end with the supervisor, even a SIGKILLed one, and
+    leave Ctrl-C to it (it drains, then stops this process)."""
+    if sys.platform.startswith("linux"):
+        try:
+            pr_set_pdeathsig = 1
+            ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != parent:  # it died before the line above
+        os._exit(0)
