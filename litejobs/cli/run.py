@@ -25,11 +25,20 @@ __all__ = ["run"]
 @click.option("--queues", help="Serve only these queues, comma-separated (default: all).")
 @click.option("--grace", type=float, help="Seconds running jobs get on SIGTERM (default 30).")
 @click.option("-v", "--verbose", is_flag=True, help="Log debug messages.")
+@click.option("--serve", "serve_bind", metavar="ADDR",
+              help="Also serve the dashboard on ADDR (e.g. 127.0.0.1:8077), in a child "
+                   "process (extra: pip install 'litejobs[web]').")
 @errors
 def run(config_path: str | None, database: str | None, app_spec: str | None,
-        workers: int | None, queues: str | None, grace: float | None, verbose: bool) -> None:
+        workers: int | None, queues: str | None, grace: float | None, verbose: bool,
+        serve_bind: str | None) -> None:
     """Run the supervisor: a pool of workers, the cron ticker and maintenance."""
     from litejobs.supervisor import Supervisor
+
+    if serve_bind is not None:
+        from litejobs.cli.serve import check_serve
+
+        check_serve(serve_bind)  # refused before anything starts
 
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(asctime)s litejobs[%(process)d] %(levelname)s %(message)s")
@@ -50,4 +59,15 @@ def run(config_path: str | None, database: str | None, app_spec: str | None,
     except BaseException:
         supervisor.abandon()
         raise
-    sys.exit(supervisor.run())
+    if serve_bind is None:
+        sys.exit(supervisor.run())
+    from litejobs.cli.serve import serve_command
+    from litejobs.services.webserver import WebServer
+
+    web = WebServer(serve_command(serve_bind, path, ctx.app_spec, config_path))
+    supervisor.services.append(web)  # started on the loop's first pass, after the workers
+    try:
+        code = supervisor.run()
+    finally:
+        web.stop()
+    sys.exit(code)

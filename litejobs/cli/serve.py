@@ -1,0 +1,100 @@
+"""``litejobs serve``: the dashboard, /metrics and /healthz, in the foreground."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from dataclasses import replace
+
+import click
+
+from litejobs.app import App
+from litejobs.cli.common import Context, common_options, errors, fail
+from litejobs.errors import ConfigError
+
+__all__ = ["check_serve", "serve", "serve_command"]
+
+DEFAULT_BIND = "127.0.0.1:8077"
+
+
+class Refused(click.ClickException):
+    """A refusal that exits 2, as a usage error does: the command line must change."""
+
+    exit_code = 2
+
+
+def check_serve(bind: str) -> tuple[str, int]:
+    """What ``serve`` and ``run --serve`` refuse before starting anything: a missing ``web``
+    extra (exit 1) and a non-loopback address without credentials (exit 2)."""
+    from litejobs.web import need_web
+    from litejobs.web.security import Credentials, check_bind, parse_bind
+
+    try:
+        need_web("starlette", "jinja2", "uvicorn")
+    except ConfigError as exc:
+        raise fail(str(exc)) from None
+    host, port = parse_bind(bind)
+    try:
+        check_bind(host, Credentials.from_env())
+    except ConfigError as exc:
+        raise Refused(str(exc)) from None
+    return host, port
+
+
+def serve_command(bind: str, database: str, app_spec: str, config_path: str | None,
+                  ) -> list[str]:
+    """The command line of ``run --serve``'s child: this ``serve``, on the supervisor's
+    database, app and config, dying with the supervisor."""
+    command = [sys.executable, "-m", "litejobs", "serve", "--bind", bind, "--database",
+               database, "--app", app_spec, "--supervised-by", str(os.getpid())]
+    return command + (["--config", config_path] if config_path else [])
+
+
+@click.command()
+@common_options
+@click.option("--app", "app_spec", help="Import path of the App, module:attr (optional: "
+              "without it the dashboard shows the database alone).")
+@click.option("--bind", default=DEFAULT_BIND, show_default=True, metavar="ADDR",
+              help="Address to listen on; any but loopback needs LITEJOBS_WEB_PASSWORD or "
+                   "LITEJOBS_WEB_TOKEN.")
+@click.option("--read-only", is_flag=True, help="Hide and refuse every action.")
+@click.option("--base-path", default="", metavar="PATH",
+              help="Serve under this path (e.g. /jobs) behind a proxy that passes it on.")
+@click.option("--supervised-by", type=int, hidden=True)  # run --serve's child
+@errors
+def serve(config_path: str | None, database: str | None, app_spec: str | None, bind: str,
+          read_only: bool, base_path: str, supervised_by: int | None) -> None:
+    """Serve the dashboard, /metrics and /healthz (extra: pip install 'litejobs[web]')."""
+    from litejobs.web.context import clean_base_path
+    from litejobs.web.server import die_with_parent, listen
+
+    if supervised_by is not None:
+        die_with_parent(supervised_by)
+        extra_path = os.environ.get("LITEJOBS_SYS_PATH")
+        if extra_path:  # the supervisor's, so the app imports as it did there
+            sys.path[:] = json.loads(extra_path)
+    host, port = check_serve(bind)
+    base_path = clean_base_path(base_path)
+    logging.basicConfig(level=logging.INFO,
+                        format="%(asctime)s litejobs[%(process)d] %(levelname)s %(message)s")
+    ctx = Context(config_path, database, app_spec)
+    app = _app(ctx)
+    sock = listen(host, port)
+    from litejobs.web.server import serve as run_server
+
+    run_server(app, sock, read_only=read_only, base_path=base_path)
+
+
+def _app(ctx: Context) -> App:
+    """The configured app (its tasks and cron entries show), or a bare App on the file."""
+    path = ctx.database(check_app=True) if ctx.app_spec else ctx.database()
+    if not os.path.exists(path):
+        raise fail(f"no database at {path}; check --database / LITEJOBS_DATABASE / the config "
+                   "(it is created by the first enqueue or `litejobs run`)")
+    app = ctx.app() if ctx.app_spec else App(path, durability=ctx.config.durability)
+    if ctx.config.queues and not app.config.queues:
+        # the queue limits litejobs.toml gives the supervisor, shown on /queues
+        app.config = replace(app.config, queues=ctx.config.queues)
+    return app
