@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from litejobs.bell import Bell
 from litejobs.config import Config, parse_rate
 from litejobs.dispatch import Dispatcher
+from litejobs.figures import Figures
 from litejobs.leases import Leases
 from litejobs.outcomes import Outcome, Outcomes
 from litejobs.pool import Pool
@@ -48,6 +49,8 @@ class Claimer:
         self.poll_at = now  # monotonic
         self.progress_at = now  # monotonic: a transaction for progress alone may run from then
         self.bell: Bell | None = None  # rings the other supervisors when steps became ready
+        #: Outcomes, durations and pickup delays counted, written once a second (see figures)
+        self.figures = Figures()
 
     def step(self, now: float, mono: float, draining: bool) -> tuple[bool, list[Outcome]]:
         """One turn's transaction, if anything is due. Returns whether the fallback poll came
@@ -81,6 +84,7 @@ class Claimer:
             return polled, []
         outcomes = self.outcomes.take()
         progress = self.outcomes.take_progress()
+        figures = self.figures.rows() if polled and self.figures else None
         if progress:
             self.progress_at = mono + PROGRESS_WRITES
         lease = self.config.lease
@@ -92,8 +96,10 @@ class Claimer:
                 tx.promote_due(now)
             lost = tx.renew(leases, now + lease) if leases else []
             rows: list[Row] = []
-            if expire:
-                tx.expire_due(now)
+            if expire and tx.expire_due(now):
+                tx.figure_expired(now)
+            if figures:
+                tx.add_figures(figures)
             if claim:
                 rows = tx.claim(slots, self.served(tx.queues()), now, lease, len(idle))
                 self.next_slot = tx.next_slot
@@ -105,6 +111,10 @@ class Claimer:
             self.outcomes.pending[:0] = outcomes  # recorded by the next transaction
             self.outcomes.keep_progress(progress)
             raise
+        if figures:
+            self.figures.clear()
+        self.figures.ended(outcomes, now)
+        self.figures.claimed(rows, now)
         if due is not None:
             self.next_due = due if self.next_due is None else min(self.next_due, due)
         if promote:
@@ -138,16 +148,20 @@ class Claimer:
         return out
 
     def flush(self) -> None:
-        """Record the outcomes still waiting (at shutdown)."""
-        if self.outcomes or self.outcomes.progress:
+        """Record the outcomes still waiting and write the figures counted (at shutdown)."""
+        if self.outcomes or self.outcomes.progress or self.figures:
             outcomes = self.outcomes.take()
             progress = self.outcomes.take_progress()
+            self.figures.ended(outcomes, time.time())
+            figures = self.figures.rows()
 
             def work(tx: Tx) -> None:
                 tx.set_progress_many(progress)
                 self.outcomes.record(tx, outcomes)
+                tx.add_figures(figures)
 
             self.store.write(work)
+            self.figures.clear()
 
     def instants(self) -> list[float | None]:
         """Wall-clock times it next has work without being woken."""

@@ -38,7 +38,7 @@ from litejobs.pool import Pool, WorkerProcess
 from litejobs.services import Service
 from litejobs.services.checkpointer import Checkpointer
 from litejobs.services.filewatch import FileWatch
-from litejobs.services.heartbeat import Heartbeat
+from litejobs.services.heartbeat import Heartbeat, worker_states
 from litejobs.services.pruner import Pruner
 from litejobs.services.rescuer import Rescuer
 from litejobs.services.upkeep import QueueUpkeep
@@ -82,7 +82,8 @@ class Supervisor:
         self.outcomes = Outcomes(self.pool, app.tasks, config.crash_limit, self._read)
         self.dispatch = Dispatcher(self.pool, config, self.outcomes)
         self.leases = Leases(self.store, self.id, config.lease, WORKER_HEARTBEAT)
-        self.heartbeat = Heartbeat(self.store, self.id, self.started, self.queues)
+        self.heartbeat = Heartbeat(self.store, self.id, self.started, self.queues,
+                                   lambda: worker_states(self.pool))
         self.rescuer = Rescuer(self.store, self.id, app.tasks, config.crash_limit, config.lease)
         self.filewatch = FileWatch(self.store)
         self.services: list[Service] = [

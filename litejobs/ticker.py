@@ -140,6 +140,8 @@ class Ticker:
             if not due:
                 continue
             f, s = self._handle(tx, e, state, due, now)
+            if f or s:
+                tx.figure_cron(e.name, due[0], due[-1], now)  # /metrics, in this transaction
             fired += f
             skipped += s
         return TickResult(fired, skipped)

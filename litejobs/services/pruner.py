@@ -1,5 +1,7 @@
-"""Pruner: terminal jobs and cron fires older than ``retention`` are deleted, a few small
-batches a pass, so a large backlog of old rows never holds the loop (or the write lock) long."""
+"""Pruner: terminal jobs and cron fires older than ``retention`` and per-minute figures older
+than ``METRIC_MINUTES`` are deleted, a few small batches a pass, so a large backlog of old rows
+never holds the loop (or the write lock) long. The figures' totals are never pruned: they are
+Prometheus counters, which must not go down."""
 
 from __future__ import annotations
 
@@ -15,6 +17,8 @@ BATCH = 500
 #: Batches of each kind a pass; a pass that finds more comes back after ``SOON`` seconds.
 BATCHES = 4
 SOON = 0.5
+#: Seconds the per-minute figures (the dashboard's charts) are kept.
+METRIC_MINUTES = 2 * 86400.0
 
 
 class Pruner(Service):
@@ -33,7 +37,8 @@ class Pruner(Service):
         jobs = self._batches(lambda tx: maintenance.prune(tx, now, self.retention, BATCH))
         fires = self._batches(lambda tx: tx.prune_cron_fires(before, BATCH))
         runs = self._batches(lambda tx: tx.prune_runs(before, BATCH))  # runs with no step left
-        return jobs + fires + runs
+        minutes = self._batches(lambda tx: tx.prune_metric_minutes(now - METRIC_MINUTES, BATCH))
+        return jobs + fires + runs + minutes
 
     def _batches(self, delete: Callable[[Tx], int]) -> int:
         total = 0

@@ -34,6 +34,7 @@ class StoreAdmin(Connections):
             if was == State.RUNNING.value:
                 cur.execute(sql.RECORD_ATTEMPT, (job_id, attempt, "interrupted", leased_by, started,
                                              now, reason, None))
+            Tx(cur).figure_cancelled([job_id], now)  # /metrics, in this transaction
             return True
 
         return self._transaction(self.connection(), cancel)
@@ -48,7 +49,10 @@ class StoreAdmin(Connections):
         def cancel(cur: apsw.Cursor) -> int:
             cur.execute(sql.RECORD_CANCELLED_ATTEMPTS, (now, reason, id_list))
             cur.execute(sql.CANCEL_JOBS, (reason, now, id_list))
-            return cur.connection.changes()
+            cancelled = cur.connection.changes()
+            if cancelled:
+                Tx(cur).figure_cancelled(ids, now)  # /metrics, in this transaction
+            return cancelled
 
         return self._transaction(self.connection(), cancel)
 

@@ -19,7 +19,7 @@ import apsw
 from litejobs.errors import StorageError
 from litejobs.store.connections import Connections
 from litejobs.store.failures import storage_error
-from litejobs.store.rows import Row
+from litejobs.store.rows import Row, _scalar
 
 __all__ = ["PAGES_PER_STEP", "PAUSE", "StoreBackup"]
 
@@ -55,8 +55,8 @@ class StoreBackup(Connections):
             source.execute("BEGIN")
             try:
                 # the snapshot starts at the first read, not at BEGIN
-                jobs = int(source.execute(COUNT_JOBS).fetchone()[0])
-                version = int(source.execute(VERSION).fetchone()[0])
+                jobs = int(_scalar(source, COUNT_JOBS))
+                version = int(_scalar(source, VERSION))
                 total = self._copy(source, target, progress, pages, pause)
             finally:
                 with contextlib.suppress(apsw.Error):
@@ -80,8 +80,9 @@ class StoreBackup(Connections):
                 if progress is not None:
                     progress(total - int(b.remaining), total)
                 if b.done:
-                    return total
+                    break
                 time.sleep(pause)
+        return total
 
     @staticmethod
     def _verify(target: apsw.Connection, dest: str, jobs: int, version: int) -> None:
@@ -90,8 +91,8 @@ class StoreBackup(Connections):
             raise StorageError(f"the copy {dest} failed SQLite's integrity_check "
                                f"({'; '.join(problems[:3])}); it was not kept. Run "
                                "`litejobs doctor` on the database, then back up again")
-        copied = int(target.execute(COUNT_JOBS).fetchone()[0])
-        copied_version = int(target.execute(VERSION).fetchone()[0])
+        copied = int(_scalar(target, COUNT_JOBS))
+        copied_version = int(_scalar(target, VERSION))
         if (copied, copied_version) != (jobs, version):
             raise StorageError(f"the copy {dest} holds {copied} jobs at schema "
                                f"{copied_version}, the database {jobs} at schema {version}; "

@@ -15,8 +15,8 @@ from litejobs.store.busy import Waiter
 from litejobs.store.connections import Connections
 from litejobs.store.failures import STORAGE_ERRORS, stale_wal_at, storage_error
 from litejobs.store.metrics import (
-    ANY_HEARTBEAT,
     LIVE_COUNTS,
+    LIVE_SUPERVISORS,
     LONG_EXPIRED_LEASES,
     METRIC_TOTALS,
     NEWEST_HEARTBEAT,
@@ -25,7 +25,7 @@ from litejobs.store.metrics import (
     TERMINAL_COUNTS,
     WORKERS,
 )
-from litejobs.store.rows import Row
+from litejobs.store.rows import Row, _scalar
 from litejobs.store.schema import APPLICATION_ID, IDENTITY, SCHEMA_VERSION
 
 __all__ = ["StoreMetrics"]
@@ -136,16 +136,15 @@ class StoreMetrics(Connections):
             raise storage_error(self.path, exc) from None
         try:
             conn.set_busy_handler(Waiter(self.busy_timeout, None))
-            app_id, version, _ = conn.execute(IDENTITY).fetchone() or (0, 0, 0)
+            row = conn.execute(IDENTITY).fetchone()
+            app_id, version, _ = row if row is not None else (0, 0, 0)
             facts: Row = {"application_id": int(app_id), "schema_version": int(version),
                           "supervisors": 0, "newest_heartbeat": None, "expired_leases": 0}
             if app_id != APPLICATION_ID or version != SCHEMA_VERSION:
                 return facts
-            live, _ = conn.execute(NEWEST_HEARTBEAT, (now - max_age,)).fetchone()
-            facts["supervisors"] = int(live)
-            facts["newest_heartbeat"] = conn.execute(ANY_HEARTBEAT).fetchone()[0]
-            facts["expired_leases"] = int(
-                conn.execute(LONG_EXPIRED_LEASES, (now - lease,)).fetchone()[0])
+            facts["supervisors"] = int(_scalar(conn, LIVE_SUPERVISORS, (now - max_age,)))
+            facts["newest_heartbeat"] = _scalar(conn, NEWEST_HEARTBEAT)
+            facts["expired_leases"] = int(_scalar(conn, LONG_EXPIRED_LEASES, (now - lease,)))
             return facts
         except apsw.Error as exc:
             raise storage_error(self.path, exc) from None

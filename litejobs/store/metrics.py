@@ -88,8 +88,8 @@ SELECT s.id AS supervisor, s.hostname, s.heartbeat_at, w.value ->> 'name' AS nam
 FROM supervisors AS s, json_each(coalesce(s.workers, '[]')) AS w
 ORDER BY s.id, w.key
 """
-NEWEST_HEARTBEAT = "SELECT count(*), max(heartbeat_at) FROM supervisors WHERE heartbeat_at >= ?"
-ANY_HEARTBEAT = "SELECT max(heartbeat_at) FROM supervisors"
+LIVE_SUPERVISORS = "SELECT count(*) FROM supervisors WHERE heartbeat_at >= ?"
+NEWEST_HEARTBEAT = "SELECT max(heartbeat_at) FROM supervisors"
 LONG_EXPIRED_LEASES = "SELECT count(*) FROM jobs WHERE state = 'running' AND lease_until < ?"
 
 
