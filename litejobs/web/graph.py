@@ -83,16 +83,20 @@ def layout(steps: Sequence[Mapping[str, Any]], edges: Sequence[tuple[int, int]],
     columns: dict[int, list[int]] = {}
     for i in ids:
         columns.setdefault(depth[i], []).append(i)
+    # Each step at the mean row of its upstream steps, pushed down past the step above it in
+    # its column: a step after a fan-in sits level with it, and an edge that skips a column
+    # runs where that column holds nothing, not under another step's box.
     row_of: dict[int, float] = {}
     for d in sorted(columns):
-        # each step near the middle of its upstream steps: fewer crossings
-        col = sorted(columns[d], key=lambda i: (
-            sum(row_of[u] for u in ups[i]) / len(ups[i]) if ups[i] else 0.0, i))
+        wanted = {i: sum(row_of[u] for u in ups[i]) / len(ups[i]) if ups[i] else 0.0
+                  for i in columns[d]}
+        col = sorted(columns[d], key=lambda i: (wanted[i], i))
         columns[d] = col
-        for n, i in enumerate(col):
-            row_of[i] = float(n)
-    pos = {i: (PAD + d * (NODE_W + GAP_X), PAD + n * (NODE_H + GAP_Y))
-           for d, col in columns.items() for n, i in enumerate(col)}
+        last = -1.0
+        for i in col:
+            last = row_of[i] = max(wanted[i], last + 1)
+    pos = {i: (PAD + d * (NODE_W + GAP_X), PAD + round(row_of[i] * (NODE_H + GAP_Y)))
+           for d, col in columns.items() for i in col}
     by_id = {int(s["id"]): s for s in steps}
     nodes = [Node(i, _label(by_id[i]), str(by_id[i]["state"]), *pos[i], i == current)
              for i in ids]
@@ -103,5 +107,5 @@ def layout(steps: Sequence[Mapping[str, Any]], edges: Sequence[tuple[int, int]],
         mid = (x1 + x2) // 2
         out_edges.append(Edge(f"M{x1},{y1} C{mid},{y1} {mid},{y2} {x2},{y2}", dashed))
     width = PAD * 2 + (max(columns, default=0) + 1) * (NODE_W + GAP_X) - GAP_X
-    height = PAD * 2 + max((len(c) for c in columns.values()), default=0) * (NODE_H + GAP_Y)
-    return Graph(width, height - GAP_Y, nodes, out_edges)
+    height = PAD * 2 + max((y for _, y in pos.values()), default=0) + NODE_H
+    return Graph(width, height, nodes, out_edges)

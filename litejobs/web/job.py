@@ -40,8 +40,10 @@ def job_view(app: App, row: dict[str, Any]) -> dict[str, Any]:
     terminal = job.state in TERMINAL
     why = None
     if job.state is not State.RUNNING:
+        # why it has not run (an ended job's line repeats the page, unless it continued)
         found = explain(app.store, job.id, app.config, set(app.tasks) or None)
-        why = None if found is None else found.message
+        if found is not None and (not terminal or found.reason == "continued"):
+            why = found.message
     run = graph = None
     size = 0
     if job.workflow is not None:
