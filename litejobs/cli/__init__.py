@@ -11,7 +11,9 @@ import click
 from litejobs.cli.admin import check, doctor, init, queues, stats
 from litejobs.cli.cron import cron
 from litejobs.cli.jobs import cancel, enqueue, explain, jobs, purge, retry, show
+from litejobs.cli.operate import backup, health
 from litejobs.cli.run import run
+from litejobs.cli.serve import serve
 from litejobs.cli.workflows import token, workflows
 
 __all__ = ["main"]
@@ -24,5 +26,5 @@ def main() -> None:
 
 
 for _command in (run, init, check, enqueue, jobs, show, retry, cancel, purge, queues, explain,
-                 stats, doctor, cron, workflows, token):
+                 stats, doctor, cron, workflows, token, serve, health, backup):
     main.add_command(_command)
