@@ -57,6 +57,9 @@ class Figures:
         minute = int(now // 60)
         counts = self.outcomes
         durations = self.durations
+        task = None
+        c: list[int] = []
+        h: list[float] = []
         for o in outcomes:
             kind = o.kind
             if kind in {"ok", "then"}:
@@ -71,15 +74,13 @@ class Figures:
             else:
                 continue  # put back, not ended
             a = o.a
-            key = (minute, a.task)
-            c = counts.get(key)
-            if c is None:
-                c = counts[key] = [0] * 5
-                durations[key] = [0.0] * (_SUM + 1)
+            if a.task != task:  # a batch is mostly one task's: one lookup for a run of them
+                task = a.task
+                key = (minute, task)
+                c = counts.get(key) or counts.setdefault(key, [0] * 5)
+                h = durations.get(key) or durations.setdefault(key, [0.0] * (_SUM + 1))
             c[i] += 1
-            h = durations[key]
-            d = o.finished - a.started
-            d = max(d, 0.0)  # (the wall clock may step back)
+            d = max(o.finished - a.started, 0.0)  # (the wall clock may step back)
             h[bisect_left(BOUNDS, d)] += 1
             h[_SUM] += d
 
@@ -87,11 +88,13 @@ class Figures:
         """Count the pickup delays of jobs claimed at ``now``."""
         minute = int(now // 60)
         pickups = self.pickups
+        queue = None
+        h: list[float] = []
         for row in rows:
-            key = (minute, row["queue"])
-            h = pickups.get(key)
-            if h is None:
-                h = pickups[key] = [0.0] * (_SUM + 1)
+            if row["queue"] != queue:
+                queue = row["queue"]
+                key = (minute, queue)
+                h = pickups.get(key) or pickups.setdefault(key, [0.0] * (_SUM + 1))
             d = max(now - row["run_at"], 0.0)
             h[bisect_left(BOUNDS, d)] += 1
             h[_SUM] += d
