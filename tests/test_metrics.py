@@ -262,3 +262,17 @@ def test_render_without_prometheus_client_says_what_to_install(tmp_path: Path) -
                          cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
     assert out.returncode != 0
     assert "pip install 'litejobs[web]'" in out.stderr.splitlines()[-1]
+
+
+def test_cancels_are_counted_in_their_transaction(app, tasks) -> None:
+    """Store.cancel and cancel_many count the jobs they cancelled, per task, not the ones
+    that were already over."""
+    adds = [tasks.add.enqueue(i, 0) for i in range(4)]
+    fails = [tasks.fail.enqueue() for _ in range(2)]
+    assert adds[0].cancel()
+    assert not adds[0].cancel()  # already cancelled: not counted again
+    n = app.store.cancel_many([j.id for j in adds + fails], "bulk", time.time())
+    assert n == 5
+    totals = {(label, kind): v for name, label, kind, v in app.store.metric_totals()
+              if name == "outcome"}
+    assert totals == {("basic.add", "cancelled"): 4.0, ("basic.fail", "cancelled"): 2.0}
