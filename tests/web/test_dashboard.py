@@ -120,6 +120,31 @@ def test_supervisors_page_shows_a_running_job_without_reload(
     job.cancel()
 
 
+def test_polling_pauses_while_the_tab_is_hidden(populated: SupervisorProcess,
+                                                serve: Callable[..., Dashboard],
+                                                page: Any) -> None:
+    board = serve()
+    polls: list[str] = []
+    page.on("request", lambda r: "/live/" in r.url and polls.append(r.url))
+    page.goto(board.url + "/queues")
+    # (Playwright delivers its events while it is called: wait_for_timeout, not sleep)
+    until(lambda: page.wait_for_timeout(50) or polls, 10, "the page to poll")
+    page.evaluate("""() => {
+        Object.defineProperty(document, "hidden", {value: true, configurable: true});
+        document.dispatchEvent(new Event("visibilitychange"));
+    }""")
+    page.wait_for_timeout(300)  # a poll already on its way may land
+    seen = len(polls)
+    page.wait_for_timeout(4500)  # two poll periods: nothing may be asked while hidden
+    assert len(polls) == seen, polls
+    page.evaluate("""() => {
+        Object.defineProperty(document, "hidden", {value: false, configurable: true});
+        document.dispatchEvent(new Event("visibilitychange"));
+    }""")
+    until(lambda: page.wait_for_timeout(50) or len(polls) > seen, 1.5,
+          "a poll as soon as the tab shows again")
+
+
 # --- refusals ----------------------------------------------------------------------------------
 
 
@@ -241,6 +266,36 @@ def test_the_dashboard_mounts_in_another_asgi_app(app: Any) -> None:
         assert 'href="/admin/jobs/static/litejobs.css"' in page.text
         assert 'action="/admin/jobs/queues/default/pause"' in page.text
         assert client.get("/admin/jobs/static/litejobs.css").status_code == 200
+
+
+def test_the_dashboard_runs_under_wsgi_through_a2wsgi(app: Any) -> None:
+    """As docs/dashboard.md mounts it in Flask or Django: a2wsgi's ASGIMiddleware, the prefix
+    given as base_path (Django) or as SCRIPT_NAME (a dispatcher, as Flask's)."""
+    import io
+    from wsgiref.util import setup_testing_defaults
+
+    from a2wsgi import ASGIMiddleware
+
+    import litejobs.web
+
+    app.enqueue("basic.add", [1, 2])
+
+    def call(wsgi: Any, script: str, path: str) -> tuple[str, str]:
+        environ: dict[str, Any] = {"SCRIPT_NAME": script, "PATH_INFO": path,
+                                   "wsgi.input": io.BytesIO()}
+        setup_testing_defaults(environ)
+        status: list[str] = []
+        body = b"".join(wsgi(environ, lambda s, h, e=None: status.append(s)))
+        return status[0], body.decode()
+
+    django_style = ASGIMiddleware(litejobs.web.asgi(app, base_path="/admin/jobs"))
+    status, body = call(django_style, "", "/admin/jobs/queues")
+    assert status.startswith("200"), status
+    assert 'action="/admin/jobs/queues/default/pause"' in body
+    flask_style = ASGIMiddleware(litejobs.web.asgi(app))
+    status, body = call(flask_style, "/admin/jobs", "/queues")
+    assert status.startswith("200"), status
+    assert 'href="/admin/jobs/static/litejobs.css"' in body
 
 
 # --- in the supervisor's care ------------------------------------------------------------------
