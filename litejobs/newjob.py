@@ -36,6 +36,8 @@ class NewJob:
     debounce: float | None = None
     #: Its tags as a JSON array (validated), or None for none.
     tags: str | None = None
+    #: The W3C traceparent of the span that enqueued it (``litejobs.tracing``), or None.
+    trace: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
