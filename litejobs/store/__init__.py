@@ -81,6 +81,6 @@ if TYPE_CHECKING:
 
     def _implements(store: Store, tx: Tx) -> tuple[
             p.Producer, p.Reads, p.ExplainFacts, p.Admin, p.Maintenance, p.Supervising,
-            p.Workflows, p.Views, p.WriteTx]:
+            p.Workflows, p.WriteTx]:
         """mypy checks here that Store and Tx satisfy every protocol, signatures included."""
-        return store, store, store, store, store, store, store, store, tx
+        return store, store, store, store, store, store, store, tx

@@ -31,8 +31,8 @@ if TYPE_CHECKING:
     from litejobs.store.views import JobFilter, JobPage
 
 __all__ = ["Admin", "ClaimTx", "CronTx", "ExplainFacts", "LeaseTx", "Maintenance", "OutcomeTx",
-           "Producer", "ProducerTx", "Reads", "Supervising", "UpkeepTx", "Views",
-           "WorkflowTx", "Workflows", "WriteTx"]
+           "Producer", "ProducerTx", "Reads", "Supervising", "UpkeepTx", "WorkflowTx",
+           "Workflows", "WriteTx"]
 
 T = TypeVar("T")
 
@@ -93,10 +93,7 @@ class Reads(Protocol):
 
     def workers(self) -> list[Row]: ...
 
-
-@runtime_checkable
-class Views(Protocol):
-    """The dashboard's job list and job page (store/views.py); never writes."""
+    # the dashboard's jobs pages (store/views.py)
 
     def top_job_id(self) -> int: ...
 

@@ -151,7 +151,7 @@ def _where(f: JobFilter, skip_tag: bool = False) -> tuple[str, list[Any]]:
 
 
 class StoreViews(Connections):
-    """The dashboard's reads of Store (see protocols.Views)."""
+    """The dashboard's reads of Store (see protocols.Reads)."""
 
     def top_job_id(self) -> int:
         """The highest job id now (0 for none): a bulk action touches no job above it."""
