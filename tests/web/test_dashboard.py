@@ -337,6 +337,31 @@ def test_run_serve_keeps_the_dashboard_up_and_stops_it_on_exit(
     assert not alive(again[0])
 
 
+def test_run_serve_dashboard_dies_with_a_killed_supervisor(
+        supervisor: Callable[..., SupervisorProcess]) -> None:
+    import httpx
+
+    port = free_port()
+    sup = supervisor("--serve", f"127.0.0.1:{port}")
+    until(lambda: _answers(httpx, f"http://127.0.0.1:{port}/"), 30, "the dashboard to answer")
+    web = [pid for pid in children(sup.pid)
+           if b"serve" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+    assert len(web) == 1
+    try:
+        os.kill(sup.pid, signal.SIGKILL)  # the supervisor alone, not its group
+        until(lambda: not alive(web[0]), 10, "the dashboard to die with its supervisor")
+    finally:
+        if alive(web[0]):  # its own session: the group kill at teardown would miss it
+            os.kill(web[0], signal.SIGKILL)
+
+
+def _answers(httpx: Any, url: str) -> bool:
+    try:
+        return bool(httpx.get(url, timeout=2).status_code == 200)
+    except httpx.TransportError:
+        return False
+
+
 def test_serve_without_the_web_extra_says_what_to_install(db_path: Path, app: Any) -> None:
     app.enqueue("basic.add", [1, 1])
     code = ("import sys; sys.modules['uvicorn'] = None\n"
