@@ -455,3 +455,29 @@ def test_workflow_graph_links_every_step_by_state(board: Board, app: litejobs.Ap
     xs = {int(i): int(x) for i, x in re.findall(
         r'/jobs/(\d+)" class="node[^"]*">\s*<title>[^<]*</title>\s*<rect x="(\d+)"', svg)}
     assert xs[ids[0]] < xs[ids[1]] == xs[ids[2]] < xs[ids[3]]  # layered by depth
+
+
+def test_under_a_base_path_links_and_redirects_keep_it(app: litejobs.App) -> None:
+    """Behind a proxy (`--base-path /ops`): every link, form and redirect of the jobs pages
+    carries the prefix, and a read-only search still works there."""
+    failed = failed_jobs(app, 2)
+    for read_only in (False, True):
+        client = TestClient(asgi(app, read_only=read_only, base_path="/ops"),
+                            follow_redirects=False)
+        page = client.get("/ops/jobs?state=failed")
+        assert page.status_code == 200
+        assert f'href="/ops/jobs/{failed[-1]}"' in page.text
+        assert 'action="/ops/jobs/search"' in page.text
+        assert ('action="/ops/jobs/act"' in page.text) is not read_only
+        token = re.search(r'"X-CSRF-Token": "([0-9a-f]+)"', page.text)
+        assert token is not None
+        found = client.post("/ops/jobs/search", content=_form([
+            ("text", "boom"), ("csrf", token.group(1))]), headers={
+            "content-type": "application/x-www-form-urlencoded"})
+        assert found.status_code == 303
+        assert found.headers["location"].startswith("/ops/jobs?search=")
+        assert ids_on(client.get(found.headers["location"]).text) == failed[::-1]
+    waiting = app.tasks["basic.add"].options(delay=60).enqueue(1, 1)
+    job_page = client.get(f"/ops/jobs/{waiting.id}").text
+    assert "/ops/static/jobs.css" in job_page
+    assert f'hx-get="/ops/jobs/{waiting.id}/live"' in job_page
