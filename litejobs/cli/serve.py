@@ -27,7 +27,8 @@ class Refused(click.ClickException):
 
 def check_serve(bind: str) -> tuple[str, int]:
     """What ``serve`` and ``run --serve`` refuse before starting anything: a missing ``web``
-    extra (exit 1) and a non-loopback address without credentials (exit 2)."""
+    extra (exit 1), a non-loopback address without credentials (exit 2), an address that
+    cannot be listened on (exit 1)."""
     from litejobs.web import need_web
     from litejobs.web.security import Credentials, check_bind, parse_bind
 
@@ -40,6 +41,9 @@ def check_serve(bind: str) -> tuple[str, int]:
         check_bind(host, Credentials.from_env())
     except ConfigError as exc:
         raise Refused(str(exc)) from None
+    from litejobs.web.server import listen
+
+    listen(host, port).close()  # a port in use is said now, not by a child that dies later
     return host, port
 
 

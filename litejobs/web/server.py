@@ -30,11 +30,11 @@ def listen(host: str, port: int) -> socket.socket:
         family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
         return socket.create_server((host, port), family=family, backlog=128)
     except socket.gaierror as exc:
-        raise ConfigError(f"--bind {host}:{port}: unknown host ({exc.strerror}); give an "
-                          "address such as 127.0.0.1:8077") from None
+        raise ConfigError(f"cannot listen on {host}:{port}: unknown host ({exc.strerror}); "
+                          "give an address such as 127.0.0.1:8077") from None
     except OSError as exc:
-        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}; choose another "
-                          "port with --bind") from None
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}; stop what uses "
+                          "it or choose another port") from None
 
 
 def url_of(sock: socket.socket, base_path: str) -> str:

@@ -159,6 +159,18 @@ def test_serve_refuses_a_public_address_without_credentials(db_path: Path, app: 
         assert result.exit_code == 2, line
 
 
+def test_run_serve_on_a_port_in_use_is_refused_at_once(db_path: Path, app: Any) -> None:
+    app.enqueue("basic.add", [1, 1])
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = CliRunner().invoke(main, ["run", "--app", "tests.apps.basic:app",
+                                           "--database", str(db_path), "--serve",
+                                           f"127.0.0.1:{port}"], env=NO_CREDENTIALS)
+    one_line_error(result, f"cannot listen on 127.0.0.1:{port}", "another port")
+
+
 def test_a_token_is_required_on_every_request(populated: SupervisorProcess,
                                              serve: Callable[..., Dashboard]) -> None:
     board = serve(env={"LITEJOBS_WEB_TOKEN": "s3cret-token"})
