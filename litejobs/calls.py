@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
 
+from litejobs import tracing
 from litejobs.newjob import NewJob, NewJobs
 from litejobs.serialization import dump_batch, dump_call
 from litejobs.task import PLAIN, Prepared, TaskOptions
@@ -60,7 +61,9 @@ def encode(calls: Sequence[Prepared], now: float, plain: dict[TaskOptions | None
                         q.defaults is not defaults):
                     break
                 j += 1
-        if j - i >= BATCH_MIN:
+        # (traced jobs are not batched: each gets its own span; by now, with a plain job of
+        # the task remembered, whether tracing is on was decided)
+        if j - i >= BATCH_MIN and not tracing.active:
             assert static is not None
             batch = _batch(calls[i:j], static, now, max_payload)
             if batch is not None:
@@ -92,10 +95,13 @@ def build_job(p: Prepared, now: float, plain: dict[TaskOptions | None, NewJob],
         if static is not None:  # nothing per call but the arguments: validated once
             args, kwargs = dump_call(p.task, p.args, p.kwargs, max_payload,
                                      p.param_names)
-            return NewJob(p.task, static.queue, static.priority, args, kwargs, now,
-                          static.max_attempts, static.timeout,
-                          concurrency_key=static.concurrency_key,
-                          concurrency_limit=static.concurrency_limit)
+            plain_job = NewJob(p.task, static.queue, static.priority, args, kwargs, now,
+                               static.max_attempts, static.timeout,
+                               concurrency_key=static.concurrency_key,
+                               concurrency_limit=static.concurrency_limit)
+            if tracing.active is not False:
+                tracing.stamp(plain_job)
+            return plain_job
     d = p.defaults or TaskOptions(name=p.task)
     o = p.options
     queue = check_name("queue", o.queue if o.queue is not None else d.queue)
@@ -161,4 +167,7 @@ def build_job(p: Prepared, now: float, plain: dict[TaskOptions | None, NewJob],
         # Everything but the arguments depends on the task alone: remember it. (A tagged
         # task's jobs are not: the fast path and bulk inserts write no tags.)
         plain[p.defaults] = job
+    if tracing.active is not False:
+        job = replace(job, trace=None)  # the remembered one must not carry this trace
+        tracing.stamp(job)
     return job

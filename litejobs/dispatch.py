@@ -17,9 +17,10 @@ from collections.abc import Iterable
 
 from litejobs import protocol
 from litejobs.config import Config
-from litejobs.outcomes import Outcomes
+from litejobs.errors import LitejobsError
+from litejobs.outcomes import Outcomes, jobs_log
 from litejobs.pool import Assignment, Pool, WorkerProcess
-from litejobs.store import Row
+from litejobs.store import Row, Store
 
 __all__ = ["PREFETCH", "REVOKE_AFTER", "Dispatcher", "depth"]
 
@@ -48,10 +49,12 @@ class Dispatcher:
     """Hands claimed jobs to the pool's workers and keeps each worker's running job and
     backlog as the supervisor knows them."""
 
-    def __init__(self, pool: Pool, config: Config, outcomes: Outcomes) -> None:
+    def __init__(self, pool: Pool, config: Config, outcomes: Outcomes,
+                 store: Store | None = None) -> None:
         self.pool = pool
         self.config = config
         self.outcomes = outcomes
+        self.store = store  # to tell why a running job was lost (see ``_say_lost``)
 
     # --- who gets jobs -----------------------------------------------------------------------
 
@@ -184,10 +187,9 @@ class Dispatcher:
                 self.outcomes.read(w)  # it may have just finished (or begun) that job
             held = w.job
             if held is not None and held.id == job_id and held.attempt == attempt:
-                log.info("job %s (attempt %s) was cancelled or taken over; stopping its "
-                         "worker", job_id, attempt)
-                self.outcomes.stop(w, "another job of its worker was cancelled", job=held,
-                                   drop=True)
+                if self.outcomes.stop(w, "another job of its worker was cancelled", job=held,
+                                      drop=True):
+                    self._say_lost(held, w)
                 return
             for a in w.backlog:
                 if a.id == job_id and a.attempt == attempt:
@@ -195,6 +197,29 @@ class Dispatcher:
                               "or taken over; asking for it back", job_id, attempt, w.pid)
                     self.withdraw(w, a)
                     return
+
+    def _say_lost(self, a: Assignment, w: WorkerProcess) -> None:
+        """The line for a running job that is no longer ours: cancelled, deleted, or rescued
+        by another supervisor (read from the file: rare, and the user wants to know which)."""
+        state: str | None = "?"
+        if self.store is not None:
+            try:
+                row = self.store.get_job(a.id)
+            except LitejobsError:
+                row = {}
+            state = None if row is None else row.get("state", "?")
+        head = f"job {a.id} ({a.task}, attempt {a.attempt})"
+        fields = {"job": a.id, "task": a.task, "attempt": a.attempt}
+        if state == "cancelled":
+            jobs_log.info("%s cancelled while running: stopped", head,
+                          extra={**fields, "outcome": "cancelled"})
+        elif state is None:
+            jobs_log.info("%s deleted while running: stopped", head,
+                          extra={**fields, "outcome": "deleted"})
+        else:
+            jobs_log.info("%s stopped here: another supervisor took it over (its lease had "
+                          "run out)", head, extra={**fields, "outcome": "taken over"})
+        log.debug("stopped worker %s, which ran job %s (attempt %s)", w.pid, a.id, a.attempt)
 
     def withdraw(self, w: WorkerProcess, a: Assignment) -> None:
         """A job sent ahead to ``w`` is no longer ours (cancelled, or rescued): ask for it
@@ -216,8 +241,9 @@ class Dispatcher:
         w.revoking = max(0, w.revoking - 1)
         taken = [a for a in w.assignments() if (a.id, a.attempt) in given]
         if any(not a.withdrawn for a in taken):
-            log.info("took back %d job(s) sent ahead to worker %s, stuck on a long job, for "
-                     "an idle one", len(taken), w.pid)
+            log.info("took back %d job(s) waiting behind a long job, for an idle worker to run",
+                     len(taken))
+            log.debug("(they were sent ahead to worker %s)", w.pid)
         for a in taken:
             if not a.withdrawn:  # a withdrawn one is not ours to undo any more
                 self.outcomes.unclaim(w, a, now)

@@ -16,14 +16,18 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from litejobs import retry
+from litejobs import logs, retry
 from litejobs.pool import Assignment, Pool, WorkerProcess
 from litejobs.store import Tx
 from litejobs.task import Task
 
-__all__ = ["Outcome", "Outcomes"]
+__all__ = ["Outcome", "Outcomes", "announce"]
 
 log = logging.getLogger("litejobs")
+#: One line per recorded outcome (``announce``): a logger of their own, to filter on.
+jobs_log = logging.getLogger("litejobs.jobs")
+#: An error in a line about a job is cut to this many characters (the attempt keeps it all).
+LINE_ERROR = 300
 
 
 @dataclass(slots=True)
@@ -181,6 +185,84 @@ class Outcomes:
             else:
                 tx.unclaim(a.id, a.attempt)
         return due
+
+
+def announce(recorded: list[Outcome]) -> None:
+    """Log one line per outcome just committed: what a user wants to know about each job.
+    Jobs given back unstarted (sent ahead, then revoked) only at DEBUG."""
+    if not jobs_log.isEnabledFor(logging.INFO):
+        return  # (DEBUG, under INFO, is off too)
+    info = logging.INFO
+    lines: list[tuple[int, str, dict[str, Any]]] = []
+    for o in recorded:
+        a = o.a
+        fields: dict[str, Any] = {"job": a.id, "task": a.task, "attempt": a.attempt}
+        head = f"job {a.id} ({a.task}, attempt {a.attempt})"
+        kind = o.kind
+        if kind in ("ok", "then"):
+            took = max(0.0, o.finished - a.started)
+            fields["outcome"] = "succeeded"
+            fields["duration"] = round(took, 6)
+            more = "; its continuation was enqueued" if kind == "then" else ""
+            lines.append((info, f"{head} succeeded in {_seconds(took)}{more}", fields))
+        elif kind == "fail":
+            lines.append((info, _failed(o, head, fields), fields))
+        elif kind == "interrupt":
+            fields["outcome"] = "interrupted"
+            lines.append((info, f"{head} interrupted ({o.error}): back to queued, to run again "
+                                "(not counted as an attempt)", fields))
+        else:
+            fields["outcome"] = "given back"
+            lines.append((logging.DEBUG, f"{head} was given back before it started (it was "
+                                         "sent ahead to a worker); its claim is undone", fields))
+    if lines:
+        logs.job_lines(jobs_log, lines)
+
+
+def _failed(o: Outcome, head: str, fields: dict[str, Any]) -> str:
+    """The line of a failed attempt (``fields`` gets its outcome, error and retry)."""
+    a = o.a
+    error = o.error.strip()
+    lines = error.splitlines()
+    line = lines[0] if lines else error
+    if len(line) > LINE_ERROR or len(lines) > 1:
+        line = line[:LINE_ERROR] + " [...]"
+    if error.startswith("JobTimeout:"):
+        what = "timed out" if a.timeout is None else f"timed out after {a.timeout:g} s"
+        fields["outcome"] = "timeout"
+    elif o.crashed:
+        what = f"crashed ({line})"
+        fields["outcome"] = "crashed"
+    else:
+        what = f"failed ({line})"
+        fields["outcome"] = "failed"
+    fields["error"] = line
+    if o.retry_at is not None:
+        delay = max(0.0, o.retry_at - o.finished)
+        fields["retry_in"] = round(delay, 3)
+        if fields["outcome"] == "failed":
+            fields["outcome"] = "retried"
+        when = "now" if delay < 0.0005 else f"in {_seconds(delay)}"
+        return f"{head} {what}; retrying {when}"
+    counted = a.attempt - a.interrupts
+    if counted >= a.max_attempts:
+        why = f"after {counted} attempt{'s' if counted != 1 else ''}"
+    elif o.crashed:
+        why = "(its worker died too often: crash_limit)"
+    else:
+        why = "(this error is not retried)"
+    if fields["outcome"] == "failed":
+        return f"{head} failed for good {why}: {line}"
+    return f"{head} {what}; failed for good {why}"
+
+
+def _seconds(value: float) -> str:
+    """A duration as people read it."""
+    if value < 0.001:
+        return "under 1 ms"  # (a job sent ahead starts when the one before it is seen done)
+    if value < 1:
+        return f"{value * 1000:.0f} ms"
+    return f"{value:.3g} s" if value < 100 else f"{value:.0f} s"
 
 
 def _delay(value: Any) -> float | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -108,12 +109,16 @@ class Pool:
     """Starts workers for an app spec; the supervisor drives everything else."""
 
     def __init__(self, app_spec: str, prefix: str,
-                 frame_limit: int = protocol.MAX_FRAME) -> None:
+                 frame_limit: int = protocol.MAX_FRAME, log_level: int | None = None) -> None:
         self.app_spec = app_spec
         self.prefix = prefix
         self.frame_limit = frame_limit
+        #: Tasks' records under this level are not even made (default: this process's).
+        self.log_level = (logging.getLogger().getEffectiveLevel() if log_level is None
+                          else log_level)
         self.workers: dict[int, WorkerProcess] = {}
-        self._env = dict(os.environ, LITEJOBS_SYS_PATH=json.dumps(sys.path))
+        self._env = dict(os.environ, LITEJOBS_SYS_PATH=json.dumps(sys.path),
+                         LITEJOBS_LOG_LEVEL=str(self.log_level))
 
     def spawn(self) -> WorkerProcess:
         down_r, down_w = os.pipe()  # supervisor → worker

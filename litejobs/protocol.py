@@ -3,7 +3,7 @@
 Both directions are a stream of frames: a 4-byte big-endian length, then that many bytes. No
 value inside a frame can split it, whatever a stored column holds (a newline, a NUL, bytes that
 are not UTF-8), and a reader collects a large frame in linear time: it waits until the whole
-length has arrived instead of scanning its buffer again for each chunk.
+length has arrived instead of scanning its buffer again for each chunk (``litejobs.framing``).
 
     supervisor -> worker
         job      "J" head <task> <queue> <args> <kwargs>
@@ -11,10 +11,11 @@ length has arrived instead of scanning its buffer again for each chunk.
                  and the byte lengths of task, queue and args (the rest is kwargs). The
                  arguments go as stored, untouched: the worker decodes them and fails that one
                  job if they are not a JSON array and object
-        step     "K" head <task> <queue> <args> <kwargs> <results>
-                 a workflow step with upstream steps: the job's head and the byte length of
-                 kwargs (uint32), then the upstream results as a JSON array, in the order of
-                 its ``after``
+        job+     "K" head nk nr <task> <queue> <args> <kwargs> <results> <trace>
+                 a job with more than "J" carries: the byte lengths of kwargs and results
+                 (uint32; nr = NO_RESULTS when it has none), then a workflow step's upstream
+                 results as a JSON array in the order of its ``after``, then the W3C
+                 traceparent of the span that enqueued it (the rest; empty: none)
         revoke   {"revoke": [[id, attempt], ...]}          give back jobs sent ahead
     worker -> supervisor
         ready    {"ready": pid}                            once the app is imported
@@ -31,6 +32,9 @@ length has arrived instead of scanning its buffer again for each chunk.
                  the worker may coalesce (at most PROGRESS_INTERVAL apart per job, and the
                  newest one always before the outcome) and the supervisor may keep only the
                  newest per job. A frame for an attempt that is no longer running is dropped
+        log      "L" job, attempt (int64; 0 outside a job), created (double), level,
+                 byte lengths of logger name and task (uint16), then <name> <task> <text>
+                 a task's own logging record, already formatted (see litejobs.tasklog)
         h        a heartbeat, every second
 
 The two messages of every job (the job, its success) have fixed binary heads: packing and
@@ -44,84 +48,32 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import struct
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from litejobs.framing import LENGTH as _LENGTH
+from litejobs.framing import MAX_FRAME, ProtocolError, Reader, frame
 from litejobs.newjob import NewJob
 
-__all__ = ["HEARTBEAT", "MAX_FRAME", "PROGRESS_INTERVAL", "JobMessage", "ProtocolError",
-           "Reader", "decode_job", "decode_report", "encode_job", "frame", "outcome_failed",
-           "outcome_ok", "outcome_then", "progress", "ready", "revoke", "revoked"]
+__all__ = ["HEARTBEAT", "MAX_FRAME", "NO_RESULTS", "PROGRESS_INTERVAL", "JobMessage",
+           "ProtocolError", "Reader", "decode_job", "decode_report", "encode_job", "frame",
+           "outcome_failed", "outcome_ok", "outcome_then", "progress", "ready", "revoke",
+           "revoked", "task_log"]
 
-_LENGTH = struct.Struct(">I")
-#: The longest frame either side accepts: a job's arguments and a task's result are capped at
-#: ``max_payload`` (1 MiB by default) well below this; a longer frame is a broken sender.
-MAX_FRAME = 256 * 1024 * 1024
 #: Seconds between two progress frames of one job, at least (the newest waits, coalesced).
 PROGRESS_INTERVAL = 0.25
-
-
-class ProtocolError(Exception):
-    """A frame or message that does not follow the protocol."""
-
-
-def frame(payload: bytes) -> bytes:
-    """``payload`` as one frame."""
-    return _LENGTH.pack(len(payload)) + payload
-
-
 HEARTBEAT = frame(b"h")
-
-
-class Reader:
-    """Collects frames from a non-blocking stream: ``feed`` what was read, get whole frames.
-
-    Each byte is looked at a bounded number of times: a frame's bytes are only sliced out once
-    its whole length has arrived."""
-
-    __slots__ = ("_buffer", "_need", "limit")
-
-    def __init__(self, limit: int = MAX_FRAME) -> None:
-        self._buffer = bytearray()
-        self._need = _LENGTH.size  # bytes the buffer must hold before the next frame is whole
-        self.limit = limit
-
-    def pending(self) -> int:
-        """Bytes received that are not part of a whole frame yet."""
-        return len(self._buffer)
-
-    def feed(self, chunk: bytes) -> list[bytes]:
-        """Add ``chunk``; return the frames it completed, in order. Raises ``ProtocolError``
-        for a frame longer than ``limit`` (its length is known before its bytes arrive)."""
-        buf = self._buffer
-        buf += chunk
-        if len(buf) < self._need:
-            return []
-        out: list[bytes] = []
-        start = 0
-        end = len(buf)
-        while end - start >= _LENGTH.size:
-            (size,) = _LENGTH.unpack_from(buf, start)
-            if size > self.limit:
-                raise ProtocolError(f"a frame of {size} bytes, over the limit of {self.limit}")
-            if end - start - _LENGTH.size < size:
-                self._need = _LENGTH.size + size
-                break
-            begin = start + _LENGTH.size
-            out.append(bytes(buf[begin:begin + size]))
-            start = begin + size
-        else:
-            self._need = _LENGTH.size
-        del buf[:start]
-        return out
 
 
 # --- supervisor -> worker ----------------------------------------------------------------------
 
 _JOB = struct.Struct(">qqqqdIII")
-_KWARGS = struct.Struct(">I")
+_EXTRA = struct.Struct(">II")
+#: nr of a "K" frame whose job has no upstream results (it is not a waiting step).
+NO_RESULTS = 0xFFFFFFFF
 _SUCCESS = struct.Struct(">qq")
 
 
@@ -149,11 +101,14 @@ def encode_job(row: Mapping[str, Any]) -> bytes:
     head = _JOB.pack(row["id"], row["attempt"], row["max_attempts"], row["interrupts"],
                      row["scheduled_at"], len(task), len(queue), len(args))
     results = row.get("results")
-    if results is None:
+    trace = row.get("trace")
+    if results is None and trace is None:
         body = b"".join((b"J", head, task, queue, args, kwargs))
     else:
-        body = b"".join((b"K", head, _KWARGS.pack(len(kwargs)), task, queue, args, kwargs,
-                         _column(results)))
+        res = b"" if results is None else _column(results)
+        body = b"".join((b"K", head, _EXTRA.pack(len(kwargs), NO_RESULTS if results is None
+                                                 else len(res)),
+                         task, queue, args, kwargs, res, _column(trace)))
     return _LENGTH.pack(len(body)) + body
 
 
@@ -181,6 +136,8 @@ class JobMessage:
     #: A workflow step's upstream results, in the order of its ``after`` (None: not a step
     #: with upstream steps).
     results: list[Any] | None = None
+    #: The W3C traceparent of the span that enqueued it (None: not traced).
+    trace: str | None = None
 
 
 def decode_job(payload: bytes) -> JobMessage | list[tuple[int, int]]:
@@ -199,9 +156,10 @@ def decode_job(payload: bytes) -> JobMessage | list[tuple[int, int]]:
             _JOB.unpack_from(payload, 1))
         at = 1 + _JOB.size
         end = len(payload)
+        nr = NO_RESULTS
         if kind == b"K":
-            (nk,) = _KWARGS.unpack_from(payload, at)
-            at += _KWARGS.size
+            nk, nr = _EXTRA.unpack_from(payload, at)
+            at += _EXTRA.size
             end = at + nt + nq + na + nk
     except struct.error as exc:
         raise ProtocolError(f"a job message too short: {payload[:200]!r}") from exc
@@ -230,18 +188,22 @@ def decode_job(payload: bytes) -> JobMessage | list[tuple[int, int]]:
         else:
             problem = ("the job's stored arguments are not valid JSON (was the row written "
                        "outside litejobs?); fix or cancel it")
-    results = None
+    results = trace = None
     if kind == b"K":
-        try:
-            results = json.loads(payload[end:])
-        except ValueError:
-            results = None
-        if type(results) is not list:
-            results = []
-            problem = problem or ("the step's upstream results are not a JSON array (was the "
-                                  "row written outside litejobs?); retry its upstream step")
+        if nr != NO_RESULTS:
+            try:
+                results = json.loads(payload[end:end + nr])
+            except ValueError:
+                results = None
+            if type(results) is not list:
+                results = []
+                problem = problem or ("the step's upstream results are not a JSON array (was "
+                                      "the row written outside litejobs?); retry its upstream "
+                                      "step")
+            end += nr
+        trace = payload[end:].decode("utf-8", "replace") or None
     return JobMessage(job_id, attempt, task, queue, scheduled_at, max_attempts, interrupts,
-                      args, kwargs, problem, results)
+                      args, kwargs, problem, results, trace)
 
 
 # --- worker -> supervisor ----------------------------------------------------------------------
@@ -275,6 +237,35 @@ def progress(job_id: int, attempt: int, fraction: float | None, message: str | N
                      json.dumps([fraction, message]).encode()[:-1], b",",
                      b"null" if metadata is None else metadata.encode(), b"]"))
     return _LENGTH.pack(len(body)) + body
+
+
+_LOG = struct.Struct(">qqdHHH")
+
+
+def task_log(job_id: int, attempt: int, task: str, level: int, name: str, created: float,
+             text: str) -> bytes:
+    """A task's logging record (``job_id`` 0: logged outside a job)."""
+    n = name.encode("utf-8", "replace")[:255]
+    t = task.encode("utf-8", "replace")[:1024]
+    body = b"".join((b"L", _LOG.pack(job_id, attempt, created, max(0, min(level, 0xFFFF)),
+                                     len(n), len(t)), n, t, text.encode("utf-8", "replace")))
+    return _LENGTH.pack(len(body)) + body
+
+
+def _decode_log(payload: bytes) -> dict[str, Any]:
+    try:
+        job_id, attempt, created, level, nn, nt = _LOG.unpack_from(payload, 1)
+    except struct.error as exc:
+        raise ProtocolError(f"an unreadable log message: {payload[:200]!r}") from exc
+    if not math.isfinite(created):
+        raise ProtocolError(f"a log message with a bad time: {payload[:200]!r}")
+    at = 1 + _LOG.size
+    name = payload[at:at + nn].decode("utf-8", "replace")
+    task = payload[at + nn:at + nn + nt].decode("utf-8", "replace")
+    text = payload[at + nn + nt:].decode("utf-8", "replace")
+    if not job_id:
+        return {"log": (None, None, None, level, name, created, text)}
+    return {"log": (job_id, task, attempt, level, name, created, text)}
 
 
 def _decode_progress(payload: bytes) -> dict[str, Any]:
@@ -380,6 +371,8 @@ def decode_report(payload: bytes) -> dict[str, Any] | None:
         return None
     if kind == b"P":
         return _decode_progress(payload)
+    if kind == b"L":
+        return _decode_log(payload)
     try:
         msg = json.loads(payload)
     except ValueError as exc:

@@ -139,11 +139,12 @@ class Watchdog:
                 error, kind = timeout_error(a.attempt, a.timeout)
                 if self.outcomes.stop(w, "another job of its worker timed out", job=a,
                                       fail=(error, kind, False)):
-                    log.warning("job %s (%s) ran past its timeout of %g s; stopped its "
-                                "worker", a.id, a.task, a.timeout)
+                    # the job's own line says so once recorded (outcomes.announce)
+                    log.debug("job %s (%s) ran past its timeout of %g s; stopped worker %s",
+                              a.id, a.task, a.timeout, w.pid)
             elif check_memory and (rss := w.rss()) > mem and self.outcomes.stop(
                     w, "its worker went over max_memory_per_child", job=a,
                     fail=(f"WorkerDied: worker exceeded max_memory_per_child "
                           f"({mem >> 20} MB) with {rss >> 20} MB", WorkerDied, True)):
-                log.warning("job %s (%s): worker RSS %d MB is over max_memory_per_child; "
+                log.warning("job %s (%s): its worker used %d MB, over max_memory_per_child; "
                             "stopped it", a.id, a.task, rss >> 20)

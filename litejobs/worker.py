@@ -13,9 +13,9 @@ read or write the worker's pipes.
 
 from __future__ import annotations
 
-import contextvars
 import ctypes
 import json
+import logging
 import os
 import select
 import signal
@@ -25,15 +25,13 @@ import time
 import traceback
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from litejobs import protocol
+from litejobs import protocol, tasklog, tracing
 from litejobs.job import to_datetime
+from litejobs.jobcontext import JobContext, ProgressReport, current, current_job
 from litejobs.protocol import JobMessage
 from litejobs.serialization import dump_result
-from litejobs.validate import check_metadata, check_progress
 from litejobs.workflows import Then, then_jobs
 
 if TYPE_CHECKING:
@@ -49,118 +47,6 @@ CHECK_AFTER = 0.001
 WATCHES = 4
 MAX_ERROR = 4096
 MAX_TRACEBACK = 65536
-
-
-class _Progress:
-    """A running job's progress and metadata on their way to the supervisor: the newest
-    values wait here and go at most every ``PROGRESS_INTERVAL`` (the task's call, or the
-    heartbeat thread's tick, sends them when due), and always before the outcome."""
-
-    __slots__ = ("attempt", "closed", "dirty", "fraction", "id", "lock", "message", "meta",
-                 "meta_text", "send", "sent_at")
-
-    def __init__(self, job_id: int, attempt: int,
-                 send: Callable[[bytes], None] | None) -> None:
-        self.id = job_id
-        self.attempt = attempt
-        self.send = send
-        self.lock = threading.Lock()  # the task's thread and the heartbeat thread
-        self.fraction: float | None = None
-        self.message: str | None = None
-        self.meta: dict[str, Any] = {}
-        self.meta_text: str | None = None
-        self.dirty = False
-        self.closed = False
-        self.sent_at = -protocol.PROGRESS_INTERVAL
-
-    def progress(self, fraction: float, message: str | None) -> None:
-        with self.lock:
-            self.fraction = fraction
-            self.message = message
-            self.dirty = True
-            now = time.monotonic()
-            if now - self.sent_at >= protocol.PROGRESS_INTERVAL:
-                self._send(now)
-
-    def metadata(self, values: dict[str, Any]) -> None:
-        with self.lock:
-            text = check_metadata(self.meta, values)
-            self.meta = {**self.meta, **values}
-            self.meta_text = text
-            self.dirty = True
-            now = time.monotonic()
-            if now - self.sent_at >= protocol.PROGRESS_INTERVAL:
-                self._send(now)
-
-    def flush(self, *, due_only: bool = False, close: bool = False) -> None:
-        if not self.dirty:  # most jobs never report: no lock (a racing report sends itself)
-            self.closed = self.closed or close
-            return
-        with self.lock:
-            now = time.monotonic()
-            if self.dirty and (not due_only or now - self.sent_at >= protocol.PROGRESS_INTERVAL):
-                self._send(now)
-            self.closed = self.closed or close
-
-    def _send(self, now: float) -> None:
-        if self.send is None or self.closed:
-            return
-        self.send(protocol.progress(self.id, self.attempt, self.fraction, self.message,
-                                    self.meta_text))
-        self.dirty = False
-        self.sent_at = now
-
-
-@dataclass(frozen=True, slots=True)
-class JobContext:
-    """What a running task may know about its own job, and how it reports progress."""
-
-    id: int
-    task: str
-    attempt: int
-    queue: str
-    scheduled_at: datetime
-    max_attempts: int
-    _progress: _Progress | None = field(default=None, repr=False, compare=False)
-    _results: list[Any] | None = field(default=None, repr=False, compare=False)
-
-    def results(self) -> list[Any]:
-        """The results of the steps this workflow step waited on, in the order of its
-        ``after`` (a token's: its data); ``[]`` for a job that waited on nothing."""
-        return list(self._results or ())
-
-    def set_progress(self, fraction: float, message: str | None = None) -> None:
-        """Report how far the job is: ``fraction`` from 0 to 1, an optional message of at
-        most 200 characters. Cheap (a few µs): call it as often as you like; the newest
-        value reaches the database within about half a second (``job.progress``)."""
-        fraction, message = check_progress(fraction, message)
-        if self._progress is not None:
-            self._progress.progress(fraction, message)
-
-    def set_metadata(self, **values: Any) -> None:
-        """Merge ``values`` (JSON values) into the job's metadata (``job.metadata``): a key
-        set again replaces its value. Refused (ValueError) past 64 KiB of JSON per attempt.
-        Merged into what earlier attempts stored as a JSON merge patch (RFC 7396)."""
-        if self._progress is not None:
-            self._progress.metadata(values)
-        else:
-            check_metadata({}, values)
-
-
-_current: contextvars.ContextVar[JobContext | None] = contextvars.ContextVar(
-    "litejobs_current_job", default=None
-)
-
-
-def current_job() -> JobContext:
-    """The job this task is running as; raises ``RuntimeError`` outside a running task."""
-    ctx = _current.get()
-    if ctx is None:
-        raise RuntimeError(
-            "litejobs.current_job() is only available inside a task run by a litejobs worker; "
-            "this code is not running as a job"
-        )
-    return ctx
 
 
 def load_app(spec: str) -> App:
@@ -337,7 +223,7 @@ def _not_the_worker() -> None:
 
 
 #: The running job's progress, for the heartbeat thread to send when it is due.
-_live: _Progress | None = None
+_live: ProgressReport | None = None
 
 
 def run_job(app: App, msg: JobMessage, send: Callable[[bytes], None] | None = None) -> bytes:
@@ -355,10 +241,11 @@ def run_job(app: App, msg: JobMessage, send: Callable[[bytes], None] | None = No
         return protocol.outcome_failed(msg.id, msg.attempt, msg.problem, None, False, None)
     scheduled = to_datetime(msg.scheduled_at)
     assert scheduled is not None
-    report = _Progress(msg.id, msg.attempt, send)
+    report = ProgressReport(msg.id, msg.attempt, send)
     ctx = JobContext(msg.id, task.name, msg.attempt, msg.queue, scheduled, msg.max_attempts,
                      report, msg.results)
-    token = _current.set(ctx)
+    span = None if msg.trace is None else tracing.run_span(msg)
+    token = current.set(ctx)
     _live = report
     try:
         value = task.fn(*msg.args, **msg.kwargs)
@@ -383,18 +270,25 @@ def run_job(app: App, msg: JobMessage, send: Callable[[bytes], None] | None = No
         tb = traceback.format_exc()
         if len(tb) > MAX_TRACEBACK:
             tb = tb[-MAX_TRACEBACK:]
+        if span is not None:
+            span.fail(exc)
         return protocol.outcome_failed(msg.id, msg.attempt, _error_text(exc), tb, retry, delay)
     finally:
-        _current.reset(token)
+        if span is not None:
+            span.end()
+        tasklog.settle()  # how many of its records were dropped, said as its own
+        current.reset(token)
         _live = None
         report.flush(close=True)  # the newest progress goes before the outcome
     return protocol.outcome_ok(msg.id, msg.attempt, result)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of a worker process; argv is ``SPEC READ_FD WRITE_FD``."""
+    """Entry point of a worker process; argv is ``SPEC READ_FD WRITE_FD``. Its tasks'
+    records at ``LITEJOBS_LOG_LEVEL`` (from the supervisor) and above go to the supervisor."""
     argv = sys.argv[1:] if argv is None else argv
     spec, read_fd, write_fd = argv[0], int(argv[1]), int(argv[2])
+    level = int(os.environ.pop("LITEJOBS_LOG_LEVEL", logging.WARNING))
     parent = os.getppid()
     # The supervisor decides when a worker stops: a terminal's Ctrl-C or a group-wide SIGTERM
     # must not kill a task halfway, so both are ignored here and the supervisor drains.
@@ -409,6 +303,7 @@ def main(argv: list[str] | None = None) -> int:
     global _worker_pid
     _worker_pid = os.getpid()
     channel = _Channel(write_fd)
+    tasklog.install(channel.send, level)  # before the app: its import may log too
     app = load_app(spec)
     inbox = _Inbox(read_fd, channel)
     threading.Thread(target=_heartbeat, args=(channel, parent, inbox), daemon=True,

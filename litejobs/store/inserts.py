@@ -91,22 +91,25 @@ class InsertsMixin:
         if job.queue not in self._queues_seen:
             self._know_queues((job.queue,))
         state = State.SCHEDULED.value if job.run_at > now else State.QUEUED.value
-        if job.tags is None:
+        if job.tags is None and job.trace is None:
             cur.execute(sql.INSERT_JOBS, _params(job, state, now))
             return NewRow(job, cur.connection.last_insert_rowid(), state, now)
-        cur.execute(sql.INSERT_TAGGED_JOB, (*_params(job, state, now), job.tags))
+        cur.execute(sql.INSERT_TAGGED_JOB, (*_params(job, state, now), job.tags, job.trace))
         job_id = cur.connection.last_insert_rowid()
-        cur.execute(sql.INSERT_JOB_TAGS, (job_id, job.tags))
+        if job.tags is not None:
+            cur.execute(sql.INSERT_JOB_TAGS, (job_id, job.tags))
         return NewRow(job, job_id, state, now)
 
     def insert_many(self, jobs: Sequence[NewJob | NewJobs], now: float,
                     ) -> list[Mapping[str, Any]]:
-        """Insert ``jobs`` in order: keyed and tagged ones one by one (a twin; tag rows), runs of
-        keyless ones with one ``executemany``, each ``NewJobs`` with one statement."""
+        """Insert ``jobs`` in order: keyed, tagged and traced ones one by one (a twin; tag
+        rows), runs of the others with one ``executemany``, each ``NewJobs`` with one
+        statement."""
         out: list[Mapping[str, Any]] = []
         plain: list[NewJob] = []
         for job in jobs:
-            if isinstance(job, NewJob) and job.key is None and job.tags is None:
+            if (isinstance(job, NewJob) and job.key is None and job.tags is None
+                    and job.trace is None):
                 plain.append(job)
                 continue
             out.extend(self._insert_plain(plain, now))

@@ -44,12 +44,13 @@ SELECT ?13 + key + 1, ?1, ?2, ?3, ?4, value -> 0, value -> 1, NULL, ?5, ?5, ?6, 
        ?10, ?11
 FROM json_each(?12)
 """
-# A tagged job: INSERT_JOBS with its tags (a JSON array), then one job_tags row per tag.
+# A tagged or traced job: INSERT_JOBS with its tags (a JSON array, then one job_tags row per
+# tag) and its trace (the enqueuing span's traceparent), either of them NULL.
 INSERT_TAGGED_JOB = f"""
 INSERT INTO jobs (id, task, queue, state, priority, args, kwargs, key, run_at, scheduled_at,
                   created_at, max_attempts, timeout, expires_at, concurrency_key,
-                  concurrency_limit, tags)
-VALUES ({_NEXT_ID} + 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                  concurrency_limit, tags, trace)
+VALUES ({_NEXT_ID} + 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 """
 INSERT_JOB_TAGS = "INSERT OR IGNORE INTO job_tags (job_id, tag) SELECT ?, value FROM json_each(?)"
 # The clause of a job list filtered by tag (store.reads.list_jobs).
@@ -180,7 +181,7 @@ UPDATE jobs SET state = 'running', attempt = attempt + 1, leased_by = ?, lease_u
                 started_at = ?
 WHERE id = ? AND state = 'queued'
 RETURNING id, {_CLAIMED_TEXT}, attempt, max_attempts, interrupts, crashes, timeout,
-          scheduled_at, leased_by, priority, run_at, workflow
+          scheduled_at, leased_by, priority, run_at, workflow, trace
 """
 # CLAIM for many jobs of one worker: ids as a JSON array (each looked up by rowid).
 CLAIM_MANY = f"""
@@ -188,7 +189,7 @@ UPDATE jobs SET state = 'running', attempt = attempt + 1, leased_by = ?, lease_u
                 started_at = ?
 WHERE id IN (SELECT value FROM json_each(?)) AND state = 'queued'
 RETURNING id, {_CLAIMED_TEXT}, attempt, max_attempts, interrupts, crashes, timeout,
-          scheduled_at, leased_by, priority, run_at, workflow
+          scheduled_at, leased_by, priority, run_at, workflow, trace
 """
 PROMOTE_DUE = """
 UPDATE jobs SET state = 'queued'
