@@ -83,7 +83,6 @@ def test_filter_then_retry_everything_matching(app: litejobs.App, page: Any,
     page.wait_for_selector("table.jobs")
     assert loaded["jobs.css"] == loaded["jobs.js"] == loaded["htmx.min.js"] == 200
     until(lambda: "match" in page.inner_text(".bulk-bar .count"), what="the lazy count")
-    screenshot(page, "jobs")
     page.check("input[name=state][value=failed]")
     page.fill("input[name=text]", "declined")
     page.click("#filters button[type=submit]")
@@ -127,6 +126,7 @@ def test_job_page_progress_moves_without_a_reload(app: litejobs.App, page: Any,
                                                   tmp_path: Path,
                                                   serve: Callable[..., Dashboard],
                                                   run_supervisor: Callable[[], Any]) -> None:
+    history(app)  # run in this process, before the supervisor starts
     gate = str(tmp_path / "gate")
     add, stepper = app.tasks["basic.add"], app.tasks["web.stepper"]
     flow = app.workflow("nightly import")
@@ -144,6 +144,12 @@ def test_job_page_progress_moves_without_a_reload(app: litejobs.App, page: Any,
     assert page.get_attribute(".progress-line progress", "value") == str(1 / 3)
     page.wait_for_selector("svg.graph .node-running.current")
     screenshot(page, "job")
+    page.goto(f"{board.url}/jobs")  # the list, with the running step's progress bar
+    page.wait_for_selector(f"tr:has(a[href$='/jobs/{step.id}']) progress")
+    until(lambda: "match" in page.inner_text(".bulk-bar .count"), what="the lazy count")
+    screenshot(page, "jobs")
+    page.goto(f"{board.url}/jobs/{step.id}")
+    page.evaluate("window.notReloaded = true")
     Path(f"{gate}.1").touch()
     until(lambda: "step 2 of 2" in page.inner_text("#live"), 30, "progress 2 on the page")
     assert '"step": 2' in page.inner_text("#live")  # the metadata, live too
