@@ -26,6 +26,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from litejobs import logs
 from litejobs.app import App
 from litejobs.bell import BellListener, bell_dir
 from litejobs.claimer import Claimer
@@ -33,7 +34,7 @@ from litejobs.config import Config
 from litejobs.dispatch import Dispatcher
 from litejobs.errors import LitejobsError, StorageError
 from litejobs.leases import Leases
-from litejobs.outcomes import Outcomes
+from litejobs.outcomes import Outcomes, announce
 from litejobs.pool import Pool, WorkerProcess
 from litejobs.services import Service
 from litejobs.services.checkpointer import Checkpointer
@@ -80,7 +81,7 @@ class Supervisor:
         self.pool = Pool(app_spec, self.id, frame_limit=2 * app.max_payload + FRAME_SLACK)
         self.started = time.time()
         self.outcomes = Outcomes(self.pool, app.tasks, config.crash_limit, self._read)
-        self.dispatch = Dispatcher(self.pool, config, self.outcomes)
+        self.dispatch = Dispatcher(self.pool, config, self.outcomes, self.store)
         self.leases = Leases(self.store, self.id, config.lease, WORKER_HEARTBEAT)
         self.heartbeat = Heartbeat(self.store, self.id, self.started, self.queues,
                                    lambda: worker_states(self.pool))
@@ -135,8 +136,11 @@ class Supervisor:
             self._start()
             log.info("supervisor %s serving %s with %d workers (queues: %s)", self.id,
                      self.store.path, self.config.workers, ",".join(self.queues or ["all"]))
+            logs.buffer_lines(True)  # lines go out together, when it sleeps (logs.flush)
             while True:
-                events = sel.select(self._wait())
+                wait = self._wait()
+                logs.flush(idle=wait > 0)
+                events = sel.select(wait)
                 if not events:
                     # CPython returns [] without polling when a signal interrupts the wait
                     # past its deadline, as SIGCONT after a SIGSTOP does: look again, so an
@@ -160,6 +164,7 @@ class Supervisor:
             return self.exit_code
         finally:
             self._shutdown()
+            logs.buffer_lines(False)
             listener.close()
             signal.set_wakeup_fd(old_fd)
             for s, h in old.items():
@@ -220,7 +225,9 @@ class Supervisor:
                 w.proc.wait()
             self.pool.forget(w)
         with contextlib.suppress(LitejobsError):
+            pending = list(self.outcomes.pending)
             self.claimer.flush()
+            announce(pending)
             self.heartbeat.forget()
         self.store.close()
 
@@ -242,6 +249,9 @@ class Supervisor:
             if a is not None and a.id == msg["id"] and a.attempt == msg["attempt"]:
                 self.outcomes.progressed(a.id, a.attempt, msg["progress"])
             return  # otherwise an attempt we no longer wait for: dropped
+        if "log" in msg:
+            logs.task_record(*msg["log"])  # a task's own record, with its job
+            return
         now = time.time()
         if "revoked" in msg:
             if self.dispatch.on_revoked(w, msg["revoked"], now):
@@ -285,6 +295,7 @@ class Supervisor:
                 if self.next_cron is not None and now >= self.next_cron:
                     self._tick(now)
                 polled, recorded = self.claimer.step(now, mono, self.draining)
+                announce(recorded)  # committed: one line per job
                 owed = self.ticker.owed
                 if owed and (polled or any(o.a.id in owed for o in recorded)):
                     # an "overlap = queue" entry waits for one of these jobs: fire as it
