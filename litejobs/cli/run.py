@@ -9,6 +9,7 @@ from dataclasses import replace
 
 import click
 
+from litejobs import logs
 from litejobs.cli.common import Context, common_options, errors
 from litejobs.cli.startup import startup
 from litejobs.store import Store
@@ -24,14 +25,18 @@ __all__ = ["run"]
               help="Worker processes (default 2).")
 @click.option("--queues", help="Serve only these queues, comma-separated (default: all).")
 @click.option("--grace", type=float, help="Seconds running jobs get on SIGTERM (default 30).")
-@click.option("-v", "--verbose", is_flag=True, help="Log debug messages.")
+@click.option("-v", "--verbose", is_flag=True, help="Log debug messages (--log-level debug).")
+@click.option("--log-level", type=click.Choice(list(logs.LEVELS), case_sensitive=False),
+              help="debug, info (default) or warning; tasks' own records too.")
+@click.option("--log-format", type=click.Choice(logs.FORMATS), default="text",
+              help="text lines (default) or one JSON object a line.")
 @click.option("--serve", "serve_bind", metavar="ADDR",
               help="Also serve the dashboard on ADDR (e.g. 127.0.0.1:8077), in a child "
                    "process (extra: pip install 'litejobs[web]').")
 @errors
 def run(config_path: str | None, database: str | None, app_spec: str | None,
         workers: int | None, queues: str | None, grace: float | None, verbose: bool,
-        serve_bind: str | None) -> None:
+        log_level: str | None, log_format: str, serve_bind: str | None) -> None:
     """Run the supervisor: a pool of workers, the cron ticker and maintenance."""
     from litejobs.supervisor import Supervisor
 
@@ -40,9 +45,8 @@ def run(config_path: str | None, database: str | None, app_spec: str | None,
 
         check_serve(serve_bind)  # refused before anything starts
 
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
-                        format="%(asctime)s litejobs[%(process)d] %(levelname)s %(message)s")
-    if verbose:
+    level = logs.setup(log_format, "debug" if verbose else log_level or "info")
+    if level <= logging.DEBUG:
         os.environ.setdefault("LITEJOBS_DEBUG", "1")
     ctx = Context(config_path, database, app_spec, workers=workers, grace=grace)
     path, app, _ = startup(ctx)
