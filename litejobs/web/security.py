@@ -25,7 +25,8 @@ from urllib.parse import parse_qs
 from litejobs.errors import ConfigError
 from litejobs.web.context import CSRF_OK, Ui
 
-__all__ = ["Credentials", "SecurityMiddleware", "check_bind", "is_loopback", "parse_bind"]
+__all__ = ["Credentials", "LoopbackHostOnly", "SecurityMiddleware", "check_bind",
+           "is_loopback", "parse_bind"]
 
 log = logging.getLogger("litejobs.web")
 
@@ -187,6 +188,30 @@ class SecurityMiddleware:
             return
         scope[CSRF_OK] = True
         await self.app(scope, receive, send_secured)
+
+
+class LoopbackHostOnly:
+    """Refuse a request whose ``Host`` is not a loopback name (403): what ``serve`` adds on a
+    loopback address without credentials. A page on another site can point a name of its
+    own at 127.0.0.1 (DNS rebinding) and then read the dashboard, its CSRF token included, as
+    its own origin; its requests still say that name in ``Host``."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            host = ""
+            for key, value in scope.get("headers", []):
+                if key.lower() == b"host":
+                    host = value.decode("latin-1")
+            name = host[1:].partition("]")[0] if host.startswith("[") else host.partition(":")[0]
+            if not is_loopback(name):
+                await _plain(send, 403, f"refused: Host {host!r} is not this machine's loopback "
+                             "address (set LITEJOBS_WEB_PASSWORD or LITEJOBS_WEB_TOKEN to serve "
+                             "other names, e.g. behind a proxy that passes its own Host)")
+                return
+        await self.app(scope, receive, send)
 
 
 def _route_path(scope: Scope, base_path: str) -> str:

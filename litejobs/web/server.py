@@ -14,6 +14,7 @@ from litejobs.app import App
 from litejobs.errors import ConfigError
 from litejobs.web import asgi, need_web
 from litejobs.web.context import clean_base_path
+from litejobs.web.security import Credentials, LoopbackHostOnly, is_loopback
 
 __all__ = ["die_with_parent", "listen", "serve", "url_of"]
 
@@ -50,6 +51,9 @@ def serve(app: App, sock: socket.socket, read_only: bool = False, base_path: str
 
     base_path = clean_base_path(base_path)
     web = asgi(app, read_only=read_only, base_path=base_path)
+    host = str(sock.getsockname()[0])
+    if is_loopback(host) and not Credentials.from_env().required:
+        web = LoopbackHostOnly(web)
     # access_log off: a URL is all it would add, and the security middleware logs each
     # action's method and path; nothing of a request's body is ever logged.
     config = uvicorn.Config(web, access_log=False, log_level="warning", lifespan="off",

@@ -231,6 +231,22 @@ def test_read_only_shows_no_actions_and_refuses_them(populated: SupervisorProces
     assert not app.store.queue_paused("default")
 
 
+def test_without_credentials_only_loopback_host_names_are_served(
+        populated: SupervisorProcess, serve: Callable[..., Dashboard]) -> None:
+    """A DNS-rebinding page (its own name pointed at 127.0.0.1) is refused: it could read
+    the CSRF token as its own origin."""
+    board = serve()
+    port = board.url.rsplit(":", 1)[1]
+    for host in ("evil.example", f"evil.example:{port}", "127.0.0.1.evil.example"):
+        response = board.get("/", headers={"Host": host})
+        assert response.status_code == 403, host
+        assert "csrf" not in response.text.lower()
+    for host in (f"127.0.0.1:{port}", f"localhost:{port}", "localhost"):
+        assert board.get("/", headers={"Host": host}).status_code == 200, host
+    guarded = serve(env={"LITEJOBS_WEB_TOKEN": "t0ken"}, token="t0ken")
+    assert guarded.get("/", headers={"Host": "jobs.example.com"}).status_code == 200
+
+
 def test_headers_and_what_is_never_served(populated: SupervisorProcess, db_path: Path,
                                           serve: Callable[..., Dashboard]) -> None:
     board = serve()
