@@ -107,7 +107,7 @@ def bulk_all(app: App, action: Action, f: JobFilter, upto: int) -> tuple[int, in
     return done, len(blocked)
 
 
-def row_view(row: dict[str, Any], now: float) -> dict[str, Any]:
+def row_view(row: dict[str, Any]) -> dict[str, Any]:
     """A job of the list as the template shows it."""
     state = row["state"]
     when: tuple[str, float | None]
@@ -159,10 +159,9 @@ def routes(ui: Ui) -> list[BaseRoute]:
     def show(request: Request, form: FilterForm | None, error: str | None,
              page: JobPage | None = None, message: str | None = None,
              before: int | None = None) -> Response:
-        now = time.time()
         return ui.render(
             request, "jobs.html", status_code=400 if error else 200, form=form, error=error,
-            page=page, rows=[row_view(r, now) for r in page.rows] if page else [],
+            page=page, rows=[row_view(r) for r in page.rows] if page else [],
             states=[s.value for s in State], queues=[q for q, _ in app.store.queue_list()],
             tasks=sorted(app.tasks), message=message, actions=ACTIONS, before=before)
 
