@@ -23,6 +23,8 @@ if TYPE_CHECKING:
 
 __all__ = ["job_view", "routes"]
 
+#: Steps of a run drawn as a graph; a bigger run is linked as a list instead.
+GRAPH_STEPS = 300
 #: Characters of an argument list or a result shown before "… (N characters in all)".
 SHOWN = 20_000
 
@@ -48,7 +50,7 @@ def job_view(app: App, row: dict[str, Any]) -> dict[str, Any]:
     size = 0
     if job.workflow is not None:
         run = app.store.run(job.workflow)
-        steps, edges, size = app.store.workflow_graph(job.workflow)
+        steps, edges, size = app.store.workflow_graph(job.workflow, GRAPH_STEPS)
         graph = layout(steps, edges, job.id) if steps else None
     return {
         "job": d, "state": job.state.value, "terminal": terminal,

@@ -481,3 +481,32 @@ def test_under_a_base_path_links_and_redirects_keep_it(app: litejobs.App) -> Non
     job_page = client.get(f"/ops/jobs/{waiting.id}").text
     assert "/ops/static/jobs.css" in job_page
     assert f'hx-get="/ops/jobs/{waiting.id}/live"' in job_page
+
+
+def test_a_big_run_is_listed_not_drawn(board: Board, app: litejobs.App,
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    from litejobs.web import job as job_module
+
+    monkeypatch.setattr(job_module, "GRAPH_STEPS", 3)
+    add = app.tasks["basic.add"]
+    flow = app.workflow("wide")
+    first = flow.add(add.prepare(0, 0))
+    for k in range(4):
+        flow.add(add.prepare(k, k), after=first)
+    run_ = flow.enqueue()
+    assert first.id is not None
+    page = board.get(f"/jobs/{first.id}").text
+    assert "<svg" not in page and "5 steps: too many to draw here" in page
+    assert f'href="/jobs?workflow={run_.id}"' in page
+
+
+def test_a_deep_chain_is_laid_out_without_recursion() -> None:
+    from litejobs.web.graph import layout
+
+    steps = [{"id": i, "task": "t.step", "state": "succeeded", "continuation": None}
+             for i in range(1, 3001)]
+    edges = [(i, i + 1) for i in range(1, 3000)]
+    graph = layout(steps, edges, current=1500)
+    xs = [n.x for n in graph.nodes]
+    assert xs == sorted(xs) and len(set(xs)) == 3000 and len(graph.edges) == 2999
+    assert [n.id for n in graph.nodes if n.current] == [1500]
