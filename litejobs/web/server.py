@@ -29,7 +29,13 @@ def listen(host: str, port: int) -> socket.socket:
     address cannot be had."""
     try:
         family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
-        return socket.create_server((host, port), family=family, backlog=128)
+        sock = socket.create_server((host, port), family=family, backlog=128)
+        # asyncio sets TCP_NODELAY only on sockets made with proto IPPROTO_TCP, which
+        # create_server's is not; accepted sockets inherit it from here. Without it every
+        # answer after the first on a keep-alive connection (the polls) waits ~40 ms for
+        # the client's delayed ACK (bench/results-web.md).
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return sock
     except socket.gaierror as exc:
         raise ConfigError(f"cannot listen on {host}:{port}: unknown host ({exc.strerror}); "
                           "give an address such as 127.0.0.1:8077") from None
