@@ -263,6 +263,7 @@ def test_formatters_text_and_json() -> None:
         assert out.getvalue().endswith(" DEBUG job 4 (t, attempt 2) root: hi\n")
     finally:
         logs.buffer_lines(False)
+        logs._handler = None  # this process's logging is pytest's again
         root.handlers[:] = saved[0]
         root.setLevel(saved[1])
         logging.logThreads, logging.logMultiprocessing = saved[2], saved[3]
