@@ -212,7 +212,7 @@ def test_a_version_1_file_is_migrated_on_open_with_everything_intact(tmp_path: P
     cron = _dump(old, "SELECT * FROM cron_fires") + _dump(old, "SELECT * FROM cron_entries")
     app = litejobs.App(old)
     assert app.get_job(1) is not None  # opening migrates
-    assert _dump(old, "PRAGMA user_version") == [(SCHEMA_VERSION,)] and SCHEMA_VERSION == 5
+    assert _dump(old, "PRAGMA user_version") == [(SCHEMA_VERSION,)] and SCHEMA_VERSION == 6
     assert _dump(old, f"SELECT {JOB_COLUMNS} FROM jobs ORDER BY id") == jobs
     # every attempt kept
     assert _dump(old, "SELECT * FROM attempts ORDER BY job_id, attempt") == attempts
@@ -339,7 +339,7 @@ def test_a_version_3_file_is_migrated_to_4_keeping_jobs_and_taking_a_waiting_ste
     app = litejobs.App(old)
     job = app.get_job(1)  # opening migrates
     assert job is not None and job.workflow is None and job.tags == []
-    assert _dump(old, "PRAGMA user_version") == [(SCHEMA_VERSION,)] and SCHEMA_VERSION == 5
+    assert _dump(old, "PRAGMA user_version") == [(SCHEMA_VERSION,)] and SCHEMA_VERSION == 6
     assert _dump(old, f"SELECT {JOB_COLUMNS} FROM jobs ORDER BY id") == jobs
     assert _dump(old, "SELECT * FROM attempts ORDER BY job_id, attempt") == attempts
     assert _dump(old, "SELECT * FROM cron_fires") + _dump(
@@ -396,7 +396,7 @@ def test_a_version_4_file_is_migrated_to_5_keeping_jobs_and_gaining_figures(
     supervisors = _dump(old, "SELECT id, hostname, pid FROM supervisors")
     app = litejobs.App(old)
     assert app.get_job(1) is not None  # opening migrates
-    assert _dump(old, "PRAGMA user_version") == [(SCHEMA_VERSION,)] and SCHEMA_VERSION == 5
+    assert _dump(old, "PRAGMA user_version") == [(SCHEMA_VERSION,)] and SCHEMA_VERSION == 6
     assert _dump(old, f"SELECT {JOB_COLUMNS} FROM jobs ORDER BY id") == jobs
     assert _dump(old, "SELECT * FROM attempts ORDER BY job_id, attempt") == attempts
     assert _dump(old, "SELECT id, hostname, pid FROM supervisors") == supervisors
@@ -413,6 +413,37 @@ def test_a_version_4_file_is_migrated_to_5_keeping_jobs_and_gaining_figures(
     job = app.enqueue("m.add", args=[2, 3], queue="m5")
     assert run_until_idle(app, queues=["m5"]).succeeded == 1
     assert job.result(timeout=1) == 5
+
+
+def make_v5(path: Path) -> None:
+    """A version-5 file: make_v4's, upgraded by the version 4 -> 5 migration alone."""
+    make_v4(path)
+    conn = apsw.Connection(str(path))
+    with conn:
+        migrate = MIGRATIONS[4]
+        assert isinstance(migrate, str)
+        conn.execute(migrate)
+        conn.execute("PRAGMA user_version = 5")
+    conn.close()
+
+
+def test_a_version_5_file_is_migrated_to_6_gaining_stored_schedules(tmp_path: Path) -> None:
+    old = tmp_path / "old.db"
+    make_v5(old)
+    assert _dump(old, "SELECT count(*) FROM sqlite_schema WHERE name = 'schedules'") == [(0,)]
+    jobs = _dump(old, f"SELECT {JOB_COLUMNS} FROM jobs ORDER BY id")
+    cron = _dump(old, "SELECT * FROM cron_fires") + _dump(old, "SELECT * FROM cron_entries")
+    app = litejobs.App(old)
+    assert app.get_job(1) is not None  # opening migrates
+    assert _dump(old, "PRAGMA user_version") == [(SCHEMA_VERSION,)] and SCHEMA_VERSION == 6
+    assert _dump(old, f"SELECT {JOB_COLUMNS} FROM jobs ORDER BY id") == jobs
+    assert _dump(old, "SELECT * FROM cron_fires") + _dump(
+        old, "SELECT * FROM cron_entries") == cron
+    assert _dump(old, "SELECT count(*) FROM schedules") == [(0,)]
+    assert _dump(old, "PRAGMA integrity_check") == [("ok",)]
+    fresh = tmp_path / "fresh.db"
+    Store(fresh).connection()
+    assert _structure(old) == _structure(fresh)
 
 
 def test_a_failed_migration_leaves_the_version_1_file_as_it_was(tmp_path: Path) -> None:

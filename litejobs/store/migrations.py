@@ -17,6 +17,7 @@ from litejobs.store.schema import (
     _METRICS,
     _PARKED_COLUMN,
     _QUEUES_PAUSED,
+    _SCHEDULES,
     _STATES,
     _TOP_STORED_ID,
     _UNCHANGED_INDEXES,
@@ -72,6 +73,8 @@ _MIGRATE_4_TO_5 = f"""
 {_METRICS}
 """
 
+# Version 5 -> 6: cron entries stored at run time (the schedules table). No rebuild.
+
 
 def _widen_state_check(cur: Any) -> None:
     """Let the jobs table's state CHECK accept every state of this version."""
@@ -102,5 +105,5 @@ def _migrate_3_to_4(cur: Any) -> None:
 #: the upgrading transaction.
 MIGRATIONS: dict[int, str | Callable[[Any], None]] = {
     1: _MIGRATE_1_TO_2, 2: _MIGRATE_2_TO_3,
-    3: _migrate_3_to_4, 4: _MIGRATE_4_TO_5,
+    3: _migrate_3_to_4, 4: _MIGRATE_4_TO_5, 5: _SCHEDULES,
 }

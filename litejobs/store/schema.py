@@ -12,7 +12,7 @@ from litejobs.job import TRANSITIONS, State
 __all__ = ["APPLICATION_ID", "IDENTITY", "SCHEMA", "SCHEMA_VERSION", "SQLITE_HEADER",
            "TOKEN_TASK"]
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 #: PRAGMA application_id of a litejobs file ("LJOB"): tells our files from other programs'.
 APPLICATION_ID = 0x4C4A4F42
 SQLITE_HEADER = b"SQLite format 3\x00"
@@ -254,6 +254,24 @@ CREATE TABLE metric_totals (
 ) WITHOUT ROWID;
 """
 
+# 6: cron entries made at run time (app.schedule, `litejobs cron add`, POST /api/v1/schedules),
+# stored beside the TOML and decorator ones: the same exactly-once and DST rules through
+# cron_entries/cron_fires. `options`: a JSON object of the entry's other settings (queue,
+# priority, misfire, catchup, overlap, ...), as litejobs.toml's [cron.NAME] spells them.
+_SCHEDULES = """
+CREATE TABLE schedules (
+    name       TEXT PRIMARY KEY,
+    schedule   TEXT NOT NULL,
+    task       TEXT NOT NULL,
+    args       TEXT NOT NULL DEFAULT '[]',
+    kwargs     TEXT NOT NULL DEFAULT '{}',
+    timezone   TEXT NOT NULL DEFAULT 'UTC',
+    options    TEXT NOT NULL DEFAULT '{}',
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL
+) WITHOUT ROWID;
+"""
+
 SCHEMA = f"""
 CREATE TABLE jobs (
     id            INTEGER PRIMARY KEY,
@@ -358,6 +376,7 @@ CREATE TABLE supervisors (
     workers      TEXT
 ) WITHOUT ROWID;
 {_METRICS}
+{_SCHEDULES}
 """
 
 IDENTITY = (
