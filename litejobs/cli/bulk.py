@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
 
 import click
 
 from litejobs.app import App
 from litejobs.cli.common import F, fail
-from litejobs.config import parse_duration
 from litejobs.job import iso
+from litejobs.moments import parse_moment
 
 __all__ = ["bulk", "filter_options", "parse_since"]
 
@@ -29,16 +28,9 @@ def parse_since(text: str | None, flag: str = "--since") -> float | None:
     if text is None:
         return None
     try:
-        return time.time() - parse_duration(text, flag)
+        return parse_moment(text, flag, time.time())
     except ValueError as exc:
-        if text.strip()[:1].isdigit() and not any(c in text for c in "-:T"):
-            raise fail(str(exc)) from None  # a duration, out of range
-    try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise fail(f"{flag} {text!r} is neither a duration (30m, 2h, 7d) nor an ISO-8601 "
-                    "time") from None
-    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+        raise fail(str(exc)) from None
 
 
 def _matching_ids(app: App, states: list[str], task: str | None, queue: str | None,

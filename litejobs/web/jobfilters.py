@@ -12,15 +12,14 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from urllib.parse import urlencode
 
-from litejobs.config import parse_duration
 from litejobs.job import State, iso
+from litejobs.moments import parse_moment
 from litejobs.store.views import JobFilter
 from litejobs.validate import INT64_MAX
 
-__all__ = ["FIELDS", "FilterForm", "Searches", "parse_form", "parse_time"]
+__all__ = ["FIELDS", "FilterForm", "Searches", "parse_form"]
 
 #: The fields of the filter form, as they appear in the query string (``text`` never does).
 FIELDS = ("state", "task", "queue", "tag", "workflow", "since", "until")
@@ -94,22 +93,6 @@ class Searches:
         return None if found is None or found[0] < time.monotonic() else found[1]
 
 
-def parse_time(text: str, name: str, now: float) -> float:
-    """A duration ago (``30m``, ``2h``, ``7d``) or a UTC time (``2026-12-05 10:00``)."""
-    text = text.strip()
-    if text[:1].isdigit() and not any(c in text for c in "-:T"):
-        try:
-            return now - parse_duration(text, name)
-        except ValueError:
-            pass
-    try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise ValueError(f"{name} {text!r} is neither a duration ago (30m, 2h, 7d) nor a "
-                         "time (2026-12-05 10:00, UTC)") from None
-    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
-
-
 def parse_form(params: Mapping[str, Sequence[str]], searches: Searches,
                text: str | None = None, now: float | None = None) -> FilterForm:
     """The filter of a query string or form (``params``: each name's values); ``text``: a
@@ -135,8 +118,8 @@ def parse_form(params: Mapping[str, Sequence[str]], searches: Searches,
             raise ValueError(f"workflow {values['workflow']!r} is not a run id (a number; "
                              "see the job page of one of its steps)")
         workflow = int(raw)
-    since = parse_time(str(values["since"]), "since", now) if values["since"] else None
-    until = parse_time(str(values["until"]), "until", now) if values["until"] else None
+    since = parse_moment(str(values["since"]), "since", now) if values["since"] else None
+    until = parse_moment(str(values["until"]), "until", now) if values["until"] else None
     search = one("search") or None
     if text is None and search is not None:
         text = searches.text(search)
