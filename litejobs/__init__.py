@@ -23,6 +23,7 @@ from litejobs.errors import (
     WorkerDied,
 )
 from litejobs.job import Attempt, Job, State
+from litejobs.signing import verify_signature
 from litejobs.task import Backoff, Prepared, Task
 from litejobs.worker import JobContext, current_job
 from litejobs.workflows import (
@@ -67,4 +68,5 @@ __all__ = [
     "current_job",
     "group",
     "then",
+    "verify_signature",
 ]

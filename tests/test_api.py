@@ -73,6 +73,8 @@ def test_public_names() -> None:
         "StorageFull", "Task", "WorkerDied", "__version__", "current_job",
         # workflows (API.md "Workflows, waits, progress and tags")
         "Step", "Then", "Token", "Workflow", "WorkflowRun", "chain", "chord", "group", "then",
+        # HTTP (API.md "HTTP"): for receivers of signed deliveries
+        "verify_signature",
     ]
     assert sorted(litejobs.__all__) == sorted(expected)
     assert len(litejobs.__all__) == len(set(litejobs.__all__))
