@@ -4,6 +4,8 @@ The tree::
 
     LitejobsError
     ├── ConfigError            a config file, flag or variable is invalid
+    ├── ScheduleClash          app.schedule/unschedule: the name is a litejobs.toml or
+    │                          @app.cron entry (also a ValueError)
     ├── StorageError           the database file cannot be used (read-only, corrupt, foreign, newer)
     │   └── StorageFull        the disk is full; enqueue again when space returns
     ├── JobFailed              job.result(): the job ended failed (carries the error text)
@@ -23,6 +25,7 @@ __all__ = [
     "JobFailed",
     "JobTimeout",
     "LitejobsError",
+    "ScheduleClash",
     "StorageError",
     "StorageFull",
     "WorkerDied",
@@ -35,6 +38,11 @@ class LitejobsError(Exception):
 
 class ConfigError(LitejobsError):
     """A config file, command-line flag or environment variable is invalid."""
+
+
+class ScheduleClash(LitejobsError, ValueError):
+    """A cron entry stored at run time would take the name of a litejobs.toml or ``@app.cron``
+    entry (those are changed where they are declared)."""
 
 
 class StorageError(LitejobsError):
