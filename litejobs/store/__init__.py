@@ -28,6 +28,7 @@ from litejobs.store.maintenance import StoreMaintenance
 from litejobs.store.metric_reads import StoreMetrics
 from litejobs.store.reads import StoreReads
 from litejobs.store.runs import StoreWorkflows
+from litejobs.store.schedules import StoreSchedules
 from litejobs.store.schema import SCHEMA_VERSION
 from litejobs.store.tx import RATE_MARGIN, NewJob, NewJobs, QueueLimits, Row, Tx, sent_order
 from litejobs.store.views import StoreViews
@@ -37,7 +38,7 @@ __all__ = ["RATE_MARGIN", "SCHEMA_VERSION", "NewJob", "NewJobs", "QueueLimits", 
 
 
 class Store(StoreReads, StoreAdmin, StoreMaintenance, StoreWorkflows, StoreMetrics,
-            StoreBackup, StoreViews):
+            StoreBackup, StoreViews, StoreSchedules):
     """A litejobs database file (SQLite). Cheap to make; connections open lazily, one per
     thread. Implements every protocol of ``litejobs.store.protocols``."""
 
