@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from litejobs.errors import ConfigError
+from litejobs.httpconfig import HttpConfig, parse_http
 from litejobs.validate import (
     INT64_MAX,
     MAX_WORKERS,
@@ -27,6 +28,7 @@ from litejobs.validate import (
 
 __all__ = [
     "Config",
+    "HttpConfig",
     "QueueConfig",
     "check_durability",
     "database_path",
@@ -66,6 +68,7 @@ class Config:
     max_payload: int = MAX_PAYLOAD
     queues: Mapping[str, QueueConfig] = field(default_factory=dict)
     cron: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    http: HttpConfig = field(default_factory=HttpConfig)
     #: The file this came from (absolute), for messages and relative paths.
     source: str | None = None
 
@@ -142,7 +145,7 @@ class _Checker:
 
 _TOP_KEYS = {"app", "database", "workers", "durability", "retention", "grace", "lease",
              "max_tasks_per_child", "max_memory_per_child", "crash_limit", "max_payload",
-             "queues", "cron"}
+             "queues", "cron", "http"}
 _QUEUE_KEYS = {"concurrency", "rate_limit"}
 CRON_KEYS = {"schedule", "task", "timezone", "args", "kwargs", "misfire", "catchup", "overlap",
              "queue", "priority"}
@@ -183,6 +186,8 @@ def _from_mapping(data: Mapping[str, Any], path: str, text: str) -> dict[str, An
             out[key] = _queues(c, value)
         elif key == "cron":
             out[key] = _cron(c, value)
+        elif key == "http":
+            out[key] = parse_http(c, value)
     return out
 
 
@@ -311,6 +316,9 @@ def load_config(
             detail = f" ({exc})" if str(exc) else ""
             raise ConfigError(f"environment variable {var}={value!r} is not valid for "
                               f"'{key}'{detail}; fix or unset it") from None
+    secret = env.get("LITEJOBS_SIGNING_SECRET")
+    if secret:  # the environment wins over [http] signing_secret, as for every setting
+        overrides["http"] = replace(config.http, signing_secret=secret)
     for key, flag in flags.items():
         if flag is not None:
             if key == "database":
