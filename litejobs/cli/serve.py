@@ -25,10 +25,10 @@ class Refused(click.ClickException):
     exit_code = 2
 
 
-def check_serve(bind: str) -> tuple[str, int]:
+def check_serve(bind: str, api: bool = False) -> tuple[str, int]:
     """What ``serve`` and ``run --serve`` refuse before starting anything: a missing ``web``
-    extra (exit 1), a non-loopback address without credentials (exit 2), an address that
-    cannot be listened on (exit 1)."""
+    extra (exit 1), a non-loopback address without credentials or ``--api`` without
+    ``LITEJOBS_API_TOKEN`` (exit 2), an address that cannot be listened on (exit 1)."""
     from litejobs.web import need_web
     from litejobs.web.security import Credentials, check_bind, parse_bind
 
@@ -41,6 +41,13 @@ def check_serve(bind: str) -> tuple[str, int]:
         check_bind(host, Credentials.from_env())
     except ConfigError as exc:
         raise Refused(str(exc)) from None
+    if api:
+        from litejobs.web.api import api_tokens
+
+        try:
+            api_tokens()
+        except ConfigError as exc:
+            raise Refused(str(exc)) from None
     from litejobs.web.server import listen
 
     listen(host, port).close()  # a port in use is said now, not by a child that dies later
@@ -48,11 +55,12 @@ def check_serve(bind: str) -> tuple[str, int]:
 
 
 def serve_command(bind: str, database: str, app_spec: str, config_path: str | None,
-                  ) -> list[str]:
+                  api: bool = False) -> list[str]:
     """The command line of ``run --serve``'s child: this ``serve``, on the supervisor's
     database, app and config, dying with the supervisor."""
     command = [sys.executable, "-m", "litejobs", "serve", "--bind", bind, "--database",
                database, "--app", app_spec, "--supervised-by", str(os.getpid())]
+    command += ["--api"] if api else []
     return command + (["--config", config_path] if config_path else [])
 
 
@@ -66,11 +74,15 @@ def serve_command(bind: str, database: str, app_spec: str, config_path: str | No
 @click.option("--read-only", is_flag=True, help="Hide and refuse every action.")
 @click.option("--base-path", default="", metavar="PATH",
               help="Serve under this path (e.g. /jobs) behind a proxy that passes it on.")
+@click.option("--api", is_flag=True,
+              help="Also serve the HTTP API under /api/v1 (needs LITEJOBS_API_TOKEN and the "
+                   "app: only its registered tasks can be enqueued).")
 @click.option("--supervised-by", type=int, hidden=True)  # run --serve's child
 @errors
 def serve(config_path: str | None, database: str | None, app_spec: str | None, bind: str,
-          read_only: bool, base_path: str, supervised_by: int | None) -> None:
-    """Serve the dashboard, /metrics and /healthz (extra: pip install 'litejobs[web]')."""
+          read_only: bool, base_path: str, api: bool, supervised_by: int | None) -> None:
+    """Serve the dashboard, /metrics and /healthz, and with --api the HTTP API (extra: pip
+    install 'litejobs[web]')."""
     from litejobs.web.context import clean_base_path
     from litejobs.web.server import die_with_parent, listen
 
@@ -79,16 +91,19 @@ def serve(config_path: str | None, database: str | None, app_spec: str | None, b
         extra_path = os.environ.get("LITEJOBS_SYS_PATH")
         if extra_path:  # the supervisor's, so the app imports as it did there
             sys.path[:] = json.loads(extra_path)
-    host, port = check_serve(bind)
+    host, port = check_serve(bind, api)
     base_path = clean_base_path(base_path)
     logging.basicConfig(level=logging.INFO,
                         format="%(asctime)s litejobs[%(process)d] %(levelname)s %(message)s")
     ctx = Context(config_path, database, app_spec)
+    if api and not ctx.app_spec:
+        raise Refused("--api needs the app (--app module:attr, LITEJOBS_APP or app = in "
+                      "litejobs.toml): only its registered tasks can be enqueued")
     app = _app(ctx)
     sock = listen(host, port)
     from litejobs.web.server import serve as run_server
 
-    run_server(app, sock, read_only=read_only, base_path=base_path)
+    run_server(app, sock, read_only=read_only, base_path=base_path, api=api)
 
 
 def _app(ctx: Context) -> App:
