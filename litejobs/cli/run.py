@@ -33,17 +33,22 @@ __all__ = ["run"]
 @click.option("--serve", "serve_bind", metavar="ADDR",
               help="Also serve the dashboard on ADDR (e.g. 127.0.0.1:8077), in a child "
                    "process (extra: pip install 'litejobs[web]').")
+@click.option("--api", is_flag=True, help="With --serve: also serve the HTTP API under "
+              "/api/v1 (needs LITEJOBS_API_TOKEN).")
 @errors
 def run(config_path: str | None, database: str | None, app_spec: str | None,
         workers: int | None, queues: str | None, grace: float | None, verbose: bool,
-        log_level: str | None, log_format: str, serve_bind: str | None) -> None:
+        log_level: str | None, log_format: str, serve_bind: str | None, api: bool) -> None:
     """Run the supervisor: a pool of workers, the cron ticker and maintenance."""
     from litejobs.supervisor import Supervisor
 
+    if api and serve_bind is None:
+        raise click.UsageError("--api serves the HTTP API beside the dashboard: give --serve "
+                               "ADDR too (e.g. --serve 127.0.0.1:8077 --api)")
     if serve_bind is not None:
         from litejobs.cli.serve import check_serve
 
-        check_serve(serve_bind)  # refused before anything starts
+        check_serve(serve_bind, api)  # refused before anything starts
 
     level = logs.setup(log_format, "debug" if verbose else log_level or "info")
     if level <= logging.DEBUG:
@@ -68,7 +73,7 @@ def run(config_path: str | None, database: str | None, app_spec: str | None,
     from litejobs.cli.serve import serve_command
     from litejobs.services.webserver import WebServer
 
-    web = WebServer(serve_command(serve_bind, path, ctx.app_spec, config_path))
+    web = WebServer(serve_command(serve_bind, path, ctx.app_spec, config_path, api))
     supervisor.services.append(web)  # started on the loop's first pass, after the workers
     try:
         code = supervisor.run()

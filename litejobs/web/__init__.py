@@ -37,10 +37,13 @@ def need_web(*modules: str) -> None:
                               f"installed): {WEB_EXTRA}")
 
 
-def asgi(app: App, read_only: bool = False, base_path: str = "") -> ASGIApp:
+def asgi(app: App, read_only: bool = False, base_path: str = "", api: bool = False,
+         ) -> ASGIApp:
     """The dashboard of ``app`` as an ASGI app (Starlette).
 
-    ``read_only`` hides and refuses every action. ``base_path`` (``/jobs``) is where the
+    ``read_only`` hides and refuses every action. ``api`` adds the HTTP API under
+    ``/api/v1`` (``litejobs.web.api``; its bearer tokens from ``LITEJOBS_API_TOKEN``, a
+    ConfigError when none is set). ``base_path`` (``/jobs``) is where the
     pages live when a proxy passes that prefix on; a mount (``Mount("/jobs", asgi(app))``)
     needs none. ``LITEJOBS_WEB_PASSWORD`` / ``LITEJOBS_WEB_TOKEN``, when set, are required on
     every request; every state-changing request needs the page's CSRF token.
@@ -64,11 +67,17 @@ def asgi(app: App, read_only: bool = False, base_path: str = "") -> ASGIApp:
     routes += queues.routes(ui) + cron.routes(ui) + supervisors.routes(ui)
     routes += _probes(ui)
     routes.append(Mount("/static", StaticFiles(directory=HERE / "static"), name="static"))
+    api_prefix = None
+    if api:
+        from litejobs.web.api import PREFIX, api_tokens, mount
+
+        routes.append(Mount(PREFIX, app=mount(ui, api_tokens())))
+        api_prefix = PREFIX
     if ui.base_path:
         routes = [Mount(ui.base_path, routes=routes)]
     web = Starlette(routes=routes)
     web.state.ui = ui
-    return SecurityMiddleware(web, ui, Credentials.from_env())
+    return SecurityMiddleware(web, ui, Credentials.from_env(), api_prefix)
 
 
 def _optional(module: str) -> Any:

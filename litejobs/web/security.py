@@ -131,12 +131,19 @@ def check_bind(host: str, credentials: Credentials) -> None:
 
 class SecurityMiddleware:
     """Credentials, then read-only and CSRF for state-changing methods, then security
-    headers on every response (and ``Cache-Control: no-store`` except on static files)."""
+    headers on every response (and ``Cache-Control: no-store`` except on static files).
 
-    def __init__(self, app: ASGIApp, ui: Ui, credentials: Credentials) -> None:
+    Below ``api_prefix`` (the HTTP API, when mounted) the API's own guard checks its bearer
+    token and read-only mode instead: a bearer token is never sent by a browser on its own,
+    so no CSRF token is needed, and the dashboard's password would take the one
+    Authorization header the API token needs."""
+
+    def __init__(self, app: ASGIApp, ui: Ui, credentials: Credentials,
+                 api_prefix: str | None = None) -> None:
         self.app = app
         self.ui = ui
         self.credentials = credentials
+        self.api_prefix = api_prefix
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -158,6 +165,9 @@ class SecurityMiddleware:
                     log.info("%s %s -> %s", scope["method"], path, message["status"])
             await send(message)
 
+        if self.api_prefix is not None and path.startswith(self.api_prefix + "/"):
+            await self.app(scope, receive, send_secured)
+            return
         if self.credentials.required and not self.credentials.accepts(
                 headers.get("authorization")):
             await _plain(send_secured, 401, "authentication required: give the dashboard's "

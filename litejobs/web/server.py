@@ -50,13 +50,15 @@ def url_of(sock: socket.socket, base_path: str) -> str:
     return f"http://{shown}:{port}{base_path}/"
 
 
-def serve(app: App, sock: socket.socket, read_only: bool = False, base_path: str = "") -> None:
-    """Serve the dashboard of ``app`` on ``sock`` until SIGTERM or SIGINT."""
+def serve(app: App, sock: socket.socket, read_only: bool = False, base_path: str = "",
+          api: bool = False) -> None:
+    """Serve the dashboard of ``app`` (and with ``api`` the HTTP API) on ``sock`` until
+    SIGTERM or SIGINT."""
     need_web("starlette", "jinja2", "uvicorn")
     import uvicorn
 
     base_path = clean_base_path(base_path)
-    web = asgi(app, read_only=read_only, base_path=base_path)
+    web = asgi(app, read_only=read_only, base_path=base_path, api=api)
     host = str(sock.getsockname()[0])
     if is_loopback(host) and not Credentials.from_env().required:
         web = LoopbackHostOnly(web)
@@ -65,7 +67,7 @@ def serve(app: App, sock: socket.socket, read_only: bool = False, base_path: str
     config = uvicorn.Config(web, access_log=False, log_level="warning", lifespan="off",
                             server_header=False, timeout_graceful_shutdown=SHUTDOWN_GRACE)
     server = uvicorn.Server(config)
-    mode = " (read-only)" if read_only else ""
+    mode = (" and API" if api else "") + (" (read-only)" if read_only else "")
     print(f"litejobs dashboard{mode} on {url_of(sock, base_path)} for {app.path}", flush=True)
     server.run(sockets=[sock])
 
