@@ -25,7 +25,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from litejobs.validate import check_call_json, check_name, check_priority, check_seconds
 
-__all__ = ["MISFIRE", "OVERLAP", "CronEntry", "CronEntryError", "Schedule", "entry_from_spec"]
+__all__ = ["DECORATOR", "MISFIRE", "OVERLAP", "STORED", "CronEntry", "CronEntryError", "Schedule",
+           "entry_from_spec"]
 
 MISFIRE = ("latest", "skip", "all")
 OVERLAP = ("skip", "allow", "queue")
@@ -35,6 +36,9 @@ ALIASES = {"@yearly": "0 0 1 1 *", "@annually": "0 0 1 1 *", "@monthly": "0 0 1 
 #: How far ahead a schedule is searched for its next fire before it is called one that never
 #: fires (a leap-day schedule fires every 4 years, ``0 0 29 2 1`` can wait 28).
 HORIZON_YEARS = 30
+#: ``CronEntry.source`` of an ``@app.cron`` entry, and of one stored in the database.
+DECORATOR = "@app.cron"
+STORED = "stored"
 
 
 class Schedule:
@@ -166,6 +170,18 @@ class CronEntry:
     catchup: float = 3600.0
     overlap: str = "skip"
     source: str = "@app.cron"
+
+    @property
+    def key(self) -> str:
+        """The schedule as ``cron_entries`` records it: a different key is a changed schedule,
+        whose history starts afresh."""
+        return f"{self.schedule.expanded} {self.schedule.timezone}"
+
+    @property
+    def kind(self) -> str:
+        """Where the entry comes from: "decorator" (``@app.cron``), "stored" (``app.schedule``,
+        ``litejobs cron add``, the HTTP API) or "toml" (a ``[cron.NAME]`` table)."""
+        return {DECORATOR: "decorator", STORED: "stored"}.get(self.source, "toml")
 
     def due(self, after: datetime, now: datetime, cap: int = 1000) -> list[datetime]:
         """Instants in (after, now], oldest first (at most ``cap``, the newest kept)."""

@@ -292,6 +292,8 @@ class Supervisor:
             self.claimer.due_stale = True
         if mono >= self.down_until:
             try:
+                if self.ticker.refresh(mono):  # stored cron entries added, changed, removed
+                    self.next_cron = now
                 if self.next_cron is not None and now >= self.next_cron:
                     self._tick(now)
                 polled, recorded = self.claimer.step(now, mono, self.draining)
@@ -377,11 +379,9 @@ class Supervisor:
 
     def _tick(self, now: float) -> None:
         """Fire due cron instants, then sleep until the next one."""
-        if self.ticker.entries:
-            result = self.ticker.run_once(now)
-            if result.fired:
-                self.claimer.wake = True
-            self.next_cron = self.ticker.next_instant(now)
+        if self.ticker.run_once(now).fired:
+            self.claimer.wake = True
+        self.next_cron = self.ticker.next_instant(now)
 
     # --- timing ------------------------------------------------------------------------------
 
@@ -392,7 +392,7 @@ class Supervisor:
                              and self.dispatch.slots(wall)):
             return 0.0
         mono = time.monotonic()
-        due = [self.claimer.poll_at, self.leases.next_deadline()]
+        due = [self.claimer.poll_at, self.leases.next_deadline(), self.ticker.reload_at]
         due.extend(s.next_deadline() for s in self.services)
         due.extend(self.watchdog.deadlines())
         if self.grace_deadline is not None:

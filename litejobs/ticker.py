@@ -11,6 +11,12 @@ its ``overlap`` policy. Both are recorded in ``cron_fires`` and logged. Only ins
 tick: a per-second entry after a month down costs one bounded pass, not a walk of every second.
 With ``overlap = "queue"`` an owed instant waits for the previous job: ``owed`` names the jobs
 whose end should make the supervisor tick again at once.
+
+Entries stored at run time (``app.schedule``; ``litejobs.schedules``) are served beside the
+TOML and decorator ones: ``refresh`` compares a cheap fingerprint of the ``schedules`` table at
+most once a second and reads the rows only when it changed; each fire transaction reads the
+stored entries' stamps again, so an entry removed or changed before an instant's transaction
+does not fire its old self (the ticker reloads at once instead).
 """
 
 from __future__ import annotations
@@ -22,15 +28,15 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from litejobs.cron import CronEntry, entry_from_spec
+from litejobs.cron import STORED, CronEntry, entry_from_spec
 from litejobs.newjob import NewJob
-from litejobs.store import Store, Tx
+from litejobs.store import Row, Store, Tx
 from litejobs.task import CallOptions, Prepared
 
 if TYPE_CHECKING:
     from litejobs.app import App, CronSpec
 
-__all__ = ["ON_TIME", "TickResult", "Ticker", "build_entries"]
+__all__ = ["ON_TIME", "RELOAD_EVERY", "TickResult", "Ticker", "build_entries", "entry_job"]
 
 log = logging.getLogger("litejobs")
 
@@ -40,6 +46,8 @@ ON_TIME = 60.0
 #: Instants an entry handles in one tick at most (the newest kept).
 CAP = 1000
 ACTIVE = frozenset({"scheduled", "queued", "running"})
+#: Seconds between two looks at whether the stored entries changed.
+RELOAD_EVERY = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +72,8 @@ def build_entries(app: App, specs: Mapping[str, CronSpec] | None = None) -> list
 
 
 class Ticker:
-    """Fires the instants of ``entries`` into ``store``, building jobs with ``app``."""
+    """Fires the instants of ``entries`` and of the entries stored in ``store``, building jobs
+    with ``app``."""
 
     def __init__(self, app: App, store: Store, entries: Sequence[CronEntry]) -> None:
         self.app = app
@@ -73,7 +82,15 @@ class Ticker:
         self.owed: dict[int, str] = {}
         #: entry -> (its schedule, when this process began firing it)
         self.since: dict[str, tuple[str, float]] = {}
-        self.entries = []
+        #: the litejobs.toml and @app.cron entries; then those and the stored ones
+        self.static: list[CronEntry] = []
+        self.entries: list[CronEntry] = []
+        #: stored entry -> (the entry, its row's updated_at)
+        self.stored: dict[str, tuple[CronEntry, float]] = {}
+        #: monotonic time of the next look at the schedules table (0: at the next turn)
+        self.reload_at = 0.0
+        self._mark: tuple[int, float | None, float] | None = None
+        self._told: dict[str, float] = {}  # stored entries already logged as unusable
         now = time.time()
         for e in entries:
             try:
@@ -84,16 +101,73 @@ class Ticker:
                 log.error("cron %s (%s) cannot fire: %s; it is left out until fixed",
                           e.name, e.source, exc)
                 continue
-            self.entries.append(e)
+            self.static.append(e)
+        self.entries = list(self.static)
 
     def job_for(self, entry: CronEntry, instant: float, now: float) -> NewJob:
         """The job an entry's fire at ``instant`` enqueues (its scheduled_at is the instant)."""
-        task = self.app.tasks.get(entry.task)
-        prepared = Prepared(entry.task, entry.args, entry.kwargs,
-                            CallOptions(queue=entry.queue, priority=entry.priority),
-                            task.defaults if task else None,
-                            task.param_names if task else ())
-        return replace(self.app.build_job(prepared, now), run_at=min(instant, now))
+        return entry_job(self.app, entry, instant, now)
+
+    def refresh(self, mono: float | None = None) -> bool:
+        """Pick up stored entries added, changed or removed; True when the set changed. With
+        ``mono`` (the supervisor's loop), it looks at most once per ``RELOAD_EVERY``."""
+        if mono is not None and mono < self.reload_at:
+            return False
+        self.reload_at = (time.monotonic() if mono is None else mono) + RELOAD_EVERY
+        mark = self.store.schedules_mark()
+        if mark == self._mark:
+            return False
+        rows = self.store.schedules()
+        self._mark = mark
+        taken = {e.name for e in self.static}
+        stored: dict[str, tuple[CronEntry, float]] = {}
+        now = time.time()
+        for row in rows:
+            name, stamp = row["name"], float(row["updated_at"])
+            old = self.stored.get(name)
+            if old is not None and old[1] == stamp:
+                stored[name] = old
+                continue
+            problem = self._unusable(row, taken, now)
+            if isinstance(problem, str):
+                if self._told.get(name) != stamp:
+                    self._told[name] = stamp
+                    log.error("%s; it is left out until fixed (litejobs cron add %s ... "
+                              "replaces it, litejobs cron remove %s removes it)", problem,
+                              name, name)
+                continue
+            log.info("cron %s (stored): %s: %s (%s) -> %s", name,
+                     "changed" if old else "added", problem.schedule.expression,
+                     problem.schedule.timezone, problem.task)
+            stored[name] = (problem, stamp)
+        for name in self.stored.keys() - stored.keys():
+            log.info("cron %s (stored): removed", name)
+        changed = {k: v[1] for k, v in stored.items()} != {
+            k: v[1] for k, v in self.stored.items()}
+        self.stored = stored
+        self.entries = self.static + [e for e, _ in stored.values()]
+        return changed
+
+    def _unusable(self, row: Row, taken: set[str], now: float) -> CronEntry | str:
+        """The entry a stored row holds, or why this supervisor cannot fire it."""
+        from litejobs.schedules import entry_from_row
+
+        name = row["name"]
+        if name in taken:
+            return (f"cron entry {name!r} (stored) has the name of an entry of litejobs.toml "
+                    "or @app.cron, which this supervisor fires instead")
+        try:
+            entry = entry_from_row(row)
+        except ValueError as exc:
+            return str(exc)
+        if entry.task not in self.app.tasks:
+            return (f"cron entry {name!r} (stored): unknown task {entry.task!r}; this "
+                    f"supervisor's app has: {', '.join(sorted(self.app.tasks)) or 'no tasks'}")
+        try:
+            self.job_for(entry, now, now)
+        except (TypeError, ValueError) as exc:
+            return f"cron entry {name!r} (stored) cannot fire: {exc}"
+        return entry
 
     def next_instant(self, now: float) -> float | None:
         """The earliest instant after ``now`` of any entry (None without entries)."""
@@ -107,16 +181,25 @@ class Ticker:
 
     def run_once(self, now: float) -> TickResult:
         """Fire what is due at ``now``, in one write transaction."""
+        if self._mark is None:
+            self.refresh()
         if not self.entries:
             return TickResult()
-        return self.store.write(lambda tx: self._tick(tx, now))
+        if not self.stored:
+            return self.store.write(lambda tx: self._tick(tx, now, {}))
+        return self.store.write_with_schedules(lambda tx, stamps: self._tick(tx, now, stamps))
 
-    def _tick(self, tx: Tx, now: float) -> TickResult:
+    def _tick(self, tx: Tx, now: float, stamps: Mapping[str, float]) -> TickResult:
         fired = skipped = 0
         self.owed = {}
         now_dt = datetime.fromtimestamp(now, UTC)
         for e in self.entries:
-            key = f"{e.schedule.expanded} {e.schedule.timezone}"
+            if e.source == STORED and stamps.get(e.name) != self.stored[e.name][1]:
+                # removed or changed since it was read: fire nothing of the old one, read
+                # the table again at the next turn
+                self.reload_at = 0.0
+                continue
+            key = e.key
             state = tx.cron_entry(e.name)
             if state is None or state["schedule"] != key:
                 mine = self.since.get(e.name)
@@ -213,6 +296,17 @@ class Ticker:
             log.warning("cron %s: skipped %d missed instant(s) up to %s (misfire = %s, "
                         "catchup = %g s)", e.name, missed, _iso(due[-1]), e.misfire, e.catchup)
         return len(fired_ids), missed
+
+
+def entry_job(app: App, entry: CronEntry, instant: float, now: float) -> NewJob:
+    """The job ``entry``'s fire at ``instant`` enqueues (its scheduled_at is the instant), with
+    the task's options when ``app`` has the task; TypeError/ValueError when it cannot be."""
+    task = app.tasks.get(entry.task)
+    prepared = Prepared(entry.task, entry.args, entry.kwargs,
+                        CallOptions(queue=entry.queue, priority=entry.priority),
+                        task.defaults if task else None,
+                        task.param_names if task else ())
+    return replace(app.build_job(prepared, now), run_at=min(instant, now))
 
 
 def _iso(ts: float) -> str:
