@@ -21,6 +21,7 @@ from litejobs.task import Task
 __all__ = ["Failure", "after_error", "prune", "rescue_dead_supervisors", "rescue_expired"]
 
 log = logging.getLogger("litejobs")
+jobs_log = logging.getLogger("litejobs.jobs")
 
 
 def _rescue(tx: Tx, rows: Sequence[Mapping[str, Any]], tasks: Mapping[str, Task[Any, Any]],
@@ -50,8 +51,14 @@ def _rescue(tx: Tx, rows: Sequence[Mapping[str, Any]], tasks: Mapping[str, Task[
                            crash_limit=crash_limit, now=now, crashed=True)
         tx.fail(first["id"], first["attempt"], plan.error, None, first["leased_by"],
                 first["started_at"], now, plan.retry_at, crashed=True)
-        log.warning("rescued job %s (attempt %s, %s): %s", first["id"], first["attempt"],
-                    first["task"], "re-queued" if plan.retry_at is not None else "failed")
+        tx.add_figures([(int(now // 60), "outcome", str(first["task"]), "crashed", 1.0)])
+        # WARNING: a rescue means a supervisor or worker died or stalled. Logged in the rescue's
+        # transaction: should it roll back, the next pass rescues (and logs) the job again.
+        jobs_log.warning(
+            "job %s (%s, attempt %s) rescued: %s; %s", first["id"], first["task"],
+            first["attempt"], why, "retrying" if plan.retry_at is not None else "failed for good",
+            extra={"job": first["id"], "task": first["task"], "attempt": first["attempt"],
+                   "outcome": "rescued"})
         for row in held[1:]:
             tx.interrupt(row["id"], row["attempt"],
                          f"{why}; the job was sent ahead to its worker, behind job "
@@ -59,8 +66,8 @@ def _rescue(tx: Tx, rows: Sequence[Mapping[str, Any]], tasks: Mapping[str, Task[
                          "attempt",
                          row["leased_by"], None, now)
         if len(held) > 1:
-            log.warning("returned %d job(s) sent ahead to the same worker to queued",
-                        len(held) - 1)
+            log.warning("returned %d job(s) that waited behind job %s in the same worker to "
+                        "queued (not counted as attempts)", len(held) - 1, first["id"])
 
 
 def rescue_expired(tx: Tx, now: float, tasks: Mapping[str, Task[Any, Any]],

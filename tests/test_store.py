@@ -745,3 +745,19 @@ def test_a_supervisor_in_another_pid_namespace_is_not_rescued_while_it_lives(app
     row = app.store.get_job(job.id)
     assert row["state"] != "running" and "WorkerDied" in row["error"]
     assert app.store.supervisors() == []
+
+
+def test_a_rescue_logs_the_job_and_counts_a_crash(app, caplog) -> None:
+    # The rescue is an outcome like the others: one line with the job's fields for
+    # --log-format json, and a crash in litejobs_job_outcomes_total.
+    (job_id,) = enqueue(app)
+    t0 = time.time()
+    claim_one(app.store, t0)
+    with caplog.at_level("WARNING", logger="litejobs.jobs"):
+        assert app.store.write(
+            lambda tx: maintenance.rescue_expired(tx, t0 + LEASE + 1, {}, 3)) == 1
+    (record,) = [r for r in caplog.records if r.name == "litejobs.jobs"]
+    assert record.getMessage().startswith(f"job {job_id} (t.work, attempt 1) rescued: ")
+    assert (record.job, record.task, record.attempt, record.outcome) == (  # type: ignore[attr-defined]
+        job_id, "t.work", 1, "rescued")
+    assert ("outcome", "t.work", "crashed", 1.0) in app.store.metric_totals()

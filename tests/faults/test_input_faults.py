@@ -538,7 +538,7 @@ def test_supervisor_under_clock_steps(faketime_lib, supervisors, tmp_path, db_pa
 
     starts = Counter(r["id"] for r in log.starts())
     long_runs = {j.id: starts[j.id] for j in long_jobs}
-    rescued = sup.output().count("rescued job")
+    rescued = sup.output().count(") rescued: ")  # maintenance's line for a rescued job
     cron_jobs = [r for r in log.starts() if r["tag"] == "cron"]
     instants = cron_instants()
     duplicates = sum(n - 1 for n in Counter(instants).values())
