@@ -27,12 +27,14 @@ from litejobs.task import (
 )
 from litejobs.validate import (
     INT64_MAX,
+    check_flow_rate,
     check_int,
     check_name,
     check_priority,
     check_retries,
     check_seconds,
     check_tags,
+    merge_flow_key,
 )
 from litejobs.workflows import Token, Workflow, WorkflowRun, token_data
 
@@ -153,9 +155,11 @@ class App:
         retry_on: type[BaseException] | tuple[type[BaseException], ...] = (Exception,),
         unique_for: float | None = None,
         concurrency_key: str | Callable[..., str] | None = None,
-        concurrency_limit: int = 1,
+        concurrency_limit: int | None = None,
         tags: Sequence[str] | None = None,
         redact: Sequence[str] | None = None,
+        flow_key: str | Callable[..., str] | None = None,
+        rate_limit: str | None = None,
     ) -> TaskDecorator: ...
 
     def task(  # type: ignore[misc]  # mypy misreads the bare-or-options overload pair
@@ -172,14 +176,20 @@ class App:
         retry_on: type[BaseException] | tuple[type[BaseException], ...] = (Exception,),
         unique_for: float | None = None,
         concurrency_key: str | Callable[..., str] | None = None,
-        concurrency_limit: int = 1,
+        concurrency_limit: int | None = None,
         tags: Sequence[str] | None = None,
         redact: Sequence[str] | None = None,
+        flow_key: str | Callable[..., str] | None = None,
+        rate_limit: str | None = None,
     ) -> Any:
         """Register a function as a task: ``@app.task`` or ``@app.task(name=..., ...)``.
         ``tags``: every job of the task gets them, unless a call gives its own
         (``options(tags=...)`` replaces them, like every other option). ``redact``: names
-        of arguments the dashboard and the CLI show as "•••" (passwords, card numbers)."""
+        of arguments the dashboard and the CLI show as "•••" (passwords, card numbers).
+        ``flow_key`` (a string, or a function of the task's arguments returning one; the
+        general form of ``concurrency_key``), ``rate_limit`` ("N/s", "N/m", "N/h": at most N
+        starts per key in any such period) and ``concurrency_limit`` (at most M running per
+        key; default 1 without a rate_limit, no cap with one): docs/flow-keys.md."""
         if isinstance(retry_on, type):
             retry_on = (retry_on,)
         if not all(isinstance(t, type) and issubclass(t, BaseException) for t in retry_on):
@@ -191,7 +201,10 @@ class App:
             check_seconds("timeout", timeout, allow_zero=False)
         if unique_for is not None:
             check_seconds("unique_for", unique_for, allow_zero=False)
-        check_int("concurrency_limit", concurrency_limit, 1, INT64_MAX)
+        if concurrency_limit is not None:
+            check_int("concurrency_limit", concurrency_limit, 1, INT64_MAX)
+        flow_rate = None if rate_limit is None else check_flow_rate(rate_limit)
+        concurrency_key = merge_flow_key(flow_key, concurrency_key, "@app.task")
         task_tags = () if tags is None else tuple(json.loads(check_tags(tags) or "[]"))
         check_redact(redact)
 
@@ -207,7 +220,7 @@ class App:
                 timeout=None if timeout is None else float(timeout),
                 backoff=backoff or Backoff(), retry_on=tuple(retry_on), unique_for=unique_for,
                 concurrency_key=concurrency_key, concurrency_limit=concurrency_limit,
-                tags=task_tags,
+                flow_rate=flow_rate, tags=task_tags,
             )
             existing = self.tasks.get(task_name)
             if existing is not None and existing.fn is not func and (
@@ -284,7 +297,7 @@ class App:
         """Enqueue a call by task name; the name need not be registered in this process.
 
         ``options`` are those of ``task.options(...)``: delay, run_at, queue, priority, key,
-        retries, timeout, expires, debounce.
+        retries, timeout, expires, debounce, tags, flow_key, rate_limit, concurrency_limit.
         """
         check_name("task name", task)
         if isinstance(args, str | bytes) or not isinstance(args, Sequence):

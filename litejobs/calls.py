@@ -12,15 +12,20 @@ from datetime import datetime
 from litejobs import tracing
 from litejobs.newjob import NewJob, NewJobs
 from litejobs.serialization import dump_batch, dump_call
-from litejobs.task import PLAIN, Prepared, TaskOptions
+from litejobs.task import PLAIN, CallOptions, Prepared, TaskOptions
 from litejobs.validate import (
+    INT64_MAX,
     MAX_TIMESTAMP,
+    UNLIMITED,
+    check_flow_rate,
+    check_int,
     check_name,
     check_priority,
     check_retries,
     check_seconds,
     check_tags,
     check_timestamp,
+    merge_flow_key,
 )
 
 __all__ = ["BATCH_MIN", "DEFAULT_UNIQUE_FOR", "build_job", "encode", "ring_for"]
@@ -99,6 +104,9 @@ def build_job(p: Prepared, now: float, plain: dict[TaskOptions | None, NewJob],
                                static.max_attempts, static.timeout,
                                concurrency_key=static.concurrency_key,
                                concurrency_limit=static.concurrency_limit)
+            if static.flow_rate is not None:
+                plain_job.flow_rate = static.flow_rate
+                plain_job.flow_period = static.flow_period
             if tracing.active is not False:
                 tracing.stamp(plain_job)
             return plain_job
@@ -146,24 +154,16 @@ def build_job(p: Prepared, now: float, plain: dict[TaskOptions | None, NewJob],
     if max(run_at, expires_at or 0.0) > MAX_TIMESTAMP:
         raise ValueError("run_at (with delay, debounce and expires) must stay before the "
                          "end of year 9999; give an earlier time or a shorter delay")
-    static_key = o.concurrency_key if o.concurrency_key is not None else d.concurrency_key
-    ckey = static_key
-    if callable(ckey):
-        try:
-            ckey = ckey(*p.args, **p.kwargs)
-        except Exception as exc:
-            raise ValueError(f"task {p.task!r}: its concurrency_key function raised "
-                             f"{type(exc).__name__}: {exc}; nothing was enqueued") from exc
-    if ckey is not None:
-        ckey = check_name("concurrency_key", ckey)
+    ckey, climit, rate = _flow(p, d, o)
     # a call's tags replace the task's, as every option does
     tags = check_tags(o.tags) if o.tags is not None else check_tags(d.tags) if d.tags else None
     job = NewJob(p.task, queue, priority, args, kwargs, run_at, retries + 1, timeout,
                  key=key, expires_at=expires_at,
-                 concurrency_key=ckey,
-                 concurrency_limit=d.concurrency_limit if ckey is not None else None,
-                 unique_for=unique_for, debounce=debounce, tags=tags)
-    if o is PLAIN and key is None and not callable(static_key) and tags is None:
+                 concurrency_key=ckey, concurrency_limit=climit,
+                 unique_for=unique_for, debounce=debounce, tags=tags,
+                 flow_rate=None if rate is None else rate[0],
+                 flow_period=None if rate is None else rate[1])
+    if o is PLAIN and key is None and not callable(d.concurrency_key) and tags is None:
         # Everything but the arguments depends on the task alone: remember it. (A tagged
         # task's jobs are not: the fast path and bulk inserts write no tags.)
         plain[p.defaults] = job
@@ -171,3 +171,34 @@ def build_job(p: Prepared, now: float, plain: dict[TaskOptions | None, NewJob],
         job = replace(job, trace=None)  # the remembered one must not carry this trace
         tracing.stamp(job)
     return job
+
+
+def _flow(p: Prepared, d: TaskOptions, o: CallOptions,
+          ) -> tuple[str | None, int | None, tuple[int, float] | None]:
+    """A call's flow key, its concurrency limit and its rate (docs/flow-keys.md): the call's
+    options over the task's; ``flow_key`` and ``concurrency_key`` are one key."""
+    static_key = merge_flow_key(o.flow_key, o.concurrency_key, f"task {p.task!r}")
+    if static_key is None:
+        static_key = d.concurrency_key
+    ckey = static_key
+    what = "flow_key" if o.flow_key is not None else "concurrency_key"
+    if callable(ckey):
+        try:
+            ckey = ckey(*p.args, **p.kwargs)
+        except Exception as exc:
+            raise ValueError(f"task {p.task!r}: its {what} function raised "
+                             f"{type(exc).__name__}: {exc}; nothing was enqueued") from exc
+    rate = d.flow_rate if o.rate_limit is None else check_flow_rate(o.rate_limit)
+    climit = d.concurrency_limit
+    if o.concurrency_limit is not None:
+        climit = check_int("concurrency_limit", o.concurrency_limit, 1, INT64_MAX)
+    if ckey is None:
+        if rate is not None or o.concurrency_limit is not None:
+            raise ValueError(f"task {p.task!r}: rate_limit and concurrency_limit limit the "
+                             "jobs of one key: give flow_key= too (a whole queue's limits "
+                             "go in litejobs.toml's [queues.NAME])")
+        return None, None, None
+    ckey = check_name(what, ckey)
+    if climit is None:
+        climit = 1 if rate is None else UNLIMITED
+    return ckey, climit, rate

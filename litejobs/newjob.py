@@ -38,6 +38,10 @@ class NewJob:
     tags: str | None = None
     #: The W3C traceparent of the span that enqueued it (``litejobs.tracing``), or None.
     trace: str | None = None
+    #: Its flow key's rate: at most ``flow_rate`` starts of the key in any ``flow_period``
+    #: seconds (both None: no rate).
+    flow_rate: int | None = None
+    flow_period: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

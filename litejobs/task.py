@@ -73,8 +73,12 @@ class TaskOptions:
     backoff: Backoff = field(default_factory=Backoff)
     retry_on: tuple[type[BaseException], ...] = (Exception,)
     unique_for: float | None = None
+    #: The flow key (``flow_key`` or ``concurrency_key``: one column, one meaning).
     concurrency_key: str | Callable[..., str] | None = None
-    concurrency_limit: int = 1
+    #: At most this many running jobs per key; None: 1 without a rate, no cap with one.
+    concurrency_limit: int | None = None
+    #: At most N starts per key in any P seconds, parsed from ``rate_limit="N/P"``.
+    flow_rate: tuple[int, float] | None = None
     #: Every job's tags unless a call gives its own (validated at ``@app.task``).
     tags: tuple[str, ...] = ()
 
@@ -92,9 +96,15 @@ class CallOptions:
     timeout: float | None = None
     expires: float | None = None
     debounce: float | None = None
-    concurrency_key: str | None = None
+    concurrency_key: str | Callable[..., str] | None = None
     #: At most 16 strings of 1..64 characters (validated at enqueue).
     tags: Sequence[str] | None = None
+    #: The job's flow key (the general form of ``concurrency_key``; validated at enqueue).
+    flow_key: str | Callable[..., str] | None = None
+    #: ``"N/s"``, ``"N/m"`` or ``"N/h"``: at most N starts of the key's jobs per period.
+    rate_limit: str | None = None
+    #: At most this many jobs of the key running at once.
+    concurrency_limit: int | None = None
 
 
 #: The options of a call that overrides nothing (shared, so ``build_job`` can spot it fast).
@@ -192,12 +202,18 @@ class Task(_Caller[P, R]):
         timeout: float | None = None,
         expires: float | None = None,
         debounce: float | None = None,
-        concurrency_key: str | None = None,
+        concurrency_key: str | Callable[..., str] | None = None,
         tags: Sequence[str] | None = None,
+        flow_key: str | Callable[..., str] | None = None,
+        rate_limit: str | None = None,
+        concurrency_limit: int | None = None,
     ) -> BoundTask[P, R]:
         """Per-call overrides; ``.enqueue(...)`` or ``.prepare(...)`` on the result.
         ``tags``: at most 16 strings of 1..64 characters, to find the job by
-        (``app.jobs(tag=...)``, ``litejobs jobs --tag``)."""
+        (``app.jobs(tag=...)``, ``litejobs jobs --tag``). ``flow_key`` (a string, or a
+        function of the task's arguments returning one) with ``rate_limit`` ("N/s", "N/m",
+        "N/h": at most N starts of the key's jobs in any such period) and
+        ``concurrency_limit`` (at most M of them running at once): see docs/flow-keys.md."""
         return BoundTask(self, CallOptions(delay, run_at, queue, priority, key, retries,
                                            timeout, expires, debounce, concurrency_key,
-                                           tags))
+                                           tags, flow_key, rate_limit, concurrency_limit))

@@ -19,8 +19,12 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
+from typing import Any
+
+#: A flow key as given: a string, or a function of the task's arguments returning one.
+FlowKey = str | Callable[..., Any]
 
 __all__ = [
     "INT64_MAX",
@@ -32,7 +36,9 @@ __all__ = [
     "MAX_TAGS",
     "MAX_TIMESTAMP",
     "MAX_WORKERS",
+    "UNLIMITED",
     "check_call_json",
+    "check_flow_rate",
     "check_int",
     "check_metadata",
     "check_name",
@@ -42,6 +48,7 @@ __all__ = [
     "check_seconds",
     "check_tags",
     "check_timestamp",
+    "merge_flow_key",
     "parse_duration",
     "parse_rate",
     "parse_size",
@@ -62,6 +69,9 @@ MAX_TAG = 64
 MAX_PROGRESS_MESSAGE = 200
 #: The largest metadata object of a job, as JSON text (UTF-8 bytes).
 MAX_METADATA = 64 * 1024
+
+#: The concurrency_limit stored for a flow key with a rate and no concurrency_limit: no cap.
+UNLIMITED = INT64_MAX
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
@@ -264,3 +274,24 @@ def parse_rate(value: str) -> tuple[int, float]:
         raise ValueError(f"rate_limit {value!r} is out of range; write at most {INT64_MAX} per "
                          "period of at most 100 years")
     return count, period
+
+
+def check_flow_rate(value: object) -> tuple[int, float]:
+    """A flow key's ``rate_limit`` ("N/s", "N/m", "N/h") as (N, seconds)."""
+    if not isinstance(value, str):
+        raise ValueError(f"rate_limit must be a string like '10/s', '100/m' or '1000/h', not "
+                         f"{_show(value)}")
+    return parse_rate(value)
+
+
+def merge_flow_key(flow_key: FlowKey | None, concurrency_key: FlowKey | None,
+                   where: str) -> FlowKey | None:
+    """The one key of ``flow_key`` and ``concurrency_key`` (two names for the same column);
+    ValueError when both are given and differ."""
+    if flow_key is None:
+        return concurrency_key
+    if concurrency_key is not None and concurrency_key != flow_key:
+        raise ValueError(f"{where}: flow_key {_show(flow_key)} and concurrency_key "
+                         f"{_show(concurrency_key)} differ; they are one key (flow_key is "
+                         "the general form), give only flow_key")
+    return flow_key

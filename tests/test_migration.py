@@ -212,7 +212,7 @@ def test_a_version_1_file_is_migrated_on_open_with_everything_intact(tmp_path: P
     cron = _dump(old, "SELECT * FROM cron_fires") + _dump(old, "SELECT * FROM cron_entries")
     app = litejobs.App(old)
     assert app.get_job(1) is not None  # opening migrates
-    assert _dump(old, "PRAGMA user_version") == [(SCHEMA_VERSION,)] and SCHEMA_VERSION == 6
+    assert _dump(old, "PRAGMA user_version") == [(SCHEMA_VERSION,)] and SCHEMA_VERSION == 7
     assert _dump(old, f"SELECT {JOB_COLUMNS} FROM jobs ORDER BY id") == jobs
     # every attempt kept
     assert _dump(old, "SELECT * FROM attempts ORDER BY job_id, attempt") == attempts
@@ -339,7 +339,7 @@ def test_a_version_3_file_is_migrated_to_4_keeping_jobs_and_taking_a_waiting_ste
     app = litejobs.App(old)
     job = app.get_job(1)  # opening migrates
     assert job is not None and job.workflow is None and job.tags == []
-    assert _dump(old, "PRAGMA user_version") == [(SCHEMA_VERSION,)] and SCHEMA_VERSION == 6
+    assert _dump(old, "PRAGMA user_version") == [(SCHEMA_VERSION,)] and SCHEMA_VERSION == 7
     assert _dump(old, f"SELECT {JOB_COLUMNS} FROM jobs ORDER BY id") == jobs
     assert _dump(old, "SELECT * FROM attempts ORDER BY job_id, attempt") == attempts
     assert _dump(old, "SELECT * FROM cron_fires") + _dump(
@@ -396,7 +396,7 @@ def test_a_version_4_file_is_migrated_to_5_keeping_jobs_and_gaining_figures(
     supervisors = _dump(old, "SELECT id, hostname, pid FROM supervisors")
     app = litejobs.App(old)
     assert app.get_job(1) is not None  # opening migrates
-    assert _dump(old, "PRAGMA user_version") == [(SCHEMA_VERSION,)] and SCHEMA_VERSION == 6
+    assert _dump(old, "PRAGMA user_version") == [(SCHEMA_VERSION,)] and SCHEMA_VERSION == 7
     assert _dump(old, f"SELECT {JOB_COLUMNS} FROM jobs ORDER BY id") == jobs
     assert _dump(old, "SELECT * FROM attempts ORDER BY job_id, attempt") == attempts
     assert _dump(old, "SELECT id, hostname, pid FROM supervisors") == supervisors
@@ -435,7 +435,7 @@ def test_a_version_5_file_is_migrated_to_6_gaining_stored_schedules(tmp_path: Pa
     cron = _dump(old, "SELECT * FROM cron_fires") + _dump(old, "SELECT * FROM cron_entries")
     app = litejobs.App(old)
     assert app.get_job(1) is not None  # opening migrates
-    assert _dump(old, "PRAGMA user_version") == [(SCHEMA_VERSION,)] and SCHEMA_VERSION == 6
+    assert _dump(old, "PRAGMA user_version") == [(SCHEMA_VERSION,)] and SCHEMA_VERSION == 7
     assert _dump(old, f"SELECT {JOB_COLUMNS} FROM jobs ORDER BY id") == jobs
     assert _dump(old, "SELECT * FROM cron_fires") + _dump(
         old, "SELECT * FROM cron_entries") == cron
@@ -444,6 +444,52 @@ def test_a_version_5_file_is_migrated_to_6_gaining_stored_schedules(tmp_path: Pa
     fresh = tmp_path / "fresh.db"
     Store(fresh).connection()
     assert _structure(old) == _structure(fresh)
+
+
+def make_v6(path: Path) -> None:
+    """A version-6 file: make_v5's, upgraded by the version 5 -> 6 migration alone, with a
+    queued job of a full concurrency key parked (as a version-6 claim parks it)."""
+    make_v5(path)
+    conn = apsw.Connection(str(path))
+    with conn:
+        migrate = MIGRATIONS[5]
+        assert isinstance(migrate, str)
+        conn.execute(migrate)
+        conn.execute("UPDATE jobs SET parked = 1 WHERE state = 'queued' AND "
+                     "concurrency_key IS NOT NULL")
+        conn.execute("PRAGMA user_version = 6")
+    conn.close()
+
+
+def test_a_version_6_file_is_migrated_to_7_gaining_flow_rates(tmp_path: Path) -> None:
+    old = tmp_path / "old.db"
+    make_v6(old)
+    # truly a version-6 file: no flow columns or tables
+    assert "flow_rate" not in [r[1] for r in _dump(old, "PRAGMA table_info(jobs)")]
+    assert _dump(old, "SELECT count(*) FROM sqlite_schema WHERE name LIKE 'flow_%'") == [(0,)]
+    jobs = _dump(old, f"SELECT {JOB_COLUMNS}, parked FROM jobs ORDER BY id")
+    cron = _dump(old, "SELECT * FROM cron_fires") + _dump(old, "SELECT * FROM cron_entries")
+    app = litejobs.App(old)
+    assert app.get_job(1) is not None  # opening migrates
+    assert _dump(old, "PRAGMA user_version") == [(SCHEMA_VERSION,)] and SCHEMA_VERSION == 7
+    assert _dump(old, f"SELECT {JOB_COLUMNS}, parked FROM jobs ORDER BY id") == jobs
+    assert _dump(old, "SELECT * FROM cron_fires") + _dump(
+        old, "SELECT * FROM cron_entries") == cron
+    assert _dump(old, "SELECT count(*) FROM jobs WHERE flow_rate IS NOT NULL "
+                      "OR flow_period IS NOT NULL") == [(0,)]
+    assert _dump(old, "SELECT count(*) FROM flow_starts") == [(0,)]
+    assert _dump(old, "SELECT count(*) FROM flow_waits") == [(0,)]
+    assert _dump(old, "PRAGMA integrity_check") == [("ok",)]
+    fresh = tmp_path / "fresh.db"
+    Store(fresh).connection()
+    assert _structure(old) == _structure(fresh)
+    # a job with a flow key's rate runs on the upgraded file, and its start is counted
+    app.task(name="m.add", queue="m7", retries=0)(lambda a, b: a + b)
+    job = app.enqueue("m.add", args=[2, 3], queue="m7", flow_key="host", rate_limit="5/m")
+    assert app.store.get_job(job.id)["flow_rate"] == 5  # type: ignore[index]
+    assert run_until_idle(app, queues=["m7"]).succeeded == 1
+    assert job.result(timeout=1) == 5
+    assert _dump(old, "SELECT key, count(*) FROM flow_starts GROUP BY key") == [("host", 1)]
 
 
 def test_a_failed_migration_leaves_the_version_1_file_as_it_was(tmp_path: Path) -> None:

@@ -11,7 +11,9 @@ from typing import Any
 import apsw
 
 from litejobs.store import sql
+from litejobs.store.flowkeys import FlowKeysMixin
 from litejobs.store.rows import QueueLimits, Row, _dicts, _id_list, _scalar
+from litejobs.validate import UNLIMITED
 
 __all__ = ["CLAIM_ROUNDS", "PARK_PER_CLAIM", "RATE_MARGIN", "ClaimsMixin", "best_first",
            "sent_order"]
@@ -64,9 +66,10 @@ PARK_PER_CLAIM = 10_000
 #: Most looks for candidates one claim takes (each after parking at least one job).
 CLAIM_ROUNDS = 16
 
-#: A claim candidate: (-priority, run_at, id, queue, concurrency key, its limit); sorts best first.
-#: The last element: the job has an expiry (it may start only in a slot that starts at once).
-_Candidate = tuple[int, float, int, str, str | None, int, bool]
+#: A claim candidate: (-priority, run_at, id, queue, concurrency key, its limit, expiry, flow
+#: rate, its period); sorts best first. Expiry: the job has one (it may start only in a slot
+#: that starts at once, as may a job with a flow rate).
+_Candidate = tuple[int, float, int, str, str | None, int, bool, int | None, float]
 
 
 class _Slots:
@@ -106,7 +109,7 @@ def sent_order(row: Mapping[str, Any]) -> tuple[float, int, float, int]:
     return (row["started_at"] or 0.0, *best_first(row))
 
 
-class ClaimsMixin:
+class ClaimsMixin(FlowKeysMixin):
     """``Tx``'s claim statements (the ``ClaimTx`` protocol)."""
 
     cursor: apsw.Cursor
@@ -131,9 +134,11 @@ class ClaimsMixin:
         Every limit is enforced here, inside the write transaction, so it holds across all
         workers and supervisors on the file: a queue's concurrency (running jobs of the queue),
         its rate limit (a sliding window of start times), each job's concurrency key (running
-        jobs sharing the key), and expiry. Each claim bumps the attempt number (the fencing
+        jobs sharing the key), each key's rate (a sliding window of its starts: flowkeys), and
+        expiry. Each claim bumps the attempt number (the fencing
         token) and takes a lease in the same statement. ``self.next_slot`` is set to the
-        moment a rate-limited queue with waiting jobs gets its next slot.
+        moment a rate-limited queue with waiting jobs gets its next slot, or a key waiting for
+        room in its rate window gets it.
 
         ``worker_ids[ahead_from:]`` are places behind a job their worker is running (sent
         ahead). A rate limit and an expiry are promises about starts, not claims, so jobs of a
@@ -145,6 +150,7 @@ class ClaimsMixin:
         if n == 0:
             return []
         queues = list(queues)
+        self._flow_waits_due(now)
         running: dict[str, int] = {}
         if any(q.concurrency is not None for q in queues):
             running = {str(q): int(c) for q, c in self.cursor.execute(sql.RUNNING_BY_QUEUE)}
@@ -218,23 +224,27 @@ class ClaimsMixin:
         may find other candidates."""
         candidates.sort()
         held_now: dict[str, int] = {}  # running jobs of each key met, this batch's included
+        windows: dict[str, list[Any]] = {}  # [starts, oldest's end] of each rated key met
         parked = 0
         parked_keys: set[str] = set()
+        rate_parked: set[str] = set()
         # Jobs with no key and no rate limit are claimed together, one statement per worker,
         # after the loop: a statement per job cost the supervisor more than the rest of a
         # claim. The others are claimed one by one because each changes what the next may do.
         batch: dict[str, list[int]] = {}
-        for _, _, job_id, queue, ckey, climit, expires in candidates:
+        for _, _, job_id, queue, ckey, climit, expires, frate, fperiod in candidates:
             if workers.left == 0:
                 break
             if caps[queue] <= 0:
                 continue
-            if workers.ahead and (expires or limits[queue].rate is not None):
+            if workers.ahead and (expires or frate is not None
+                                  or limits[queue].rate is not None):
                 continue  # it would start only after the job before it: not in time
             if ckey is not None:
                 taken = held_now.get(ckey)
                 if taken is None:  # first of its key in this batch: count the running ones
-                    taken = int(_scalar(self.cursor, sql.COUNT_WITH_KEY, (ckey,)))
+                    taken = 0 if climit >= UNLIMITED else int(
+                        _scalar(self.cursor, sql.COUNT_WITH_KEY, (ckey,)))
                 if taken >= climit:
                     held_now[ckey] = taken
                     if ckey not in parked_keys and parked < park:
@@ -244,6 +254,19 @@ class ClaimsMixin:
                         self.cursor.execute(sql.PARK_KEY, (ckey, taken, max(park - parked, 1)))
                         parked += self.cursor.connection.changes()
                     continue
+                if frate is not None:
+                    window = windows.get(ckey)
+                    if window is None:
+                        window = windows[ckey] = list(self._flow_used(ckey, frate, fperiod, now))
+                    if window[0] >= frate:
+                        held_now[ckey] = taken
+                        if ckey not in rate_parked and parked < park:
+                            # Over its rate: the key's jobs wait, parked, for room in its
+                            # window (flowkeys), rather than being read by every claim.
+                            rate_parked.add(ckey)
+                            parked += self._flow_park(ckey, max(park - parked, 1))
+                            self._flow_wait(ckey, window[1], now)
+                        continue
                 held_now[ckey] = taken + 1
             caps[queue] -= 1
             rate = limits[queue].rate
@@ -255,6 +278,14 @@ class ClaimsMixin:
             if row is None:
                 continue
             claimed.append(row)
+            if frate is not None:
+                assert ckey is not None
+                until = self._flow_start(ckey, fperiod, now)
+                window = windows[ckey]
+                window[0] += 1
+                window[1] = min(window[1], until) if window[0] > 1 else until
+                if window[0] >= frate:  # full: the key's parked jobs come back at its end
+                    self._flow_wait(ckey, window[1], now)
             if rate is not None:
                 self.cursor.execute(sql.RATE_START, (queue, now))
                 if caps[queue] == 0:
@@ -269,14 +300,10 @@ class ClaimsMixin:
     def _candidates(self, queue: str, now: float, limit: int) -> list[_Candidate]:
         """The best ``limit`` claimable jobs of a queue (keys already at their limit and
         expired jobs left out), as sortable tuples."""
-        return [(-priority, run_at, job_id, queue, ckey, climit or 1, bool(expires))
-                for job_id, priority, run_at, ckey, climit, expires in self.cursor.execute(
-                    sql.CLAIM_CANDIDATES, (queue, now, limit))]
-
-    def _slot(self, queue: str, at: float, now: float) -> None:
-        at = max(at, now)
-        if self.next_slot is None or at < self.next_slot:
-            self.next_slot = at
+        return [(-priority, run_at, job_id, queue, ckey, climit or 1, bool(expires), frate,
+                 fperiod or 0.0)
+                for job_id, priority, run_at, ckey, climit, expires, frate, fperiod
+                in self.cursor.execute(sql.CLAIM_CANDIDATES, (queue, now, limit))]
 
     def adopt_orphan_queues(self) -> int:
         """Give every queue with queued jobs a row (for listings and stats: claims find the
@@ -286,11 +313,12 @@ class ClaimsMixin:
 
     def expire_due(self, now: float, limit: int = 500) -> int:
         """Cancel (reason "expired") pending jobs not started by their ``expires_at``; returns
-        how many. Also fails tokens past their timeout and runs ``unpark_free`` (the
-        supervisor calls this once a poll)."""
+        how many. Also fails tokens past their timeout, forgets flow keys' starts that left
+        their window and runs ``unpark_free`` (the supervisor calls this once a poll)."""
         self.cursor.execute(sql.EXPIRE_DUE, (now, now, limit))
         expired = self.cursor.connection.changes()
         self.expire_tokens(now, limit)  # type: ignore[attr-defined]  # (WorkflowsTxMixin)
+        self._flow_forget(now)
         self.unpark_free()
         return expired
 

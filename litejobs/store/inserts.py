@@ -60,6 +60,7 @@ class NewRow(Mapping[str, Any]):
                 "lease_until": None, "started_at": None, "finished_at": None, "result": None,
                 "error": None, "tags": job.tags, "progress": None, "progress_message": None,
                 "metadata": None, "workflow": None, "continuation": None,
+                "flow_rate": job.flow_rate, "flow_period": job.flow_period,
             }
         return self._row
 
@@ -91,10 +92,11 @@ class InsertsMixin:
         if job.queue not in self._queues_seen:
             self._know_queues((job.queue,))
         state = State.SCHEDULED.value if job.run_at > now else State.QUEUED.value
-        if job.tags is None and job.trace is None:
+        if job.tags is None and job.trace is None and job.flow_rate is None:
             cur.execute(sql.INSERT_JOBS, _params(job, state, now))
             return NewRow(job, cur.connection.last_insert_rowid(), state, now)
-        cur.execute(sql.INSERT_TAGGED_JOB, (*_params(job, state, now), job.tags, job.trace))
+        cur.execute(sql.INSERT_TAGGED_JOB, (*_params(job, state, now), job.tags, job.trace,
+                                            job.flow_rate, job.flow_period))
         job_id = cur.connection.last_insert_rowid()
         if job.tags is not None:
             cur.execute(sql.INSERT_JOB_TAGS, (job_id, job.tags))
@@ -102,14 +104,14 @@ class InsertsMixin:
 
     def insert_many(self, jobs: Sequence[NewJob | NewJobs], now: float,
                     ) -> list[Mapping[str, Any]]:
-        """Insert ``jobs`` in order: keyed, tagged and traced ones one by one (a twin; tag
-        rows), runs of the others with one ``executemany``, each ``NewJobs`` with one
+        """Insert ``jobs`` in order: keyed, tagged, traced and rated ones one by one (a twin;
+        tag rows), runs of the others with one ``executemany``, each ``NewJobs`` with one
         statement."""
         out: list[Mapping[str, Any]] = []
         plain: list[NewJob] = []
         for job in jobs:
             if (isinstance(job, NewJob) and job.key is None and job.tags is None
-                    and job.trace is None):
+                    and job.trace is None and job.flow_rate is None):
                 plain.append(job)
                 continue
             out.extend(self._insert_plain(plain, now))
@@ -161,7 +163,7 @@ class InsertsMixin:
         self.cursor.execute(statement, (
             job.task, job.queue, state, job.priority, job.run_at, now, job.max_attempts,
             job.timeout, job.expires_at, job.concurrency_key, job.concurrency_limit,
-            batch.payload, top))
+            batch.payload, top, job.flow_rate, job.flow_period))
         ids = self._new_ids(top, len(batch))
         if batch.kwargs is None:
             return [NewRow(job, job_id, state, now, args)

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from litejobs.store.schema import (
+    _FLOWS,
     _JOB_IDS,
     _JOB_TAGS,
     _JOBS_INDEXES_AND_TRIGGERS,
@@ -24,6 +25,7 @@ from litejobs.store.schema import (
     _V3_COLUMNS,
     _V4_COLUMNS,
     _V5_COLUMNS,
+    _V7_COLUMNS,
     _WORKFLOWS,
 )
 
@@ -75,6 +77,12 @@ _MIGRATE_4_TO_5 = f"""
 
 # Version 5 -> 6: cron entries stored at run time (the schedules table). No rebuild.
 
+# Version 6 -> 7: flow keys' rates (two columns, the starts and waits tables). No rebuild.
+_MIGRATE_6_TO_7 = f"""
+{_V7_COLUMNS}
+{_FLOWS}
+"""
+
 
 def _widen_state_check(cur: Any) -> None:
     """Let the jobs table's state CHECK accept every state of this version."""
@@ -105,5 +113,5 @@ def _migrate_3_to_4(cur: Any) -> None:
 #: the upgrading transaction.
 MIGRATIONS: dict[int, str | Callable[[Any], None]] = {
     1: _MIGRATE_1_TO_2, 2: _MIGRATE_2_TO_3,
-    3: _migrate_3_to_4, 4: _MIGRATE_4_TO_5, 5: _SCHEDULES,
+    3: _migrate_3_to_4, 4: _MIGRATE_4_TO_5, 5: _SCHEDULES, 6: _MIGRATE_6_TO_7,
 }

@@ -12,7 +12,7 @@ from litejobs.job import TRANSITIONS, State
 __all__ = ["APPLICATION_ID", "IDENTITY", "SCHEMA", "SCHEMA_VERSION", "SQLITE_HEADER",
            "TOKEN_TASK"]
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 #: PRAGMA application_id of a litejobs file ("LJOB"): tells our files from other programs'.
 APPLICATION_ID = 0x4C4A4F42
 SQLITE_HEADER = b"SQLite format 3\x00"
@@ -272,6 +272,31 @@ CREATE TABLE schedules (
 ) WITHOUT ROWID;
 """
 
+# 7: flow keys' rates (issue 14). A job's key (`concurrency_key`, which `flow_key` sets) may
+# carry a rate: at most `flow_rate` starts of the key in any `flow_period` seconds (NULL: no
+# rate). `flow_starts`: each start of a rated job, kept until `until` (its start + the window),
+# the sliding window a claim counts. `flow_waits`: a key whose window was full when a claim
+# looked, with the moment it has room again; its queued jobs are parked meanwhile, so claims
+# skip them without reading them, and the first claim at or after `until` gives back as many
+# as the window has room for (claims.ClaimsMixin._flow_due).
+_V7_COLUMNS = """
+ALTER TABLE jobs ADD COLUMN flow_rate INTEGER;
+ALTER TABLE jobs ADD COLUMN flow_period REAL;
+"""
+_FLOWS = """
+CREATE TABLE flow_starts (
+    key   TEXT NOT NULL,
+    until REAL NOT NULL
+);
+CREATE INDEX flow_starts_window ON flow_starts (key, until);
+CREATE INDEX flow_starts_until ON flow_starts (until);
+CREATE TABLE flow_waits (
+    key   TEXT PRIMARY KEY,
+    until REAL NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX flow_waits_until ON flow_waits (until);
+"""
+
 SCHEMA = f"""
 CREATE TABLE jobs (
     id            INTEGER PRIMARY KEY,
@@ -309,6 +334,8 @@ CREATE TABLE jobs (
     ready_delay   REAL,
     upstream_left INTEGER,
     trace         TEXT,
+    flow_rate     INTEGER,
+    flow_period   REAL,
     CHECK (state != 'running' OR (leased_by IS NOT NULL AND lease_until IS NOT NULL)),
     CHECK (attempt - interrupts <= max_attempts OR state != 'running')
 );
@@ -377,6 +404,7 @@ CREATE TABLE supervisors (
 ) WITHOUT ROWID;
 {_METRICS}
 {_SCHEDULES}
+{_FLOWS}
 """
 
 IDENTITY = (

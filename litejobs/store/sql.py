@@ -13,7 +13,7 @@ JOB_COLUMNS = (
     "attempt, max_attempts, interrupts, crashes, timeout, expires_at, concurrency_key, "
     "concurrency_limit, leased_by, lease_until, "
     "started_at, finished_at, result, error, tags, progress, progress_message, metadata, "
-    "workflow, continuation"
+    "workflow, continuation, flow_rate, flow_period"
 )
 
 # A new job's id: above every id in the table and every id a deleted job had (schema
@@ -29,28 +29,31 @@ VALUES ({_NEXT_ID} + 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 # INSERT_JOBS for a NewJobs: one row per element of a JSON array of argument lists (or of
 # [args, kwargs] pairs), in array order. SQLite keeps each element's JSON text as written.
 # (?13: the top id before, TOP_JOB_ID; the element's index in the array counts up from it)
+# (?14, ?15: the flow key's rate, NULL for none)
 INSERT_JOBS_JSON = """
 INSERT INTO jobs (id, task, queue, state, priority, args, kwargs, key, run_at, scheduled_at,
                   created_at, max_attempts, timeout, expires_at, concurrency_key,
-                  concurrency_limit)
-SELECT ?13 + key + 1, ?1, ?2, ?3, ?4, value, '{}', NULL, ?5, ?5, ?6, ?7, ?8, ?9, ?10, ?11
+                  concurrency_limit, flow_rate, flow_period)
+SELECT ?13 + key + 1, ?1, ?2, ?3, ?4, value, '{}', NULL, ?5, ?5, ?6, ?7, ?8, ?9, ?10, ?11,
+       ?14, ?15
 FROM json_each(?12)
 """
 INSERT_JOBS_JSON_KW = """
 INSERT INTO jobs (id, task, queue, state, priority, args, kwargs, key, run_at, scheduled_at,
                   created_at, max_attempts, timeout, expires_at, concurrency_key,
-                  concurrency_limit)
+                  concurrency_limit, flow_rate, flow_period)
 SELECT ?13 + key + 1, ?1, ?2, ?3, ?4, value -> 0, value -> 1, NULL, ?5, ?5, ?6, ?7, ?8, ?9,
-       ?10, ?11
+       ?10, ?11, ?14, ?15
 FROM json_each(?12)
 """
-# A tagged or traced job: INSERT_JOBS with its tags (a JSON array, then one job_tags row per
-# tag) and its trace (the enqueuing span's traceparent), either of them NULL.
+# A tagged, traced or rated job: INSERT_JOBS with its tags (a JSON array, then one job_tags
+# row per tag), its trace (the enqueuing span's traceparent) and its flow key's rate (starts
+# per period), any of them NULL.
 INSERT_TAGGED_JOB = f"""
 INSERT INTO jobs (id, task, queue, state, priority, args, kwargs, key, run_at, scheduled_at,
                   created_at, max_attempts, timeout, expires_at, concurrency_key,
-                  concurrency_limit, tags, trace)
-VALUES ({_NEXT_ID} + 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                  concurrency_limit, tags, trace, flow_rate, flow_period)
+VALUES ({_NEXT_ID} + 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 """
 INSERT_JOB_TAGS = "INSERT OR IGNORE INTO job_tags (job_id, tag) SELECT ?, value FROM json_each(?)"
 # The clause of a job list filtered by tag (store.reads.list_jobs).
@@ -113,7 +116,8 @@ SELECT name, 1 FROM queues WHERE paused != 0
 """
 # Parked jobs (their key was full) are not candidates: the index puts them apart.
 CLAIM_CANDIDATES = """
-SELECT id, priority, run_at, concurrency_key, concurrency_limit, expires_at IS NOT NULL
+SELECT id, priority, run_at, concurrency_key, concurrency_limit, expires_at IS NOT NULL,
+       flow_rate, flow_period
 FROM jobs
 WHERE state = 'queued' AND queue = ? AND parked = 0 AND (expires_at IS NULL OR expires_at >= ?)
 ORDER BY priority DESC, run_at, id
@@ -126,9 +130,17 @@ UPDATE jobs SET parked = 1
 WHERE id IN (SELECT id FROM jobs WHERE state = 'queued' AND parked = 0 AND concurrency_key = ?
              AND coalesce(concurrency_limit, 1) <= ? LIMIT ?)
 """
+# A claim found key ? over its rate: its queued rated jobs are parked until the window has
+# room (flow_waits; FLOW_UNPARK gives them back).
+PARK_RATED = """
+UPDATE jobs SET parked = 1
+WHERE id IN (SELECT id FROM jobs WHERE state = 'queued' AND parked = 0 AND concurrency_key = ?
+             AND flow_rate IS NOT NULL LIMIT ?)
+"""
 # The safety net under jobs_unpark: each key with parked jobs and a free slot gets its best
 # parked job back that fits (for a slot freed when the job given back could not be claimed:
-# its queue paused or not served). One seek per key with parked jobs.
+# its queue paused or not served). One seek per key with parked jobs. A key waiting for room
+# in its rate window (flow_waits) is left alone: its wait gives its jobs back.
 UNPARK_FREE = """
 WITH RECURSIVE k (ckey) AS (
     SELECT min(concurrency_key) FROM jobs
@@ -145,7 +157,8 @@ UPDATE jobs SET parked = 0 WHERE id IN (
                   SELECT count(*) FROM jobs r
                   WHERE r.state = 'running' AND r.concurrency_key = k.ckey)
             ORDER BY p.priority DESC, p.run_at, p.id LIMIT 1)
-    FROM k WHERE k.ckey IS NOT NULL)
+    FROM k WHERE k.ckey IS NOT NULL
+      AND NOT EXISTS (SELECT 1 FROM flow_waits w WHERE w.key = k.ckey))
 """
 COUNT_WITH_KEY = "SELECT count(*) FROM jobs WHERE state = 'running' AND concurrency_key = ?"
 RUNNING_BY_QUEUE = "SELECT queue, count(*) FROM jobs WHERE state = 'running' GROUP BY queue"
@@ -156,6 +169,33 @@ RATE_WINDOW = "SELECT count(*), min(at) FROM rate_starts WHERE queue = ? AND at 
 RATE_OLDEST = "SELECT min(at) FROM rate_starts WHERE queue = ? AND at > ?"
 RATE_FORGET = "DELETE FROM rate_starts WHERE queue = ? AND at <= ?"
 RATE_START = "INSERT INTO rate_starts (queue, at) VALUES (?, ?)"
+# Flow keys' rates (schema 7). A start counts while `until` (its time + the window) is ahead.
+FLOW_WINDOW = "SELECT count(*), min(until) FROM flow_starts WHERE key = ? AND until > ?"
+FLOW_START = "INSERT INTO flow_starts (key, until) VALUES (?, ?)"
+# Starts recorded "in the future" (the wall clock stepped back since) count from now.
+FLOW_CLAMP = "UPDATE flow_starts SET until = ?2 WHERE key = ?1 AND until > ?2"
+FLOW_FORGET = """
+DELETE FROM flow_starts WHERE rowid IN (SELECT rowid FROM flow_starts WHERE until <= ? LIMIT ?)
+"""
+FLOW_WAIT = """
+INSERT INTO flow_waits (key, until) VALUES (?, ?)
+ON CONFLICT (key) DO UPDATE SET until = excluded.until
+"""
+FLOW_NEXT_WAIT = "SELECT min(until) FROM flow_waits"
+FLOW_DUE = "SELECT key FROM flow_waits WHERE until <= ? ORDER BY until LIMIT ?"
+FLOW_WAIT_DONE = "DELETE FROM flow_waits WHERE key = ?"
+# The rate of a key's best parked rated job: the one its window is measured for.
+FLOW_BEST_PARKED = """
+SELECT flow_rate, flow_period FROM jobs
+WHERE state = 'queued' AND parked = 1 AND concurrency_key = ? AND flow_rate IS NOT NULL
+ORDER BY priority DESC, run_at, id LIMIT 1
+"""
+# As many of a key's best parked jobs back to the claims as its window has room for.
+FLOW_UNPARK = """
+UPDATE jobs SET parked = 0 WHERE id IN (
+    SELECT id FROM jobs WHERE state = 'queued' AND parked = 1 AND concurrency_key = ?
+    ORDER BY priority DESC, run_at, id LIMIT ?)
+"""
 EXPIRE_DUE = """
 UPDATE jobs SET state = 'cancelled', finished_at = ?,
     error = 'expired: not started within ' || printf('%g', expires_at - run_at)

@@ -1,0 +1,107 @@
+"""Flow keys' rates inside a claim (schema 7): the sliding window of a key's starts, parking
+the jobs of a key over its rate, and giving them back when the window has room again.
+
+A key's jobs that cannot start because of its rate are parked (``parked = 1``), as a full
+concurrency key's are, so claims skip them without reading them; the key gets a row in
+``flow_waits`` with the moment its window has room again. The first claim at or after that
+moment gives back as many of the key's best parked jobs as the window has room for; the
+claimer learns the moment through ``next_slot``, as it learns a rate-limited queue's next
+slot. A claim that fills a key's window writes the key's wait too: jobs of the key parked
+earlier have nothing else to bring them back. Parking is only a saving: every start is still
+checked against the window in the claim itself.
+"""
+
+from __future__ import annotations
+
+import apsw
+
+from litejobs.store import sql
+from litejobs.store.rows import _scalar
+
+__all__ = ["FLOW_DUE_PER_CLAIM", "FlowKeysMixin", "flow_window"]
+
+#: Most keys whose wait ended that one claim handles (the claim after it comes at once).
+FLOW_DUE_PER_CLAIM = 1000
+#: Extra seconds (at most 10% of the period) a window lasts beyond its period: starts are
+#: counted at claim, a job reaches its task a few ms later (the same as a queue's window).
+_MARGIN = 0.1
+
+
+def flow_window(period: float) -> float:
+    """The seconds a start of a key with this rate period counts against the key."""
+    return period + min(_MARGIN, period * 0.1)
+
+
+class FlowKeysMixin:
+    """The flow-key statements of ``ClaimsMixin``."""
+
+    cursor: apsw.Cursor
+    next_slot: float | None
+
+    def _slot(self, queue: str, at: float, now: float) -> None:
+        at = max(at, now)
+        if self.next_slot is None or at < self.next_slot:
+            self.next_slot = at
+
+    def _flow_waits_due(self, now: float) -> None:
+        """Give back the parked jobs of keys whose wait has ended; ``next_slot`` learns the
+        next wait's end. One seek when no key waits."""
+        first = _scalar(self.cursor, sql.FLOW_NEXT_WAIT)
+        if first is None:
+            return
+        if first <= now:
+            due = [str(k) for (k,) in self.cursor.execute(
+                sql.FLOW_DUE, (now, FLOW_DUE_PER_CLAIM))]
+            for key in due:
+                self._flow_due(key, now)
+            first = _scalar(self.cursor, sql.FLOW_NEXT_WAIT)
+        if first is not None:
+            self._slot("", float(first), now)
+
+    def _flow_due(self, key: str, now: float) -> None:
+        cur = self.cursor
+        cur.execute(sql.FLOW_WAIT_DONE, (key,))
+        best = cur.execute(sql.FLOW_BEST_PARKED, (key,)).fetchone()
+        if best is None:
+            return  # nothing of the key waits (or only for a running job: jobs_unpark)
+        count, period = int(best[0]), float(best[1])
+        used, until = self._flow_used(key, count, period, now)
+        if used < count:
+            cur.execute(sql.FLOW_UNPARK, (key, count - used))
+        else:
+            self._flow_wait(key, until, now)
+
+    def _flow_used(self, key: str, count: int, period: float, now: float,
+                  ) -> tuple[int, float]:
+        """(starts of ``key`` in its window now, when the oldest of them leaves it)."""
+        used, until = self.cursor.execute(sql.FLOW_WINDOW, (key, now)).fetchone() or (0, None)
+        if used >= count:
+            # Starts "in the future" (the wall clock stepped back since) count as starting
+            # now: left alone they would hold the window shut until the clock caught up.
+            self.cursor.execute(sql.FLOW_CLAMP, (key, now + flow_window(period)))
+            if self.cursor.connection.changes():
+                used, until = self.cursor.execute(
+                    sql.FLOW_WINDOW, (key, now)).fetchone() or (0, None)
+        return int(used), float(until if until is not None else now)
+
+    def _flow_wait(self, key: str, until: float, now: float) -> None:
+        """Note that ``key``'s window has room again at ``until``."""
+        until = max(until, now)
+        self.cursor.execute(sql.FLOW_WAIT, (key, until))
+        self._slot("", until, now)
+
+    def _flow_start(self, key: str, period: float, now: float) -> float:
+        """Record a start of ``key``; returns when it leaves the window."""
+        until = now + flow_window(period)
+        self.cursor.execute(sql.FLOW_START, (key, until))
+        return until
+
+    def _flow_park(self, key: str, limit: int) -> int:
+        """Park ``key``'s queued rated jobs (at most ``limit``); returns how many."""
+        self.cursor.execute(sql.PARK_RATED, (key, limit))
+        return self.cursor.connection.changes()
+
+    def _flow_forget(self, now: float, limit: int = 1000) -> int:
+        """Delete starts that left their window (the supervisor calls this once a poll)."""
+        self.cursor.execute(sql.FLOW_FORGET, (now, limit))
+        return self.cursor.connection.changes()
