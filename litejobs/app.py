@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar, overload
 
 from litejobs.calls import build_job, encode, ring_for
 from litejobs.config import MAX_PAYLOAD, Config, check_durability, database_path, load_config
+from litejobs.deliver import deliver as _deliver
+from litejobs.deliver import register as _register_deliver
 from litejobs.job import Job, State
 from litejobs.newjob import NewJob
 from litejobs.redact import check_redact
@@ -107,6 +109,7 @@ class App:
         self._bell: Bell | None = None
         #: Per task (its defaults): the validated job of a plain call, arguments aside.
         self._plain: dict[TaskOptions | None, NewJob] = {}
+        _register_deliver(self)  # the built-in task litejobs.deliver: every worker runs it
         for name, table in self.config.cron.items():
             self.add_cron_table(name, table, self.config.source or "litejobs.toml")
 
@@ -337,6 +340,11 @@ class App:
         rows = self.store.insert_jobs(new, now)
         self.ring(ring_for(new, now))
         return [Job(self, row) for row in rows]
+
+    #: ``app.deliver(url, json=None, body=None, method="POST", headers=None, timeout=None,
+    #: retries=5, callback=None, failure_callback=None, key=None, delay=None, flow_key=None,
+    #: rate_limit=None, concurrency_limit=None) -> Job``: see ``litejobs.deliver.deliver``.
+    deliver = _deliver
 
     def build_job(self, p: Prepared, now: float) -> NewJob:
         """Validate and encode one prepared call (raises TypeError/ValueError; writes
