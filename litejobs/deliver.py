@@ -26,8 +26,8 @@ from urllib.parse import urlsplit
 from litejobs.errors import JobTimeout, WorkerDied
 from litejobs.httpconfig import HttpConfig
 from litejobs.serialization import why_not_json
-from litejobs.task import Backoff, CallOptions
-from litejobs.validate import check_retries, check_seconds, parse_rate
+from litejobs.task import Backoff
+from litejobs.validate import check_retries, check_seconds
 
 if TYPE_CHECKING:
     from litejobs.app import App
@@ -241,21 +241,10 @@ def deliver(
 
 def _flow_options(flow_key: str | None, rate_limit: str | None,
                   concurrency_limit: int | None) -> dict[str, Any]:
-    """The job's flow-control options. With per-key flow control in the claim (options
-    ``flow_key``/``rate_limit``/``concurrency_limit``), they are passed on as they are;
-    without it, ``flow_key`` becomes the job's ``concurrency_key`` (one at a time per key)."""
-    if "flow_key" in CallOptions.__slots__:
-        given = {"flow_key": flow_key, "rate_limit": rate_limit,
-                 "concurrency_limit": concurrency_limit}
-        return {k: v for k, v in given.items() if v is not None}
-    if rate_limit is not None:
-        parse_rate(rate_limit)  # refused at the door already, as it will be
-    if concurrency_limit is not None and (isinstance(concurrency_limit, bool) or
-                                          not isinstance(concurrency_limit, int) or
-                                          concurrency_limit < 1):
-        raise ValueError(f"concurrency_limit must be a whole number >= 1, not "
-                         f"{concurrency_limit!r}")
-    return {} if flow_key is None else {"concurrency_key": flow_key}
+    """The job's flow-control options (per ``flow_key``: enforced in the claim)."""
+    given = {"flow_key": flow_key, "rate_limit": rate_limit,
+             "concurrency_limit": concurrency_limit}
+    return {k: v for k, v in given.items() if v is not None}
 
 
 def summary(job_id: int, url: str, attempts: int, state: str,

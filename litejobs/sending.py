@@ -93,51 +93,68 @@ def _read(response: httpx.Response, limit: int, deadline: float) -> tuple[bytes,
     return b"".join(chunks), False
 
 
+_clients: list[httpx.Client] = []
+
+
+def _client(httpx: Any) -> httpx.Client:
+    """This worker's client, made once: making one costs ~25 ms (its TLS context), and its
+    pool keeps connections to a receiver alive between deliveries. Environment proxies and
+    .netrc are not used (``trust_env=False``): a delivery sends what its job says."""
+    if not _clients:
+        _clients.append(httpx.Client(follow_redirects=False, trust_env=False))
+    return _clients[0]
+
+
 def _send(settings: HttpConfig, url: str, method: str, headers: dict[str, str], content: bytes,
           timeout: float) -> tuple[httpx.Response, bytes, bool]:
     try:
         import httpx
-    except ImportError:
-        raise DeliveryFailed(f"this worker has no httpx to deliver with: {HTTP_EXTRA} "
-                             "(where `litejobs run` runs), then retry the job") from None
+    except ImportError as exc:
+        if isinstance(exc, ModuleNotFoundError) and exc.name == "httpx":
+            raise DeliveryFailed(f"this worker has no httpx to deliver with: {HTTP_EXTRA} "
+                                 "(where `litejobs run` runs), then retry the job") from None
+        raise DeliveryFailed(f"httpx cannot be imported in this worker: {exc} (a module of "
+                             "yours shadowing one it needs?)") from None
     deadline = time.monotonic() + timeout * 2
-    with httpx.Client(timeout=timeout, follow_redirects=False, trust_env=False) as client:
-        request = client.build_request(method, url, headers=headers, content=content)
-        origin = request.url.host
-        for _hop in range(MAX_REDIRECTS + 1):
-            try:
-                response = client.send(request, stream=True)
-            except httpx.TimeoutException as exc:
-                raise DeliveryRetry(f"timed out after {timeout:g} s ({type(exc).__name__}) "
-                                    f"sending to {request.url}") from None
-            except httpx.TransportError as exc:
-                raise DeliveryRetry(f"could not deliver to {request.url}: "
-                                    f"{type(exc).__name__}: {exc}") from None
-            try:
-                nxt = response.next_request if response.is_redirect else None
-                if nxt is None or settings.follow_redirects == "never":
-                    try:
-                        data, more = _read(response, settings.max_response_bytes, deadline)
-                    except httpx.TimeoutException:
-                        raise DeliveryRetry(f"timed out reading the response of {request.url}"
-                                            ) from None
-                    except httpx.TransportError as exc:
-                        raise DeliveryRetry(f"the response of {request.url} broke off: "
-                                            f"{type(exc).__name__}: {exc}") from None
-                    return response, data, more
-                target = nxt.url.host
-                if settings.follow_redirects == "same-host" and target != origin:
-                    raise DeliveryFailed(
-                        f"{request.url} answered {response.status_code}, a redirect to "
-                        f"another host ({nxt.url}); not followed ([http] follow_redirects = "
-                        "\"same-host\"): deliver to the final URL, or set it to \"any\"")
-                if not host_allowed(target, settings.allowed_hosts):
-                    raise DeliveryFailed(f"{request.url} redirects to {nxt.url}, whose host "
-                                         "is not in [http] allowed_hosts; not followed")
-                request = nxt
-            finally:
-                response.close()
-        raise DeliveryFailed(f"more than {MAX_REDIRECTS} redirects from {url}; not followed")
+    client = _client(httpx)
+    client.cookies.clear()  # no cookie of an earlier delivery (another job's) goes along
+    request = client.build_request(method, url, headers=headers, content=content,
+                                   timeout=timeout)
+    origin = request.url.host
+    for _hop in range(MAX_REDIRECTS + 1):
+        try:
+            response = client.send(request, stream=True)
+        except httpx.TimeoutException as exc:
+            raise DeliveryRetry(f"timed out after {timeout:g} s ({type(exc).__name__}) "
+                                f"sending to {request.url}") from None
+        except httpx.TransportError as exc:
+            raise DeliveryRetry(f"could not deliver to {request.url}: "
+                                f"{type(exc).__name__}: {exc}") from None
+        try:
+            nxt = response.next_request if response.is_redirect else None
+            if nxt is None or settings.follow_redirects == "never":
+                try:
+                    data, more = _read(response, settings.max_response_bytes, deadline)
+                except httpx.TimeoutException:
+                    raise DeliveryRetry(f"timed out reading the response of {request.url}"
+                                        ) from None
+                except httpx.TransportError as exc:
+                    raise DeliveryRetry(f"the response of {request.url} broke off: "
+                                        f"{type(exc).__name__}: {exc}") from None
+                return response, data, more
+            target = nxt.url.host
+            if settings.follow_redirects == "same-host" and target != origin:
+                raise DeliveryFailed(
+                    f"{request.url} answered {response.status_code}, a redirect to "
+                    f"another host ({nxt.url}); not followed ([http] follow_redirects = "
+                    "\"same-host\"): deliver to the final URL, or set it to \"any\"")
+            if not host_allowed(target, settings.allowed_hosts):
+                raise DeliveryFailed(f"{request.url} redirects to {nxt.url}, whose host "
+                                     "is not in [http] allowed_hosts; not followed")
+            request = nxt
+        finally:
+            response.close()
+    raise DeliveryFailed(f"more than {MAX_REDIRECTS} redirects from {url}; not followed")
 
 
 def run_delivery(app: App, url: str, method: str, headers: dict[str, str], json: Any,

@@ -228,11 +228,15 @@ def test_redirects_same_host_followed_other_host_refused(
                                   0.0)]
     receiver.scripts["/ok"] = [(200, {}, b"here", 0.0)]
     receiver.scripts["/big"] = [(200, {}, b"x" * 200_000, 0.0)]
+    receiver.scripts["/down"] = [(503, {}, b"maintenance", 0.0)]
+    receiver.scripts["/dead"] = [(200, {}, b"", 0.0)]
     app = app_for(db_path, cfg)
     run_here()
     same = app.deliver(receiver.url("/moved"), json=[1])
     away = app.deliver(receiver.url("/away"), json=[2])
     big = app.deliver(receiver.url("/big"), method="GET")
+    down = app.deliver(receiver.url("/down"), json={}, retries=1,
+                       failure_callback=receiver.url("/dead"))
     assert ended(app, same.id).result()["body"] == "here"
     refused = ended(app, away.id)
     assert refused.state.value == "failed" and refused.attempt == 1
@@ -240,6 +244,28 @@ def test_redirects_same_host_followed_other_host_refused(
     assert [h.headers["host"] for h in receiver.requests("/ok")] == [f"127.0.0.1:{receiver.port}"]
     kept = ended(app, big.id).result()
     assert len(kept["body"]) == 64 * 1024 and kept["truncated"] is True
+    # retries exhausted on 503s: failed after 2 attempts, and one failure callback
+    gave_up = ended(app, down.id)
+    assert gave_up.state.value == "failed" and gave_up.attempt == 2, gave_up.error
+    assert "answered 503" in gave_up.error
+    cb = wait_for(lambda: receiver.requests("/dead"), 30, "the failure callback")
+    assert json.loads(cb[0].body)["attempts"] == 2 and len(receiver.requests("/down")) == 2
+    assert len(receiver.requests("/dead")) == 1
+
+
+def test_flow_control_options_reach_the_job(db_path: Path) -> None:
+    app = litejobs.App(db_path)
+    job = app.deliver("https://api.example.com/x", json={}, flow_key="api.example.com",
+                      rate_limit="10/s", concurrency_limit=2, key="order-42", delay=60)
+    row = app.store.get_job(job.id)
+    assert (row["concurrency_key"], row["concurrency_limit"], row["flow_rate"],
+            row["flow_period"]) == ("api.example.com", 2, 10, 1.0)
+    assert row["state"] == "scheduled"
+    # the key makes a second publish of the same message the same job
+    again = app.deliver("https://api.example.com/x", json={}, key="order-42")
+    assert again.id == job.id
+    # headers (an Authorization, say) are hidden where the dashboard and the CLI show args
+    assert app.tasks["litejobs.deliver"].redact == ("headers",)
 
 
 def test_allowed_hosts_refused_in_the_worker_too(tmp_path: Path, db_path: Path,
