@@ -389,3 +389,10 @@ def test_http_section_errors_name_file_line_and_key(tmp_path: Path, body: str,
     with pytest.raises(ConfigError) as info:
         load_config(str(cfg), env={})
     assert f"{cfg}:2:" in str(info.value) and fragment in str(info.value), str(info.value)
+
+
+def test_the_example_config_has_a_valid_http_section() -> None:
+    example = Path(__file__).resolve().parent.parent / "litejobs.toml.example"
+    http = load_config(str(example), env={}).http
+    assert http.allowed_hosts == ("api.example.com", "*.hooks.example.com")
+    assert http.follow_redirects == "same-host" and http.signing_secret is None
