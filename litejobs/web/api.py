@@ -55,6 +55,8 @@ JOB_FIELDS = ("task", "args", "kwargs", "delay", "run_at", "queue", "priority", 
 PUBLISH_FIELDS = ("url", "method", "headers", "body", "json", "delay", "retries", "timeout",
                   "callback", "failure_callback", "key", "flow_key", "rate_limit",
                   "concurrency_limit")
+#: The package's own tasks (litejobs.deliver): each has its own door.
+BUILT_IN = "litejobs."
 WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
@@ -215,8 +217,12 @@ def _key(request: Request, body: Mapping[str, Any]) -> str | None:
 def _known_task(app: App, task: Any) -> str:
     if not isinstance(task, str) or not task:
         raise ApiError(400, "'task' must be a task name (a string), e.g. \"send_email\"")
+    if task.startswith(BUILT_IN):
+        # litejobs.deliver through here would skip app.deliver's checks (allowed hosts)
+        raise ApiError(422, f"{task!r} is built in, not enqueued by name: POST "
+                            f"{PREFIX}/publish makes a delivery")
     if task not in app.tasks:
-        names = sorted(app.tasks)
+        names = sorted(n for n in app.tasks if not n.startswith(BUILT_IN))
         shown = ", ".join(names[:NAMES_SHOWN]) or "none"
         more = f" and {len(names) - NAMES_SHOWN} more" if len(names) > NAMES_SHOWN else ""
         raise ApiError(422, f"unknown task {task!r}: only the app's registered tasks can be "

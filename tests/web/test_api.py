@@ -112,6 +112,38 @@ def test_a_retried_post_with_one_idempotency_key_makes_one_job(api: Dashboard,
              400, "Idempotency-Key", "differ")
 
 
+def test_concurrent_enqueues_share_writes_and_a_bad_one_fails_alone(api: Dashboard,
+                                                                   app: Any) -> None:
+    """Requests that arrive together are written together (apibatch): every good one gets
+    its own job, a bad one among them its own error, nothing else."""
+    import httpx
+
+    answers: list[tuple[int, int, Any]] = []
+
+    def client(c: int) -> None:
+        with httpx.Client(headers={"Authorization": f"Bearer {FIRST}"}, timeout=30) as http:
+            for i in range(10):
+                bad = i == 5
+                body = {"task": "basic.nope" if bad else "basic.add", "args": [c, i]}
+                r = http.post(api.url + f"{V1}/jobs", json=body)
+                answers.append((c, i, (r.status_code, r.json())))
+
+    threads = [threading.Thread(target=client, args=(c,)) for c in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert len(answers) == 80
+    good = [a for c, i, a in answers if i != 5]  # 8 clients x 9 good requests
+    assert {status for status, _ in good} == {201}
+    assert {status for c, i, (status, _) in answers if i == 5} == {422}
+    ids = {body["id"] for _, body in good}
+    assert len(ids) == 72
+    stored = {j.id: j.args for j in app.jobs(task="basic.add", limit=1000)}
+    assert ids <= set(stored)
+    assert {tuple(b["args"]) for _, b in good} == {tuple(stored[i]) for i in ids}
+
+
 # --- the rules: tokens, errors, caps -------------------------------------------------------------
 
 
@@ -137,6 +169,9 @@ def test_errors_are_json_with_a_message_that_says_what_to_do(api: Dashboard,
     jobs = f"{V1}/jobs"
     error_of(api.post(jobs, json={"task": "basic.nope"}), 422, "unknown task 'basic.nope'",
              "basic.add", "basic.slow")
+    assert "litejobs.deliver" not in error_of(api.post(jobs, json={"task": "basic.nope"}), 422)
+    error_of(api.post(jobs, json={"task": "litejobs.deliver", "kwargs": {"url": "http://x"}}),
+             422, "built in", "/api/v1/publish")
     error_of(api.post(jobs, content=b'{"task": ', headers={"content-type": "application/json"}),
              400, "not valid JSON")
     error_of(api.post(jobs, json=[1, 2]), 400, "must be a JSON object")
