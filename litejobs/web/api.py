@@ -16,11 +16,9 @@ from __future__ import annotations
 import hmac
 import json
 import logging
-import math
 import os
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from litejobs.errors import ConfigError, StorageError
@@ -30,6 +28,17 @@ from litejobs.serialization import PayloadTooLarge
 from litejobs.store.schema import TOKEN_TASK
 from litejobs.task import PLAIN, CallOptions, Prepared
 from litejobs.validate import INT64_MAX
+from litejobs.web.apibody import (
+    ENVELOPE,
+    ApiError,
+    guarded,
+    key_of,
+    only_fields,
+    read_json,
+    run_at_of,
+    too_large,
+    typed,
+)
 
 if TYPE_CHECKING:
     from starlette.requests import Request
@@ -40,33 +49,20 @@ if TYPE_CHECKING:
     from litejobs.newjob import NewJob
     from litejobs.web.context import Ui
 
-__all__ = ["PREFIX", "ApiError", "api_tokens", "mount", "show_object"]
+__all__ = ["PREFIX", "ApiError", "api_tokens", "job_object", "known_task", "mount", "new_job",
+           "show_object"]
 
 log = logging.getLogger("litejobs.web")
 
 #: Where the API lives, below the dashboard's base path.
 PREFIX = "/api/v1"
 TOKEN_ENV = "LITEJOBS_API_TOKEN"
-#: Bytes a body may hold beyond max_payload: the fields around the arguments.
-ENVELOPE = 16 * 1024
 #: Task names an unknown-task error lists before "… and N more".
 NAMES_SHOWN = 30
 JOB_FIELDS = ("task", "args", "kwargs", "delay", "run_at", "queue", "priority", "key", "tags")
-PUBLISH_FIELDS = ("url", "method", "headers", "body", "json", "delay", "retries", "timeout",
-                  "callback", "failure_callback", "key", "flow_key", "rate_limit",
-                  "concurrency_limit")
 #: The package's own tasks (litejobs.deliver): each has its own door.
 BUILT_IN = "litejobs."
 WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-
-
-class ApiError(Exception):
-    """An answer other than success: ``status`` and a message that says what to do."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
 
 
 def api_tokens(env: Mapping[str, str] | None = None) -> tuple[str, ...]:
@@ -127,94 +123,12 @@ class ApiGuard:
             return
         length = headers.get(b"content-length", b"").decode("latin-1")
         if length.isdigit() and int(length) > self.cap:
-            await _json(send, 413, _too_large(self.cap))
+            await _json(send, 413, too_large(self.cap))
             return
         await self.app(scope, receive, send)
 
 
-def _too_large(cap: int) -> str:
-    return (f"request body over {cap} bytes (the app's max_payload plus {ENVELOPE} for the "
-            "other fields): store large data elsewhere (a file, a table) and pass its name")
-
-
-async def read_json(request: Request, cap: int) -> dict[str, Any]:
-    """The body as a JSON object (an empty body is ``{}``), counting bytes as they come: a
-    chunked body gets no Content-Length to check beforehand."""
-    chunks: list[bytes] = []
-    total = 0
-    async for chunk in request.stream():
-        total += len(chunk)
-        if total > cap:
-            raise ApiError(413, _too_large(cap))
-        chunks.append(chunk)
-    raw = b"".join(chunks)
-    if not raw.strip():
-        return {}
-    try:
-        value = json.loads(raw, parse_constant=_no_constant)
-    except (ValueError, RecursionError) as exc:
-        detail = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc) or "too deep"
-        raise ApiError(400, f"the body is not valid JSON ({detail}); send a JSON object with "
-                            "Content-Type: application/json") from None
-    if not isinstance(value, dict):
-        raise ApiError(400, f"the body must be a JSON object, not {type(value).__name__}; "
-                            'e.g. {"task": "send_email", "args": [1]}')
-    return value
-
-
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
-def _only(body: Mapping[str, Any], known: tuple[str, ...], what: str) -> None:
-    unknown = sorted(set(body) - set(known))
-    if unknown:
-        raise ApiError(400, f"unknown field(s) {', '.join(map(repr, unknown))} in {what}; "
-                            f"known: {', '.join(known)}")
-
-
-def _typed(body: Mapping[str, Any], name: str, kinds: tuple[type, ...], hint: str) -> Any:
-    """``body[name]`` (None when absent or null) if it is of ``kinds``, else 400."""
-    value = body.get(name)
-    if value is None:
-        return None
-    if (isinstance(value, bool) and bool not in kinds) or not isinstance(value, kinds):
-        raise ApiError(400, f"{name!r} must be {hint}, not {_kind(value)}")
-    if isinstance(value, float) and not math.isfinite(value):
-        raise ApiError(400, f"{name!r} must be a finite number")
-    return value
-
-
-def _kind(value: Any) -> str:
-    return {dict: "an object", list: "an array", str: "a string", bool: "a boolean",
-            int: "a number", float: "a number"}.get(type(value), type(value).__name__)
-
-
-def _run_at(value: Any) -> datetime | float | None:
-    if value is None or (isinstance(value, int | float) and not isinstance(value, bool)):
-        return value
-    if isinstance(value, str):
-        try:
-            when = datetime.fromisoformat(value)
-        except ValueError:
-            when = None
-        if when is not None and when.tzinfo is not None:
-            return when
-    raise ApiError(400, "'run_at' must be Unix seconds or an ISO 8601 time with its offset, "
-                        "e.g. 2026-12-05T03:00:00Z")
-
-
-def _key(request: Request, body: Mapping[str, Any]) -> str | None:
-    """The job's key: the ``Idempotency-Key`` header, or the body's ``key``."""
-    header = request.headers.get("idempotency-key")
-    key = _typed(body, "key", (str,), "a string")
-    if header is not None and key is not None and header != key:
-        raise ApiError(400, "the Idempotency-Key header and the body's 'key' differ; send one "
-                            "of them (both are the job's key)")
-    return header if header is not None else key
-
-
-def _known_task(app: App, task: Any) -> str:
+def known_task(app: App, task: Any) -> str:
     if not isinstance(task, str) or not task:
         raise ApiError(400, "'task' must be a task name (a string), e.g. \"send_email\"")
     if task.startswith(BUILT_IN):
@@ -263,36 +177,23 @@ def _job(app: App, job_id: int) -> Job:
 def new_job(app: App, body: dict[str, Any], key: str | None) -> NewJob:
     """The job ``POST /jobs`` asks for, validated and encoded as ``app.enqueue`` would (a
     registered task only); ApiError when it cannot be."""
-    _only(body, JOB_FIELDS, "a job")
-    task = app.tasks[_known_task(app, body.get("task"))]
-    args = _typed(body, "args", (list,), "an array of arguments") or []
-    kwargs = _typed(body, "kwargs", (dict,), "an object of keyword arguments") or {}
+    only_fields(body, JOB_FIELDS, "a job")
+    task = app.tasks[known_task(app, body.get("task"))]
+    args = typed(body, "args", (list,), "an array of arguments") or []
+    kwargs = typed(body, "kwargs", (dict,), "an object of keyword arguments") or {}
     options: dict[str, Any] = {
-        "delay": _typed(body, "delay", (int, float), "a number of seconds"),
-        "run_at": _run_at(body.get("run_at")),
-        "queue": _typed(body, "queue", (str,), "a queue name"),
-        "priority": _typed(body, "priority", (int,), "an integer from -100 to 100"),
-        "tags": _typed(body, "tags", (list,), "an array of strings"),
+        "delay": typed(body, "delay", (int, float), "a number of seconds"),
+        "run_at": run_at_of(body.get("run_at")),
+        "queue": typed(body, "queue", (str,), "a queue name"),
+        "priority": typed(body, "priority", (int,), "an integer from -100 to 100"),
+        "tags": typed(body, "tags", (list,), "an array of strings"),
         "key": key,
     }
     given = {k: v for k, v in options.items() if v is not None}
     call = Prepared(task.name, tuple(args), kwargs,
                     CallOptions(**given) if given else PLAIN, task.defaults, task.param_names)
-    job: NewJob = _guarded(lambda: app.build_job(call, time.time()))
+    job: NewJob = guarded(lambda: app.build_job(call, time.time()))
     return job
-
-
-def _guarded(call: Callable[[], Any]) -> Any:
-    """``call()``, its refusals as answers: too large 413, bad values 400, storage 503."""
-    try:
-        return call()
-    except PayloadTooLarge as exc:
-        raise ApiError(413, str(exc)) from None
-    except (TypeError, ValueError) as exc:
-        raise ApiError(400, str(exc)) from None
-    except StorageError as exc:
-        raise ApiError(503, f"the database cannot take writes now ({exc}); retry later",
-                       ) from None
 
 
 def cancel(app: App, job_id: int) -> dict[str, Any]:
@@ -318,7 +219,7 @@ def retry(app: App, job_id: int) -> dict[str, Any]:
 
 
 def complete(app: App, token_id: int, body: dict[str, Any]) -> dict[str, Any]:
-    _only(body, ("data",), "a token's completion")
+    only_fields(body, ("data",), "a token's completion")
     job = _job(app, token_id)
     if job.task != TOKEN_TASK:
         raise ApiError(404, f"job {token_id} is not a token; give the id app.create_token() "
@@ -380,7 +281,7 @@ def mount(ui: Ui, tokens: tuple[str, ...]) -> Any:
         # the write is shared with the requests that arrive meanwhile (apibatch)
         try:
             body = await read_json(request, cap)
-            job = new_job(app, body, _key(request, body))
+            job = new_job(app, body, key_of(request, body))
             try:
                 row, created = await batcher.insert(job)
             except StorageError as exc:
@@ -400,7 +301,7 @@ def mount(ui: Ui, tokens: tuple[str, ...]) -> Any:
               methods=["POST"]),
         Route("/tokens/{job_id:int}/complete",
               endpoint(lambda r, b: complete(app, job_id(r), b)), methods=["POST"]),
-        *apiroutes.routes(app, endpoint, _key),
+        *apiroutes.routes(app, endpoint, key_of),
     ]
 
     async def http_error(request: Request, exc: Exception) -> Response:

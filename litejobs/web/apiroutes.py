@@ -8,7 +8,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from litejobs import errors
-from litejobs.web.api import ApiError, _guarded, _known_task, _only, _typed, job_object
+from litejobs.web.api import job_object, known_task
+from litejobs.web.apibody import ApiError, guarded, only_fields, typed
 
 if TYPE_CHECKING:
     from starlette.requests import Request
@@ -48,8 +49,8 @@ def _feature(app: App, name: str, what: str) -> Any:
 def publish(app: App, body: dict[str, Any], key: str | None) -> tuple[int, dict[str, Any]]:
     """``app.deliver(...)`` of the body: 201 the delivery job, 200 its live twin (key)."""
     deliver = _feature(app, "deliver", "publishing (app.deliver)")
-    _only(body, (*PUBLISH, "key"), "a delivery")
-    values = {name: _typed(body, name, kinds, hint) for name, (kinds, hint) in PUBLISH.items()}
+    only_fields(body, (*PUBLISH, "key"), "a delivery")
+    values = {name: typed(body, name, kinds, hint) for name, (kinds, hint) in PUBLISH.items()}
     if values["url"] is None:
         raise ApiError(400, "'url' is required: where to deliver, e.g. "
                             '{"url": "https://example.com/hook", "json": {"id": 1}}')
@@ -64,7 +65,7 @@ def publish(app: App, body: dict[str, Any], key: str | None) -> tuple[int, dict[
     if key is not None:
         options["key"] = key
     before = _now()
-    job = _guarded(lambda: deliver(url, **options))
+    job = guarded(lambda: deliver(url, **options))
     return (201 if key is None or job.created_at >= before else 200), job_object(app, job)
 
 
@@ -79,15 +80,15 @@ def schedule(app: App, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
     """``app.schedule(...)`` of the body (options as ``[cron.NAME]`` spells them): 201 the
     stored entry."""
     store = _feature(app, "schedule", "schedules at run time (app.schedule)")
-    name = _typed(body, "name", (str,), "a schedule name")
-    spec = _typed(body, "schedule", (str,), 'a cron expression, e.g. "*/5 * * * *"')
+    name = typed(body, "name", (str,), "a schedule name")
+    spec = typed(body, "schedule", (str,), 'a cron expression, e.g. "*/5 * * * *"')
     if not name or not spec:
         raise ApiError(400, "'name' and 'schedule' are required, e.g. {\"name\": \"nightly\", "
                             "\"schedule\": \"0 3 * * *\", \"task\": \"reports.build\"}")
-    task = _known_task(app, body.get("task"))
-    args = _typed(body, "args", (list,), "an array of arguments") or []
-    kwargs = _typed(body, "kwargs", (dict,), "an object of keyword arguments")
-    timezone = _typed(body, "timezone", (str,), 'a time zone name, e.g. "Europe/Paris"')
+    task = known_task(app, body.get("task"))
+    args = typed(body, "args", (list,), "an array of arguments") or []
+    kwargs = typed(body, "kwargs", (dict,), "an object of keyword arguments")
+    timezone = typed(body, "timezone", (str,), 'a time zone name, e.g. "Europe/Paris"')
     options = {k: v for k, v in body.items() if k not in SCHEDULE_FIELDS}
     clash = getattr(errors, "ScheduleClash", None)
     try:
