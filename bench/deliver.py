@@ -6,8 +6,9 @@ A receiver process on 127.0.0.1 (asyncio, HTTP/1.1 keep-alive, answers 200 with 
 body at once) stands for the destination; ``litejobs run --workers 2`` delivers N jobs
 enqueued beforehand with ``app.deliver`` (JSON body of ~100 bytes), unsigned and signed in
 turn. Timed from the first attempt's start to the last one's finish (the jobs' own
-timestamps), so enqueueing and the supervisor's start-up are left out. Prints the medians of R runs; ``--write`` replaces the
-section "Deliveries (bench/deliver.py)" of bench/results-http.md.
+timestamps), so enqueueing and the supervisor's start-up are left out. Prints the medians of
+R runs; ``--write`` replaces the section "Deliveries (bench/deliver.py)" of
+bench/results-http.md.
 """
 
 from __future__ import annotations
@@ -168,13 +169,14 @@ def main() -> None:
                     f"finish | {median:,.0f} deliveries/s | "
                     f"{', '.join(f'{r:,.0f}' for r in runs)} |")
     if args.write:
-        import httpx
+        from importlib.metadata import version  # (importing httpx here could meet a stray
+        # bench/http.py first on sys.path)
 
         write_section(
             f"{HEADING}\n\n"
             f"`python bench/deliver.py --jobs {args.jobs} --repeat {args.repeat}` on "
             f"{dt.date.today()}, {platform.python_implementation()} "
-            f"{platform.python_version()}, httpx {httpx.__version__}, {os.cpu_count()} cores "
+            f"{platform.python_version()}, httpx {version('httpx')}, {os.cpu_count()} cores "
             "(shared with other work: runs vary). The receiver is a separate asyncio process "
             "answering 200 at once over keep-alive; timed from the first attempt's start to "
             "the last one's finish.\n\n"
