@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import email.utils
+import logging
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -233,11 +234,19 @@ def _headers(response: httpx.Response) -> dict[str, str]:
 def _callback(app: App, url: str, payload: dict[str, Any], key: str,
               timeout: float | None) -> None:
     """Enqueue the callback's own delivery (retried like any), once per key: a rerun of the
-    attempt that enqueued it (a crash before its outcome was recorded) finds it there."""
+    attempt that enqueued it (a crash before its outcome was recorded) finds it there.
+
+    A callback that cannot be enqueued is logged, not raised: the delivery itself is done,
+    and failing it would send the request again."""
     from litejobs.deliver import deliver
 
     try:
-        deliver(app, url, json=payload, timeout=timeout, key=f"{TASK}:{key}")
-    except ValueError:  # over max_payload with the response: the summary goes without it
-        payload = {k: v for k, v in payload.items() if k != "result"}
-        deliver(app, url, json=payload, timeout=timeout, key=f"{TASK}:{key}")
+        try:
+            deliver(app, url, json=payload, timeout=timeout, key=f"{TASK}:{key}")
+        except ValueError:  # over max_payload with the response: the summary goes without it
+            payload = {k: v for k, v in payload.items() if k != "result"}
+            deliver(app, url, json=payload, timeout=timeout, key=f"{TASK}:{key}")
+    except Exception as exc:
+        logging.getLogger("litejobs.deliver").error(
+            "the callback of delivery %s to %s was not enqueued: %s: %s", payload.get("job"),
+            url, type(exc).__name__, exc)

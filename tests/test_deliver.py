@@ -271,16 +271,23 @@ def test_flow_control_options_reach_the_job(db_path: Path) -> None:
 def test_allowed_hosts_refused_in_the_worker_too(tmp_path: Path, db_path: Path,
                                                  receiver: Receiver, run_here: Any) -> None:
     """An app without the allow-list enqueues; the worker, under litejobs.toml's
-    allowed_hosts, refuses at once."""
-    write_config(tmp_path, 'allowed_hosts = ["api.example.com"]')
+    allowed_hosts, refuses at once. A callback it refuses is logged, the delivery stands."""
+    write_config(tmp_path, 'allowed_hosts = ["127.0.0.1"]')
     receiver.scripts["/x"] = [(200, {}, b"", 0.0)]
+    receiver.scripts["/ok"] = [(200, {}, b"fine", 0.0)]
     app = litejobs.App(db_path, config=load_config(None, env={}))  # no [http] here
-    run_here()
-    job = app.deliver(receiver.url("/x"), json={})
+    sup = run_here()
+    job = app.deliver(receiver.url("/x", "localhost"), json={})
     done = ended(app, job.id)
     assert done.state.value == "failed" and done.attempt == 1
     assert "allowed_hosts" in done.error
     assert receiver.requests("/x") == []
+    fine = app.deliver(receiver.url("/ok"), json={}, callback=receiver.url("/x", "localhost"))
+    assert ended(app, fine.id).state.value == "succeeded"
+    wait_for(lambda: "was not enqueued" in sup.output(), 10, "the refused callback's log line",
+             details=sup.output)
+    assert "not in [http] allowed_hosts" in sup.output()
+    assert receiver.requests("/x") == [] and len(app.jobs(task="litejobs.deliver")) == 2
 
 
 # --- at the door ---------------------------------------------------------------------------------
