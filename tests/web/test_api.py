@@ -4,7 +4,11 @@ httpx as the client, a real supervisor running what was enqueued, the real datab
 from __future__ import annotations
 
 import json
+import socket
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -13,7 +17,13 @@ import pytest
 from click.testing import CliRunner
 
 from litejobs.cli import main
-from tests.conftest import SupervisorProcess, one_line_error, wait_for
+from tests.conftest import (
+    REPO,
+    SupervisorProcess,
+    clean_env,
+    one_line_error,
+    wait_for,
+)
 from tests.web.helpers import Dashboard
 
 TOKENS = "first-token-0123456789,second-token-9876543210"
@@ -337,3 +347,45 @@ def test_publish_enqueues_a_delivery(api: Dashboard, app: Any) -> None:
     error_of(api.post(f"{V1}/publish", json={"json": {}}), 400, "'url' is required")
     error_of(api.post(f"{V1}/publish", json={"url": "http://a", "body": "x", "json": 1}), 400,
              "not both")
+
+
+def test_run_serve_api_serves_the_api_beside_the_supervisor(tmp_path: Path, db_path: Path,
+                                                            app: Any,
+                                                            config_file: Path) -> None:
+    """`litejobs run --serve ADDR --api`: the supervisor's child serves the API, with the
+    token from the supervisor's environment, and what it enqueues runs."""
+    import httpx
+
+    app.stats()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log_path = tmp_path / "run-api.log"
+    cmd = [sys.executable, "-m", "litejobs", "run", "--app", "tests.apps.basic:app",
+           "--workers", "1", "--config", str(config_file), "--serve", f"127.0.0.1:{port}",
+           "--api"]
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(cmd, cwd=REPO, env=clean_env(db_path, **API_ENV),
+                                stdin=subprocess.DEVNULL, stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+    sup = SupervisorProcess(proc, log_path, time.monotonic())
+    try:
+        http = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5,
+                            headers={"Authorization": f"Bearer {SECOND}"})
+
+        def enqueued() -> Any:
+            try:
+                r = http.post(f"{V1}/jobs", json={"task": "basic.add", "args": [20, 22]})
+            except httpx.TransportError:
+                return None
+            return r
+
+        r = wait_for(enqueued, 30, "run --serve --api to answer", details=sup.output)
+        assert r.status_code == 201, r.text
+        job_id = r.json()["id"]
+        shown = wait_for(lambda: (j := http.get(f"{V1}/jobs/{job_id}").json())["state"]
+                         == "succeeded" and j, 30, "the job to succeed", details=sup.output)
+        assert shown["result"] == 42
+        http.close()
+    finally:
+        sup.kill_group()
