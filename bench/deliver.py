@@ -177,7 +177,8 @@ def main() -> None:
             f"`python bench/deliver.py --jobs {args.jobs} --repeat {args.repeat}` on "
             f"{dt.date.today()}, {platform.python_implementation()} "
             f"{platform.python_version()}, httpx {version('httpx')}, {os.cpu_count()} cores "
-            "(shared with other work: runs vary). The receiver is a separate asyncio process "
+            f"(shared with other work: load average {os.getloadavg()[0]:.1f} at the end; runs "
+            "vary). The receiver is a separate asyncio process "
             "answering 200 at once over keep-alive; timed from the first attempt's start to "
             "the last one's finish.\n\n"
             "| what | median | runs |\n|---|---|---|\n" + "\n".join(rows) + "\n")

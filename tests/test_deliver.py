@@ -7,6 +7,7 @@ checks the Litejobs-Signature of each with ``litejobs.verify_signature``.
 
 from __future__ import annotations
 
+import base64
 import json
 import subprocess
 import sys
@@ -230,6 +231,7 @@ def test_redirects_same_host_followed_other_host_refused(
     receiver.scripts["/big"] = [(200, {}, b"x" * 200_000, 0.0)]
     receiver.scripts["/down"] = [(503, {}, b"maintenance", 0.0)]
     receiver.scripts["/dead"] = [(200, {}, b"", 0.0)]
+    receiver.scripts["/binary"] = [(200, {}, b"\xff\xfe\x00raw", 0.0)]
     app = app_for(db_path, cfg)
     run_here()
     same = app.deliver(receiver.url("/moved"), json=[1])
@@ -237,6 +239,7 @@ def test_redirects_same_host_followed_other_host_refused(
     big = app.deliver(receiver.url("/big"), method="GET")
     down = app.deliver(receiver.url("/down"), json={}, retries=1,
                        failure_callback=receiver.url("/dead"))
+    binary = app.deliver(receiver.url("/binary"), method="PUT", body="é")
     assert ended(app, same.id).result()["body"] == "here"
     refused = ended(app, away.id)
     assert refused.state.value == "failed" and refused.attempt == 1
@@ -251,6 +254,13 @@ def test_redirects_same_host_followed_other_host_refused(
     cb = wait_for(lambda: receiver.requests("/dead"), 30, "the failure callback")
     assert json.loads(cb[0].body)["attempts"] == 2 and len(receiver.requests("/down")) == 2
     assert len(receiver.requests("/dead")) == 1
+    # an answer that is not UTF-8 is kept as base64, flagged; no secret: no signature
+    got = ended(app, binary.id).result()
+    assert got["body_base64"] is True and base64.b64decode(got["body"]) == b"\xff\xfe\x00raw"
+    sent = receiver.requests("/binary")[0]
+    assert (sent.method, sent.body) == ("PUT", "é".encode())
+    assert sent.headers["content-type"] == "text/plain; charset=utf-8"
+    assert "litejobs-signature" not in sent.headers
 
 
 def test_flow_control_options_reach_the_job(db_path: Path) -> None:
@@ -339,6 +349,17 @@ def test_without_httpx_deliver_says_which_extra(db_path: Path,
     app = litejobs.App(db_path)
     with pytest.raises(ImportError, match=r"pip install 'litejobs\[http\]'"):
         app.deliver("https://example.com/hook", json={})
+
+
+def test_a_worker_without_httpx_fails_the_delivery_naming_the_extra(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from litejobs.deliver import DeliveryFailed
+    from litejobs.httpconfig import HttpConfig
+    from litejobs.sending import _send
+
+    monkeypatch.setitem(sys.modules, "httpx", None)
+    with pytest.raises(DeliveryFailed, match=r"pip install 'litejobs\[http\]'"):
+        _send(HttpConfig(), "https://example.com/", "POST", {}, b"", 1.0)
 
 
 def test_every_app_can_run_deliveries_without_importing_httpx(db_path: Path) -> None:
