@@ -41,7 +41,7 @@ class Batcher:
         future: asyncio.Future[tuple[Mapping[str, Any], bool]] = (
             asyncio.get_running_loop().create_future())
         self.pending.append((job, future))
-        if self.flusher is None:
+        if self.flusher is None or self.flusher.done():  # done: its loop was stopped
             self.flusher = asyncio.create_task(self._flush())
         return await future
 

@@ -389,3 +389,34 @@ def test_run_serve_api_serves_the_api_beside_the_supervisor(tmp_path: Path, db_p
         http.close()
     finally:
         sup.kill_group()
+
+
+def test_the_api_mounts_in_another_asgi_app_and_under_a_base_path(
+        app: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``litejobs.web.asgi(app, api=True)`` in the caller's own app: the token from its
+    environment, the paths below the mount (or the base path)."""
+    from starlette.applications import Starlette
+    from starlette.routing import Mount
+    from starlette.testclient import TestClient
+
+    import litejobs.web
+
+    monkeypatch.setenv("LITEJOBS_API_TOKEN", TOKENS)
+    monkeypatch.delenv("LITEJOBS_WEB_TOKEN", raising=False)
+    monkeypatch.delenv("LITEJOBS_WEB_PASSWORD", raising=False)
+    auth = {"Authorization": f"Bearer {FIRST}"}
+    host = Starlette(routes=[Mount("/admin/jobs", litejobs.web.asgi(app, api=True))])
+    with TestClient(host) as client:
+        r = client.post(f"/admin/jobs{V1}/jobs", json={"task": "basic.add", "args": [1, 2]},
+                        headers=auth)
+        assert r.status_code == 201, r.text
+        assert client.get(f"/admin/jobs{V1}/jobs/{r.json()['id']}", headers=auth
+                          ).json()["args"] == [1, 2]
+        error_of(client.get(f"/admin/jobs{V1}/jobs/1"), 401)
+    based = litejobs.web.asgi(app, api=True, base_path="/jobs")
+    with TestClient(based) as client:
+        r = client.post(f"/jobs{V1}/jobs", json={"task": "basic.add"}, headers=auth)
+        assert r.status_code == 201, r.text
+    monkeypatch.delenv("LITEJOBS_API_TOKEN")
+    with pytest.raises(litejobs.ConfigError, match="LITEJOBS_API_TOKEN"):
+        litejobs.web.asgi(app, api=True)
