@@ -237,6 +237,16 @@ def complete(app: App, token_id: int, body: dict[str, Any]) -> dict[str, Any]:
     return job_object(app, _job(app, token_id))
 
 
+def internal(request: Request, exc: Exception) -> Response:
+    """500 for what no rule foresaw; the log names its type only: a traceback's message may
+    quote an argument."""
+    from starlette.responses import JSONResponse
+
+    log.error("%s %s failed: %s", request.method, request.url.path, type(exc).__name__)
+    return JSONResponse({"error": f"internal error ({type(exc).__name__}); the server's log "
+                         "has the time, retry or report it"}, status_code=500)
+
+
 def mount(ui: Ui, tokens: tuple[str, ...]) -> Any:
     """The API's ASGI app, to mount at ``PREFIX``."""
     from starlette.applications import Starlette
@@ -262,12 +272,8 @@ def mount(ui: Ui, tokens: tuple[str, ...]) -> Any:
                 return JSONResponse({"error": exc.message}, status_code=exc.status)
             except ConfigError as exc:
                 return JSONResponse({"error": str(exc)}, status_code=503)
-            except Exception as exc:  # never a traceback, nor a value, in the log
-                log.error("%s %s failed: %s", request.method, request.url.path,
-                          type(exc).__name__)
-                return JSONResponse({"error": f"internal error ({type(exc).__name__}); the "
-                                     "server's log has the time, retry or report it"},
-                                    status_code=500)
+            except Exception as exc:
+                return internal(request, exc)
             code, data = result if isinstance(result, tuple) else (status, result)
             return JSONResponse(data, status_code=code)
 
@@ -289,6 +295,8 @@ def mount(ui: Ui, tokens: tuple[str, ...]) -> Any:
                                     "later") from None
         except ApiError as exc:
             return JSONResponse({"error": exc.message}, status_code=exc.status)
+        except Exception as exc:
+            return internal(request, exc)
         return JSONResponse(job_object(app, Job(app, row)), status_code=201 if created else 200)
 
     routes = [
