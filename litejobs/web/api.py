@@ -171,7 +171,8 @@ def _job(app: App, job_id: int) -> Job:
     return job
 
 
-# --- the endpoints' work (run in a worker thread: SQLite may wait on its lock) ----------------
+# --- the endpoints' work (new_job in the event loop; the rest in a worker thread: SQLite may
+# wait on its lock) ---------------------------------------------------------------------------
 
 
 def new_job(app: App, body: dict[str, Any], key: str | None) -> NewJob:
