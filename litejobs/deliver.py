@@ -92,6 +92,16 @@ def register(app: App) -> None:
 
 
 _file_settings: HttpConfig | None = None
+_httpx_found = False
+
+
+def _has_httpx() -> bool:
+    """Whether httpx can be imported (looked for, not imported: the producer never needs
+    it). Found once, it stays found: looking costs ~0.1 ms, half an enqueue."""
+    global _httpx_found
+    if not _httpx_found:
+        _httpx_found = importlib.util.find_spec("httpx") is not None
+    return _httpx_found
 
 
 def http_settings(app: App) -> HttpConfig:
@@ -204,7 +214,7 @@ def deliver(
     ``rate_limit`` ("N/s|m|h") and ``concurrency_limit``: per-key flow control. The job's
     result is ``{"status", "headers", "body"}`` (the body's first 64 KiB). Raises
     ValueError/TypeError for a bad argument, ImportError without httpx."""
-    if importlib.util.find_spec("httpx") is None:
+    if not _has_httpx():
         raise ImportError(f"app.deliver needs httpx, which is not installed: {HTTP_EXTRA}")
     settings = http_settings(app)
     request: dict[str, Any] = {"url": check_url("url", url, settings)}

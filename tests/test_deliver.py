@@ -345,7 +345,10 @@ def test_bad_arguments_get_one_clear_error(db_path: Path, kwargs: dict[str, Any]
 
 def test_without_httpx_deliver_says_which_extra(db_path: Path,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    import litejobs.deliver
+
     monkeypatch.setitem(sys.modules, "httpx", None)  # what an environment without it finds
+    monkeypatch.setattr(litejobs.deliver, "_httpx_found", False)  # as in a fresh process
     app = litejobs.App(db_path)
     with pytest.raises(ImportError, match=r"pip install 'litejobs\[http\]'"):
         app.deliver("https://example.com/hook", json={})
