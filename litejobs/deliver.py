@@ -51,16 +51,23 @@ _HARD_FACTOR = 3
 
 
 class DeliveryFailed(Exception):
-    """A delivery failed for good: a 4xx answer, a refused host or redirect, no httpx."""
+    """A delivery failed for good: a 4xx answer, a refused host or redirect, no httpx.
+    ``status``: the receiver's answer, when there was one."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class DeliveryRetry(Exception):
     """A delivery to try again: a connection error, a timeout, 5xx, 408 or 429.
     ``retry_after``: the seconds the receiver asked for (``Retry-After``), or None."""
 
-    def __init__(self, message: str, retry_after: float | None = None) -> None:
+    def __init__(self, message: str, retry_after: float | None = None,
+                 status: int | None = None) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+        self.status = status
 
 
 class DeliveryBackoff(Backoff):
@@ -258,9 +265,12 @@ def _flow_options(flow_key: str | None, rate_limit: str | None,
 
 
 def summary(job_id: int, url: str, attempts: int, state: str,
-            result: dict[str, Any] | None, error: str | None) -> dict[str, Any]:
-    """What a callback receives (as JSON): the delivery's job, its URL and its end."""
-    status = None if result is None else result.get("status")
+            result: dict[str, Any] | None, error: str | None,
+            status: int | None = None) -> dict[str, Any]:
+    """What a callback receives (as JSON): the delivery's job, its URL and its end
+    (``status``: the last answer's, None when there was none)."""
+    if result is not None:
+        status = result.get("status")
     out: dict[str, Any] = {"job": job_id, "url": url, "state": state, "status": status,
                            "attempts": attempts}
     if result is not None:

@@ -174,7 +174,8 @@ def run_delivery(app: App, url: str, method: str, headers: dict[str, str], json:
         final = isinstance(exc, DeliveryFailed) or last
         if final and failure_callback is not None and ctx is not None:
             _callback(app, failure_callback, summary(job_id, url, attempt, "failed", None,
-                                                     f"{type(exc).__name__}: {exc}"),
+                                                     f"{type(exc).__name__}: {exc}",
+                                                     exc.status),
                       f"{job_id}:failure:{attempt}", timeout)
         raise
     if callback is not None and ctx is not None:
@@ -216,11 +217,11 @@ def _attempt(settings: HttpConfig, url: str, method: str, headers: dict[str, str
         f": {snippet}" if snippet else "")
     if status in (408, 429) or status >= 500:
         raise DeliveryRetry(said, parse_retry_after(response.headers.get("retry-after"),
-                                                    time.time()))
+                                                    time.time()), status)
     if 300 <= status < 400:
         raise DeliveryFailed(f"{said} (a redirect, not followed: [http] follow_redirects = "
-                             "\"never\")")
-    raise DeliveryFailed(f"{said} (not retried: fix the request, then retry the job)")
+                             "\"never\")", status)
+    raise DeliveryFailed(f"{said} (not retried: fix the request, then retry the job)", status)
 
 
 def _headers(response: httpx.Response) -> dict[str, str]:

@@ -206,6 +206,7 @@ def test_404_fails_at_once_is_a_dead_letter_and_retry_republishes(
     summary = json.loads(cb[0].body)
     assert summary["job"] == job.id and summary["state"] == "failed"
     assert summary["attempts"] == 1 and "404" in summary["error"]
+    assert summary["status"] == 404
     # the dead-letter list
     runner = CliRunner()
     out = runner.invoke(main, ["jobs", "--database", str(db_path), "--task",
@@ -253,6 +254,7 @@ def test_redirects_same_host_followed_other_host_refused(
     assert "answered 503" in gave_up.error
     cb = wait_for(lambda: receiver.requests("/dead"), 30, "the failure callback")
     assert json.loads(cb[0].body)["attempts"] == 2 and len(receiver.requests("/down")) == 2
+    assert json.loads(cb[0].body)["status"] == 503
     assert len(receiver.requests("/dead")) == 1
     # an answer that is not UTF-8 is kept as base64, flagged; no secret: no signature
     got = ended(app, binary.id).result()
