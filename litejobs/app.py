@@ -361,6 +361,32 @@ class App:
         self.store.set_paused(check_name("queue", queue), False)
         self.ring(b"e")
 
+    # --- cron entries stored at run time (litejobs.schedules) -------------------------------
+
+    def schedule(self, name: str, schedule: str, task: str, args: Sequence[Any] = (),
+                 kwargs: Mapping[str, Any] | None = None, timezone: str = "UTC",
+                 **cron_options: Any) -> dict[str, Any]:
+        """Store cron entry ``name`` in the database (replacing a stored one of that name);
+        every supervisor on the file fires it. ``cron_options`` as ``@app.cron``'s. Returns it
+        as ``litejobs cron list --json`` shows it; ValueError for an invalid entry,
+        ``ScheduleClash`` for the name of a litejobs.toml or ``@app.cron`` entry."""
+        from litejobs import schedules
+
+        return schedules.schedule(self, name, schedule, task, args, kwargs, timezone,
+                                  **cron_options)
+
+    def unschedule(self, name: str) -> bool:
+        """Remove stored cron entry ``name``; False when there is none."""
+        from litejobs import schedules
+
+        return schedules.unschedule(self, name)
+
+    def schedules(self) -> list[dict[str, Any]]:
+        """Every cron entry (litejobs.toml, ``@app.cron``, stored) with its ``source``."""
+        from litejobs import schedules
+
+        return schedules.schedules(self)
+
     # --- workflows ---------------------------------------------------------------------------
 
     def workflow(self, name: str | None = None) -> Workflow:
