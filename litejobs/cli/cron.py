@@ -1,34 +1,64 @@
-"""``litejobs cron``: list the entries, trigger one now, show upcoming fires."""
+"""``litejobs cron``: list the entries, add and remove stored ones, trigger one now, show
+upcoming fires."""
 
 from __future__ import annotations
 
 import itertools
 import json
+import os
 from datetime import UTC, datetime
 from typing import Any
 
 import click
 
+from litejobs.app import App
 from litejobs.cli.common import Context, common_options, errors, fail, json_option
 from litejobs.cron import CronEntry
-from litejobs.job import iso
-from litejobs.store import Store
-from litejobs.ticker import build_entries
+from litejobs.schedules import entry_view, known_entries, schedule, unschedule
 
 __all__ = ["cron"]
 
 
 @click.group()
 def cron() -> None:
-    """Cron entries: list them, trigger one now, show upcoming fire times."""
+    """Cron entries: list them, add and remove stored ones, trigger one now, show upcoming
+    fire times."""
 
 
-def _entry(ctx: Context, name: str) -> CronEntry:
-    for entry in build_entries(ctx.app()):
+def _app(ctx: Context) -> App:
+    """The configured app; without one, a bare App on the database that knows litejobs.toml's
+    entries (stored entries need no app: the supervisor's app runs their tasks)."""
+    if ctx.config.app:
+        ctx.database(check_app=True)
+        return ctx.app()
+    return App(ctx.database(), durability=ctx.config.durability,
+               max_payload=ctx.config.max_payload, config=ctx.config)
+
+
+def _entries(ctx: Context) -> tuple[App, list[CronEntry]]:
+    app = _app(ctx)
+    # (no file yet: no stored entries, and reading them must not create it)
+    return app, known_entries(app, check_tasks=bool(ctx.config.app),
+                              stored=os.path.exists(app.path))
+
+
+def _entry(ctx: Context, name: str) -> tuple[App, CronEntry]:
+    app, entries = _entries(ctx)
+    for entry in entries:
         if entry.name == name:
-            return entry
-    names = ", ".join(sorted(ctx.app().cron_specs)) or "none"
-    raise fail(f"no cron entry named {name!r}; the app has: {names}")
+            return app, entry
+    names = ", ".join(sorted(e.name for e in entries)) or "none"
+    raise fail(f"no cron entry named {name!r}; there are: {names}")
+
+
+def _json_arg(flag: str, text: str | None, example: str) -> Any:
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise fail(f"{flag} {text!r} is not valid JSON ({exc}); write e.g. {flag} "
+                   f"'{example}'") from None
 
 
 @cron.command("list")
@@ -38,23 +68,13 @@ def _entry(ctx: Context, name: str) -> CronEntry:
 @errors
 def cron_list(config_path: str | None, database: str | None, app_spec: str | None,
               as_json: bool) -> None:
-    """Every cron entry: schedule, zone, policies, next fires, last fire and its job."""
+    """Every cron entry (litejobs.toml, @app.cron, stored): schedule, zone, policies, where it
+    comes from, next fires, last fire and its job."""
     ctx = Context(config_path, database, app_spec)
-    entries = build_entries(ctx.app())
-    path = ctx.database(check_app=True)
-    stored = {r["name"]: r for r in Store(path, durability=ctx.config.durability).cron_entries()}
+    app, entries = _entries(ctx)
+    states = {r["name"]: r for r in app.store.cron_entries()}
     now = datetime.now(UTC)
-    items: list[dict[str, Any]] = []
-    for e in entries:
-        row = stored.get(e.name, {})
-        upcoming = list(itertools.islice(e.schedule.instants(now), 3))
-        items.append({
-            "name": e.name, "schedule": e.schedule.expression, "timezone": e.schedule.timezone,
-            "task": e.task, "misfire": e.misfire, "catchup": e.catchup, "overlap": e.overlap,
-            "next": [i.isoformat() for i in upcoming],
-            "last_fire": iso(row.get("last_instant")),
-            "last_job": row.get("last_job"), "last_job_state": row.get("last_state"),
-        })
+    items = [entry_view(e, states.get(e.name), now) for e in entries]
     if as_json:
         click.echo(json.dumps(items))
         return
@@ -63,11 +83,65 @@ def cron_list(config_path: str | None, database: str | None, app_spec: str | Non
         return
     for it in items:
         click.echo(f"{it['name']}: {it['schedule']} ({it['timezone']}) → {it['task']}  "
-                   f"misfire={it['misfire']} overlap={it['overlap']}")
+                   f"misfire={it['misfire']} overlap={it['overlap']}  [{it['source']}]")
         click.echo(f"    next: {', '.join(it['next']) or 'never'}")
         last = it["last_fire"] or "never"
         job = f" (job {it['last_job']}: {it['last_job_state']})" if it["last_job"] else ""
         click.echo(f"    last fire: {last}{job}")
+
+
+@cron.command("add")
+@common_options
+@click.argument("name")
+@click.option("--schedule", "expression", required=True,
+              help='A cron expression: 5 fields, 6 with seconds last, or @daily etc.')
+@click.option("--task", required=True, help="The task's name (registered in the app).")
+@click.option("--args", "args_text", help='The arguments as a JSON array, e.g. \'[1, "x"]\'.')
+@click.option("--kwargs", "kwargs_text", help='Keyword arguments as a JSON object.')
+@click.option("--timezone", default="UTC", show_default=True, help="An IANA time zone.")
+@click.option("--queue", help="The queue its jobs go to (default: the task's).")
+@click.option("--priority", type=int, help="Its jobs' priority (default: the task's).")
+@click.option("--misfire", help="latest (default), skip or all: what missed instants do.")
+@click.option("--catchup", type=float, help="Seconds within which a missed instant fires.")
+@click.option("--overlap", help="skip (default), allow or queue: a fire while one runs.")
+@click.option("--app", "app_spec", help="Import path of the App, module:attr.")
+@json_option
+@errors
+def cron_add(config_path: str | None, database: str | None, name: str, expression: str,
+             task: str, args_text: str | None, kwargs_text: str | None, timezone: str,
+             queue: str | None, priority: int | None, misfire: str | None,
+             catchup: float | None, overlap: str | None, app_spec: str | None,
+             as_json: bool) -> None:
+    """Store cron entry NAME in the database (or replace the stored one); every supervisor
+    on the file fires it from now on."""
+    ctx = Context(config_path, database, app_spec)
+    args = _json_arg("--args", args_text, '[1, "x"]')
+    kwargs = _json_arg("--kwargs", kwargs_text, '{"to": "a@b.c"}')
+    options = {k: v for k, v in (("queue", queue), ("priority", priority),
+                                 ("misfire", misfire), ("catchup", catchup),
+                                 ("overlap", overlap)) if v is not None}
+    item = schedule(_app(ctx), name, expression, task, [] if args is None else args, kwargs,
+                    timezone, **options)
+    if as_json:
+        click.echo(json.dumps(item))
+        return
+    click.echo(f"stored cron entry {name}: {item['schedule']} ({item['timezone']}) → "
+               f"{item['task']}; next: {', '.join(item['next']) or 'never'}")
+
+
+@cron.command("remove")
+@common_options
+@click.argument("name")
+@click.option("--app", "app_spec", help="Import path of the App, module:attr.")
+@errors
+def cron_remove(config_path: str | None, database: str | None, name: str,
+                app_spec: str | None) -> None:
+    """Remove stored cron entry NAME (litejobs.toml and @app.cron entries are removed where
+    they are declared)."""
+    ctx = Context(config_path, database, app_spec)
+    if not unschedule(_app(ctx), name):
+        raise fail(f"no stored cron entry named {name!r}; `litejobs cron list` shows them")
+    click.echo(f"removed cron entry {name}")
 
 
 @cron.command("trigger")
@@ -80,9 +154,7 @@ def cron_trigger(config_path: str | None, database: str | None, name: str,
                  app_spec: str | None, as_json: bool) -> None:
     """Enqueue a run of entry NAME now, outside its schedule; prints the job id."""
     ctx = Context(config_path, database, app_spec)
-    entry = _entry(ctx, name)
-    ctx.database(check_app=True)
-    app = ctx.app()
+    app, entry = _entry(ctx, name)
     job = app.enqueue(entry.task, list(entry.args), dict(entry.kwargs),
                       **{k: v for k, v in (("queue", entry.queue), ("priority", entry.priority))
                          if v is not None})
@@ -101,7 +173,7 @@ def cron_next(config_path: str | None, database: str | None, name: str,
               app_spec: str | None, count: int, after_text: str | None, as_json: bool) -> None:
     """The next COUNT fire instants of entry NAME strictly after a moment, as UTC."""
     ctx = Context(config_path, database, app_spec)
-    entry = _entry(ctx, name)
+    _, entry = _entry(ctx, name)
     if after_text is None:
         after = datetime.now(UTC)
     else:
