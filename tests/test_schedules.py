@@ -381,7 +381,7 @@ def test_a_running_supervisor_serves_added_changed_and_removed_entries(run: Run)
              details=sup.output)
     instants = once_each(run.fires("a"))
     assert instants[0] >= int(added) and all(
-        b - a == 1.0 for a, b in zip(instants, instants[1:], strict=False)), instants
+        b - a == 1.0 for a, b in itertools.pairwise(instants)), instants
     assert sup.output().count("unknown task 'no.such.task'") == 1, sup.output()
     # changed: every other second, another argument; the old one never fires again
     run.app.schedule("tick", "* * * * * */2", "sched.log", args=["b"], overlap="allow")

@@ -45,7 +45,8 @@ SCHEDULE_STAMPS = "SELECT name, updated_at FROM schedules"
 
 
 class StoreSchedules(Connections):
-    """The stored cron entries' operations of Store (declared in protocols.Reads, Admin and Supervising)."""
+    """The stored cron entries' operations of Store (declared in protocols.Reads, Admin and
+    Supervising)."""
 
     def schedules(self) -> list[Row]:
         """Every stored entry, by name (args, kwargs and options as JSON text)."""
