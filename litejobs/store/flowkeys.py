@@ -20,8 +20,9 @@ from litejobs.store.rows import _scalar
 
 __all__ = ["FLOW_DUE_PER_CLAIM", "FlowKeysMixin", "flow_window"]
 
-#: Most keys whose wait ended that one claim handles (the claim after it comes at once).
-FLOW_DUE_PER_CLAIM = 1000
+#: Most keys whose wait ended that one claim handles (~50 µs each: the claim holds the write
+#: lock a few ms; the claim after it comes at once).
+FLOW_DUE_PER_CLAIM = 100
 #: Extra seconds (at most 10% of the period) a window lasts beyond its period: starts are
 #: counted at claim, a job reaches its task a few ms later (the same as a queue's window).
 _MARGIN = 0.1
