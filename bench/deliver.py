@@ -169,8 +169,7 @@ def main() -> None:
                     f"finish | {median:,.0f} deliveries/s | "
                     f"{', '.join(f'{r:,.0f}' for r in runs)} |")
     if args.write:
-        from importlib.metadata import version  # (importing httpx here could meet a stray
-        # bench/http.py first on sys.path)
+        from importlib.metadata import version
 
         write_section(
             f"{HEADING}\n\n"

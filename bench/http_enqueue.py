@@ -1,6 +1,6 @@
 """HTTP enqueue against in-process enqueue.
 
-    python bench/http.py [--requests 4000] [--clients 8] [--jobs 4000] [--dir DIR]
+    python bench/http_enqueue.py [--requests 4000] [--clients 8] [--jobs 4000] [--dir DIR]
                          [--profile SECONDS] [--out bench/results-http.md]
 
 For each durability ("fast", then "full"), on a fresh file each:
@@ -222,7 +222,7 @@ def main() -> None:
                     f"{remote['rate']:,.0f} | {remote['p50']:.2f} ms | "
                     f"{remote['p99']:.2f} ms |")
         print("\n".join(rows[-2:]), flush=True)
-    out = ["# HTTP enqueue (bench/http.py)", "", *core.machine(workdir), "",
+    out = ["# HTTP enqueue (bench/http_enqueue.py)", "", *core.machine(workdir), "",
            f"{args.jobs} in-process calls; {args.requests} HTTP requests after {WARM_UP} "
            f"warm-up ones, {args.clients} connections.", "", *rows]
     if profiled:
