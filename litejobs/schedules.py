@@ -30,12 +30,16 @@ __all__ = ["entry_from_row", "entry_view", "known_entries", "schedule", "schedul
            "unschedule"]
 
 
-def _clash(app: App, name: str, doing: str) -> ScheduleClash:
+def _clash(app: App, name: str, removing: bool) -> ScheduleClash:
     source = app.cron_specs[name].source
     where = ("an @app.cron decorator in the app's code" if source == "@app.cron"
-             else f"[cron.{name}] of {source}")
-    return ScheduleClash(f"cannot {doing} cron entry {name!r}: it is declared by {where}; "
-                         "change it there, or give the stored entry another name")
+             else f"[cron.{name}] in {source}")
+    if removing:
+        return ScheduleClash(f"cron entry {name!r} is declared by {where}, not stored; "
+                             "remove it there (edit the file, or drop the decorator)")
+    return ScheduleClash(f"cron entry {name!r} is declared by {where}; a stored entry cannot "
+                         "take its name: change it there, or store this one under another "
+                         "name")
 
 
 def schedule(app: App, name: str, schedule: str, task: str, args: Sequence[Any] = (),
@@ -46,7 +50,7 @@ def schedule(app: App, name: str, schedule: str, task: str, args: Sequence[Any] 
     of a litejobs.toml or ``@app.cron`` entry; nothing is written then."""
     check_name("cron entry name", name)
     if name in app.cron_specs:
-        raise _clash(app, name, "store")
+        raise _clash(app, name, removing=False)
     kwargs = {} if kwargs is None else kwargs
     entry = entry_from_spec(name, schedule, task, timezone, args, kwargs, options, STORED)
     now = time.time()
@@ -68,7 +72,7 @@ def unschedule(app: App, name: str) -> bool:
     if app.store.delete_schedule(name):
         return True
     if name in app.cron_specs:
-        raise _clash(app, name, "remove")
+        raise _clash(app, name, removing=True)
     return False
 
 
@@ -77,13 +81,16 @@ def schedules(app: App) -> list[dict[str, Any]]:
     "stored"), as ``litejobs cron list --json`` shows it."""
     states = {r["name"]: r for r in app.store.cron_entries()}
     now = datetime.now(UTC)
-    return [entry_view(e, states.get(e.name), now) for e in known_entries(app)]
+    # (not checking tasks: a producer need not import them all to list the entries)
+    return [entry_view(e, states.get(e.name), now)
+            for e in known_entries(app, check_tasks=False)]
 
 
-def known_entries(app: App, check_tasks: bool = True) -> list[CronEntry]:
+def known_entries(app: App, check_tasks: bool = True, stored: bool = True,
+                  ) -> list[CronEntry]:
     """The app's litejobs.toml and ``@app.cron`` entries (validated; with ``check_tasks``, an
-    unknown task is refused as at start), then the stored ones whose names they leave free,
-    by name."""
+    unknown task is refused as at start), then (with ``stored``) the stored ones whose names
+    they leave free, by name."""
     from litejobs.ticker import build_entries
 
     if check_tasks:
@@ -91,15 +98,15 @@ def known_entries(app: App, check_tasks: bool = True) -> list[CronEntry]:
     else:
         static = [entry_from_spec(s.name, s.schedule, s.task, s.timezone, s.args, s.kwargs,
                                   s.options, s.source) for s in app.cron_specs.values()]
-    stored = []
-    for row in app.store.schedules():
+    found = []
+    for row in app.store.schedules() if stored else ():
         if row["name"] in app.cron_specs:
             continue
         try:
-            stored.append(entry_from_row(row))
+            found.append(entry_from_row(row))
         except ValueError:
             continue  # written by something that skipped validation: the supervisor logs it
-    return static + stored
+    return static + found
 
 
 def entry_from_row(row: Row) -> CronEntry:
