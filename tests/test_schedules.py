@@ -379,18 +379,17 @@ def test_a_running_supervisor_serves_added_changed_and_removed_entries(run: Run)
     run.app.schedule("ghost", "* * * * * *", "no.such.task")
     wait_for(lambda: len(run.fires("a")) >= 3, 20, "three fires of the added entry",
              details=sup.output)
-    instants = once_each(run.fires("a"))
-    assert instants[0] >= int(added) and all(
-        b - a == 1.0 for a, b in itertools.pairwise(instants)), instants
+    assert once_each(run.fires("a"))[0] > added
     assert sup.output().count("unknown task 'no.such.task'") == 1, sup.output()
     # changed: every other second, another argument; the old one never fires again
+    changing = time.time()
     run.app.schedule("tick", "* * * * * */2", "sched.log", args=["b"], overlap="allow")
     changed = time.time()
     wait_for(lambda: len(run.fires("b")) >= 2, 20, "two fires of the changed entry",
              details=sup.output)
     assert all(i < changed for i in once_each(run.fires("a")))
     b = once_each(run.fires("b"))
-    assert all(i % 2 == 0 and i > changed - 1 for i in b), (b, changed)
+    assert all(i % 2 == 0 and i > changing for i in b), (b, changing)
     # removed: nothing after
     assert run.app.unschedule("tick")
     removed = time.time()
