@@ -140,3 +140,24 @@ def test_show_without_the_app_cannot_mask(secret_app: litejobs.App, tmp_path: Pa
         "password": "hunter2"}
     text = _cli("show", str(job.id), "--app", APP_SPEC)
     assert "task 'elsewhere.login' is not registered in the app" in text
+
+
+def test_the_cli_masks_a_deliverys_headers_without_an_app(tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    # Built-in tasks are known to every App: with no app configured, `show` and `jobs --json`
+    # still hide what litejobs.deliver marks secret (an Authorization header).
+    monkeypatch.chdir(tmp_path)
+    for var in ("LITEJOBS_DATABASE", "LITEJOBS_APP", "LITEJOBS_CONFIG"):
+        monkeypatch.delenv(var, raising=False)
+    db = str(tmp_path / "d.db")
+    app = litejobs.App(db)
+    job = app.deliver("http://127.0.0.1:9/hook", json={"n": 1},
+                      headers={"Authorization": "Bearer s3cret"})
+    runner = CliRunner()
+    for args in (["show", str(job.id), "--database", db, "--json"],
+                 ["show", str(job.id), "--database", db],
+                 ["jobs", "--database", db, "--json"]):
+        result = runner.invoke(main, args)
+        assert result.exit_code == 0, result.output
+        assert "s3cret" not in result.output, args
+        assert "127.0.0.1:9/hook" in result.output  # the rest is shown

@@ -35,10 +35,10 @@ PENDING = [s.value for s in sources(State.CANCELLED)]
 
 def _masker(ctx: Context) -> Callable[[dict[str, Any]], dict[str, Any]]:
     """What hides the ``redact`` arguments in a job's ``to_dict()``: those of the configured
-    app's tasks (with no app configured, nothing is known to be secret)."""
-    if not ctx.config.app:
-        return lambda d: d
-    app = ctx.app()
+    app's tasks and of the built-in ones."""
+    # With no app configured, a bare App still knows the built-in tasks' secrets (the
+    # headers of litejobs.deliver, e.g. an Authorization value).
+    app = ctx.app() if ctx.config.app else ctx.job_app()
 
     def masked(d: dict[str, Any]) -> dict[str, Any]:
         d["args"] = mask_args(app, d["task"], d["args"])

@@ -57,6 +57,10 @@ def run(config_path: str | None, database: str | None, app_spec: str | None,
     path, app, _ = startup(ctx)
     assert app is not None
     config = replace(ctx.config, database=path)
+    if config.source:
+        # Workers read [http] (deliveries' allowed hosts, signing secret) from the same file,
+        # whatever directory they start in.
+        os.environ["LITEJOBS_CONFIG"] = os.path.abspath(config.source)
     assert ctx.app_spec is not None
     queue_list = ([check_name("--queues name", q.strip()) for q in queues.split(",")
                    if q.strip()] if queues else None)
