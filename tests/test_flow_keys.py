@@ -218,6 +218,25 @@ def test_a_key_over_its_rate_is_parked_and_given_back_as_its_window_has_room(
     assert {j.refresh().state for j in others} <= {State.RUNNING, State.QUEUED}
 
 
+def test_a_clock_stepped_back_does_not_hold_a_keys_window_shut(tmp_path: Path) -> None:
+    app = litejobs.App(tmp_path / "jobs.db", durability="fast")
+    t0 = time.time()
+    app.enqueue_many([_prep(app, "k", i) for i in range(10)])  # "2/s"
+    workers = [f"s:1:w{i}" for i in range(4)]
+
+    def claim(at: float) -> tuple[int, float | None]:
+        def work(tx: Any) -> tuple[int, float | None]:
+            return len(tx.claim(workers, [QueueLimits("default")], at, 30.0)), tx.next_slot
+        return app.store.write(work)
+
+    assert claim(t0)[0] == 2
+    # the wall clock goes back 100 s: the two starts count from now, not from t0
+    back = t0 - 100
+    got, slot = claim(back)
+    assert got == 0 and slot == pytest.approx(back + 1.1, abs=1e-6)
+    assert claim(back + 1.1)[0] == 2
+
+
 def _prep(app: litejobs.App, key: str, i: int, rate: str | None = "2/s") -> Any:
     task = app.tasks.get("t.keyed")
     if task is None:

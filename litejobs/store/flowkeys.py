@@ -47,15 +47,18 @@ class FlowKeysMixin:
     def _flow_waits_due(self, now: float) -> None:
         """Give back the parked jobs of keys whose wait has ended; ``next_slot`` learns the
         next wait's end. One seek when no key waits."""
-        first = _scalar(self.cursor, sql.FLOW_NEXT_WAIT)
+        first, newest = self.cursor.execute(sql.FLOW_NEXT_WAIT).fetchone() or (None, None)
         if first is None:
             return
-        if first <= now:
+        if first <= now or (newest is not None and newest > now):
+            # (newest > now: waits written before the wall clock stepped back, which may
+            # hold the window shut for as long as it stepped: looked at again)
             due = [str(k) for (k,) in self.cursor.execute(
-                sql.FLOW_DUE, (now, FLOW_DUE_PER_CLAIM))]
+                sql.FLOW_DUE if first <= now else sql.FLOW_STEPPED_BACK,
+                (now, FLOW_DUE_PER_CLAIM))]
             for key in due:
                 self._flow_due(key, now)
-            first = _scalar(self.cursor, sql.FLOW_NEXT_WAIT)
+            first = _scalar(self.cursor, sql.FLOW_FIRST_WAIT)
         if first is not None:
             self._slot("", float(first), now)
 
@@ -88,7 +91,7 @@ class FlowKeysMixin:
     def _flow_wait(self, key: str, until: float, now: float) -> None:
         """Note that ``key``'s window has room again at ``until``."""
         until = max(until, now)
-        self.cursor.execute(sql.FLOW_WAIT, (key, until))
+        self.cursor.execute(sql.FLOW_WAIT, (key, until, now))
         self._slot("", until, now)
 
     def _flow_start(self, key: str, period: float, now: float) -> float:

@@ -276,9 +276,11 @@ CREATE TABLE schedules (
 # carry a rate: at most `flow_rate` starts of the key in any `flow_period` seconds (NULL: no
 # rate). `flow_starts`: each start of a rated job, kept until `until` (its start + the window),
 # the sliding window a claim counts. `flow_waits`: a key whose window was full when a claim
-# looked, with the moment it has room again; its queued jobs are parked meanwhile, so claims
-# skip them without reading them, and the first claim at or after `until` gives back as many
-# as the window has room for (claims.ClaimsMixin._flow_due).
+# looked, with the moment it has room again and the moment that was found (a wall clock
+# stepped back since makes a claim look again: it then counts the key's starts from now); its
+# queued jobs are parked meanwhile, so claims skip them without reading them, and the first
+# claim at or after `until` gives back as many as the window has room for
+# (flowkeys.FlowKeysMixin._flow_due).
 _V7_COLUMNS = """
 ALTER TABLE jobs ADD COLUMN flow_rate INTEGER;
 ALTER TABLE jobs ADD COLUMN flow_period REAL;
@@ -292,9 +294,11 @@ CREATE INDEX flow_starts_window ON flow_starts (key, until);
 CREATE INDEX flow_starts_until ON flow_starts (until);
 CREATE TABLE flow_waits (
     key   TEXT PRIMARY KEY,
-    until REAL NOT NULL
+    until REAL NOT NULL,
+    since REAL NOT NULL
 ) WITHOUT ROWID;
 CREATE INDEX flow_waits_until ON flow_waits (until);
+CREATE INDEX flow_waits_since ON flow_waits (since);
 """
 
 SCHEMA = f"""

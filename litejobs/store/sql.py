@@ -178,11 +178,14 @@ FLOW_FORGET = """
 DELETE FROM flow_starts WHERE rowid IN (SELECT rowid FROM flow_starts WHERE until <= ? LIMIT ?)
 """
 FLOW_WAIT = """
-INSERT INTO flow_waits (key, until) VALUES (?, ?)
-ON CONFLICT (key) DO UPDATE SET until = excluded.until
+INSERT INTO flow_waits (key, until, since) VALUES (?, ?, ?)
+ON CONFLICT (key) DO UPDATE SET until = excluded.until, since = excluded.since
 """
-FLOW_NEXT_WAIT = "SELECT min(until) FROM flow_waits"
+# The next wait's end, and the newest wait's start (after now: the wall clock stepped back).
+FLOW_NEXT_WAIT = "SELECT (SELECT min(until) FROM flow_waits), (SELECT max(since) FROM flow_waits)"
+FLOW_FIRST_WAIT = "SELECT min(until) FROM flow_waits"
 FLOW_DUE = "SELECT key FROM flow_waits WHERE until <= ? ORDER BY until LIMIT ?"
+FLOW_STEPPED_BACK = "SELECT key FROM flow_waits WHERE since > ? LIMIT ?"
 FLOW_WAIT_DONE = "DELETE FROM flow_waits WHERE key = ?"
 # The rate of a key's best parked rated job: the one its window is measured for.
 FLOW_BEST_PARKED = """
