@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from litejobs.cron import CronEntry
-from litejobs.ticker import build_entries
+from litejobs.schedules import known_entries
 
 if TYPE_CHECKING:
     from starlette.requests import Request
@@ -23,7 +23,8 @@ __all__ = ["cron_rows", "routes"]
 def cron_rows(ui: Ui) -> tuple[list[dict[str, Any]], str | None]:
     """Each entry with its stored state; or no rows and the problem of an invalid entry."""
     try:
-        entries = build_entries(ui.app)
+        # stored entries too; a task this process lacks is the supervisor's to report
+        entries = known_entries(ui.app, check_tasks=False)
     except ValueError as exc:
         return [], str(exc)
     stored = {r["name"]: r for r in ui.app.store.cron_entries()}
@@ -33,6 +34,7 @@ def cron_rows(ui: Ui) -> tuple[list[dict[str, Any]], str | None]:
         row = stored.get(e.name, {})
         rows.append({"name": e.name, "schedule": e.schedule.expression,
                      "timezone": e.schedule.timezone, "task": e.task, "source": e.source,
+                     "kind": e.kind,
                      "queue": e.queue, "misfire": e.misfire, "overlap": e.overlap,
                      "next": [i.timestamp() for i in itertools.islice(
                          e.schedule.instants(now), 3)],
@@ -69,7 +71,7 @@ def routes(ui: Ui) -> list[BaseRoute]:
         ui.check_write(request)
         name = request.path_params["name"]
         try:
-            entries = build_entries(ui.app)
+            entries = known_entries(ui.app, check_tasks=False)
         except ValueError as exc:
             raise HTTPException(400, str(exc)) from None
         entry = next((e for e in entries if e.name == name), None)
