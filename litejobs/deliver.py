@@ -13,15 +13,12 @@ outcome is reported (see docs/http.md for what a crash in between can do).
 
 from __future__ import annotations
 
-import base64
-import importlib.util
 import json as jsonlib
 import os
 import re
 import sys
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 from litejobs.errors import JobTimeout, WorkerDied
 from litejobs.httpconfig import HttpConfig
@@ -107,6 +104,8 @@ def _has_httpx() -> bool:
     it). Found once, it stays found: looking costs ~0.1 ms, half an enqueue."""
     global _httpx_found
     if not _httpx_found:
+        import importlib.util
+
         _httpx_found = importlib.util.find_spec("httpx") is not None
     return _httpx_found
 
@@ -154,6 +153,8 @@ def check_url(what: str, url: object, settings: HttpConfig) -> str:
     if _BAD_VALUE.search(url) or " " in url:
         raise ValueError(f"{what} {url!r:.80} contains spaces or control characters; "
                          "percent-encode them")
+    from urllib.parse import urlsplit  # (and ipaddress): only a delivery needs them
+
     try:
         parts = urlsplit(url)
         host = parts.hostname
@@ -239,6 +240,8 @@ def deliver(
             raise TypeError(f"json must be a JSON value: {problem}")
         request["json"] = json
     elif isinstance(body, bytes | bytearray | memoryview):
+        import base64
+
         request["body_b64"] = base64.b64encode(bytes(body)).decode("ascii")
     elif isinstance(body, str):
         request["body"] = body
@@ -286,6 +289,8 @@ def encode_body(request: Mapping[str, Any]) -> tuple[bytes, str | None]:
         return (jsonlib.dumps(request["json"], ensure_ascii=False, separators=(",", ":"))
                 .encode(), "application/json")
     if request.get("body_b64") is not None:
+        import base64
+
         return base64.b64decode(request["body_b64"]), "application/octet-stream"
     if request.get("body") is not None:
         return str(request["body"]).encode(), "text/plain; charset=utf-8"

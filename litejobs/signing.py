@@ -9,8 +9,6 @@ any JSON parsing: a re-serialised body would not match).
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import time
 
 __all__ = ["HEADER", "sign", "signature_header", "verify_signature"]
@@ -25,6 +23,9 @@ def _key(secret: str | bytes) -> bytes:
 
 def sign(secret: str | bytes, timestamp: int, body: bytes) -> str:
     """The hex HMAC-SHA256 of ``"<timestamp>.<body>"`` under ``secret``."""
+    import hashlib  # here: `import litejobs` should not pay for OpenSSL's hashes
+    import hmac
+
     message = str(int(timestamp)).encode() + b"." + body
     return hmac.new(_key(secret), message, hashlib.sha256).hexdigest()
 
@@ -67,6 +68,8 @@ def verify_signature(secret: str | bytes, header: str | bytes | None, body: str 
             return False  # a replay, or a clock far off
         raw = body.encode() if isinstance(body, str) else bytes(body)
         expected = sign(secret, stamp, raw).encode()
+        import hmac
+
         ok = False
         for candidate in given:
             # every candidate is compared (no early exit), each in constant time
