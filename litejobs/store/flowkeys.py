@@ -15,10 +15,48 @@ from __future__ import annotations
 
 import apsw
 
-from litejobs.store import sql
 from litejobs.store.rows import _scalar
 
 __all__ = ["FLOW_DUE_PER_CLAIM", "FlowKeysMixin", "flow_window"]
+
+# The statements (schema 7). A start counts while `until` (its time + the window) is ahead.
+FLOW_WINDOW = "SELECT count(*), min(until) FROM flow_starts WHERE key = ? AND until > ?"
+FLOW_START = "INSERT INTO flow_starts (key, until) VALUES (?, ?)"
+# Starts recorded "in the future" (the wall clock stepped back since) count from now.
+FLOW_CLAMP = "UPDATE flow_starts SET until = ?2 WHERE key = ?1 AND until > ?2"
+FLOW_FORGET = """
+DELETE FROM flow_starts WHERE rowid IN (SELECT rowid FROM flow_starts WHERE until <= ? LIMIT ?)
+"""
+FLOW_WAIT = """
+INSERT INTO flow_waits (key, until, since) VALUES (?, ?, ?)
+ON CONFLICT (key) DO UPDATE SET until = excluded.until, since = excluded.since
+"""
+# The next wait's end, and the newest wait's start (after now: the wall clock stepped back).
+FLOW_NEXT_WAIT = ("SELECT (SELECT min(until) FROM flow_waits), "
+                  "(SELECT max(since) FROM flow_waits)")
+FLOW_FIRST_WAIT = "SELECT min(until) FROM flow_waits"
+FLOW_DUE = "SELECT key FROM flow_waits WHERE until <= ? ORDER BY until LIMIT ?"
+FLOW_STEPPED_BACK = "SELECT key FROM flow_waits WHERE since > ? LIMIT ?"
+FLOW_WAIT_DONE = "DELETE FROM flow_waits WHERE key = ?"
+# The rate of a key's best parked rated job: the one its window is measured for.
+FLOW_BEST_PARKED = """
+SELECT flow_rate, flow_period FROM jobs
+WHERE state = 'queued' AND parked = 1 AND concurrency_key = ? AND flow_rate IS NOT NULL
+ORDER BY priority DESC, run_at, id LIMIT 1
+"""
+# As many of a key's best parked jobs back to the claims as its window has room for.
+FLOW_UNPARK = """
+UPDATE jobs SET parked = 0 WHERE id IN (
+    SELECT id FROM jobs WHERE state = 'queued' AND parked = 1 AND concurrency_key = ?
+    ORDER BY priority DESC, run_at, id LIMIT ?)
+"""
+# A claim found key ? over its rate: its queued rated jobs are parked until the window has
+# room (flow_waits; FLOW_UNPARK gives them back).
+PARK_RATED = """
+UPDATE jobs SET parked = 1
+WHERE id IN (SELECT id FROM jobs WHERE state = 'queued' AND parked = 0 AND concurrency_key = ?
+             AND flow_rate IS NOT NULL LIMIT ?)
+"""
 
 #: Most keys whose wait ended that one claim handles (~50 µs each: the claim holds the write
 #: lock a few ms; the claim after it comes at once).
@@ -47,65 +85,65 @@ class FlowKeysMixin:
     def _flow_waits_due(self, now: float) -> None:
         """Give back the parked jobs of keys whose wait has ended; ``next_slot`` learns the
         next wait's end. One seek when no key waits."""
-        first, newest = self.cursor.execute(sql.FLOW_NEXT_WAIT).fetchone() or (None, None)
+        first, newest = self.cursor.execute(FLOW_NEXT_WAIT).fetchone() or (None, None)
         if first is None:
             return
         if first <= now or (newest is not None and newest > now):
             # (newest > now: waits written before the wall clock stepped back, which may
             # hold the window shut for as long as it stepped: looked at again)
             due = [str(k) for (k,) in self.cursor.execute(
-                sql.FLOW_DUE if first <= now else sql.FLOW_STEPPED_BACK,
+                FLOW_DUE if first <= now else FLOW_STEPPED_BACK,
                 (now, FLOW_DUE_PER_CLAIM))]
             for key in due:
                 self._flow_due(key, now)
-            first = _scalar(self.cursor, sql.FLOW_FIRST_WAIT)
+            first = _scalar(self.cursor, FLOW_FIRST_WAIT)
         if first is not None:
             self._slot("", float(first), now)
 
     def _flow_due(self, key: str, now: float) -> None:
         cur = self.cursor
-        cur.execute(sql.FLOW_WAIT_DONE, (key,))
-        best = cur.execute(sql.FLOW_BEST_PARKED, (key,)).fetchone()
+        cur.execute(FLOW_WAIT_DONE, (key,))
+        best = cur.execute(FLOW_BEST_PARKED, (key,)).fetchone()
         if best is None:
             return  # nothing of the key waits (or only for a running job: jobs_unpark)
         count, period = int(best[0]), float(best[1])
         used, until = self._flow_used(key, count, period, now)
         if used < count:
-            cur.execute(sql.FLOW_UNPARK, (key, count - used))
+            cur.execute(FLOW_UNPARK, (key, count - used))
         else:
             self._flow_wait(key, until, now)
 
     def _flow_used(self, key: str, count: int, period: float, now: float,
                   ) -> tuple[int, float]:
         """(starts of ``key`` in its window now, when the oldest of them leaves it)."""
-        used, until = self.cursor.execute(sql.FLOW_WINDOW, (key, now)).fetchone() or (0, None)
+        used, until = self.cursor.execute(FLOW_WINDOW, (key, now)).fetchone() or (0, None)
         if used >= count:
             # Starts "in the future" (the wall clock stepped back since) count as starting
             # now: left alone they would hold the window shut until the clock caught up.
-            self.cursor.execute(sql.FLOW_CLAMP, (key, now + flow_window(period)))
+            self.cursor.execute(FLOW_CLAMP, (key, now + flow_window(period)))
             if self.cursor.connection.changes():
                 used, until = self.cursor.execute(
-                    sql.FLOW_WINDOW, (key, now)).fetchone() or (0, None)
+                    FLOW_WINDOW, (key, now)).fetchone() or (0, None)
         return int(used), float(until if until is not None else now)
 
     def _flow_wait(self, key: str, until: float, now: float) -> None:
         """Note that ``key``'s window has room again at ``until``."""
         until = max(until, now)
-        self.cursor.execute(sql.FLOW_WAIT, (key, until, now))
+        self.cursor.execute(FLOW_WAIT, (key, until, now))
         self._slot("", until, now)
 
     def _flow_start(self, key: str, period: float, now: float) -> float:
         """Record a start of ``key``; returns when it leaves the window."""
         until = now + flow_window(period)
-        self.cursor.execute(sql.FLOW_START, (key, until))
+        self.cursor.execute(FLOW_START, (key, until))
         return until
 
     def _flow_park(self, key: str, limit: int) -> int:
         """Park ``key``'s queued rated jobs (at most ``limit``); returns how many."""
-        self.cursor.execute(sql.PARK_RATED, (key, limit))
+        self.cursor.execute(PARK_RATED, (key, limit))
         return self.cursor.connection.changes()
 
     def _flow_forget(self, now: float, limit: int = 1000) -> int:
         """Delete starts that left their window (the supervisor calls this once a poll)."""
-        self.cursor.execute(sql.FLOW_FORGET, (now, limit))
+        self.cursor.execute(FLOW_FORGET, (now, limit))
         return self.cursor.connection.changes()

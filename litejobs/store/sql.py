@@ -1,4 +1,5 @@
-"""Every SQL statement litejobs runs, each a named constant (schema DDL lives in ``schema``).
+"""Every SQL statement litejobs runs, each a named constant (schema DDL lives in ``schema``,
+flow keys' rate statements beside their code in ``flowkeys``).
 
 The transaction code beside them is in ``tx`` (a supervisor's write transaction) and in the
 package's ``Store`` (producers, readers, upkeep).
@@ -130,13 +131,6 @@ UPDATE jobs SET parked = 1
 WHERE id IN (SELECT id FROM jobs WHERE state = 'queued' AND parked = 0 AND concurrency_key = ?
              AND coalesce(concurrency_limit, 1) <= ? LIMIT ?)
 """
-# A claim found key ? over its rate: its queued rated jobs are parked until the window has
-# room (flow_waits; FLOW_UNPARK gives them back).
-PARK_RATED = """
-UPDATE jobs SET parked = 1
-WHERE id IN (SELECT id FROM jobs WHERE state = 'queued' AND parked = 0 AND concurrency_key = ?
-             AND flow_rate IS NOT NULL LIMIT ?)
-"""
 # The safety net under jobs_unpark: each key with parked jobs and a free slot gets its best
 # parked job back that fits (for a slot freed when the job given back could not be claimed:
 # its queue paused or not served). One seek per key with parked jobs. A key waiting for room
@@ -169,36 +163,6 @@ RATE_WINDOW = "SELECT count(*), min(at) FROM rate_starts WHERE queue = ? AND at 
 RATE_OLDEST = "SELECT min(at) FROM rate_starts WHERE queue = ? AND at > ?"
 RATE_FORGET = "DELETE FROM rate_starts WHERE queue = ? AND at <= ?"
 RATE_START = "INSERT INTO rate_starts (queue, at) VALUES (?, ?)"
-# Flow keys' rates (schema 7). A start counts while `until` (its time + the window) is ahead.
-FLOW_WINDOW = "SELECT count(*), min(until) FROM flow_starts WHERE key = ? AND until > ?"
-FLOW_START = "INSERT INTO flow_starts (key, until) VALUES (?, ?)"
-# Starts recorded "in the future" (the wall clock stepped back since) count from now.
-FLOW_CLAMP = "UPDATE flow_starts SET until = ?2 WHERE key = ?1 AND until > ?2"
-FLOW_FORGET = """
-DELETE FROM flow_starts WHERE rowid IN (SELECT rowid FROM flow_starts WHERE until <= ? LIMIT ?)
-"""
-FLOW_WAIT = """
-INSERT INTO flow_waits (key, until, since) VALUES (?, ?, ?)
-ON CONFLICT (key) DO UPDATE SET until = excluded.until, since = excluded.since
-"""
-# The next wait's end, and the newest wait's start (after now: the wall clock stepped back).
-FLOW_NEXT_WAIT = "SELECT (SELECT min(until) FROM flow_waits), (SELECT max(since) FROM flow_waits)"
-FLOW_FIRST_WAIT = "SELECT min(until) FROM flow_waits"
-FLOW_DUE = "SELECT key FROM flow_waits WHERE until <= ? ORDER BY until LIMIT ?"
-FLOW_STEPPED_BACK = "SELECT key FROM flow_waits WHERE since > ? LIMIT ?"
-FLOW_WAIT_DONE = "DELETE FROM flow_waits WHERE key = ?"
-# The rate of a key's best parked rated job: the one its window is measured for.
-FLOW_BEST_PARKED = """
-SELECT flow_rate, flow_period FROM jobs
-WHERE state = 'queued' AND parked = 1 AND concurrency_key = ? AND flow_rate IS NOT NULL
-ORDER BY priority DESC, run_at, id LIMIT 1
-"""
-# As many of a key's best parked jobs back to the claims as its window has room for.
-FLOW_UNPARK = """
-UPDATE jobs SET parked = 0 WHERE id IN (
-    SELECT id FROM jobs WHERE state = 'queued' AND parked = 1 AND concurrency_key = ?
-    ORDER BY priority DESC, run_at, id LIMIT ?)
-"""
 EXPIRE_DUE = """
 UPDATE jobs SET state = 'cancelled', finished_at = ?,
     error = 'expired: not started within ' || printf('%g', expires_at - run_at)
