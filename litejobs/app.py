@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-import json
 import os
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar, overload
 
+from litejobs import workflows as _workflows
 from litejobs.calls import build_job, encode, ring_for
 from litejobs.config import MAX_PAYLOAD, Config, check_durability, database_path, load_config
+from litejobs.decoration import task_defaults
+from litejobs.decoration import task_name as name_of
 from litejobs.deliver import deliver as _deliver
 from litejobs.deliver import register as _register_deliver
 from litejobs.job import Job, State
@@ -29,16 +30,9 @@ from litejobs.task import (
 )
 from litejobs.validate import (
     INT64_MAX,
-    check_flow_rate,
     check_int,
     check_name,
-    check_priority,
-    check_retries,
-    check_seconds,
-    check_tags,
-    merge_flow_key,
 )
-from litejobs.workflows import Token, Workflow, WorkflowRun, token_data
 
 if TYPE_CHECKING:
     from litejobs.bell import Bell
@@ -70,15 +64,6 @@ class TaskDecorator(Protocol):
     """What ``@app.task(...)`` with options returns: a decorator keeping the signature."""
 
     def __call__(self, fn: Callable[P, R], /) -> Task[P, R]: ...
-
-
-def _main_module_name() -> str:
-    main = sys.modules.get("__main__")
-    spec = getattr(main, "__spec__", None)
-    if spec is not None and spec.name:
-        return str(spec.name)
-    path = getattr(main, "__file__", None)
-    return os.path.splitext(os.path.basename(path))[0] if path else "__main__"
 
 
 class App:
@@ -193,38 +178,17 @@ class App:
         general form of ``concurrency_key``), ``rate_limit`` ("N/s", "N/m", "N/h": at most N
         starts per key in any such period) and ``concurrency_limit`` (at most M running per
         key; default 1 without a rate_limit, no cap with one): docs/flow-keys.md."""
-        if isinstance(retry_on, type):
-            retry_on = (retry_on,)
-        if not all(isinstance(t, type) and issubclass(t, BaseException) for t in retry_on):
-            raise TypeError(f"retry_on must be exception classes, not {retry_on!r}")
-        check_name("queue", queue)
-        check_priority(priority)
-        check_retries(retries)
-        if timeout is not None:
-            check_seconds("timeout", timeout, allow_zero=False)
-        if unique_for is not None:
-            check_seconds("unique_for", unique_for, allow_zero=False)
-        if concurrency_limit is not None:
-            check_int("concurrency_limit", concurrency_limit, 1, INT64_MAX)
-        flow_rate = None if rate_limit is None else check_flow_rate(rate_limit)
-        concurrency_key = merge_flow_key(flow_key, concurrency_key, "@app.task")
-        task_tags = () if tags is None else tuple(json.loads(check_tags(tags) or "[]"))
-        check_redact(redact)
+        defaults_of = task_defaults(
+            queue=queue, priority=priority, retries=retries, timeout=timeout, backoff=backoff,
+            retry_on=retry_on, unique_for=unique_for, concurrency_key=concurrency_key,
+            concurrency_limit=concurrency_limit, tags=tags, redact=redact, flow_key=flow_key,
+            rate_limit=rate_limit)
 
         def register(func: Callable[..., Any]) -> Task[Any, Any]:
             if not callable(func):
                 raise TypeError(f"@app.task needs a function, not {func!r}")
-            module = func.__module__
-            if module == "__main__":
-                module = _main_module_name()
-            task_name = check_name("task name", name or f"{module}.{func.__qualname__}")
-            defaults = TaskOptions(
-                name=task_name, queue=queue, priority=priority, retries=retries,
-                timeout=None if timeout is None else float(timeout),
-                backoff=backoff or Backoff(), retry_on=tuple(retry_on), unique_for=unique_for,
-                concurrency_key=concurrency_key, concurrency_limit=concurrency_limit,
-                flow_rate=flow_rate, tags=task_tags,
-            )
+            task_name = name_of(func, name)
+            defaults = defaults_of(task_name)
             existing = self.tasks.get(task_name)
             if existing is not None and existing.fn is not func and (
                 getattr(existing.fn, "__code__", None) is not getattr(func, "__code__", None)
@@ -387,34 +351,12 @@ class App:
 
         return schedules.schedules(self)
 
-    # --- workflows ---------------------------------------------------------------------------
+    # --- workflows and tokens (litejobs.workflows) ---------------------------------------
 
-    def workflow(self, name: str | None = None) -> Workflow:
-        """A new workflow to build (``flow.add``) and enqueue in one transaction."""
-        return Workflow(self, name)
-
-    def get_workflow(self, run_id: int) -> WorkflowRun | None:
-        """The enqueued workflow with this id (``run.id``), or None when there is none."""
-        run_id = int(run_id)
-        row = self.store.run(run_id) if 0 < run_id <= INT64_MAX else None
-        return None if row is None else WorkflowRun(self, run_id, row["name"])
-
-    def create_token(self, timeout: float | None = None) -> Token:
-        """A token steps may wait on until ``complete_token``; not completed within
-        ``timeout`` seconds (None: no limit) it fails, cancelling what waits on it."""
-        if timeout is not None:
-            timeout = check_seconds("timeout", timeout, allow_zero=False)
-        return Token(self.store.create_token(timeout, time.time()))
-
-    def complete_token(self, token_id: int | Token, data: Any = None) -> None:
-        """Complete a token once; ``data`` (JSON) is the result the steps after it see.
-        Raises ValueError when it was already completed, failed, or is not a token."""
-        token = token_id.id if isinstance(token_id, Token) else check_int("token", token_id, 1)
-        problem = self.store.complete_token(token, token_data(data, self.max_payload),
-                                            time.time())
-        if problem is not None:
-            raise ValueError(problem)
-        self.ring(b"e")
+    workflow = _workflows.new_workflow
+    get_workflow = _workflows.get_workflow
+    create_token = _workflows.create_token
+    complete_token = _workflows.complete_token
 
     # --- reading -----------------------------------------------------------------------------
 

@@ -21,7 +21,7 @@ from litejobs.errors import JobCancelled, JobFailed
 from litejobs.newjob import NewJob
 from litejobs.serialization import encode, why_not_json
 from litejobs.task import Prepared
-from litejobs.validate import check_name, check_seconds
+from litejobs.validate import INT64_MAX, check_int, check_name, check_seconds
 
 if TYPE_CHECKING:
     from litejobs.app import App
@@ -298,3 +298,36 @@ def token_data(data: Any, max_payload: int) -> str:
         raise ValueError(f"token data takes {len(text.encode())} bytes as JSON, over "
                          f"max_payload ({max_payload}); store it elsewhere and pass where")
     return text
+
+
+# --- the App's workflow and token methods (App.workflow etc. are these functions) ------------
+
+
+def new_workflow(app: App, name: str | None = None) -> Workflow:
+    """A new workflow to build (``flow.add``) and enqueue in one transaction."""
+    return Workflow(app, name)
+
+
+def get_workflow(app: App, run_id: int) -> WorkflowRun | None:
+    """The enqueued workflow with this id (``run.id``), or None when there is none."""
+    run_id = int(run_id)
+    row = app.store.run(run_id) if 0 < run_id <= INT64_MAX else None
+    return None if row is None else WorkflowRun(app, run_id, row["name"])
+
+
+def create_token(app: App, timeout: float | None = None) -> Token:
+    """A token steps may wait on until ``complete_token``; not completed within ``timeout``
+    seconds (None: no limit) it fails, cancelling what waits on it."""
+    if timeout is not None:
+        timeout = check_seconds("timeout", timeout, allow_zero=False)
+    return Token(app.store.create_token(timeout, time.time()))
+
+
+def complete_token(app: App, token_id: int | Token, data: Any = None) -> None:
+    """Complete a token once; ``data`` (JSON) is the result the steps after it see. Raises
+    ValueError when it was already completed, failed, or is not a token."""
+    token = token_id.id if isinstance(token_id, Token) else check_int("token", token_id, 1)
+    problem = app.store.complete_token(token, token_data(data, app.max_payload), time.time())
+    if problem is not None:
+        raise ValueError(problem)
+    app.ring(b"e")
