@@ -10,24 +10,20 @@ from collections.abc import Callable
 from typing import Any
 
 from litejobs.store.schema import (
-    _FLOWS,
     _JOB_IDS,
     _JOB_TAGS,
     _JOBS_INDEXES_AND_TRIGGERS,
     _LEGAL_MOVES,
-    _METRICS,
     _PARKED_COLUMN,
     _QUEUES_PAUSED,
-    _SCHEDULES,
     _STATES,
     _TOP_STORED_ID,
     _UNCHANGED_INDEXES,
     _V3_COLUMNS,
     _V4_COLUMNS,
-    _V5_COLUMNS,
-    _V7_COLUMNS,
     _WORKFLOWS,
 )
+from litejobs.store.tables import _FLOWS, _METRICS, _SCHEDULES, _V5_COLUMNS, _V7_COLUMNS
 
 __all__ = ["MIGRATIONS"]
 
