@@ -33,6 +33,7 @@ from litejobs.claimer import Claimer
 from litejobs.config import Config
 from litejobs.dispatch import Dispatcher
 from litejobs.errors import LitejobsError, StorageError
+from litejobs.heap import keep_heap
 from litejobs.leases import Leases
 from litejobs.outcomes import Outcomes, announce
 from litejobs.pool import Pool, WorkerProcess
@@ -107,7 +108,7 @@ class Supervisor:
 
     def run(self) -> int:
         """Serve until drained by a signal; returns the process exit code."""
-        _keep_heap()
+        keep_heap()
         # Open the file for writing first: an unusable one (read-only, foreign) is refused
         # before anything (the wake-up socket directory) is created beside it.
         try:
@@ -407,19 +408,3 @@ class Supervisor:
             if instant is not None:
                 wait = min(wait, instant - wall)
         return max(0.0, wait)
-
-
-def _keep_heap() -> None:
-    """Keep freed memory at the top of the heap instead of giving it back to the system at
-    once. Every loop turn SQLite frees and takes again a few hundred KB (its page cache is
-    dropped whenever another connection committed, in WAL mode); when those blocks sit at the
-    top of glibc's heap, each free shrinks the heap (brk) and the next turn grows it again,
-    page-faulting it back in: ~75 faults and 0.25 ms more per job from enqueue to task start,
-    measured, and whether it happens depends on nothing but how the heap is laid out."""
-    import ctypes
-
-    m_trim_threshold = -1
-    try:
-        ctypes.CDLL(None).mallopt(m_trim_threshold, 64 << 20)
-    except (OSError, AttributeError):  # not glibc: nothing to tune
-        pass
