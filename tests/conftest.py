@@ -278,9 +278,14 @@ class WriteLockHolder:
     any program's long write would, until ``release()`` (which commits) or the end of the
     ``with`` block; killed if the block fails."""
 
+    # The busy timeout: a connection of the test's own process that the garbage collector
+    # closes at that moment (an App in a reference cycle with its tasks) checkpoints the WAL
+    # under a brief exclusive lock; without a timeout BEGIN IMMEDIATE failed at once (seen in
+    # CI, 1 run in many).
     SCRIPT = (
         "import sys, apsw\n"
         "conn = apsw.Connection(sys.argv[1])\n"
+        "conn.setbusytimeout(10000)\n"
         "conn.execute('BEGIN IMMEDIATE')\n"
         "print('locked', flush=True)\n"
         "sys.stdin.readline()\n"
