@@ -319,6 +319,11 @@ class Supervisor:
             return True
         return self.stopping
 
+    def drain(self, why: str) -> None:
+        """Drain as a first SIGTERM does (a supervised command exited); once."""
+        if not self.draining:
+            self._drain(time.monotonic(), why)
+
     def _drain(self, mono: float, why: str) -> None:
         """No new claims; running jobs get ``grace`` seconds; idle workers exit now."""
         self.draining = True
