@@ -94,6 +94,8 @@ class App:
         self._bell: Bell | None = None
         #: Per task (its defaults): the validated job of a plain call, arguments aside.
         self._plain: dict[TaskOptions | None, NewJob] = {}
+        #: The time enqueues read (``litejobs.testing.Clock`` replaces it in tests).
+        self.clock: Callable[[], float] = time.time
         _register_deliver(self)  # the built-in task litejobs.deliver: every worker runs it
         for name, table in self.config.cron.items():
             self.add_cron_table(name, table, self.config.source or "litejobs.toml")
@@ -279,13 +281,13 @@ class App:
         prepared = Prepared(
             task, tuple(args), dict(kwargs or {}), CallOptions(**options) if options else PLAIN,
             registered.defaults if registered else None,
-            registered.param_names if registered else (),
+            registered.param_names if registered else (), self if registered else None,
         )
         return self.enqueue_one(prepared)
 
     def enqueue_one(self, call: Prepared) -> Job:
         """Enqueue one prepared call (what ``task.enqueue`` does); committed on return."""
-        now = time.time()
+        now = self.clock()
         job = build_job(call, now, self._plain, self.max_payload)
         row = self.store.insert_job(job, now)
         self.ring(ring_for([job], now))
@@ -296,7 +298,7 @@ class App:
         if isinstance(calls, Prepared):
             raise TypeError("enqueue_many takes a list of task.prepare(...) values, not one; "
                             "wrap it in a list, or use task.enqueue(...) for a single call")
-        now = time.time()
+        now = self.clock()
         new = encode(calls if isinstance(calls, list | tuple) else list(calls), now,
                      self._plain, self.max_payload)
         if not new:
