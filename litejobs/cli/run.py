@@ -35,11 +35,18 @@ __all__ = ["run"]
                    "process (extra: pip install 'litejobs[web]').")
 @click.option("--api", is_flag=True, help="With --serve: also serve the HTTP API under "
               "/api/v1 (needs LITEJOBS_API_TOKEN).")
+@click.argument("command", nargs=-1, type=click.UNPROCESSED, metavar="[-- CMD ARGS...]")
 @errors
 def run(config_path: str | None, database: str | None, app_spec: str | None,
         workers: int | None, queues: str | None, grace: float | None, verbose: bool,
-        log_level: str | None, log_format: str, serve_bind: str | None, api: bool) -> None:
-    """Run the supervisor: a pool of workers, the cron ticker and maintenance."""
+        log_level: str | None, log_format: str, serve_bind: str | None, api: bool,
+        command: tuple[str, ...]) -> None:
+    """Run the supervisor: a pool of workers, the cron ticker and maintenance.
+
+    After `--`, a command (e.g. `gunicorn myapp:app`) to run beside them: it gets SIGTERM,
+    SIGINT and SIGHUP passed on, and when it exits the supervisor drains and exits with its
+    status."""
+    from litejobs.services.command import Command, resolve
     from litejobs.supervisor import Supervisor
 
     if api and serve_bind is None:
@@ -49,6 +56,7 @@ def run(config_path: str | None, database: str | None, app_spec: str | None,
         from litejobs.cli.serve import check_serve
 
         check_serve(serve_bind, api)  # refused before anything starts
+    argv = resolve(command) if command else None  # a missing executable: before anything
 
     level = logs.setup(log_format, "debug" if verbose else log_level or "info")
     if level <= logging.DEBUG:
@@ -72,15 +80,23 @@ def run(config_path: str | None, database: str | None, app_spec: str | None,
     except BaseException:
         supervisor.abandon()
         raise
-    if serve_bind is None:
-        sys.exit(supervisor.run())
-    from litejobs.cli.serve import serve_command
-    from litejobs.services.webserver import WebServer
+    web = None
+    if serve_bind is not None:
+        from litejobs.cli.serve import serve_command
+        from litejobs.services.webserver import WebServer
 
-    web = WebServer(serve_command(serve_bind, path, ctx.app_spec, config_path, api))
-    supervisor.services.append(web)  # started on the loop's first pass, after the workers
+        web = WebServer(serve_command(serve_bind, path, ctx.app_spec, config_path, api))
+        supervisor.services.append(web)  # started on the loop's first pass, after the workers
+    cmd = Command(argv, supervisor) if argv else None
+    if cmd is not None:
+        supervisor.services.append(cmd)  # started on the loop's first pass, as the web server
     try:
         code = supervisor.run()
     finally:
-        web.stop()
+        if cmd is not None:
+            cmd.stop()
+        if web is not None:
+            web.stop()
+    if cmd is not None and cmd.status is not None:
+        code = cmd.status or code  # it ended by itself: its status is the pair's
     sys.exit(code)
