@@ -12,6 +12,7 @@ from datetime import datetime
 from litejobs import tracing
 from litejobs.newjob import NewJob, NewJobs
 from litejobs.serialization import dump_batch, dump_call
+from litejobs.signatures import check_prepared
 from litejobs.task import PLAIN, CallOptions, Prepared, TaskOptions
 from litejobs.validate import (
     INT64_MAX,
@@ -82,6 +83,9 @@ def encode(calls: Sequence[Prepared], now: float, plain: dict[TaskOptions | None
 
 def _batch(run: Sequence[Prepared], static: NewJob, now: float,
        max_payload: int) -> NewJobs | None:
+    for p in run:
+        if p.app is not None:
+            check_prepared(p)
     args = [p.args for p in run]
     kwargs = [p.kwargs for p in run] if any(p.kwargs for p in run) else None
     payload = dump_batch(args, kwargs, max_payload)
@@ -95,6 +99,8 @@ def build_job(p: Prepared, now: float, plain: dict[TaskOptions | None, NewJob],
     nothing)."""
     if not isinstance(p, Prepared):
         raise TypeError(f"enqueue_many takes task.prepare(...) values, not {p!r}")
+    if p.app is not None:  # a call the function could never accept is refused here
+        check_prepared(p)
     if p.options is PLAIN:
         static = plain.get(p.defaults)
         if static is not None:  # nothing per call but the arguments: validated once

@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 __all__ = ["PayloadTooLarge", "dump_batch", "dump_call", "dump_result", "encode", "load",
-           "why_not_json"]
+           "non_str_key", "why_not_json"]
 
 _encoder = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
 
@@ -49,6 +49,48 @@ def _dump(value: Any, limit: int = MAX_DEPTH) -> str:
     if text.count("[") + text.count("{") > limit and _too_deep(value, limit):
         raise RecursionError(f"nested more than {MAX_DEPTH} levels deep")
     return text
+
+
+def non_str_key(value: Any) -> tuple[str, Any] | None:
+    """The first dict key in ``value`` that is not a string, with its path (``['a'][2]``):
+    JSON would quietly turn it into one (1 becomes "1"), so the task would get another value
+    than the one enqueued. None: every key is a string."""
+    stack: list[tuple[Any, str]] = [(value, "")]
+    while stack:
+        item, path = stack.pop()
+        if isinstance(item, dict):
+            for key, child in item.items():
+                if not isinstance(key, str):
+                    return path, key
+                if isinstance(child, dict | list | tuple):
+                    stack.append((child, f"{path}[{key!r}]"))
+        elif isinstance(item, list | tuple):
+            stack.extend((child, f"{path}[{i}]") for i, child in enumerate(item)
+                         if isinstance(child, dict | list | tuple))
+    return None
+
+
+def _refuse_keys(task: str, args: Sequence[Any], kwargs: Mapping[str, Any],
+                 names: Sequence[str]) -> None:
+    found: list[tuple[str, tuple[str, Any]]] = []
+    for i, value in enumerate(args):
+        bad = non_str_key(value)
+        if bad is not None:
+            found.append((names[i] if i < len(names) else f"positional argument {i}", bad))
+            break
+    else:
+        for name, value in kwargs.items():
+            bad = non_str_key(value)
+            if bad is not None:
+                found.append((name, bad))
+                break
+    if found:
+        name, (path, key) = found[0]
+        raise TypeError(
+            f"task {task!r}: argument {name!r} has a dict key that is not a string: "
+            f"{key!r} ({type(key).__name__}) in {name}{path}; JSON would turn it into a "
+            "string, so the task would get another value. Use str keys; nothing was "
+            "enqueued")
 
 
 def encode(value: Any) -> str:
@@ -113,6 +155,10 @@ def dump_call(
                     "nothing was enqueued"
                 ) from None
         raise
+    # Only values holding an object can hide a non-string key (a "{" inside a string only
+    # costs a walk that finds nothing).
+    if "{" in a or k.count("{") > 1:
+        _refuse_keys(task, args, kwargs, names)
     if size > max_payload:
         raise PayloadTooLarge(
             f"task {task!r}: arguments take {size} bytes as JSON, over the cap of "
@@ -156,6 +202,9 @@ def dump_batch(
     extra = text.count("[") + text.count("{") - 1 - frame * len(value)
     if extra >= MAX_DEPTH:
         return None
+    objects = text.count("{") - (len(value) if kwargs is not None else 0)
+    if objects and non_str_key(value) is not None:
+        return None  # dump_call names the key
     return text
 
 
