@@ -21,11 +21,16 @@ __all__ = ["check", "doctor", "init", "queues", "stats"]
 @common_options
 @click.option("--app", "app_spec", help="Import path of your App, written into the file.")
 @click.option("--force", is_flag=True, help="Overwrite an existing file.")
+@click.option("--systemd", is_flag=True, help="Print a systemd unit running `litejobs run` on "
+              "the existing config (from this directory, as this user), instead.")
 @errors
 def init(config_path: str | None, database: str | None, app_spec: str | None,
-         force: bool) -> None:
-    """Write a commented litejobs.toml."""
+         force: bool, systemd: bool) -> None:
+    """Write a commented litejobs.toml (or, with --systemd, print a systemd unit)."""
     path = config_path or DEFAULT_FILE
+    if systemd:
+        click.echo(systemd_unit(path, database, app_spec), nl=False)
+        return
     if os.path.exists(path) and not force:
         raise fail(f"{path} already exists; pass --force to overwrite it")
     try:
@@ -38,6 +43,65 @@ def init(config_path: str | None, database: str | None, app_spec: str | None,
         raise fail(f"cannot write {path}: {exc.strerror}; create its directory or choose "
                     "another --config path") from None
     click.echo(f"wrote {path}; edit app = and database =, then run `litejobs check`")
+
+
+def _unit_arg(arg: str) -> str:
+    """One word of ExecStart=: quoted when needed; % and $ are systemd's specifiers."""
+    arg = arg.replace("%", "%%").replace("$", "$$")
+    if arg and not any(c in arg for c in ' \t"\'\\;'):
+        return arg
+    return '"' + arg.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def systemd_unit(config_path: str, database: str | None, app_spec: str | None) -> str:
+    """A systemd unit for `litejobs run` on ``config_path``: this directory, this user, this
+    interpreter's litejobs; stop timeout longer than the grace, so a drain is never cut."""
+    import pwd
+
+    if not os.path.exists(config_path):
+        raise fail(f"no {config_path} to run from: write one with `litejobs init` (or pass "
+                    "--config PATH), then print the unit")
+    config = Context(config_path, database, app_spec).config  # a bad file: refused here
+    if not config.app:
+        raise fail(f"{config_path} names no app: set app = \"module:attr\" in it (or pass "
+                    "--app), the unit's `litejobs run` needs one")
+    bindir = os.path.dirname(os.path.abspath(sys.executable))
+    exe = os.path.join(bindir, "litejobs")
+    command = [exe] if os.access(exe, os.X_OK) else [sys.executable, "-m", "litejobs"]
+    command += ["run", "--config", os.path.abspath(config_path)]
+    command += ["--database", os.path.abspath(database)] if database else []
+    command += ["--app", app_spec] if app_spec else []
+    user = pwd.getpwuid(os.getuid()).pw_name
+    stop = int(config.grace) + 30  # the grace, then the workers' and a command's own stop
+    name = config.app.split(":")[0]
+    return f"""\
+# litejobs supervisor for {name}; install as /etc/systemd/system/litejobs.service, then
+#   systemctl daemon-reload && systemctl enable --now litejobs
+# Printed by `litejobs init --systemd`; see docs/deploy.md. To run the web server in the same
+# unit, append `-- gunicorn myapp:app` (or any command) to ExecStart.
+[Unit]
+Description=litejobs supervisor ({name})
+After=network.target
+
+[Service]
+Type=exec
+User={user}
+WorkingDirectory={os.getcwd().replace("%", "%%")}
+Environment=PYTHONUNBUFFERED=1
+# Secrets (LITEJOBS_WEB_PASSWORD, LITEJOBS_API_TOKEN, ...) belong in a file only root reads:
+# EnvironmentFile=/etc/litejobs.env
+ExecStart={" ".join(_unit_arg(a) for a in command)}
+# SIGTERM drains: running jobs get grace = {config.grace:g} s. Only the supervisor gets it
+# (mixed); it stops its workers itself and passes the signal on to a command after `--`.
+KillSignal=SIGTERM
+KillMode=mixed
+TimeoutStopSec={stop}
+Restart=on-failure
+RestartSec=2
+
+[Install]
+WantedBy=multi-user.target
+"""
 
 
 @click.command()
