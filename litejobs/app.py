@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar, overload
 
 from litejobs import workflows as _workflows
+from litejobs.aio import aget_job as _aget_job
 from litejobs.calls import build_job, encode, ring_for
 from litejobs.config import MAX_PAYLOAD, Config, check_durability, database_path, load_config
 from litejobs.decoration import task_defaults
@@ -369,6 +370,8 @@ class App:
             return None
         row = self.store.get_job(job_id)
         return None if row is None else Job(self, row)
+
+    aget_job = _aget_job  # ``await app.aget_job(id)``: get_job for async code (litejobs.aio)
 
     def jobs(self, state: str | None = None, task: str | None = None,
              queue: str | None = None, tag: str | None = None,

@@ -262,6 +262,32 @@ class Job:
         pause = 0.001
         job = self  # then the continuation of a job that returned litejobs.then, and its own
         while True:
+            job, done, value = job._look()
+            if done:
+                return value
+            if deadline is not None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(
+                        f"job {job.id} is still {value.value} after {timeout} s; "
+                        f"wait longer, or run `litejobs explain {job.id}` to see why"
+                    )
+                pause = min(pause, left)
+            time.sleep(pause)
+            pause = min(pause * 2, 0.05)
+
+    async def aresult(self, timeout: float | None = None) -> Any:
+        """``result(timeout)`` for async code: waits without blocking the event loop."""
+        from litejobs.aio import aresult
+
+        return await aresult(self, timeout)
+
+    def _look(self) -> tuple[Job, bool, Any]:
+        """One look on the way to ``result``: (the job looked at, True, its result) once it
+        succeeded (following continuations), (the job, False, its state) while it is not
+        terminal; raises ``JobFailed``/``JobCancelled``."""
+        job = self
+        while True:
             job.refresh()
             state = job.state
             if state is State.SUCCEEDED:
@@ -270,21 +296,12 @@ class Job:
                     job = Job(self._app, {**job._row, "id": nxt})
                     continue
                 raw = job._row["result"]
-                return None if raw is None else json.loads(raw)
+                return job, True, None if raw is None else json.loads(raw)
             if state is State.FAILED:
                 raise JobFailed(job.id, job.error)
             if state is State.CANCELLED:
                 raise JobCancelled(job.id, job.error)
-            if deadline is not None:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise TimeoutError(
-                        f"job {job.id} is still {state.value} after {timeout} s; "
-                        f"wait longer, or run `litejobs explain {job.id}` to see why"
-                    )
-                pause = min(pause, left)
-            time.sleep(pause)
-            pause = min(pause * 2, 0.05)
+            return job, False, state
 
     def cancel(self) -> bool:
         """Cancel the job: a pending one never runs, a running one is stopped.

@@ -150,6 +150,13 @@ class _Caller(Generic[P, R]):
         """Enqueue one call; the job is committed when this returns."""
         return self._task.app.enqueue_one(self.prepare(*args, **kwargs))
 
+    async def aenqueue(self, *args: P.args, **kwargs: P.kwargs) -> Job:
+        """``enqueue`` for async code: the write runs in a thread, so the event loop is not
+        blocked while it waits for the database."""
+        from litejobs.aio import enqueue
+
+        return await enqueue(self, args, kwargs)
+
 
 class BoundTask(_Caller[P, R]):
     """A task with per-call options, as returned by ``task.options(...)``."""

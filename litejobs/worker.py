@@ -25,6 +25,7 @@ import time
 import traceback
 from collections import deque
 from collections.abc import Callable
+from types import CoroutineType
 from typing import TYPE_CHECKING, Any
 
 from litejobs import protocol, tasklog, tracing
@@ -249,6 +250,10 @@ def run_job(app: App, msg: JobMessage, send: Callable[[bytes], None] | None = No
     _live = report
     try:
         value = task.fn(*msg.args, **msg.kwargs)
+        if type(value) is CoroutineType:  # an async def task: run on this worker's loop
+            from litejobs import aio
+
+            value = aio.run(value, msg.attempt, task.defaults.timeout)
         _not_the_worker()
         if type(value) is Then:  # its children and continuation go with its success
             return protocol.outcome_then(msg.id, msg.attempt,

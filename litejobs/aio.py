@@ -1,0 +1,112 @@
+"""asyncio: ``async def`` tasks on the worker's event loop, and producers that await.
+
+A worker runs an ``async def`` task's coroutine to completion on one event loop, made at the
+first such job and reused for every later one (a loop per job would cost its setup each
+time). The loop runs in the worker's main thread, so the job's ``current_job()`` (a context
+variable) is seen inside the coroutine, and everything after the coroutine returns (its
+result, exception, retries, ``litejobs.then``) is the sync path's.
+
+Producers in async code (``await task.aenqueue(...)``, ``await job.aresult()``, ``await
+app.aget_job(id)``) run the store's blocking calls in a thread (``asyncio.to_thread``): the
+store opens one SQLite connection per thread, so none is shared. ``asyncio`` itself is
+imported only when one of these runs: ``import litejobs`` stays free of it.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import time
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any
+
+from litejobs.errors import JobTimeout
+
+if TYPE_CHECKING:
+    import asyncio
+
+    from litejobs.app import App
+    from litejobs.job import Job
+    from litejobs.task import _Caller
+
+__all__ = ["aget_job", "aresult", "run", "soft_timeout"]
+
+#: The worker's event loop runner, made by the first async job (worker processes only).
+_runner: asyncio.Runner | None = None
+
+
+def soft_timeout(timeout: float) -> float:
+    """When a coroutine with ``timeout`` is cancelled: a little before the supervisor's hard
+    stop (whose clock started when it sent the job, a moment before the worker began it), so
+    a coroutine that stops when cancelled is failed without its worker being ended."""
+    return max(timeout - min(0.5, timeout * 0.1), timeout * 0.5)
+
+
+def run(coro: Coroutine[Any, Any, Any], attempt: int, timeout: float | None) -> Any:
+    """Run a task's coroutine to completion on this worker's event loop and return its
+    value; its exception propagates. Past ``timeout`` it is cancelled and ``JobTimeout``
+    raised (one that ignores the cancellation is ended by the supervisor's hard timeout)."""
+    global _runner
+    if _runner is None:
+        import asyncio
+
+        _runner = asyncio.Runner()
+    # The runner would otherwise run every job in the context copied when it was made, and
+    # the job's current_job() was set after that.
+    return _runner.run(_bounded(coro, attempt, timeout), context=contextvars.copy_context())
+
+
+async def _bounded(coro: Coroutine[Any, Any, Any], attempt: int, timeout: float | None) -> Any:
+    if timeout is None:
+        return await coro
+    import asyncio
+
+    scope = asyncio.timeout(soft_timeout(timeout))
+    try:
+        async with scope:
+            return await coro
+    except TimeoutError:
+        if not scope.expired():
+            raise  # the task's own TimeoutError, not its timeout
+        raise JobTimeout(f"attempt {attempt} ran past its timeout of {timeout:g} s and was "
+                         "cancelled") from None
+
+
+async def enqueue(caller: _Caller[Any, Any], args: tuple[Any, ...],
+                  kwargs: dict[str, Any]) -> Job:
+    """``caller.enqueue(*args, **kwargs)`` without blocking the event loop."""
+    import asyncio
+
+    p = caller.prepare(*args, **kwargs)  # a bad call is refused here, in the caller's frame
+    return await asyncio.to_thread(caller._task.app.enqueue_one, p)
+
+
+async def aresult(job: Job, timeout: float | None = None) -> Any:
+    """``job.result(timeout)`` without blocking the event loop: each look at the job runs
+    in a thread, the waits between them are ``asyncio.sleep``."""
+    import asyncio
+
+    deadline = None if timeout is None else time.monotonic() + timeout
+    pause = 0.001
+    current = job
+    while True:
+        current, done, value = await asyncio.to_thread(current._look)
+        if done:
+            return value
+        if deadline is not None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(
+                    f"job {current.id} is still {value.value} after {timeout} s; "
+                    f"wait longer, or run `litejobs explain {current.id}` to see why"
+                )
+            pause = min(pause, left)
+        await asyncio.sleep(pause)
+        pause = min(pause * 2, 0.05)
+
+
+async def aget_job(app: App, job_id: int) -> Job | None:
+    """The job with this id, or None when there is none (``app.get_job`` without blocking
+    the event loop)."""
+    import asyncio
+
+    return await asyncio.to_thread(app.get_job, job_id)
