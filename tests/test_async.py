@@ -147,6 +147,40 @@ def test_a_coroutine_that_swallows_cancellation_is_ended_by_the_hard_timeout(
     assert after["pid"] != pid  # a new worker runs the next job
 
 
+def test_a_coroutine_that_blocks_its_loop_is_ended_by_the_hard_timeout(
+        aapp: litejobs.App, run_async: Callable[..., SupervisorProcess], joblog: JobLog) -> None:
+    run_async(workers=1)
+    job = aapp.tasks["aio.blocker"].enqueue(str(joblog))
+    with pytest.raises(JobFailed) as failed:
+        job.result(timeout=30)
+    assert "JobTimeout: attempt 1 ran past its timeout of 1 s and its worker was stopped" in str(
+        failed.value)
+    pid = joblog.starts()[0]["pid"]
+    wait_for(lambda: not alive(pid), 10, "the blocked job's worker to end")
+    assert aapp.tasks["aio.add"].enqueue(1, 1).result(timeout=30) == 2
+
+
+def test_run_until_idle_runs_async_tasks(aapp: litejobs.App, joblog: JobLog) -> None:
+    """litejobs.testing runs jobs through the worker's run_job, so async tasks too."""
+    from litejobs.testing import run_until_idle
+
+    add = aapp.tasks["aio.add"].enqueue(4, 5)
+    flaky = aapp.tasks["aio.flaky"].enqueue(str(joblog))
+    progress = aapp.tasks["aio.progress"].enqueue(3)
+    sleeper = aapp.tasks["aio.sleeper"].enqueue(30)  # cancelled at its 1 s timeout
+    deadline = time.monotonic() + 30
+    while not all(j.refresh().state.value in ("succeeded", "failed")
+                  for j in (add, flaky, progress, sleeper)):
+        assert time.monotonic() < deadline, "jobs still not done"
+        run_until_idle(aapp)
+    assert add.result(timeout=0) == 9
+    assert flaky.result(timeout=0) == "ok on 3"
+    assert progress.result(timeout=0) == 3 and progress.refresh().progress == (1.0, "step 3 of 3")
+    with pytest.raises(JobFailed, match="JobTimeout: attempt 1 ran past its timeout of 1 s and "
+                                        "was cancelled"):
+        sleeper.result(timeout=0)
+
+
 # --- async producers ------------------------------------------------------------------------
 
 

@@ -70,6 +70,13 @@ async def stubborn(path: str) -> None:
             _append(path, {"event": "cancelled", "pid": os.getpid(), "t": time.time()})
 
 
+async def blocker(path: str) -> None:
+    """Blocks its loop with sync code: a cancellation cannot even be delivered."""
+    _append(path, {"event": "start", "pid": os.getpid(), "t": time.time()})
+    await asyncio.sleep(0)
+    time.sleep(60)
+
+
 async def own_timeout() -> None:
     """Raises its own TimeoutError: a failure like any other, not the job's timeout."""
     await asyncio.sleep(0)
@@ -99,6 +106,7 @@ def make_app(path: str | os.PathLike[str]) -> litejobs.App:
     app.task(name="aio.progress")(progress)
     app.task(name="aio.sleeper", retries=0, timeout=1.0)(sleeper)
     app.task(name="aio.stubborn", retries=0, timeout=1.0)(stubborn)
+    app.task(name="aio.blocker", retries=0, timeout=1.0)(blocker)
     app.task(name="aio.own_timeout", retries=0)(own_timeout)
     app.task(name="aio.then_add")(then_add)
     app.task(name="aio.total")(total)
