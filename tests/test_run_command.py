@@ -83,14 +83,14 @@ def run_pair(tmp_path: Path, db_path: Path, monkeypatch: pytest.MonkeyPatch
     script = tmp_path / "command.py"
     script.write_text(COMMAND)
 
-    def start(grace: float = 30.0) -> Pair:
+    def start(grace: float = 30.0, argv: list[str] | None = None) -> Pair:
         n = len(pairs)
         cfg = tmp_path / f"litejobs-{n}.toml"
         cfg.write_text(f'app = "{APP_SPEC}"\n')
         out = tmp_path / f"command-{n}.txt"
         cmd = [sys.executable, "-m", "litejobs", "run", "--app", APP_SPEC, "--workers", "2",
                "--config", str(cfg), "--grace", str(grace), "--",
-               sys.executable, str(script), str(out)]
+               *(argv or [sys.executable, str(script), str(out)])]
         sup = launch_supervisor(cmd, REPO, db_path, tmp_path / f"supervisor-{n}.log")
         pair = Pair(sup, out)
         pairs.append(pair)
@@ -136,6 +136,16 @@ def test_sighup_is_forwarded_and_stops_nothing(run_pair: Any) -> None:
     pair.sup.send(signal.SIGINT)
     assert pair.sup.wait(30) == 0
     assert f"signal {int(signal.SIGINT)}" in pair.lines()
+
+
+def test_a_command_without_a_sighup_reload_dies_of_it_and_takes_the_supervisor_down(
+        run_pair: Any) -> None:
+    pair = run_pair(argv=["sleep", "600"])  # sleep keeps SIGHUP's default action: it dies
+    wait_for(lambda: "started the command" in pair.sup.output(), 30, "the command to start",
+             details=pair.sup.output)
+    pair.sup.send(signal.SIGHUP)
+    assert pair.sup.wait(30) == 128 + int(signal.SIGHUP)  # so systemd restarts the pair
+    assert "exited on the SIGHUP passed on to it" in pair.sup.output()
 
 
 def test_command_exiting_by_itself_drains_and_exits_with_its_status(run_pair: Any) -> None:

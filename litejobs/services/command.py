@@ -126,8 +126,10 @@ class Command(Service):
             self.hold(float("inf"))
             return 0
         self.status = exit_status(code)
-        log.warning("the command (pid %d) exited by itself with status %d: draining",
-                    self.proc.pid, self.status)
+        how = ("on the SIGHUP passed on to it" if code == -signal.SIGHUP
+               else "by itself")  # a server without a reload on SIGHUP (uvicorn) dies of it
+        log.warning("the command (pid %d) exited %s with status %d: draining",
+                    self.proc.pid, how, self.status)
         self.supervisor.drain(f"the command exited with status {self.status}")
         return 0
 
