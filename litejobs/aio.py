@@ -46,14 +46,32 @@ def run(coro: Coroutine[Any, Any, Any], attempt: int, timeout: float | None) -> 
     value; its exception propagates. Past ``timeout`` it is cancelled and ``JobTimeout``
     raised (one that ignores the cancellation is ended by the supervisor's hard timeout)."""
     global _loop
-    if _loop is None:
-        import asyncio
+    import asyncio
 
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        pass
+    else:  # run_until_idle called from async code (a worker has no running loop here)
+        return _beside(coro, attempt, timeout)
+    if _loop is None:
         _loop = asyncio.new_event_loop()  # kept for the worker's life, never closed
         asyncio.set_event_loop(_loop)
     # Not Runner.run: its per-call bookkeeping costs about 3x this. The task the loop wraps
     # the coroutine in copies the current context, where this job's current_job() is set.
     return _loop.run_until_complete(_bounded(coro, attempt, timeout))
+
+
+def _beside(coro: Coroutine[Any, Any, Any], attempt: int, timeout: float | None) -> Any:
+    """Run the coroutine on a loop of its own in another thread, with this job's context,
+    for a caller whose thread already runs a loop (that loop waits meanwhile)."""
+    import asyncio
+    import contextvars
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1, thread_name_prefix="litejobs-aio") as pool:
+        context = contextvars.copy_context()
+        return pool.submit(context.run, asyncio.run, _bounded(coro, attempt, timeout)).result()
 
 
 async def _bounded(coro: Coroutine[Any, Any, Any], attempt: int, timeout: float | None) -> Any:

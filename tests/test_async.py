@@ -181,6 +181,22 @@ def test_run_until_idle_runs_async_tasks(aapp: litejobs.App, joblog: JobLog) -> 
         sleeper.result(timeout=0)
 
 
+def test_run_until_idle_runs_async_tasks_when_called_from_async_code(
+        aapp: litejobs.App) -> None:
+    """An async test calls run_until_idle inside its own running loop: the coroutine gets a
+    loop of its own instead of failing with 'another loop is running'."""
+    from litejobs.testing import run_until_idle
+
+    async def main() -> None:
+        job = await aapp.tasks["aio.whoami"].aenqueue()
+        run_until_idle(aapp)
+        seen = await job.aresult(timeout=0)
+        assert seen["id"] == job.id and seen["attempt"] == 1
+        assert seen["loop"] != id(asyncio.get_running_loop())
+
+    asyncio.run(main())
+
+
 # --- async producers ------------------------------------------------------------------------
 
 
