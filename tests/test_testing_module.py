@@ -265,3 +265,40 @@ def test_the_pytest_plugin_in_a_real_pytest_run(tmp_path: Path) -> None:
         timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "3 passed" in done.stdout
+
+
+def docs_blocks() -> dict[str, str]:
+    """docs/testing.md's python examples that run: by file name (its first line's comment),
+    the plugin example as test_plugin_example.py."""
+    text = (ROOT / "docs" / "testing.md").read_text()
+    out: dict[str, str] = {}
+    for block in re.findall(r"```python\n(.*?)```", text, re.S):
+        first = block.splitlines()[0]
+        if first in ("# myapp.py", "# test_myapp.py"):
+            out[first[2:]] = block
+        elif "litejobs_app" in block:
+            out["test_plugin_example.py"] = block
+    return out
+
+
+def run_pytest_on(tmp_path: Path, files: dict[str, str], passed: int) -> None:
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
+    env["PYTHONPATH"] = os.pathsep.join([str(tmp_path), *sys.path])
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                           *sorted(n for n in files if n.startswith("test_"))],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"{passed} passed" in done.stdout
+
+
+def test_the_docs_pytest_example_runs(tmp_path: Path) -> None:
+    blocks = docs_blocks()
+    run_pytest_on(tmp_path, {"test_plugin_example.py": blocks["test_plugin_example.py"]}, 1)
+
+
+def test_the_docs_flask_example_runs(tmp_path: Path) -> None:
+    pytest.importorskip("flask", reason="Flask is not installed (the examples bring it)")
+    blocks = docs_blocks()
+    run_pytest_on(tmp_path, {n: blocks[n] for n in ("myapp.py", "test_myapp.py")}, 2)
