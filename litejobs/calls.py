@@ -12,7 +12,7 @@ from datetime import datetime
 from litejobs import tracing
 from litejobs.newjob import NewJob, NewJobs
 from litejobs.serialization import dump_batch, dump_call
-from litejobs.signatures import check_prepared
+from litejobs.signatures import check_prepared, check_run
 from litejobs.task import PLAIN, CallOptions, Prepared, TaskOptions
 from litejobs.validate import (
     INT64_MAX,
@@ -83,9 +83,7 @@ def encode(calls: Sequence[Prepared], now: float, plain: dict[TaskOptions | None
 
 def _batch(run: Sequence[Prepared], static: NewJob, now: float,
        max_payload: int) -> NewJobs | None:
-    for p in run:
-        if p.app is not None:
-            check_prepared(p)
+    check_run(run)  # a call the function could never accept is refused here
     args = [p.args for p in run]
     kwargs = [p.kwargs for p in run] if any(p.kwargs for p in run) else None
     payload = dump_batch(args, kwargs, max_payload)

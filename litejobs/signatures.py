@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from litejobs.app import App
     from litejobs.task import Prepared
 
-__all__ = ["check_call", "check_prepared"]
+__all__ = ["check_call", "check_prepared", "check_run"]
 
 _POSITIONAL = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
 
@@ -69,6 +69,13 @@ def check_call(task: str, fn: Callable[..., Any], args: Sequence[Any],
     n = len(args)
     if not kwargs and shape.min_positional <= n <= shape.max_positional:
         return
+    _refuse(task, shape, args, kwargs)
+
+
+def _refuse(task: str, shape: _Shape, args: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
+    if any(type(name) is not str for name in kwargs):
+        return  # dump_call names the keyword (a plain call could not even be written)
+    n = len(args)
     if n > shape.max_positional:
         given = "was" if n == 1 else "were"
         raise TypeError(f"task {task!r} takes {shape.max_positional} positional argument"
@@ -91,4 +98,29 @@ def check_prepared(p: Prepared, app: App | None = None) -> None:
     task = owner.tasks.get(p.task)
     if task is None or task.defaults is not p.defaults:
         return
-    check_call(p.task, task.fn, p.args, p.kwargs)
+    try:
+        shape = _shapes[task.fn]
+    except (KeyError, TypeError):
+        check_call(p.task, task.fn, p.args, p.kwargs)
+        return
+    if shape is not None and (p.kwargs or not
+                              shape.min_positional <= len(p.args) <= shape.max_positional):
+        _refuse(p.task, shape, p.args, p.kwargs)
+
+
+def check_run(run: Sequence[Prepared]) -> None:
+    """Check a run of calls of one task (one ``defaults``), as ``enqueue_many`` batches
+    them: the task's shape is looked up once, each call's count checked against it."""
+    p = run[0]
+    if p.app is None:
+        return
+    task = p.app.tasks.get(p.task)
+    if task is None or task.defaults is not p.defaults:
+        return
+    shape = _shape_of(task.fn)
+    if shape is None:
+        return
+    lo, hi = shape.min_positional, shape.max_positional
+    for q in run:
+        if q.kwargs or not lo <= len(q.args) <= hi:
+            _refuse(q.task, shape, q.args, q.kwargs)
