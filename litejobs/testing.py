@@ -30,6 +30,7 @@ from typing import Any
 from litejobs import protocol, retry
 from litejobs.app import App
 from litejobs.job import Job
+from litejobs.outcomes import _delay as reported_delay  # the supervisor's reading of it
 from litejobs.store import QueueLimits, Row, Tx
 from litejobs.task import Prepared
 from litejobs.testcheck import assert_enqueued, enqueued_jobs, refute_enqueued
@@ -141,7 +142,8 @@ def run_until_idle(app: App, *, clock: Clock | None = None,
                                               finished))
             succeeded += 1
             continue
-        retry_at = retry.retry_at(retry=bool(outcome["retry"]), delay=outcome["delay"],
+        retry_at = retry.retry_at(retry=bool(outcome.get("retry")),
+                                  delay=reported_delay(outcome.get("delay")),
                                   attempt=attempt, interrupts=int(row["interrupts"]),
                                   max_attempts=int(row["max_attempts"]), now=finished)
         if retry_at is not None:
