@@ -302,3 +302,28 @@ def test_the_docs_flask_example_runs(tmp_path: Path) -> None:
     pytest.importorskip("flask", reason="Flask is not installed (the examples bring it)")
     blocks = docs_blocks()
     run_pytest_on(tmp_path, {n: blocks[n] for n in ("myapp.py", "test_myapp.py")}, 2)
+
+
+def test_inline_ends_cleanly_on_an_error_and_nests(tmp_path: Path) -> None:
+    app, t = make(tmp_path)
+    with pytest.raises(RuntimeError, match="in the test"), inline(app):
+        with inline(app):
+            assert t["add"].enqueue(1, 1).result(timeout=0) == 2
+        assert t["add"].enqueue(2, 2).result(timeout=0) == 4  # the outer one goes on
+        raise RuntimeError("in the test")
+    assert "enqueue_one" not in vars(app) and "enqueue_many" not in vars(app)
+    assert t["add"].enqueue(3, 3).refresh().state is litejobs.State.QUEUED
+
+
+def test_debounce_is_counted_on_the_clock(tmp_path: Path) -> None:
+    app, t = make(tmp_path)
+    clock = Clock(T0).attach(app)
+    first = t["add"].options(key="k", debounce=30).enqueue(1, 1)
+    clock.advance(20)
+    again = t["add"].options(key="k", debounce=30).enqueue(2, 2)
+    assert again.id == first.id and again.run_at.timestamp() == T0 + 50
+    clock.advance(29)
+    assert run_until_idle(app, clock=clock).succeeded == 0
+    clock.advance(1)
+    assert run_until_idle(app, clock=clock).succeeded == 1
+    assert first.result(timeout=0) == 4
