@@ -257,7 +257,7 @@ def run_job(app: App, msg: JobMessage, send: Callable[[bytes], None] | None = No
         _not_the_worker()
         if type(value) is Then:  # its children and continuation go with its success
             return protocol.outcome_then(msg.id, msg.attempt,
-                                         *then_jobs(app, value, time.time()))
+                                         *then_jobs(app, value, app.clock()))
         result = dump_result(value)
         size = len(result) if result.isascii() else len(result.encode())
         if size > app.max_payload:

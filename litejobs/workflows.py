@@ -127,7 +127,7 @@ class Workflow:
         rows = [s for s in self.steps if isinstance(s.call, Prepared)]
         if not rows:
             raise ValueError("a workflow needs at least one step: flow.add(task.prepare(...))")
-        now = time.time()
+        now = app.clock()  # a test's Clock, when one drives the app
         run_id, ids = app.store.write_run(self.name, self._rows(app, rows, now), now)
         for step, job_id in zip(rows, ids, strict=True):
             step.id = job_id
