@@ -97,11 +97,11 @@ def build_job(p: Prepared, now: float, plain: dict[TaskOptions | None, NewJob],
     nothing)."""
     if not isinstance(p, Prepared):
         raise TypeError(f"enqueue_many takes task.prepare(...) values, not {p!r}")
-    if p.app is not None:  # a call the function could never accept is refused here
-        check_prepared(p)
     if p.options is PLAIN:
         static = plain.get(p.defaults)
         if static is not None:  # nothing per call but the arguments: validated once
+            if p.app is not None:  # a call the function could never accept is refused
+                check_prepared(p)
             args, kwargs = dump_call(p.task, p.args, p.kwargs, max_payload,
                                      p.param_names)
             plain_job = NewJob(p.task, static.queue, static.priority, args, kwargs, now,
@@ -161,6 +161,8 @@ def build_job(p: Prepared, now: float, plain: dict[TaskOptions | None, NewJob],
     ckey, climit, rate = _flow(p, d, o)
     # a call's tags replace the task's, as every option does
     tags = check_tags(o.tags) if o.tags is not None else check_tags(d.tags) if d.tags else None
+    if p.app is not None:  # last: a bad option is named before a call the task cannot take
+        check_prepared(p)
     job = NewJob(p.task, queue, priority, args, kwargs, run_at, retries + 1, timeout,
                  key=key, expires_at=expires_at,
                  concurrency_key=ckey, concurrency_limit=climit,
