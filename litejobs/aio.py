@@ -15,7 +15,6 @@ imported only when one of these runs: ``import litejobs`` stays free of it.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
@@ -104,23 +103,15 @@ async def aresult(job: Job, timeout: float | None = None) -> Any:
     in a thread, the waits between them are ``asyncio.sleep``."""
     import asyncio
 
-    deadline = None if timeout is None else time.monotonic() + timeout
-    pause = 0.001
+    from litejobs.job import Patience
+
+    patience = Patience(timeout)
     current = job
     while True:
         current, done, value = await asyncio.to_thread(current._look)
         if done:
             return value
-        if deadline is not None:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise TimeoutError(
-                    f"job {current.id} is still {value.value} after {timeout} s; "
-                    f"wait longer, or run `litejobs explain {current.id}` to see why"
-                )
-            pause = min(pause, left)
-        await asyncio.sleep(pause)
-        pause = min(pause * 2, 0.05)
+        await asyncio.sleep(patience.pause(current, value))
 
 
 async def aget_job(app: App, job_id: int) -> Job | None:

@@ -122,6 +122,31 @@ class Attempt:
         }
 
 
+
+class Patience:
+    """How ``Job.result`` and ``aresult`` wait: pauses from 1 ms doubling to 50 ms between
+    looks at the job, and a TimeoutError naming its state once ``timeout`` seconds passed."""
+
+    def __init__(self, timeout: float | None) -> None:
+        self.timeout = timeout
+        self.deadline = None if timeout is None else time.monotonic() + timeout
+        self.next = 0.001
+
+    def pause(self, job: Job, state: State) -> float:
+        """Seconds to wait before the next look at ``job``, still in ``state``."""
+        pause = self.next
+        if self.deadline is not None:
+            left = self.deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(
+                    f"job {job.id} is still {state.value} after {self.timeout} s; "
+                    f"wait longer, or run `litejobs explain {job.id}` to see why"
+                )
+            pause = min(pause, left)
+        self.next = min(pause * 2, 0.05)
+        return pause
+
+
 class Job:
     """A handle on one enqueued call. Attributes reflect the last read; ``refresh()`` re-reads."""
 
@@ -258,23 +283,13 @@ class Job:
         Raises ``JobFailed`` or ``JobCancelled`` for those outcomes and ``TimeoutError`` when
         ``timeout`` seconds pass first (``None`` waits for ever).
         """
-        deadline = None if timeout is None else time.monotonic() + timeout
-        pause = 0.001
+        patience = Patience(timeout)
         job = self  # then the continuation of a job that returned litejobs.then, and its own
         while True:
             job, done, value = job._look()
             if done:
                 return value
-            if deadline is not None:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise TimeoutError(
-                        f"job {job.id} is still {value.value} after {timeout} s; "
-                        f"wait longer, or run `litejobs explain {job.id}` to see why"
-                    )
-                pause = min(pause, left)
-            time.sleep(pause)
-            pause = min(pause * 2, 0.05)
+            time.sleep(patience.pause(job, value))
 
     async def aresult(self, timeout: float | None = None) -> Any:
         """``result(timeout)`` for async code: waits without blocking the event loop."""
