@@ -79,6 +79,17 @@ class Connections:
         local.queues = set()
         return conn
 
+    def _read_only(self) -> apsw.Connection:
+        """A connection of its own that cannot write (nothing is created, written or
+        upgraded), waiting out a locked file as the store's do; the caller closes it.
+        StorageError when the file cannot be opened."""
+        try:
+            conn = apsw.Connection(self.path, flags=apsw.SQLITE_OPEN_READONLY)
+        except apsw.Error as exc:
+            raise storage_error(self.path, exc) from None
+        conn.set_busy_handler(Waiter(self.busy_timeout, None))
+        return conn
+
     def file_changed(self) -> str | None:
         """None while the path still names the file this thread's connection opened; else
         what happened to it ("deleted" or "replaced by another file"), in a sentence.

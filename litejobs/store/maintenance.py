@@ -64,12 +64,8 @@ class StoreMaintenance(Connections):
                 f"{self.path} is not a SQLite database; litejobs refuses to touch it. Point "
                 "database at a new file"
             )
+        conn = self._read_only()
         try:
-            conn = apsw.Connection(self.path, flags=apsw.SQLITE_OPEN_READONLY)
-        except apsw.Error as exc:
-            raise storage_error(self.path, exc) from None
-        try:
-            conn.set_busy_handler(Waiter(self.busy_timeout, None))
             self._check_identity(conn)
             problems = [str(r[0]) for r in conn.execute("PRAGMA quick_check")]
         except apsw.Error as exc:

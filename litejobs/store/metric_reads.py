@@ -11,7 +11,6 @@ from typing import Any, Generic, TypeVar
 import apsw
 
 from litejobs.errors import StorageError
-from litejobs.store.busy import Waiter
 from litejobs.store.connections import Connections
 from litejobs.store.failures import STORAGE_ERRORS, stale_wal_at, storage_error
 from litejobs.store.metrics import (
@@ -131,12 +130,8 @@ class StoreMetrics(Connections):
         stale = stale_wal_at(self.path)  # opening the file would replay that WAL
         if stale is not None:
             raise StorageError(stale)
+        conn = self._read_only()
         try:
-            conn = apsw.Connection(self.path, flags=apsw.SQLITE_OPEN_READONLY)
-        except apsw.Error as exc:
-            raise storage_error(self.path, exc) from None
-        try:
-            conn.set_busy_handler(Waiter(self.busy_timeout, None))
             row = conn.execute(IDENTITY).fetchone()
             app_id, version, _ = row if row is not None else (0, 0, 0)
             facts: Row = {"application_id": int(app_id), "schema_version": int(version),
