@@ -24,7 +24,7 @@ import litejobs
 from litejobs import State
 from litejobs.store import QueueLimits
 from tests.apps import flowkeysapp
-from tests.conftest import REPO, SupervisorProcess, launch_supervisor, wait_for
+from tests.conftest import REPO, JobLog, SupervisorProcess, launch_supervisor, wait_for
 
 pytestmark = pytest.mark.timeout(150)
 
@@ -56,14 +56,7 @@ class Keys:
         return sup
 
     def records(self) -> list[dict[str, Any]]:
-        try:
-            text = self.log.read_text()
-        except FileNotFoundError:
-            return []
-        import json
-
-        return [json.loads(line) for line in text.splitlines(keepends=True)
-                if line.endswith("\n")]
+        return JobLog(self.log).records()
 
     def starts(self, key: str) -> list[float]:
         return sorted(r["start"] for r in self.records()
