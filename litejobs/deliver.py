@@ -16,7 +16,6 @@ from __future__ import annotations
 import json as jsonlib
 import os
 import re
-import sys
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -69,14 +68,12 @@ class DeliveryRetry(Exception):
 
 class DeliveryBackoff(Backoff):
     """The task's back-off: the job's exponential one, unless the receiver said when
-    (``Retry-After``). The worker asks for the delay while it handles the attempt's error,
-    so the error being handled carries the receiver's wish."""
+    (``Retry-After``, carried by the attempt's DeliveryRetry)."""
 
-    def delay(self, k: int) -> float:
-        exc = sys.exception()
-        if isinstance(exc, DeliveryRetry) and exc.retry_after is not None:
-            return exc.retry_after
-        return Backoff.delay(self, k)
+    def delay_after(self, k: int, error: BaseException | None) -> float:
+        if isinstance(error, DeliveryRetry) and error.retry_after is not None:
+            return error.retry_after
+        return self.delay(k)
 
 
 def register(app: App) -> None:

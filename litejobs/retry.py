@@ -29,11 +29,13 @@ def retryable(task: Task[Any, Any] | None, error_type: type[BaseException]) -> b
     return issubclass(error_type, retry_on)
 
 
-def delay(task: Task[Any, Any] | None, counted: int) -> float:
-    """The back-off before retry number ``counted`` (1-based) of the task's jobs."""
+def delay(task: Task[Any, Any] | None, counted: int,
+          error: BaseException | None = None) -> float:
+    """The back-off before retry number ``counted`` (1-based) of the task's jobs, after
+    ``error`` when the worker saw it (see ``Backoff.delay_after``)."""
     global _default_backoff
     if task is not None:
-        return task.defaults.backoff.delay(counted)
+        return task.defaults.backoff.delay_after(counted, error)
     if _default_backoff is None:
         from litejobs.task import Backoff
 

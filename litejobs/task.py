@@ -49,6 +49,12 @@ class Backoff:
                 f"factor >= 1; got base={self.base!r}, factor={self.factor!r}, max={self.max!r}"
             )
 
+    def delay_after(self, k: int, error: BaseException | None) -> float:
+        """Seconds to wait before retry ``k`` after ``error`` (None: an error only the
+        supervisor saw). The plain back-off ignores the error; a subclass may read it (a
+        delivery's receiver saying when, in Retry-After)."""
+        return self.delay(k)
+
     def delay(self, k: int) -> float:
         """Seconds to wait before retry ``k`` (1-based)."""
         try:

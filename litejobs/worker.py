@@ -29,6 +29,7 @@ from types import CoroutineType
 from typing import TYPE_CHECKING, Any
 
 from litejobs import protocol, tasklog, tracing
+from litejobs import retry as retry_rule
 from litejobs.job import to_datetime
 from litejobs.jobcontext import JobContext, ProgressReport, current, current_job
 from litejobs.protocol import JobMessage
@@ -268,10 +269,9 @@ def run_job(app: App, msg: JobMessage, send: Callable[[bytes], None] | None = No
                 "file, a table) and return where to find them", None, False, None)
     except BaseException as exc:  # a task's SystemExit is its failure, not the worker's exit
         _not_the_worker()
-        opts = task.defaults
-        retry = isinstance(exc, opts.retry_on)
-        counted = msg.attempt - msg.interrupts
-        delay = opts.backoff.delay(counted) if retry else None
+        # the one retry rule (litejobs.retry), as the supervisor and litejobs.testing apply it
+        retry = retry_rule.retryable(task, type(exc))
+        delay = retry_rule.delay(task, msg.attempt - msg.interrupts, exc) if retry else None
         tb = traceback.format_exc()
         if len(tb) > MAX_TRACEBACK:
             tb = tb[-MAX_TRACEBACK:]
