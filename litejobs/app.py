@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar, overload
 
 from litejobs import workflows as _workflows
 from litejobs.aio import aget_job as _aget_job
-from litejobs.calls import build_job, encode, ring_for
+from litejobs.calls import build_job, encode, named_call, ring_for
 from litejobs.config import MAX_PAYLOAD, Config, check_durability, database_path, load_config
 from litejobs.decoration import task_defaults
 from litejobs.decoration import task_name as name_of
@@ -278,13 +278,8 @@ class App:
         if unknown:
             raise TypeError(f"unknown enqueue option(s) {', '.join(sorted(unknown))}; known: "
                             f"{', '.join(sorted(CallOptions.__slots__))}")
-        registered = self.tasks.get(task)
-        prepared = Prepared(
-            task, tuple(args), dict(kwargs or {}), CallOptions(**options) if options else PLAIN,
-            registered.defaults if registered else None,
-            registered.param_names if registered else (), self if registered else None,
-        )
-        return self.enqueue_one(prepared)
+        return self.enqueue_one(named_call(
+            self, task, args, kwargs or {}, CallOptions(**options) if options else PLAIN))
 
     def enqueue_one(self, call: Prepared) -> Job:
         """Enqueue one prepared call (what ``task.enqueue`` does); committed on return."""

@@ -5,9 +5,10 @@ result to the store."""
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
 from litejobs import tracing
 from litejobs.newjob import NewJob, NewJobs
@@ -29,7 +30,10 @@ from litejobs.validate import (
     merge_flow_key,
 )
 
-__all__ = ["BATCH_MIN", "DEFAULT_UNIQUE_FOR", "build_job", "encode", "ring_for"]
+if TYPE_CHECKING:
+    from litejobs.app import App
+
+__all__ = ["BATCH_MIN", "DEFAULT_UNIQUE_FOR", "build_job", "encode", "named_call", "ring_for"]
 
 #: The idempotency window when a key is given and the task sets no ``unique_for``.
 DEFAULT_UNIQUE_FOR = 24 * 3600.0
@@ -90,6 +94,18 @@ def _batch(run: Sequence[Prepared], static: NewJob, now: float,
     if payload is None:
         return None  # some call may be refused: build_job names it
     return NewJobs(replace(static, run_at=now), payload, args, kwargs)
+
+def named_call(app: App, task: str, args: Sequence[Any], kwargs: Mapping[str, Any],
+               options: CallOptions = PLAIN) -> Prepared:
+    """A call of ``task`` by its name (app.enqueue, the HTTP API, a cron entry): with the
+    task's defaults, and its arguments checked against its signature when built, if ``app``
+    registers it; as given (a producer need not import every task) if not."""
+    registered = app.tasks.get(task)
+    if registered is None:
+        return Prepared(task, tuple(args), dict(kwargs), options)
+    return Prepared(task, tuple(args), dict(kwargs), options, registered.defaults,
+                    registered.param_names, app)
+
 
 def build_job(p: Prepared, now: float, plain: dict[TaskOptions | None, NewJob],
           max_payload: int) -> NewJob:

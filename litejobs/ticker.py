@@ -28,10 +28,11 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from litejobs.calls import named_call
 from litejobs.cron import STORED, CronEntry, entry_from_spec
 from litejobs.newjob import NewJob
 from litejobs.store import Row, Store, Tx
-from litejobs.task import CallOptions, Prepared
+from litejobs.task import CallOptions
 
 if TYPE_CHECKING:
     from litejobs.app import App, CronSpec
@@ -301,11 +302,8 @@ class Ticker:
 def entry_job(app: App, entry: CronEntry, instant: float, now: float) -> NewJob:
     """The job ``entry``'s fire at ``instant`` enqueues (its scheduled_at is the instant), with
     the task's options when ``app`` has the task; TypeError/ValueError when it cannot be."""
-    task = app.tasks.get(entry.task)
-    prepared = Prepared(entry.task, entry.args, entry.kwargs,
-                        CallOptions(queue=entry.queue, priority=entry.priority),
-                        task.defaults if task else None,
-                        task.param_names if task else ())
+    prepared = named_call(app, entry.task, entry.args, entry.kwargs,
+                          CallOptions(queue=entry.queue, priority=entry.priority))
     return replace(app.build_job(prepared, now), run_at=min(instant, now))
 
 

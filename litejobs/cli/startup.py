@@ -8,9 +8,10 @@ import time
 import click
 
 from litejobs.app import App
+from litejobs.calls import named_call
 from litejobs.cli.common import Context, fail
 from litejobs.cron import CronEntry
-from litejobs.task import CallOptions, Prepared
+from litejobs.task import CallOptions
 from litejobs.ticker import build_entries
 
 __all__ = ["startup"]
@@ -31,11 +32,10 @@ def startup(ctx: Context, need_app: bool = True) -> tuple[str, App | None, list[
     app = ctx.app()
     entries = build_entries(app)
     for e in entries:  # what the first fire will build, built now (payload cap, task defaults)
-        t = app.tasks[e.task]
         try:
-            app.build_job(Prepared(e.task, e.args, e.kwargs,
-                                   CallOptions(queue=e.queue, priority=e.priority),
-                                   t.defaults, t.param_names), time.time())
+            app.build_job(named_call(app, e.task, e.args, e.kwargs,
+                                     CallOptions(queue=e.queue, priority=e.priority)),
+                          time.time())
         except (TypeError, ValueError) as exc:
             raise fail(f"cron entry {e.name!r} ({e.source}): {exc}") from None
     for warning in _window_warnings(app, ctx.config.retention):

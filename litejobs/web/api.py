@@ -21,12 +21,13 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from litejobs.calls import named_call
 from litejobs.errors import ConfigError, StorageError
 from litejobs.job import Job
 from litejobs.redact import mask, mask_args
 from litejobs.serialization import PayloadTooLarge
 from litejobs.store.schema import TOKEN_TASK
-from litejobs.task import PLAIN, CallOptions, Prepared
+from litejobs.task import PLAIN, CallOptions
 from litejobs.validate import INT64_MAX
 from litejobs.web.apibody import (
     ENVELOPE,
@@ -191,8 +192,7 @@ def new_job(app: App, body: dict[str, Any], key: str | None) -> NewJob:
         "key": key,
     }
     given = {k: v for k, v in options.items() if v is not None}
-    call = Prepared(task.name, tuple(args), kwargs,
-                    CallOptions(**given) if given else PLAIN, task.defaults, task.param_names)
+    call = named_call(app, task.name, args, kwargs, CallOptions(**given) if given else PLAIN)
     job: NewJob = guarded(lambda: app.build_job(call, time.time()))
     return job
 

@@ -415,7 +415,8 @@ def test_the_api_mounts_in_another_asgi_app_and_under_a_base_path(
         error_of(client.get(f"/admin/jobs{V1}/jobs/1"), 401)
     based = litejobs.web.asgi(app, api=True, base_path="/jobs")
     with TestClient(based) as client:
-        r = client.post(f"/jobs{V1}/jobs", json={"task": "basic.add"}, headers=auth)
+        r = client.post(f"/jobs{V1}/jobs", json={"task": "basic.add", "args": [3, 4]},
+                        headers=auth)
         assert r.status_code == 201, r.text
     monkeypatch.delenv("LITEJOBS_API_TOKEN")
     with pytest.raises(litejobs.ConfigError, match="LITEJOBS_API_TOKEN"):
