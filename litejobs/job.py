@@ -323,7 +323,7 @@ class Job:
 
         Returns True when this call cancelled it, False when it had already ended.
         """
-        done = self._app.store.cancel(self.id, reason="cancelled", now=time.time())
+        done = self._app.store.cancel(self.id, reason="cancelled", now=self._app.clock())
         self._app.ring(b"c")
         self.refresh()
         return done
@@ -332,7 +332,7 @@ class Job:
         """Queue a failed or cancelled job again with ``retries`` more retries (a workflow
         step: the steps it cancelled wait again). False when it had not ended failed or
         cancelled; ValueError for a step whose upstream step has not succeeded."""
-        done = self._app.store.retry(self.id, retries, time.time())
+        done = self._app.store.retry(self.id, retries, self._app.clock())
         self._app.ring(b"e")
         self.refresh()
         return done

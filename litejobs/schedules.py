@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import time
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -53,7 +52,7 @@ def schedule(app: App, name: str, schedule: str, task: str, args: Sequence[Any] 
         raise _clash(app, name, removing=False)
     kwargs = {} if kwargs is None else kwargs
     entry = entry_from_spec(name, schedule, task, timezone, args, kwargs, options, STORED)
-    now = time.time()
+    now = app.clock()  # a test's Clock, when one is attached
     check_job(app, entry, now)
     row = {"name": name, "schedule": entry.schedule.expression, "task": task,
            "args": json.dumps(list(entry.args), allow_nan=False),

@@ -237,7 +237,7 @@ class WorkflowRun:
         """Cancel every step not yet ended (running ones are stopped); returns how many."""
         from litejobs.store.flows import RUN_CANCELLED
 
-        ids = self.app.store.cancel_run(self.id, RUN_CANCELLED, time.time())
+        ids = self.app.store.cancel_run(self.id, RUN_CANCELLED, self.app.clock())
         self.app.ring(b"c")
         return len(ids)
 
@@ -320,14 +320,14 @@ def create_token(app: App, timeout: float | None = None) -> Token:
     seconds (None: no limit) it fails, cancelling what waits on it."""
     if timeout is not None:
         timeout = check_seconds("timeout", timeout, allow_zero=False)
-    return Token(app.store.create_token(timeout, time.time()))
+    return Token(app.store.create_token(timeout, app.clock()))
 
 
 def complete_token(app: App, token_id: int | Token, data: Any = None) -> None:
     """Complete a token once; ``data`` (JSON) is the result the steps after it see. Raises
     ValueError when it was already completed, failed, or is not a token."""
     token = token_id.id if isinstance(token_id, Token) else check_int("token", token_id, 1)
-    problem = app.store.complete_token(token, token_data(data, app.max_payload), time.time())
+    problem = app.store.complete_token(token, token_data(data, app.max_payload), app.clock())
     if problem is not None:
         raise ValueError(problem)
     app.ring(b"e")

@@ -327,3 +327,39 @@ def test_debounce_is_counted_on_the_clock(tmp_path: Path) -> None:
     clock.advance(1)
     assert run_until_idle(app, clock=clock).succeeded == 1
     assert first.result(timeout=0) == 4
+
+
+def test_a_stored_schedule_counts_from_the_clock(tmp_path: Path) -> None:
+    # Stored at 10:30 on the clock (years from the real time): it owes nothing from before,
+    # so its first fire is 11:00, not an instant between the real time and the clock's.
+    app, _ = make(tmp_path)
+    ran: list[str] = []
+
+    @app.task(name="report")
+    def report() -> None:
+        ran.append(litejobs.current_job().scheduled_at.isoformat())
+
+    clock = Clock(T0).attach(app)
+    app.schedule("hourly", "0 * * * *", "report")
+    assert run_until_idle(app, clock=clock).succeeded == 0
+    clock.advance(30 * 60)
+    assert run_until_idle(app, clock=clock).succeeded == 1
+    assert ran == ["2030-01-01T11:00:00+00:00"]
+
+
+def test_retry_and_tokens_read_the_clock(tmp_path: Path) -> None:
+    # A clock behind the real time: a retried job is due on the clock, a token's timeout
+    # counts from the clock, not from the real time.
+    app, t = make(tmp_path)
+    clock = Clock(datetime(2020, 1, 1, tzinfo=UTC)).attach(app)
+    job = t["add"].options(retries=0).enqueue(1, "x")  # fails: int + str
+    assert run_until_idle(app, clock=clock).failed == 1
+    assert job.refresh().state is litejobs.State.FAILED
+    assert job.retry(retries=0)
+    clock.advance(1)
+    assert run_until_idle(app, clock=clock).failed == 1  # due on the clock: ran again
+    token = app.create_token(timeout=60)
+    clock.advance(61)
+    run_until_idle(app, clock=clock)
+    with pytest.raises(ValueError, match="token"):
+        app.complete_token(token, "late")
