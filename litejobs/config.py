@@ -65,6 +65,8 @@ class Config:
     max_tasks_per_child: int = 0
     max_memory_per_child: int = 0
     crash_limit: int = 3
+    #: ``async def`` jobs a worker runs at once on its event loop.
+    async_concurrency: int = 16
     max_payload: int = MAX_PAYLOAD
     queues: Mapping[str, QueueConfig] = field(default_factory=dict)
     cron: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
@@ -145,7 +147,7 @@ class _Checker:
 
 _TOP_KEYS = {"app", "database", "workers", "durability", "retention", "grace", "lease",
              "max_tasks_per_child", "max_memory_per_child", "crash_limit", "max_payload",
-             "queues", "cron", "http"}
+             "queues", "cron", "http", "async_concurrency"}
 _QUEUE_KEYS = {"concurrency", "rate_limit"}
 CRON_KEYS = {"schedule", "task", "timezone", "args", "kwargs", "misfire", "catchup", "overlap",
              "queue", "priority"}
@@ -169,6 +171,8 @@ def _from_mapping(data: Mapping[str, Any], path: str, text: str) -> dict[str, An
             out[key] = c.integer(None, key, value, 1, MAX_WORKERS)
         elif key == "crash_limit":
             out[key] = c.integer(None, key, value, 1)
+        elif key == "async_concurrency":
+            out[key] = c.integer(None, key, value, 1, 10_000)
         elif key == "max_tasks_per_child":
             out[key] = c.integer(None, key, value, 0)
         elif key == "durability":
