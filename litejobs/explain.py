@@ -99,6 +99,13 @@ def _queued(store: Store, job: Row, config: Config, now: float,
             return say("key_at_limit", f"concurrency key {key!r} is at its limit of "
                        f"{limit} (held by job {', '.join(map(str, holders))})",
                        holders=holders)
+        if job.get("flow_rate") is not None:
+            rate, period = int(job["flow_rate"]), float(job["flow_period"])
+            used, free_at = store.flow_window(key, now)
+            if used >= rate and free_at is not None:
+                return say("key_rate_limited", f"flow key {key!r} is at its rate ({used} "
+                           f"start(s) in the last {period:g} s, at most {rate}): next start "
+                           f"at {iso(free_at)}", until=iso(free_at))
     if limits is not None and limits.rate_limit:
         count, period = parse_rate(limits.rate_limit)
         period += min(RATE_MARGIN, period * 0.1)  # the window a claim counts (Tx.claim)

@@ -348,3 +348,23 @@ def test_property_no_key_exceeds_its_limits_and_a_blocked_key_holds_up_no_other(
           f"backlog; pickup p50 {statistics.median(pickup) * 1000:.0f} ms, max "
           f"{pickup[-1] * 1000:.0f} ms (rate-limited keys wait by design); each key's first "
           f"job: max {max(firsts.values()) - begun:.2f} s after the enqueue began")
+
+
+def test_explain_names_a_keys_rate_window(tmp_path: Path) -> None:
+    from litejobs.config import Config
+    from litejobs.explain import explain
+
+    app = litejobs.App(tmp_path / "jobs.db", durability="fast")
+    t0 = time.time()
+    jobs = app.enqueue_many([_prep(app, "slow", i) for i in range(3)])  # "2/s"
+
+    def claim(tx: Any) -> list[Any]:
+        return list(tx.claim(["s:1:w0", "s:1:w1", "s:1:w2"], [QueueLimits("default")], t0,
+                             30.0))
+
+    assert len(app.store.write(claim)) == 2
+    said = explain(app.store, jobs[2].id, Config(), now=t0 + 0.5)
+    assert said is not None and said.reason == "key_rate_limited", said
+    assert "flow key 'slow' is at its rate (2 start(s) in the last 1 s, at most 2)" in \
+        said.message
+    assert said.details["until"] == litejobs.job.iso(t0 + 1.1)

@@ -9,6 +9,7 @@ from typing import Any
 from litejobs.job import Attempt, State
 from litejobs.store import sql
 from litejobs.store.connections import Connections
+from litejobs.store.flowkeys import FLOW_WINDOW
 from litejobs.store.rows import Row, _like_prefix
 
 __all__ = ["StoreReads"]
@@ -135,6 +136,12 @@ class StoreReads(Connections):
         row = self._read(sql.RATE_WINDOW, (queue, since))[0]
         values = list(row.values())
         return int(values[0]), values[1]
+
+    def flow_window(self, key: str, now: float) -> tuple[int, float | None]:
+        """Starts of flow key ``key`` its rate window still counts at ``now``, and when the
+        first of them stops counting (None when there is none)."""
+        count, first = self._read(FLOW_WINDOW, (key, now))[0].values()
+        return int(count), first
 
     def ahead_of(self, job: Row) -> int:
         """How many queued jobs of the job's queue a claim takes before it."""
