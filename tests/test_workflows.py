@@ -630,3 +630,18 @@ def test_workflow_building_refuses_bad_input(wf: SimpleNamespace) -> None:
         flow.enqueue()
     with pytest.raises(RuntimeError, match="already enqueued"):
         flow.add(wf.add.prepare(1, 1))
+
+
+def test_a_steps_flow_key_keeps_its_rate(wf: SimpleNamespace) -> None:
+    from litejobs.testing import Clock, run_until_idle
+
+    clock = Clock(1_900_000_000.0).attach(wf.app)
+    rated = wf.add.options(flow_key="api", rate_limit="1/s")
+    run = litejobs.chain(rated.prepare(1, 1), rated.prepare(2, 2)).enqueue()
+    steps = run.jobs()
+    second = wf.app.store.get_job(steps[1].id)
+    assert second is not None and (second["flow_rate"], second["flow_period"]) == (1, 1.0)
+    assert run_until_idle(wf.app, clock=clock).succeeded == 1  # the second waits its window
+    assert states(wf.app, *steps) == ["succeeded", "queued"]
+    clock.advance(1.2)
+    assert run_until_idle(wf.app, clock=clock).succeeded == 1

@@ -32,8 +32,9 @@ _NEXT_ID = sql._NEXT_ID  # a new job's id (see sql.INSERT_JOBS)
 INSERT_STEP = f"""
 INSERT INTO jobs (id, task, queue, state, priority, args, kwargs, run_at, scheduled_at,
                   created_at, max_attempts, timeout, expires_at, concurrency_key,
-                  concurrency_limit, tags, workflow, ready_delay, upstream_left)
-VALUES ({_NEXT_ID} + 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                  concurrency_limit, tags, workflow, ready_delay, upstream_left, flow_rate,
+                  flow_period)
+VALUES ({_NEXT_ID} + 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 """
 INSERT_DEP = "INSERT INTO job_deps (job_id, position, upstream) VALUES (?, ?, ?)"
 INSERT_TOKEN = f"""
@@ -223,7 +224,7 @@ class WorkflowsTxMixin:
                 job.task, job.queue, state, job.priority, job.args, job.kwargs, job.run_at,
                 job.run_at, now, job.max_attempts, job.timeout, job.expires_at,
                 job.concurrency_key, job.concurrency_limit, job.tags, workflow, step.delay,
-                len(set(waits)) if waits else None))
+                len(set(waits)) if waits else None, job.flow_rate, job.flow_period))
         # One statement for all steps (a 10,000-step run paid a statement per step): this
         # transaction holds the write lock, so they take the ids above the top one in order.
         top = int(_scalar(cur, sql.TOP_JOB_ID))
