@@ -24,3 +24,18 @@ def test_only_the_store_package_imports_apsw() -> None:
                  if "apsw" in imported_modules(p) and p.parent.name != "store"]
     assert offenders == []
     assert "apsw" in imported_modules(PACKAGE / "store" / "__init__.py")
+
+
+def test_import_litejobs_loads_its_names_at_first_use() -> None:
+    # pytest loads the plugin, and so `litejobs`, in every run of a project that installed it
+    import subprocess
+    import sys
+
+    code = ("import sys, litejobs\n"
+            "print(sorted(m for m in sys.modules if m.startswith('litejobs.')))\n"
+            "missing = [n for n in litejobs.__all__ if getattr(litejobs, n, None) is None]\n"
+            "print(missing, litejobs.App.__module__, sorted(set(litejobs.__all__) - set(dir("
+            "litejobs))))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, cwd=PACKAGE.parent).stdout.splitlines()
+    assert out == ["[]", "[] litejobs.app []"]
