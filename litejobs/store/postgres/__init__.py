@@ -1,0 +1,223 @@
+"""The PostgreSQL store (``pip install 'litejobs[postgres]'``): litejobs's jobs in a PostgreSQL
+database, for supervisors on many hosts. First increment: not yet selected by
+``App("postgresql://...")`` (that still refuses at once, see ``litejobs.config``).
+
+What it implements, with the SQLite store's meaning (tests/postgres/test_store_conformance.py
+runs the same assertions on both):
+
+- ``Producer``: ``insert_job``/``insert_jobs``, keys and ``unique_for`` and debounce included;
+  a keyed insert holds an advisory lock on its task and key from its twin's lookup to its
+  commit, so two producers of one key on any hosts make one job.
+- ``Reads``, its core: ``get_job``, ``list_jobs``, ``attempts``, ``stats``, ``queue_list``;
+  ``Admin``, its core: ``cancel``/``cancel_many``, ``retry``/``retry_many``, ``purge``,
+  ``set_paused``; ``Supervising``: ``write``, ``next_scheduled``, ``held_by``, ``close``.
+- ``write(fn)`` hands ``fn`` a ``PgTx``: ``ClaimTx`` (a claim is one ``FOR UPDATE SKIP
+  LOCKED`` statement; queue concurrency limits exact across hosts under the queue's row
+  lock), ``LeaseTx``, and of ``OutcomeTx`` ``succeed``, ``succeed_many``, ``fail`` and
+  ``interrupt``, each fenced by the attempt number like the SQLite store's guarded UPDATEs.
+
+Not yet, and refused in one line rather than ignored: concurrency and flow keys (at enqueue),
+queue rate limits (at claim), workflow steps (retry). Not there at all yet: workflows and
+tokens, cron fires, schedules, progress, metrics figures, heartbeats, maintenance, ``explain``
+facts, the dashboard's views, LISTEN/NOTIFY wake-ups.
+
+Time: every time comparison and every stored time is on the database server's clock
+(``statement_timestamp()``, one value per statement), so hosts' clocks may differ. The
+``now`` a caller passes is its own clock at the call and is never compared with anything
+stored: a time the caller gives (a run time, an expiry, a retry time, an attempt's start) is
+taken as its distance from that ``now`` and stored as the server's now plus that distance.
+``renew(leases, until)`` has no ``now``: its distance is counted from this process's
+``time.time()``. The times read back are the server's.
+
+Errors: a server that cannot be reached or a connection lost mid-call raise StorageError in
+one line; nothing of that call was committed, and the next call reconnects (the pool drops
+the broken connections). A deadlock or serialization failure runs the transaction again
+whole. A pool is per process, opened on first use; a forked child opens its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from litejobs.job import Attempt, State
+from litejobs.newjob import NewJob, NewJobs
+from litejobs.store.postgres import sql
+from litejobs.store.postgres.connections import PgConnections, driver, redacted
+from litejobs.store.postgres.schema import SCHEMA_VERSION
+from litejobs.store.postgres.tx import PgTx
+from litejobs.store.rows import Row, _like_prefix
+from litejobs.store.schema import TOKEN_TASK
+
+if TYPE_CHECKING:
+    import psycopg
+
+__all__ = ["SCHEMA_VERSION", "PgTx", "PostgresStore", "driver", "redacted"]
+
+T = TypeVar("T")
+
+
+class PostgresStore(PgConnections):
+    """A litejobs store in a PostgreSQL database, named by a ``postgresql://`` URL (a
+    ``options=-csearch_path%3DNAME`` parameter puts it in schema NAME). Cheap to make; the
+    pool opens on first use, one per process."""
+
+    def __init__(self, url: str, *, min_size: int = 1, max_size: int = 4,
+                 connect_timeout: float = 10.0) -> None:
+        super().__init__(url, min_size=min_size, max_size=max_size,
+                         connect_timeout=connect_timeout)
+        # Queue rows known to exist (never deleted): inserts skip them.
+        self._queues: set[str] = set()
+
+    # --- Producer --------------------------------------------------------------------------------
+
+    def insert_jobs(self, jobs: Sequence[NewJob | NewJobs], now: float,
+                    ) -> list[Mapping[str, Any]]:
+        """Insert ``jobs`` in one transaction; returns each one's row, in order (a keyed
+        job's live twin's row instead, when it has one)."""
+        return self.write(lambda tx: tx.insert_many(jobs, now))
+
+    def insert_job(self, job: NewJob, now: float) -> Mapping[str, Any]:
+        """``insert_jobs`` for one job."""
+        return self.write(lambda tx: tx.insert(job, now))
+
+    # --- Supervising -----------------------------------------------------------------------------
+
+    def write(self, fn: Callable[[PgTx], T]) -> T:
+        """Run ``fn`` in one transaction, run again whole after a deadlock or serialization
+        failure."""
+        seen: set[str] = set()
+
+        def run(conn: psycopg.Connection[Any]) -> T:
+            # A copy per attempt: only a committed transaction's queues are known to exist.
+            seen.clear()
+            seen.update(self._queues)
+            return fn(PgTx(conn, seen))
+
+        value = self._transaction(run)
+        if len(seen) > len(self._queues):
+            self._queues = seen
+        return value
+
+    def next_scheduled(self) -> float | None:
+        rows = self._read("SELECT min(run_at) AS t FROM jobs WHERE state = 'scheduled'")
+        value = rows[0]["t"]
+        return None if value is None else float(value)
+
+    def held_by(self, prefix: str) -> dict[int, int]:
+        """``{job_id: attempt}`` of running jobs leased by ids starting with ``prefix``."""
+        rows = self._read(sql.RUNNING_LEASES, (_like_prefix(prefix),))
+        return {int(r["id"]): int(r["attempt"]) for r in rows}
+
+    # --- Reads -----------------------------------------------------------------------------------
+
+    def get_job(self, job_id: int) -> Row | None:
+        rows = self._read(sql.SELECT_JOB, (job_id,))
+        return rows[0] if rows else None
+
+    def list_jobs(self, state: str | None = None, task: str | None = None,
+                  queue: str | None = None, limit: int = 100,
+                  tag: str | None = None, workflow: int | None = None) -> list[Row]:
+        """Jobs newest first; each filter given must match (``tag``: one of the job's)."""
+        clauses: list[str] = []
+        params: list[Any] = []
+        for column, value in (("state", state), ("task", task), ("queue", queue),
+                              ("workflow", workflow)):
+            if value is not None:
+                clauses.append(f"{column} = %s")
+                params.append(value)
+        if tag is not None:
+            clauses.append(sql.HAS_TAG)
+            params.append(tag)
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        params.append(limit)
+        return self._read(
+            f"SELECT {sql.JOB_COLUMNS} FROM jobs {where} ORDER BY id DESC LIMIT %s", params)
+
+    def attempts(self, job_id: int) -> list[Attempt]:
+        """Every attempt of a job, oldest first; the running or successful one is read from
+        the job row."""
+
+        def read(conn: psycopg.Connection[Any]) -> tuple[list[Row], Row | None]:
+            rows = conn.execute(sql.SELECT_ATTEMPTS, (job_id,)).fetchall()
+            return rows, conn.execute(sql.SELECT_JOB, (job_id,)).fetchone()
+
+        rows, job = self._transaction(read)  # one snapshot... of one transaction at least
+        out = [Attempt(r["attempt"], r["outcome"], r["started_at"], r["finished_at"],
+                       r["error"], r["traceback"], r["worker"]) for r in rows]
+        if job is not None and job["state"] in ("running", "succeeded") and (
+                not out or out[-1].attempt < job["attempt"]):
+            out.append(Attempt(job["attempt"], job["state"], job["started_at"],
+                               job["finished_at"], None, None, job["leased_by"]))
+        return out
+
+    def stats(self) -> dict[str, Any]:
+        states = {s.value: 0 for s in State}
+        queues: dict[str, dict[str, int]] = {
+            name: {s.value: 0 for s in State} for name, _ in self.queue_list()}
+        for row in self._read(sql.COUNT_BY_QUEUE_STATE):
+            states[row["state"]] += int(row["n"])
+            queues.setdefault(row["queue"], {s.value: 0 for s in State})[row["state"]] = int(
+                row["n"])
+        return {"states": states, "queues": queues}
+
+    def queue_list(self) -> list[tuple[str, bool]]:
+        return [(str(r["name"]), bool(r["paused"])) for r in self._read(sql.SELECT_QUEUES)]
+
+    # --- Admin -----------------------------------------------------------------------------------
+
+    def cancel(self, job_id: int, reason: str, now: float) -> bool:
+        """Cancel a pending or running job; False when it is already terminal or missing."""
+        return self.cancel_many([job_id], reason, now) == 1
+
+    def cancel_many(self, ids: Sequence[int], reason: str, now: float) -> int:
+        """``cancel`` for many jobs in one short transaction; running ones keep an
+        "interrupted" attempt."""
+        id_list = [int(i) for i in ids]
+
+        def cancel(conn: psycopg.Connection[Any]) -> int:
+            conn.execute(sql.RECORD_CANCELLED_ATTEMPTS, (reason, id_list))
+            return conn.execute(sql.CANCEL_JOBS, (reason, id_list)).rowcount
+
+        return self._transaction(cancel)
+
+    def retry(self, job_id: int, retries: int, now: float) -> bool:
+        """Put a failed or cancelled job back to queued with ``retries`` more retries."""
+        return self.retry_many([job_id], retries, now) == 1
+
+    def retry_many(self, ids: Sequence[int], retries: int, now: float,
+                   blocked: list[tuple[int, int | None, str]] | None = None) -> int:
+        """Manual retry of many failed or cancelled jobs, in one short transaction. A
+        workflow step or token is refused (ValueError): not in this store yet."""
+        id_list = [int(i) for i in ids]
+
+        def retry(conn: psycopg.Connection[Any]) -> int:
+            steps = conn.execute(sql.WORKFLOW_IDS, (id_list,)).fetchall()
+            if steps:
+                raise ValueError(
+                    f"job {steps[0]['id']} is a workflow step or {TOKEN_TASK}; workflows are "
+                    "not in the PostgreSQL store yet")
+            return conn.execute(sql.RETRY_JOBS, (retries + 1, id_list)).rowcount
+
+        if blocked is not None:
+            blocked.clear()
+        return self._transaction(retry)
+
+    def purge(self, ids: Sequence[int]) -> int:
+        """Delete terminal jobs (and their attempts and tags) by id; others are left alone."""
+        id_list = [int(i) for i in ids]
+        return self._transaction(lambda conn: conn.execute(sql.PURGE, (id_list,)).rowcount)
+
+    def set_paused(self, queue: str, paused: bool) -> None:
+        """Pause or resume a queue: every supervisor on the database obeys it."""
+        self._transaction(lambda conn: conn.execute(sql.SET_PAUSED, (queue, paused)))
+        self._queues.add(queue)
+
+
+if TYPE_CHECKING:
+    from litejobs.store import protocols as p
+
+    def _implements(store: PostgresStore, tx: PgTx) -> tuple[
+            p.Producer, p.ProducerTx, p.ClaimTx, p.LeaseTx]:
+        """mypy checks here the protocols the store implements whole so far."""
+        return store, tx, tx, tx

@@ -1,0 +1,226 @@
+"""The PostgreSQL store's schema: the SQLite schema's tables and columns (version 7) where they
+mean the same, a ``litejobs_meta`` table holding its own version, and its migrations.
+
+Decisions, and why:
+
+- Ids are ``bigint GENERATED ALWAYS AS IDENTITY``: a sequence never hands an id out twice,
+  even after the newest jobs were purged (the SQLite store keeps ``job_ids.top`` for that).
+- Times are ``double precision`` epoch seconds, as the SQLite store's REAL columns: every row
+  reads the same in both stores (``Job``, the CLI, the dashboard and /metrics do arithmetic on
+  them as floats), and the server's clock enters as ``extract(epoch FROM
+  statement_timestamp())``. ``timestamptz`` would need a conversion at every boundary for no
+  gain in meaning.
+- Arguments, results, tags and metadata are ``text`` holding JSON, not ``jsonb``: jsonb
+  rewrites the text (spacing, key order, duplicate keys), and a job's arguments must reach its
+  worker byte for byte as enqueued.
+- ``parked`` is a boolean (SQLite's 0/1).
+- The transition trigger repeats ``litejobs.job.TRANSITIONS``, as the SQLite schema's does.
+  The workflow triggers (fan-in, cascade) and the unpark trigger are not here yet: the store
+  refuses what would need them (see the package docstring).
+
+The schema lives in the connection's current schema (the first of its ``search_path``), so
+one database can hold several litejobs stores, one per schema.
+"""
+
+from __future__ import annotations
+
+from litejobs.job import TRANSITIONS, State
+
+__all__ = ["MIGRATIONS", "SCHEMA", "SCHEMA_VERSION"]
+
+#: The PostgreSQL store's own schema version (not the SQLite file's ``user_version``).
+SCHEMA_VERSION = 1
+
+_STATES = ", ".join(f"'{s.value}'" for s in State)
+_LEGAL_MOVES = "\n        OR ".join(
+    f"(OLD.state = '{a.value}' AND NEW.state IN "
+    f"({', '.join(repr(b.value) for b in sorted(targets))}))"
+    for a, targets in TRANSITIONS.items() if targets
+)
+_TERMINAL = "'succeeded', 'failed', 'cancelled'"
+
+SCHEMA = f"""
+CREATE TABLE jobs (
+    id            bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    task          text    NOT NULL,
+    queue         text    NOT NULL,
+    state         text    NOT NULL CHECK (state IN ({_STATES})),
+    priority      integer NOT NULL DEFAULT 0 CHECK (priority BETWEEN -100 AND 100),
+    args          text    NOT NULL,
+    kwargs        text    NOT NULL,
+    key           text,
+    run_at        double precision NOT NULL,
+    scheduled_at  double precision NOT NULL,
+    created_at    double precision NOT NULL,
+    attempt       bigint  NOT NULL DEFAULT 0,
+    max_attempts  bigint  NOT NULL CHECK (max_attempts >= 1),
+    interrupts    bigint  NOT NULL DEFAULT 0,
+    crashes       bigint  NOT NULL DEFAULT 0,
+    timeout       double precision,
+    expires_at    double precision,
+    concurrency_key   text,
+    concurrency_limit bigint,
+    leased_by     text,
+    lease_until   double precision,
+    started_at    double precision,
+    finished_at   double precision,
+    result        text,
+    error         text,
+    parked        boolean NOT NULL DEFAULT false,
+    tags          text,
+    progress      double precision CHECK (progress BETWEEN 0 AND 1),
+    progress_message text,
+    metadata      text,
+    workflow      bigint,
+    continuation  bigint,
+    ready_delay   double precision,
+    upstream_left bigint,
+    trace         text,
+    flow_rate     bigint,
+    flow_period   double precision,
+    CHECK (state != 'running' OR (leased_by IS NOT NULL AND lease_until IS NOT NULL)),
+    CHECK (attempt - interrupts <= max_attempts OR state != 'running')
+);
+-- parked second: a claim reads (queue, false) in order and never steps over parked jobs.
+CREATE INDEX jobs_queued    ON jobs (queue, parked, priority DESC, run_at, id)
+    WHERE state = 'queued';
+CREATE INDEX jobs_scheduled ON jobs (run_at) WHERE state = 'scheduled';
+CREATE INDEX jobs_running   ON jobs (lease_until) WHERE state = 'running';
+-- a claim counts a limited queue's running jobs under its queue row's lock
+CREATE INDEX jobs_running_queue ON jobs (queue) WHERE state = 'running';
+CREATE INDEX jobs_finished  ON jobs (finished_at) WHERE state IN ({_TERMINAL});
+CREATE INDEX jobs_key       ON jobs (task, key, created_at) WHERE key IS NOT NULL;
+CREATE INDEX jobs_ckey      ON jobs (concurrency_key)
+    WHERE state = 'running' AND concurrency_key IS NOT NULL;
+CREATE INDEX jobs_expiry    ON jobs (expires_at)
+    WHERE expires_at IS NOT NULL AND state IN ('scheduled', 'queued');
+CREATE INDEX jobs_workflow  ON jobs (workflow, id) WHERE workflow IS NOT NULL;
+
+-- The schema repeats TRANSITIONS: no update may move a job along an edge it does not list.
+CREATE FUNCTION litejobs_transition() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NOT ({_LEGAL_MOVES}) THEN
+        RAISE EXCEPTION 'litejobs: illegal state transition % -> % (job %)',
+            OLD.state, NEW.state, OLD.id;
+    END IF;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER jobs_transition BEFORE UPDATE OF state ON jobs
+    FOR EACH ROW WHEN (OLD.state IS DISTINCT FROM NEW.state)
+    EXECUTE FUNCTION litejobs_transition();
+
+CREATE TABLE job_tags (
+    job_id bigint NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+    tag    text   NOT NULL,
+    PRIMARY KEY (job_id, tag)
+);
+CREATE INDEX job_tags_tag ON job_tags (tag, job_id);
+
+CREATE TABLE workflows (
+    id           bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    name         text,
+    created_at   double precision NOT NULL,
+    cancelled_at double precision
+);
+CREATE TABLE job_deps (
+    job_id   bigint  NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+    position integer NOT NULL,
+    upstream bigint  NOT NULL,
+    PRIMARY KEY (job_id, position)
+);
+CREATE INDEX job_deps_upstream ON job_deps (upstream, job_id);
+
+CREATE TABLE rate_starts (
+    queue text NOT NULL,
+    at    double precision NOT NULL
+);
+CREATE INDEX rate_starts_window ON rate_starts (queue, at);
+
+CREATE TABLE attempts (
+    job_id      bigint NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+    attempt     bigint NOT NULL,
+    outcome     text   NOT NULL
+                CHECK (outcome IN ('succeeded', 'failed', 'interrupted', 'stale')),
+    worker      text,
+    started_at  double precision,
+    finished_at double precision,
+    error       text,
+    traceback   text,
+    PRIMARY KEY (job_id, attempt)
+);
+
+-- A claim locks the row of each queue with a concurrency limit (FOR UPDATE) before it counts
+-- the queue's running jobs: that makes the limit exact across claimers on any host.
+CREATE TABLE queues (
+    name   text PRIMARY KEY,
+    paused boolean NOT NULL DEFAULT false
+);
+CREATE INDEX queues_paused ON queues (name) WHERE paused;
+
+CREATE TABLE cron_entries (
+    name         text PRIMARY KEY,
+    schedule     text NOT NULL,
+    since        double precision NOT NULL,
+    last_instant double precision,
+    last_job     bigint
+);
+CREATE TABLE cron_fires (
+    entry    text NOT NULL,
+    instant  double precision NOT NULL,
+    outcome  text NOT NULL
+             CHECK (outcome IN ('fired', 'skipped_overlap', 'skipped_misfire')),
+    job_id   bigint,
+    fired_at double precision NOT NULL,
+    PRIMARY KEY (entry, instant)
+);
+CREATE TABLE supervisors (
+    id           text PRIMARY KEY,
+    hostname     text NOT NULL,
+    pid          bigint NOT NULL,
+    started_at   double precision NOT NULL,
+    heartbeat_at double precision NOT NULL,
+    queues       text NOT NULL,
+    pid_ns       text,
+    workers      text
+);
+CREATE TABLE metric_minutes (
+    minute bigint NOT NULL,
+    name   text   NOT NULL,
+    label  text   NOT NULL,
+    kind   text   NOT NULL,
+    value  double precision NOT NULL,
+    PRIMARY KEY (minute, name, label, kind)
+);
+CREATE TABLE metric_totals (
+    name  text NOT NULL,
+    label text NOT NULL,
+    kind  text NOT NULL,
+    value double precision NOT NULL,
+    PRIMARY KEY (name, label, kind)
+);
+CREATE TABLE schedules (
+    name       text PRIMARY KEY,
+    schedule   text NOT NULL,
+    task       text NOT NULL,
+    args       text NOT NULL DEFAULT '[]',
+    kwargs     text NOT NULL DEFAULT '{{}}',
+    timezone   text NOT NULL DEFAULT 'UTC',
+    options    text NOT NULL DEFAULT '{{}}',
+    created_at double precision NOT NULL,
+    updated_at double precision NOT NULL
+);
+CREATE TABLE flow_starts (
+    key   text NOT NULL,
+    until double precision NOT NULL
+);
+CREATE INDEX flow_starts_window ON flow_starts (key, until);
+CREATE TABLE flow_waits (
+    key   text PRIMARY KEY,
+    until double precision NOT NULL,
+    since double precision NOT NULL
+);
+"""
+
+#: ``MIGRATIONS[v]`` takes a schema at version ``v`` to ``v + 1`` (none yet: version 1 is the
+#: first; until the store ships, version 1 itself may still change).
+MIGRATIONS: dict[int, str] = {}

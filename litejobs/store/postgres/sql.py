@@ -1,0 +1,277 @@
+"""Every statement of the PostgreSQL store, each a named constant meaning what the SQLite
+store's statement of the same name means (``litejobs.store.sql``).
+
+Times: ``NOW`` is the database server's clock. A time the caller passes enters as its
+distance from the caller's ``now`` (``NOW + %s``), so every stored time and every comparison
+is on the server's clock, whatever the caller's (see the package docstring).
+"""
+
+from __future__ import annotations
+
+from litejobs.job import State, sources
+from litejobs.store.sql import JOB_COLUMNS
+
+__all__ = ["JOB_COLUMNS", "NOW"]
+
+#: The server's clock, in epoch seconds; one value for a whole statement.
+NOW = "(extract(epoch FROM statement_timestamp())::float8)"
+
+#: Advisory lock classes (the first int of pg_advisory_xact_lock(int, int)): the second is a
+#: hash, and a collision only makes two transactions wait for each other, never wrong.
+LOCK_SCHEMA = 0x4C4A0001
+LOCK_KEY = 0x4C4A0002
+
+SCHEMA_LOCK = f"SELECT pg_advisory_xact_lock({LOCK_SCHEMA}, hashtext(current_schema()))"
+# The store's identity: its version row, and whether the schema already holds a foreign
+# `jobs` table (then litejobs refuses to touch it).
+META = "CREATE TABLE IF NOT EXISTS litejobs_meta (key text PRIMARY KEY, value text NOT NULL)"
+SELECT_VERSION = "SELECT value FROM litejobs_meta WHERE key = 'schema_version'"
+FOREIGN_JOBS = "SELECT to_regclass('jobs') IS NOT NULL AS present"
+SET_VERSION = """
+INSERT INTO litejobs_meta (key, value) VALUES ('schema_version', %s)
+ON CONFLICT (key) DO UPDATE SET value = excluded.value
+"""
+
+_INSERT_COLUMNS = """task, queue, state, priority, args, kwargs, key, run_at, scheduled_at,
+                  created_at, max_attempts, timeout, expires_at, concurrency_key,
+                  concurrency_limit, tags, trace, flow_rate, flow_period"""
+_RETURNED = "RETURNING id, run_at, created_at, expires_at"
+# One job: (task, queue, state, priority, args, kwargs, key, run_in, max_attempts, timeout,
+# expires_in, concurrency_key, concurrency_limit, tags, trace, flow_rate, flow_period).
+INSERT_JOB = f"""
+INSERT INTO jobs ({_INSERT_COLUMNS})
+SELECT %s, %s, %s, %s, %s, %s, %s, t.now + %s, t.now + %s, t.now, %s, %s, t.now + %s,
+       %s, %s, %s, %s, %s, %s
+FROM (SELECT {NOW} AS now) t
+{_RETURNED}
+"""
+# Many keyless, untagged jobs as parallel arrays; rows go in (and take ids) in array order.
+INSERT_JOBS = f"""
+INSERT INTO jobs ({_INSERT_COLUMNS})
+SELECT u.task, u.queue, u.state, u.priority, u.args, u.kwargs, NULL, t.now + u.run_in,
+       t.now + u.run_in, t.now, u.max_attempts, u.timeout, t.now + u.expires_in, NULL, NULL,
+       NULL, NULL, NULL, NULL
+FROM (SELECT {NOW} AS now) t,
+     unnest(%s::text[], %s::text[], %s::text[], %s::int[], %s::text[], %s::text[],
+            %s::float8[], %s::bigint[], %s::float8[], %s::float8[])
+     WITH ORDINALITY AS u (task, queue, state, priority, args, kwargs, run_in, max_attempts,
+                          timeout, expires_in, n)
+ORDER BY u.n
+{_RETURNED}
+"""
+# A NewJobs: one row per element of a JSON array of argument lists (json, not jsonb: each
+# element's text is kept as written). (task, queue, state, priority, run_in, max_attempts,
+# timeout, expires_in, payload)
+_BATCH = """
+INSERT INTO jobs ({columns})
+SELECT %s, %s, %s, %s, {args}, {kwargs}, NULL, t.now + %s, t.now + %s, t.now, %s, %s,
+       t.now + %s, NULL, NULL, NULL, NULL, NULL, NULL
+FROM (SELECT {now} AS now) t, json_array_elements(%s::json) WITH ORDINALITY AS e (value, n)
+ORDER BY e.n
+{returned}
+"""
+INSERT_JOBS_JSON = _BATCH.format(columns=_INSERT_COLUMNS, now=NOW, returned=_RETURNED,
+                                 args="e.value::text", kwargs="'{}'")
+INSERT_JOBS_JSON_KW = _BATCH.format(columns=_INSERT_COLUMNS, now=NOW, returned=_RETURNED,
+                                    args="(e.value -> 0)::text", kwargs="(e.value -> 1)::text")
+INSERT_JOB_TAGS = """
+INSERT INTO job_tags (job_id, tag) SELECT %s, value FROM json_array_elements_text(%s::json)
+ON CONFLICT DO NOTHING
+"""
+INSERT_QUEUES = """
+INSERT INTO queues (name) SELECT DISTINCT unnest(%s::text[]) ORDER BY 1 ON CONFLICT DO NOTHING
+"""
+# A keyed insert holds this lock (task and key) from its twin's lookup to its commit: two
+# producers of one key, on any host, are serialised, and the second sees the first's job.
+LOCK_JOB_KEY = f"SELECT pg_advisory_xact_lock({LOCK_KEY}, hashtext(%s || chr(31) || %s))"
+FIND_KEY = f"""
+SELECT {JOB_COLUMNS} FROM jobs
+WHERE task = %s AND key = %s AND created_at >= {NOW} - %s
+  AND state NOT IN ('failed', 'cancelled')
+ORDER BY id DESC LIMIT 1
+"""
+DEBOUNCE = f"""
+UPDATE jobs SET state = 'scheduled', run_at = {NOW} + %s, scheduled_at = {NOW} + %s,
+                args = %s, kwargs = %s, expires_at = {NOW} + %s
+WHERE id = %s AND state IN ('scheduled', 'queued')
+RETURNING run_at, scheduled_at, expires_at
+"""
+
+SELECT_JOB = f"SELECT {JOB_COLUMNS} FROM jobs WHERE id = %s"
+SELECT_ATTEMPTS = (
+    "SELECT attempt, outcome, worker, started_at, finished_at, error, traceback "
+    "FROM attempts WHERE job_id = %s ORDER BY attempt"
+)
+HAS_TAG = "id IN (SELECT job_id FROM job_tags WHERE tag = %s)"
+SELECT_QUEUES = "SELECT name, paused FROM queues ORDER BY name"
+COUNT_BY_QUEUE_STATE = "SELECT queue, state, count(*) AS n FROM jobs GROUP BY queue, state"
+
+# --- claims --------------------------------------------------------------------------------------
+
+# The distinct queues of queued jobs (one index seek each), and the paused queues.
+QUEUES_TO_VISIT = """
+WITH RECURSIVE seen (name) AS (
+    SELECT min(queue) FROM jobs WHERE state = 'queued'
+    UNION ALL
+    SELECT (SELECT min(queue) FROM jobs WHERE state = 'queued' AND queue > seen.name)
+    FROM seen WHERE seen.name IS NOT NULL
+)
+SELECT name, false AS paused FROM seen WHERE name IS NOT NULL
+UNION ALL
+SELECT name, true FROM queues WHERE paused
+"""
+ADOPT_QUEUES = """
+INSERT INTO queues (name) SELECT DISTINCT queue FROM jobs WHERE state = 'queued'
+ON CONFLICT DO NOTHING
+"""
+# The rows of the queues with a concurrency limit, locked in name order (no deadlock between
+# two claimers): the running count read after this is exact until this transaction ends.
+LOCK_QUEUES = "SELECT name FROM queues WHERE name = ANY(%s) ORDER BY name FOR UPDATE"
+RUNNING_BY_QUEUE = """
+SELECT queue, count(*) AS n FROM jobs WHERE state = 'running' AND queue = ANY(%s) GROUP BY queue
+"""
+# The claim: (queue names, their caps, ahead, worker ids, lease seconds). Each queue's best
+# `cap` claimable jobs, locked (SKIP LOCKED: rows another claimer holds are passed over, not
+# waited for), then the best of all, one per worker in order, taken in the same statement.
+# Paused queues are left out here too, so a pause committed on another host is obeyed at once.
+# Jobs with a concurrency key are not claimed here (the store refuses them at enqueue: see the
+# package docstring). `ahead`: the workers are places behind a running job, where a job that
+# must start by its expiry does not go.
+CLAIM = f"""
+WITH caps (queue, cap) AS (
+    SELECT u.queue, u.cap FROM unnest(%s::text[], %s::int[]) AS u (queue, cap)
+    WHERE NOT EXISTS (SELECT 1 FROM queues q WHERE q.name = u.queue AND q.paused)
+), picked AS (
+    SELECT j.id, j.priority, j.run_at FROM caps CROSS JOIN LATERAL (
+        SELECT id, priority, run_at FROM jobs
+        WHERE state = 'queued' AND queue = caps.queue AND NOT parked
+          AND concurrency_key IS NULL
+          AND (expires_at IS NULL OR (NOT %s AND expires_at >= {NOW}))
+        ORDER BY priority DESC, run_at, id
+        LIMIT caps.cap
+        FOR UPDATE SKIP LOCKED) j
+), best AS (
+    SELECT id, row_number() OVER (ORDER BY priority DESC, run_at, id) AS n FROM picked
+    ORDER BY priority DESC, run_at, id LIMIT cardinality(%s::text[])
+)
+UPDATE jobs SET state = 'running', attempt = attempt + 1,
+                leased_by = (%s::text[])[best.n], lease_until = {NOW} + %s, started_at = {NOW}
+FROM best WHERE jobs.id = best.id
+RETURNING jobs.id, task, queue, args, kwargs, attempt, max_attempts, interrupts, crashes,
+          timeout, scheduled_at, leased_by, priority, run_at, workflow, trace
+"""
+PROMOTE_DUE = f"""
+UPDATE jobs SET state = 'queued'
+WHERE id IN (SELECT id FROM jobs WHERE state = 'scheduled' AND run_at <= {NOW}
+             ORDER BY run_at LIMIT %s FOR UPDATE SKIP LOCKED)
+"""
+EXPIRE_DUE = f"""
+UPDATE jobs SET state = 'cancelled', finished_at = {NOW},
+    error = 'expired: not started within '
+            || round((expires_at - run_at)::numeric, 3)::float8::text || ' s of its run time'
+WHERE id IN (SELECT id FROM jobs WHERE expires_at IS NOT NULL AND expires_at < {NOW}
+             AND state IN ('scheduled', 'queued') LIMIT %s FOR UPDATE SKIP LOCKED)
+"""
+UNCLAIM = """
+UPDATE jobs SET state = 'queued', attempt = attempt - 1, leased_by = NULL, lease_until = NULL,
+                started_at = NULL
+WHERE id = %s AND attempt = %s AND state = 'running'
+"""
+
+# --- outcomes, fenced by the attempt number ------------------------------------------------------
+
+# (result, started ago, worker, id, attempt)
+FINISH_SUCCEEDED = f"""
+UPDATE jobs SET state = 'succeeded', result = %s, error = NULL, started_at = {NOW} - %s,
+                finished_at = {NOW}, leased_by = %s, lease_until = NULL
+WHERE id = %s AND attempt = %s AND state = 'running'
+"""
+# FINISH_SUCCEEDED for many, as parallel arrays; RETURNING names the ones recorded.
+FINISH_SUCCEEDED_MANY = f"""
+UPDATE jobs SET state = 'succeeded', result = o.result, error = NULL,
+                started_at = {NOW} - o.started_ago, finished_at = {NOW} - o.finished_ago,
+                leased_by = o.worker, lease_until = NULL
+FROM unnest(%s::bigint[], %s::bigint[], %s::text[], %s::text[], %s::float8[], %s::float8[])
+     AS o (id, attempt, result, worker, started_ago, finished_ago)
+WHERE jobs.id = o.id AND jobs.attempt = o.attempt AND jobs.state = 'running'
+RETURNING jobs.id
+"""
+# (state, run in, error, crashed, id, attempt)
+FINISH_RETRY = f"""
+UPDATE jobs SET state = %s, run_at = {NOW} + %s, error = %s, crashes = crashes + %s,
+                leased_by = NULL, lease_until = NULL
+WHERE id = %s AND attempt = %s AND state = 'running'
+"""
+FINISH_FAILED = f"""
+UPDATE jobs SET state = 'failed', error = %s, crashes = crashes + %s, finished_at = {NOW},
+                leased_by = NULL, lease_until = NULL
+WHERE id = %s AND attempt = %s AND state = 'running'
+"""
+REQUEUE_INTERRUPTED = f"""
+UPDATE jobs SET state = 'queued', run_at = {NOW}, interrupts = interrupts + 1,
+                leased_by = NULL, lease_until = NULL
+WHERE id = %s AND attempt = %s AND state = 'running'
+"""
+# (id, attempt, outcome, worker, started ago, error, traceback)
+RECORD_ATTEMPT = f"""
+INSERT INTO attempts (job_id, attempt, outcome, worker, started_at, finished_at, error,
+                      traceback)
+VALUES (%s, %s, %s, %s, {NOW} - %s, {NOW}, %s, %s)
+ON CONFLICT (job_id, attempt) DO NOTHING
+"""
+RECORD_STALE = f"""
+INSERT INTO attempts (job_id, attempt, outcome, worker, started_at, finished_at, error,
+                      traceback)
+SELECT id, %s, 'stale', %s, {NOW} - %s, {NOW}, %s, NULL FROM jobs WHERE id = %s
+ON CONFLICT (job_id, attempt) DO UPDATE SET
+    outcome = 'stale',
+    error = coalesce(attempts.error || '; ', '') || excluded.error
+"""
+
+# --- leases --------------------------------------------------------------------------------------
+
+# (seconds, ids, attempts): the pairs still leased, renewed.
+RENEW_LEASES = f"""
+UPDATE jobs SET lease_until = {NOW} + %s
+FROM unnest(%s::bigint[], %s::bigint[]) AS l (id, attempt)
+WHERE jobs.id = l.id AND jobs.attempt = l.attempt AND jobs.state = 'running'
+RETURNING jobs.id, jobs.attempt
+"""
+_LEASE_COLUMNS = ("id, task, attempt, max_attempts, interrupts, crashes, leased_by, "
+                  "started_at, priority, run_at")
+EXPIRED_LEASES = f"""
+SELECT {_LEASE_COLUMNS} FROM jobs
+WHERE state = 'running' AND lease_until < {NOW} ORDER BY lease_until LIMIT %s
+"""
+RUNNING_LEASES = f"""
+SELECT {_LEASE_COLUMNS} FROM jobs WHERE state = 'running' AND leased_by LIKE %s ESCAPE '\\'
+"""
+
+# --- an operator's changes -----------------------------------------------------------------------
+
+_CANCELLABLE = ", ".join(f"'{s.value}'" for s in sources(State.CANCELLED))
+# Before CANCEL_JOBS, in its transaction: the running ones' attempts end "interrupted".
+RECORD_CANCELLED_ATTEMPTS = f"""
+INSERT INTO attempts (job_id, attempt, outcome, worker, started_at, finished_at, error,
+                      traceback)
+SELECT id, attempt, 'interrupted', leased_by, started_at, {NOW}, %s, NULL FROM jobs
+WHERE id = ANY(%s) AND state = 'running'
+ON CONFLICT (job_id, attempt) DO NOTHING
+"""
+CANCEL_JOBS = f"""
+UPDATE jobs SET state = 'cancelled', error = %s, finished_at = {NOW}, leased_by = NULL,
+                lease_until = NULL
+WHERE id = ANY(%s) AND state IN ({_CANCELLABLE})
+"""
+# A manual retry: an order to run the job now (its expiry cleared, as the SQLite store's).
+RETRY_JOBS = f"""
+UPDATE jobs SET state = 'queued', run_at = {NOW}, max_attempts = attempt - interrupts + %s,
+                crashes = 0, error = NULL, finished_at = NULL, result = NULL, expires_at = NULL
+WHERE id = ANY(%s) AND state IN ('failed', 'cancelled')
+"""
+WORKFLOW_IDS = "SELECT id FROM jobs WHERE id = ANY(%s) AND workflow IS NOT NULL"
+PURGE = "DELETE FROM jobs WHERE id = ANY(%s) AND state IN ('succeeded', 'failed', 'cancelled')"
+SET_PAUSED = """
+INSERT INTO queues (name, paused) VALUES (%s, %s)
+ON CONFLICT (name) DO UPDATE SET paused = excluded.paused
+"""
