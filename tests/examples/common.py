@@ -213,7 +213,8 @@ def check_sync(shop: Shop) -> None:
     shop.cli("cron", "trigger", "sync_catalog")
     catalog = shop.wait_json("/catalog", "the catalog sync")
     assert catalog["products"] == PRODUCTS
-    assert shop.api.requests == ["/products.json"]
+    # (its own schedule, every 15 minutes, may fire during the test too)
+    assert shop.api.requests and set(shop.api.requests) == {"/products.json"}
 
 
 def check_cron_listed(shop: Shop) -> None:
