@@ -1,0 +1,361 @@
+"""The same assertions on both stores: the SQLite file and the PostgreSQL database must mean
+the same for every operation the PostgreSQL store implements so far (see the package
+docstring of litejobs.store.postgres for what it does not do yet).
+
+Times are real (``time.time()``) on both: the PostgreSQL store reads the server's clock, so a
+test moves time by waiting for a condition, with a deadline, never by passing a later ``now``.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from litejobs.newjob import NewJob, NewJobs
+from litejobs.store import QueueLimits, Store
+from litejobs.store.protocols import Producer
+
+DEADLINE = 10.0
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def where(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Where a store of each kind lives: a file path, or a URL with a fresh schema."""
+    if request.param == "sqlite":
+        return str(tmp_path / "jobs.db")
+    return str(request.getfixturevalue("pg_url"))
+
+
+def open_store(where: str) -> Any:
+    if where.startswith("postgresql://"):
+        from litejobs.store.postgres import PostgresStore
+
+        return PostgresStore(where)
+    return Store(where)
+
+
+@pytest.fixture
+def store(where: str) -> Iterator[Any]:
+    s = open_store(where)
+    yield s
+    s.close()
+
+
+def job(task: str = "t", queue: str = "default", priority: int = 0, args: str = "[]",
+        delay: float = 0.0, **more: Any) -> NewJob:
+    now = time.time()
+    return NewJob(task=task, queue=queue, priority=priority, args=args, kwargs="{}",
+                  run_at=now + delay, max_attempts=more.pop("max_attempts", 3),
+                  timeout=None, **more)
+
+
+def enqueue(store: Any, *jobs: NewJob) -> list[int]:
+    return [int(r["id"]) for r in store.insert_jobs(list(jobs), time.time())]
+
+
+def claim(store: Any, workers: list[str], limits: dict[str, int | None] | None = None,
+          lease: float = 30.0) -> list[dict[str, Any]]:
+    """Claim as the supervisor does (claimer.py): the queues to visit, paused ones left out."""
+    limits = limits or {}
+
+    def work(tx: Any) -> list[dict[str, Any]]:
+        served = [QueueLimits(name, limits.get(name)) for name, paused in tx.queues()
+                  if not paused]
+        return list(tx.claim(workers, served, time.time(), lease))
+
+    return list(store.write(work))
+
+
+def wait_for(what: str, check: Callable[[], Any]) -> Any:
+    end = time.monotonic() + DEADLINE
+    while time.monotonic() < end:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.02)
+    raise AssertionError(f"not within {DEADLINE} s: {what}")
+
+
+# --- inserts and reads --------------------------------------------------------------------------
+
+
+def test_insert_get_list_stats(store: Any) -> None:
+    assert isinstance(store, Producer)
+    a = store.insert_job(job("send", args="[1, {\"b\": 2, \"a\": 1}]"), time.time())
+    assert a["state"] == "queued" and a["task"] == "send"
+    ids = enqueue(store, job("send", "mail"), job("other", tags='["x", "y"]'),
+                  job("later", delay=3600))
+    got = store.get_job(a["id"])
+    assert got["args"] == "[1, {\"b\": 2, \"a\": 1}]"  # byte for byte, not re-serialised
+    assert (got["state"], got["attempt"], got["max_attempts"], got["queue"]) == (
+        "queued", 0, 3, "default")
+    assert store.get_job(ids[2])["state"] == "scheduled"
+    assert store.get_job(10**9) is None
+    assert [r["id"] for r in store.list_jobs()] == [*reversed(ids), a["id"]]
+    assert [r["id"] for r in store.list_jobs(queue="mail")] == [ids[0]]
+    assert [r["id"] for r in store.list_jobs(tag="y")] == [ids[1]]
+    assert [r["id"] for r in store.list_jobs(state="scheduled")] == [ids[2]]
+    assert [r["id"] for r in store.list_jobs(limit=2)] == [ids[2], ids[1]]
+    stats = store.stats()
+    assert stats["states"]["queued"] == 3 and stats["states"]["scheduled"] == 1
+    assert stats["queues"]["mail"]["queued"] == 1
+    assert store.queue_list() == [("default", False), ("mail", False)]
+
+
+def test_bulk_insert_keeps_order_and_arguments(store: Any) -> None:
+    template = job("bulk")
+    # payloads as litejobs.serialization.encode writes them: compact
+    rows = store.insert_jobs([job("a"), job("b"),
+                              NewJobs(template, '[[1],["x",[2,3]]]', [[1], ["x", [2, 3]]]),
+                              NewJobs(template, '[[[4],{"k":1}]]', [[4]], [{"k": 1}]),
+                              job("c")], time.time())
+    ids = [int(r["id"]) for r in rows]
+    assert ids == sorted(ids) and len(set(ids)) == 6
+    assert [store.get_job(i)["task"] for i in ids] == ["a", "b", "bulk", "bulk", "bulk", "c"]
+    assert store.get_job(ids[3])["args"] == '["x",[2,3]]'
+    assert (store.get_job(ids[4])["args"], store.get_job(ids[4])["kwargs"]) == (
+        "[4]", '{"k":1}')
+    assert rows[3]["args"] == '["x",[2,3]]' and rows[4]["kwargs"] == '{"k":1}'
+
+
+def test_keys_and_unique_for_twins(store: Any) -> None:
+    first = enqueue(store, job("k", key="order-1", unique_for=3600))[0]
+    assert enqueue(store, job("k", key="order-1", unique_for=3600)) == [first]
+    assert enqueue(store, job("other", key="order-1", unique_for=3600)) != [first]
+    assert enqueue(store, job("k", key="order-2", unique_for=3600)) != [first]
+    # a cancelled twin is no twin
+    assert store.cancel(first, "by test", time.time())
+    second = enqueue(store, job("k", key="order-1", unique_for=3600))[0]
+    assert second != first
+    # outside its window (unique_for counts from the twin's creation) a new job is made
+    third = wait_for("the twin's window to pass", lambda: [
+        i for i in enqueue(store, job("k", key="order-1", unique_for=0.05)) if i != second])
+    assert third[0] > second
+
+
+def _insert_keys(where: str, start: Any, keys: int, out: Any) -> None:
+    store = open_store(where)
+    start.wait()
+    ids = [int(store.insert_job(job("k", key=f"key-{n}", unique_for=3600),
+                                time.time())["id"]) for n in range(keys)]
+    out.put(ids)
+    store.close()
+
+
+def test_one_job_per_key_across_concurrent_producers(where: str, store: Any) -> None:
+    store.queue_list()  # the schema exists before the producers race
+    ctx = multiprocessing.get_context("spawn")
+    start, out = ctx.Event(), ctx.Queue()
+    procs = [ctx.Process(target=_insert_keys, args=(where, start, 30, out)) for _ in range(4)]
+    for p in procs:
+        p.start()
+    start.set()
+    results = [out.get(timeout=60) for _ in procs]
+    for p in procs:
+        p.join(30)
+        assert p.exitcode == 0
+    assert all(r == results[0] for r in results)  # every producer got the same job per key
+    assert len(set(results[0])) == 30
+    assert store.stats()["states"]["queued"] == 30
+
+
+# --- claims -------------------------------------------------------------------------------------
+
+
+def test_claim_order_and_priorities(store: Any) -> None:
+    low, high_late, high_early, mid = enqueue(
+        store, job(priority=-3), job(priority=5, delay=-10), job(priority=5, delay=-20),
+        job("m", queue="other", priority=1))
+    got = claim(store, ["w1", "w2", "w3"])
+    assert [r["id"] for r in got] == [high_early, high_late, mid]
+    assert [r["leased_by"] for r in got] == ["w1", "w2", "w3"]  # the best job to the first
+    assert all(r["attempt"] == 1 for r in got)
+    assert store.get_job(high_early)["state"] == "running"
+    assert [r["id"] for r in claim(store, ["w4", "w5"])] == [low]
+    assert claim(store, ["w6"]) == []
+
+
+def test_paused_queue_is_not_claimed(store: Any) -> None:
+    a, b = enqueue(store, job(queue="a", priority=9), job(queue="b"))
+    store.set_paused("a", True)
+    assert ("a", True) in store.queue_list()
+    assert [r["id"] for r in claim(store, ["w1", "w2"])] == [b]
+    store.set_paused("a", False)
+    assert [r["id"] for r in claim(store, ["w1", "w2"])] == [a]
+
+
+def test_expired_job_is_not_claimed(store: Any) -> None:
+    gone, kept = enqueue(store, job(expires_at=time.time() + 0.05), job())
+    wait_for("the expiry to pass", lambda: time.time() > store.get_job(gone)["expires_at"] + 0.05)
+    assert [r["id"] for r in claim(store, ["w1", "w2"])] == [kept]
+    assert store.write(lambda tx: tx.expire_due(time.time())) == 1
+    assert store.get_job(gone)["state"] == "cancelled"
+    assert store.get_job(gone)["error"].startswith("expired")
+
+
+def test_queue_limit_within_one_claim(store: Any) -> None:
+    enqueue(store, *[job(queue="lim") for _ in range(5)])
+    assert len(claim(store, ["w1", "w2", "w3"], {"lim": 2})) == 2
+    assert claim(store, ["w4"], {"lim": 2}) == []
+
+
+def _claimer(where: str, start: Any, out: Any, limit: int) -> None:
+    """Claim and finish jobs of queue "lim" until none is left; after each claim, read how
+    many run (committed): never above ``limit``."""
+    store = open_store(where)
+    start.wait()
+    seen: list[int] = []
+    worst = 0
+    idle_since = time.monotonic()
+    while time.monotonic() - idle_since < 1.0:
+        got = claim(store, ["a", "b"], {"lim": limit})
+        worst = max(worst, store.stats()["queues"].get("lim", {}).get("running", 0))
+        if not got:
+            time.sleep(0.002)
+            if store.stats()["states"]["queued"] == 0 and not seen:
+                continue
+            if store.stats()["queues"]["lim"]["queued"] == 0:
+                break
+            continue
+        idle_since = time.monotonic()
+        time.sleep(0.005)  # hold them a moment: an over-claim by the other would show
+        for r in got:
+            assert store.write(lambda tx, r=r: tx.succeed(r["id"], r["attempt"], "null",
+                                                          r["leased_by"], time.time(),
+                                                          time.time()))
+            seen.append(int(r["id"]))
+    out.put((seen, worst))
+    store.close()
+
+
+def test_queue_limit_exact_across_two_claiming_processes(where: str, store: Any) -> None:
+    ids = enqueue(store, *[job(queue="lim") for _ in range(60)])
+    ctx = multiprocessing.get_context("spawn")
+    start, out = ctx.Event(), ctx.Queue()
+    procs = [ctx.Process(target=_claimer, args=(where, start, out, 3)) for _ in range(2)]
+    for p in procs:
+        p.start()
+    start.set()
+    results = [out.get(timeout=120) for _ in procs]
+    for p in procs:
+        p.join(30)
+        assert p.exitcode == 0
+    claimed = [i for seen, _ in results for i in seen]
+    assert sorted(claimed) == ids  # each job claimed once, by one of them
+    assert all(seen for seen, _ in results)  # both took part
+    assert max(worst for _, worst in results) <= 3
+    assert all(store.get_job(i)["attempt"] == 1 for i in ids)
+
+
+# --- outcomes, fenced -----------------------------------------------------------------------------
+
+
+def test_succeed_fail_retry_and_a_stale_attempt_refused(store: Any) -> None:
+    (jid,) = enqueue(store, job(max_attempts=2))
+    claim(store, ["w1"])
+    now = time.time()
+    assert store.write(lambda tx: tx.fail(jid, 1, "boom", "tb", "w1", now - 1, now, now))
+    assert store.get_job(jid)["state"] == "queued"
+    (second,) = claim(store, ["w2"])
+    assert second["attempt"] == 2
+    now = time.time()
+    # attempt 1 reports late: refused, recorded as stale; attempt 2 goes on
+    assert not store.write(lambda tx: tx.succeed(jid, 1, '"late"', "w1", now - 1, now))
+    assert store.get_job(jid)["state"] == "running"
+    assert store.write(lambda tx: tx.succeed(jid, 2, '"ok"', "w2", now - 0.5, now))
+    row = store.get_job(jid)
+    assert (row["state"], row["result"], row["leased_by"]) == ("succeeded", '"ok"', "w2")
+    assert row["finished_at"] - row["started_at"] == pytest.approx(0.5, abs=0.01)
+    attempts = store.attempts(jid)
+    assert [(a.attempt, a.outcome) for a in attempts] == [(1, "stale"), (2, "succeeded")]
+    assert "boom" in attempts[0].error and "stale" in attempts[0].error
+    assert not store.write(lambda tx: tx.fail(jid, 2, "x", None, "w2", now, now, None))
+
+
+def test_retries_run_out_then_manual_retry(store: Any) -> None:
+    (jid,) = enqueue(store, job(max_attempts=1))
+    claim(store, ["w"])
+    now = time.time()
+    assert store.write(lambda tx: tx.fail(jid, 1, "final", None, "w", now, now, None))
+    row = store.get_job(jid)
+    assert (row["state"], row["error"]) == ("failed", "final")
+    assert store.retry(jid, 2, time.time())
+    row = store.get_job(jid)
+    # 2 more retries: 3 more attempts after the one it had
+    assert (row["state"], row["max_attempts"], row["error"]) == ("queued", 4, None)
+    assert not store.retry(jid, 2, time.time())  # only failed or cancelled jobs
+
+
+def test_succeed_many_and_interrupt(store: Any) -> None:
+    a, b, c = enqueue(store, job(), job(), job())
+    rows = {r["id"]: r for r in claim(store, ["w1", "w2", "w3"])}
+    now = time.time()
+    done = [(a, 1, '"a"', "w1", now - 1, now), (b, 9, '"b"', "w2", now - 1, now)]
+    assert store.write(lambda tx: tx.succeed_many(done)) == 1
+    assert store.get_job(a)["result"] == '"a"' and store.get_job(b)["state"] == "running"
+    assert store.write(lambda tx: tx.interrupt(c, 1, "drain", "w3", now, now))
+    row = store.get_job(c)
+    assert (row["state"], row["interrupts"], row["attempt"]) == ("queued", 1, 1)
+    assert [(x.attempt, x.outcome) for x in store.attempts(c)] == [(1, "interrupted")]
+    assert rows[c]["attempt"] == 1
+    assert store.write(lambda tx: tx.unclaim(b, 1))
+    assert store.get_job(b)["attempt"] == 0 and store.get_job(b)["state"] == "queued"
+
+
+# --- leases -------------------------------------------------------------------------------------
+
+
+def test_lease_renew_and_expiry(store: Any) -> None:
+    a, b = enqueue(store, job(), job())
+    claimed = claim(store, ["sup1.w1", "sup2.w1"], lease=60)
+    assert store.write(lambda tx: tx.expired_leases(time.time())) == []
+    lost = store.write(lambda tx: tx.renew([(a, 1), (b, 7)], time.time() + 0.2))
+    assert lost == [(b, 7)]  # a stale attempt number renews nothing
+    expired = wait_for("a's lease to end", lambda: store.write(
+        lambda tx: tx.expired_leases(time.time())))
+    assert [r["id"] for r in expired] == [a]
+    assert store.write(lambda tx: tx.renew([(a, 1)], time.time() + 60)) == []
+    assert store.write(lambda tx: tx.expired_leases(time.time())) == []
+    mine = store.write(lambda tx: tx.leases_of("sup1."))
+    assert [r["leased_by"] for r in mine] == ["sup1.w1"]
+    assert store.held_by("sup2.") == {claimed[1]["id"]: 1}
+
+
+def test_scheduled_job_promoted_when_due(store: Any) -> None:
+    (jid,) = enqueue(store, job(delay=0.2))
+    assert store.get_job(jid)["state"] == "scheduled"
+    assert store.next_scheduled() == pytest.approx(store.get_job(jid)["run_at"])
+    wait_for("the job to be promoted", lambda: store.write(
+        lambda tx: tx.promote_due(time.time())))
+    assert store.get_job(jid)["state"] == "queued"
+
+
+# --- an operator's changes ------------------------------------------------------------------------
+
+
+def test_cancel_retry_purge(store: Any) -> None:
+    queued, running, done = enqueue(store, job(priority=-1), job(priority=5), job(priority=1))
+    claim(store, ["w1", "w2"])
+    now = time.time()
+    assert store.write(lambda tx: tx.succeed(done, 1, "1", "w2", now, now))
+    assert store.cancel(queued, "not needed", time.time())
+    assert not store.cancel(queued, "again", time.time())
+    assert store.cancel(running, "stop it", time.time())
+    assert not store.cancel(done, "too late", time.time())
+    assert not store.cancel(10**9, "missing", time.time())
+    row = store.get_job(running)
+    assert (row["state"], row["error"], row["leased_by"]) == ("cancelled", "stop it", None)
+    assert [(x.outcome, x.error) for x in store.attempts(running)] == [
+        ("interrupted", "stop it")]
+    assert store.retry_many([queued, running, done], 1, time.time()) == 2
+    assert store.get_job(queued)["state"] == "queued"
+    assert store.purge([queued, done]) == 1  # a queued job is not purged
+    assert store.get_job(done) is None and store.attempts(done) == []
+    assert store.cancel_many([queued, running], "bulk", time.time()) == 2
+    assert store.purge([queued, running]) == 2
+    assert store.stats()["states"] == {s: 0 for s in store.stats()["states"]}
