@@ -1,11 +1,13 @@
 """asyncio: ``async def`` tasks on the worker's event loop, and producers that await.
 
-A worker runs an ``async def`` task's coroutine to completion on one event loop, made at the
-first such job and reused for every later one (a loop per job would cost its setup each
-time). The loop runs in the worker's main thread, so the job's ``current_job()`` (a context
-variable) is seen inside the coroutine, and everything after the coroutine returns (its
-result, exception, retries, ``litejobs.then``) is the sync path's. Tasks a coroutine spawns
-and does not await stay on the loop and run on during the worker's next async jobs.
+A worker runs ``async def`` tasks' coroutines on one event loop, made at the first such job
+and reused for every later one (a loop per job would cost its setup each time), up to
+``async_concurrency`` at once (``litejobs.aioworker``). The loop runs in the worker's main
+thread; each coroutine runs in an asyncio Task with a context of its own, so its
+``current_job()`` (a context variable) is its own job, and everything after the coroutine
+returns (its result, exception, retries, ``litejobs.then``) is the sync path's
+(``litejobs.jobrun``). Tasks a coroutine spawns and does not await stay on the loop and run
+on during the worker's next async jobs.
 
 Producers in async code (``await task.aenqueue(...)``, ``await job.aresult()``, ``await
 app.aget_job(id)``) run the store's blocking calls in a thread (``asyncio.to_thread``): the
@@ -25,12 +27,31 @@ if TYPE_CHECKING:
 
     from litejobs.app import App
     from litejobs.job import Job
-    from litejobs.task import _Caller
+    from litejobs.task import Task, _Caller
 
-__all__ = ["aget_job", "aresult", "run", "soft_timeout"]
+__all__ = ["aget_job", "aresult", "bounded", "is_async", "run", "soft_timeout", "worker_loop"]
 
 #: The worker's event loop, made by the first async job (worker processes only).
 _loop: asyncio.AbstractEventLoop | None = None
+
+
+def is_async(task: Task[Any, Any] | None) -> bool:
+    """Whether ``task``'s jobs run as coroutines, beside others (an ``async def``). The
+    supervisor and the worker both ask this, to agree on which jobs run at once."""
+    import inspect
+
+    return task is not None and inspect.iscoroutinefunction(task.fn)
+
+
+def worker_loop() -> asyncio.AbstractEventLoop:
+    """This worker's event loop, made at the first call and kept for its life."""
+    global _loop
+    if _loop is None:
+        import asyncio
+
+        _loop = asyncio.new_event_loop()  # never closed
+        asyncio.set_event_loop(_loop)
+    return _loop
 
 
 def soft_timeout(timeout: float) -> float:
@@ -44,7 +65,6 @@ def run(coro: Coroutine[Any, Any, Any], attempt: int, timeout: float | None) -> 
     """Run a task's coroutine to completion on this worker's event loop and return its
     value; its exception propagates. Past ``timeout`` it is cancelled and ``JobTimeout``
     raised (one that ignores the cancellation is ended by the supervisor's hard timeout)."""
-    global _loop
     import asyncio
 
     try:
@@ -53,12 +73,9 @@ def run(coro: Coroutine[Any, Any, Any], attempt: int, timeout: float | None) -> 
         pass
     else:  # run_until_idle called from async code (a worker has no running loop here)
         return _beside(coro, attempt, timeout)
-    if _loop is None:
-        _loop = asyncio.new_event_loop()  # kept for the worker's life, never closed
-        asyncio.set_event_loop(_loop)
     # Not Runner.run: its per-call bookkeeping costs about 3x this. The task the loop wraps
     # the coroutine in copies the current context, where this job's current_job() is set.
-    return _loop.run_until_complete(_bounded(coro, attempt, timeout))
+    return worker_loop().run_until_complete(bounded(coro, attempt, timeout))
 
 
 def _beside(coro: Coroutine[Any, Any, Any], attempt: int, timeout: float | None) -> Any:
@@ -70,10 +87,11 @@ def _beside(coro: Coroutine[Any, Any, Any], attempt: int, timeout: float | None)
 
     with ThreadPoolExecutor(1, thread_name_prefix="litejobs-aio") as pool:
         context = contextvars.copy_context()
-        return pool.submit(context.run, asyncio.run, _bounded(coro, attempt, timeout)).result()
+        return pool.submit(context.run, asyncio.run, bounded(coro, attempt, timeout)).result()
 
 
-async def _bounded(coro: Coroutine[Any, Any, Any], attempt: int, timeout: float | None) -> Any:
+async def bounded(coro: Coroutine[Any, Any, Any], attempt: int, timeout: float | None) -> Any:
+    """Await ``coro``; cancelled at ``soft_timeout(timeout)``, it ends in ``JobTimeout``."""
     if timeout is None:
         return await coro
     import asyncio

@@ -5,6 +5,13 @@ them; how many depends on its pace. A worker whose job has run ``REVOKE_AFTER`` 
 more ahead, and while another worker idles the jobs it was sent ahead are revoked: the worker
 gives back those it has not started and their claims are undone. A job sent ahead that is
 cancelled is revoked the same way, alone, so the job its worker runs is never disturbed.
+
+A worker runs one sync job at a time, or up to ``async_concurrency`` coroutines of ``async
+def`` tasks at once. ``admit`` keeps the supervisor's picture of what each worker runs: it
+applies the rule the worker applies (``litejobs.aioworker``), in the same order, so both agree
+on which jobs have begun without a message for it: jobs begin in the order sent; a coroutine
+begins while fewer than ``async_concurrency`` run and no sync job runs; a sync job begins once
+nothing runs. A worker running coroutines is offered its free places as idle slots.
 """
 
 from __future__ import annotations
@@ -22,7 +29,7 @@ from litejobs.outcomes import Outcomes, jobs_log
 from litejobs.pool import Assignment, Pool, WorkerProcess
 from litejobs.store import Row, Store
 
-__all__ = ["PREFETCH", "REVOKE_AFTER", "Dispatcher", "depth"]
+__all__ = ["CANCEL_GRACE", "PREFETCH", "REVOKE_AFTER", "Dispatcher", "depth"]
 
 log = logging.getLogger("litejobs")
 
@@ -35,6 +42,9 @@ PREFETCH = ((0.001, 32), (0.01, 8))  # (pace under, jobs held)
 #: sent ahead are taken back (revoked) for a worker that idles: a long job among quick ones
 #: would otherwise hold them for its whole run.
 REVOKE_AFTER = 0.02
+#: A coroutine asked to cancel (its job was cancelled or taken over) that has not ended this
+#: many seconds later gets its worker stopped, as a sync job's would be at once.
+CANCEL_GRACE = 5.0
 
 
 def depth(pace: float) -> int:
@@ -55,6 +65,18 @@ class Dispatcher:
         self.config = config
         self.outcomes = outcomes
         self.store = store  # to tell why a running job was lost (see ``_say_lost``)
+        self.concurrency = config.async_concurrency
+        #: Task name -> whether it is an ``async def`` (see ``aio.is_async``).
+        self._coro: dict[str, bool] = {}
+
+    def is_coro(self, task: str) -> bool:
+        """Whether jobs of ``task`` run as coroutines (the worker decides the same way)."""
+        known = self._coro.get(task)
+        if known is None:
+            from litejobs.aio import is_async
+
+            known = self._coro[task] = is_async(self.outcomes.tasks.get(task))
+        return known
 
     # --- who gets jobs -----------------------------------------------------------------------
 
@@ -64,8 +86,20 @@ class Dispatcher:
         return self.idle_slots(now) + self.ahead_slots(now)
 
     def idle_slots(self, now: float) -> list[str]:
-        """One name per idle worker: a job claimed for it starts at once."""
-        return [w.name for w in self._open(now) if w.job is None]
+        """One name per idle worker, then one per free place of the workers running
+        coroutines: a job claimed for it starts at once (a sync one, once they are done)."""
+        idle: list[str] = []
+        places: list[str] = []
+        limit = self.config.max_tasks_per_child
+        for w in self._open(now):
+            if not w.running:
+                idle.append(w.name)
+            elif not w.backlog and w.coroutines:
+                room = self.concurrency - len(w.running)
+                if limit:
+                    room = min(room, limit - w.done - len(w.running))
+                places.extend([w.name] * room)
+        return idle + places if places else idle
 
     def ahead_slots(self, now: float) -> list[str]:
         """Places in quick workers' backlogs, round-robin: jobs claimed for them start once
@@ -73,14 +107,16 @@ class Dispatcher:
         limit = self.config.max_tasks_per_child
         extra: list[list[str]] = []
         for w in self._open(now):
-            held = len(w.backlog) + (w.job is not None)
+            if w.running and w.coroutines:
+                continue  # its free places are idle slots
+            held = len(w.backlog) + len(w.running)
             d = depth(w.pace)
             if held > d // 2:
                 continue  # topped up at half: one claim and one pipe write for many jobs
             room = d - held
             if limit:
                 room = min(room, limit - w.done - held)
-            if w.job is None:
+            if not w.running:
                 room -= 1  # its first job is an idle slot
             if room > 0:
                 extra.append([w.name] * room)
@@ -91,9 +127,10 @@ class Dispatcher:
         for w in self.pool.workers.values():
             if not w.ready or w.retiring or w.revoking or w.broken:
                 continue
-            if w.job is not None and now - w.job.started >= REVOKE_AFTER:
+            a = w.oldest()
+            if a is not None and not a.coro and now - a.started >= REVOKE_AFTER:
                 continue  # on a long job: whatever it were sent would wait behind it
-            if limit and w.done + len(w.backlog) + (w.job is not None) >= limit:
+            if limit and w.done + len(w.backlog) + len(w.running) >= limit:
                 continue
             yield w
 
@@ -104,19 +141,19 @@ class Dispatcher:
         sent: dict[str, list[Assignment]] = {}
         for row in rows:
             w = by_name[row["leased_by"]]
+            task = str(row["task"])
             a = Assignment(
-                id=row["id"], attempt=row["attempt"], task=str(row["task"]),
+                id=row["id"], attempt=row["attempt"], task=task,
                 queue=str(row["queue"]), max_attempts=row["max_attempts"],
                 interrupts=row["interrupts"], crashes=row["crashes"], started=now,
-                deadline=None, timeout=row["timeout"], step=row["workflow"] is not None)
-            if w.job is None:
-                self.begin(w, a, now)
-            else:
-                w.backlog.append(a)
+                deadline=None, timeout=row["timeout"], step=row["workflow"] is not None,
+                coro=self.is_coro(task))
+            w.backlog.append(a)
             batches.setdefault(w.name, []).append(protocol.encode_job(row))
             sent.setdefault(w.name, []).append(a)
         for name, frames in batches.items():
             w = by_name[name]
+            self.admit(w, now)
             data = b"".join(frames)
             if not self.pool.send(w, data):
                 # writes take the outbox from its front: ours, at its end, is whole if the
@@ -130,27 +167,44 @@ class Dispatcher:
         they are given back as never claimed, not charged as a crash of a job it never had."""
         for a in jobs:
             self.outcomes.unclaim(w, a, now)
-        if w.job is not None and any(w.job is a for a in jobs):
-            w.job = None
+            if w.running.get((a.id, a.attempt)) is a:
+                del w.running[a.id, a.attempt]
         w.backlog = deque(b for b in w.backlog if not any(b is a for a in jobs))
 
-    @staticmethod
-    def begin(w: WorkerProcess, a: Assignment, now: float) -> None:
-        """``a`` is the job ``w`` runs from now: its clock and timeout start here."""
-        a.started = now
-        a.deadline = None if a.timeout is None else time.monotonic() + a.timeout
-        w.job = a
+    def admit(self, w: WorkerProcess, now: float) -> None:
+        """Begin the jobs at the front of ``w``'s backlog that the worker begins now (the
+        worker's own rule, see the module's docstring): their clocks and timeouts start."""
+        backlog = w.backlog
+        while backlog:
+            a = backlog[0]
+            if w.running and not (a.coro and len(w.running) < self.concurrency
+                                  and w.coroutines):
+                return
+            backlog.popleft()
+            a.started = now
+            a.deadline = None if a.timeout is None else time.monotonic() + a.timeout
+            w.running[a.id, a.attempt] = a
+            if a.withdrawn and a.coro:  # cancelled while sent ahead; the worker may run it
+                self.cancel(w, a)
 
-    def finished(self, w: WorkerProcess, now: float) -> Assignment:
-        """The worker reported its running job's outcome: its next one (if any) begins."""
-        a = w.job
-        assert a is not None
-        w.job = None
+    def finished(self, w: WorkerProcess, a: Assignment, now: float) -> None:
+        """The worker reported the outcome of ``a`` (taken out of ``running``): the jobs
+        behind it may begin."""
         w.done += 1
         w.pace = 0.7 * w.pace + 0.3 * (now - a.started)
         if w.backlog:
-            self.begin(w, w.backlog.popleft(), now)
-        return a
+            self.admit(w, now)
+
+    def cancel(self, w: WorkerProcess, a: Assignment) -> None:
+        """Ask ``w`` to cancel the coroutine of ``a`` (no longer ours); its worker is stopped
+        if it has not ended ``CANCEL_GRACE`` s later. Its outcome, when it comes, is dropped."""
+        if a.cancelling:
+            return
+        a.withdrawn = a.cancelling = True
+        grace = time.monotonic() + CANCEL_GRACE
+        a.deadline = grace if a.deadline is None else min(a.deadline, grace)
+        if not self.pool.send(w, protocol.cancel([(a.id, a.attempt)])):
+            self.pool.kill(w)
 
     # --- taking jobs back --------------------------------------------------------------------
 
@@ -160,13 +214,17 @@ class Dispatcher:
         workers = self.pool.workers.values()
         if not any(w.idle and not w.backlog for w in workers):
             return []
-        return [w for w in workers if w.job is not None and w.backlog and not w.revoking]
+        return [w for w in workers if w.running and w.backlog and not w.revoking]
+
+    @staticmethod
+    def _moved(w: WorkerProcess) -> float:
+        """When a job last began in ``w``: its backlog has waited since."""
+        return max(a.started for a in w.running.values())
 
     def rebalance(self, now: float) -> None:
-        """While a worker idles, take back the jobs sent ahead to one stuck on a long job."""
+        """While a worker idles, take back the jobs sent ahead to one stuck on long jobs."""
         for w in self.revocable():
-            assert w.job is not None
-            if now - w.job.started < REVOKE_AFTER:
+            if now - self._moved(w) < REVOKE_AFTER:
                 continue
             w.revoking += 1
             if not self.pool.send(w, protocol.revoke((b.id, b.attempt) for b in w.backlog)):
@@ -174,21 +232,26 @@ class Dispatcher:
 
     def next_revoke(self) -> float | None:
         """When a job sent ahead would next be taken back (wall clock), if a worker idles."""
-        starts = [w.job.started for w in self.revocable() if w.job is not None]
+        starts = [self._moved(w) for w in self.revocable()]
         return min(starts) + REVOKE_AFTER if starts else None
 
     def lost(self, job_id: int, attempt: int) -> None:
-        """Attempt ``attempt`` of a job of ours was cancelled or rescued. Running: its worker
-        is stopped (its other jobs go back to queued). Sent ahead: it is asked back alone, and
-        the worker's running job goes on. Matched by attempt too: a rescued job may already
-        run again in another worker of ours, under the next attempt number."""
+        """Attempt ``attempt`` of a job of ours was cancelled or rescued. Running: a coroutine
+        is cancelled in its worker, which goes on; a sync job's worker is stopped (its other
+        jobs go back to queued). Sent ahead: it is asked back alone, and the worker's running
+        jobs go on. Matched by attempt too: a rescued job may already run again in another
+        worker of ours, under the next attempt number."""
         for w in list(self.pool.workers.values()):
             if w.from_worker >= 0:
                 self.outcomes.read(w)  # it may have just finished (or begun) that job
-            held = w.job
-            if held is not None and held.id == job_id and held.attempt == attempt:
-                if self.outcomes.stop(w, "another job of its worker was cancelled", job=held,
-                                      drop=True):
+            held = w.running.get((job_id, attempt))
+            if held is not None:
+                if held.coro:
+                    if not held.cancelling:
+                        self._say_lost(held, w)
+                        self.cancel(w, held)
+                elif self.outcomes.stop(w, "another job of its worker was cancelled",
+                                        job=held, drop=True):
                     self._say_lost(held, w)
                 return
             for a in w.backlog:
@@ -233,10 +296,12 @@ class Dispatcher:
         if not self.pool.send(w, protocol.revoke([(a.id, a.attempt)])):
             self.pool.kill(w)
 
-    def on_revoked(self, w: WorkerProcess, pairs: list[list[int]], now: float) -> bool:
+    def on_revoked(self, w: WorkerProcess, pairs: list[list[int]],
+                   now: float) -> Assignment | None:
         """The worker gave back jobs it had not started: their claims are undone (attempt
         numbers returned, as for a dead worker's backlog), for the idle workers to take.
-        Returns True when its running job is one that was withdrawn (stop the worker)."""
+        Returns its running sync job when that is one that was withdrawn (stop the worker);
+        a withdrawn coroutine that runs is cancelled."""
         given = {(int(i), int(n)) for i, n in pairs}
         w.revoking = max(0, w.revoking - 1)
         taken = [a for a in w.assignments() if (a.id, a.attempt) in given]
@@ -248,11 +313,15 @@ class Dispatcher:
             if not a.withdrawn:  # a withdrawn one is not ours to undo any more
                 self.outcomes.unclaim(w, a, now)
         w.backlog = deque(a for a in w.backlog if (a.id, a.attempt) not in given)
-        if w.job is not None and (w.job.id, w.job.attempt) in given:
-            # Counted as begun when the job before it ended, but given back: the worker runs
-            # the next one it kept, if any.
-            w.job = None
-            if w.backlog:
-                self.begin(w, w.backlog.popleft(), now)
+        # Counted as begun when the job before it ended, but given back: the worker runs the
+        # next ones it kept, if any.
+        for key in given.intersection(w.running):
+            del w.running[key]
+        self.admit(w, now)
         # A withdrawn job not given back has started: it runs on in the worker.
-        return w.job is not None and w.job.withdrawn
+        for a in w.running.values():
+            if a.withdrawn:
+                if not a.coro:
+                    return a
+                self.cancel(w, a)
+        return None

@@ -106,11 +106,9 @@ class Outcomes:
         """``a`` never started: give the claim back as if it had not happened."""
         self.pending.append(Outcome("unclaim", a, w.name, now))
 
-    def failed_by_supervisor(self, w: WorkerProcess, error: str,
+    def failed_by_supervisor(self, w: WorkerProcess, a: Assignment, error: str,
                              error_type: type[BaseException], crashed: bool) -> None:
-        """The running job of ``w`` failed for a reason only the supervisor sees."""
-        a = w.job
-        assert a is not None
+        """``a``, a running job of ``w``, failed for a reason only the supervisor sees."""
         now = time.time()
         plan = retry.after_error(
             task=self.tasks.get(a.task), error=error, error_type=error_type,
@@ -118,17 +116,18 @@ class Outcomes:
             crashes=a.crashes, crash_limit=self.crash_limit, now=now, crashed=crashed)
         self.pending.append(Outcome("fail", a, w.name, now, error=plan.error,
                                     retry_at=plan.retry_at, crashed=crashed))
-        w.job = None
+        w.running.pop((a.id, a.attempt), None)
 
     def interrupt(self, w: WorkerProcess, reason: str) -> None:
         """Return every job the worker holds to queued, not counted as a failure."""
         now = time.time()
-        if w.job is not None and not w.job.withdrawn:
-            self.pending.append(Outcome("interrupt", w.job, w.name, now, error=reason))
+        for a in w.running.values():
+            if not a.withdrawn:
+                self.pending.append(Outcome("interrupt", a, w.name, now, error=reason))
         for a in w.backlog:
             if not a.withdrawn:
                 self.unclaim(w, a, now)
-        w.job = None
+        w.running.clear()
         w.backlog.clear()
 
     # --- stopping a worker -------------------------------------------------------------------
@@ -139,20 +138,22 @@ class Outcomes:
         """End ``w`` and settle the jobs it holds. First reads what it reported, so nothing
         it already finished is lost or run again.
 
-        ``job``: stop only if this is still its running job (it may have just ended).
-        ``fail``: (error, type, crashed) for the running job, under the retry rule.
-        ``drop``: the running job is no longer ours (cancelled or rescued): record nothing
-        for it. Otherwise it is interrupted (back to queued, not counted). Jobs sent ahead
-        go back as never claimed. Returns whether the worker was stopped."""
+        ``job``: stop only if this job still runs in it (it may have just ended).
+        ``fail``: (error, type, crashed) for ``job`` (without one: for every running job),
+        under the retry rule. ``drop``: ``job`` is no longer ours (cancelled or rescued):
+        record nothing for it. Its other running jobs are interrupted (back to queued, not
+        counted). Jobs sent ahead go back as never claimed. Returns whether the worker was
+        stopped."""
         if w.from_worker >= 0 and w.broken is None:  # a broken one's words are not read
             self.read(w)
-        if job is not None and w.job is not job:
+        if job is not None and w.running.get((job.id, job.attempt)) is not job:
             return False
-        if w.job is not None:
-            if fail is not None:
-                self.failed_by_supervisor(w, *fail)
-            elif drop:
-                w.job = None
+        if fail is not None:
+            for a in [job] if job is not None else list(w.running.values()):
+                if not a.withdrawn:
+                    self.failed_by_supervisor(w, a, *fail)
+        if drop and job is not None:
+            w.running.pop((job.id, job.attempt), None)
         self.interrupt(w, reason)
         self.pool.kill(w)
         return True

@@ -25,7 +25,7 @@ _BOOT = "import sys; from litejobs.worker import main; sys.exit(main())"
 
 @dataclass(slots=True)
 class Assignment:
-    """The job a worker is running, as the supervisor knows it."""
+    """A job sent to a worker, as the supervisor knows it."""
 
     id: int
     attempt: int
@@ -41,6 +41,10 @@ class Assignment:
     withdrawn: bool = False
     #: A workflow step: its success may ready steps waiting on it.
     step: bool = False
+    #: An ``async def`` task's job: it runs beside its worker's other coroutines.
+    coro: bool = False
+    #: A running coroutine the worker was asked to cancel (``protocol.cancel``).
+    cancelling: bool = False
 
 
 @dataclass(slots=True)
@@ -56,8 +60,10 @@ class WorkerProcess:
     outbox: bytearray = field(default_factory=bytearray)
     ready: bool = False
     retiring: bool = False
-    job: Assignment | None = None  # the one it is running
-    #: Jobs sent ahead (prefetched), in the order it will run them once ``job`` is done.
+    #: The jobs it runs, by (id, attempt): one sync job alone, or up to
+    #: ``async_concurrency`` coroutines (see ``Dispatcher.admit``).
+    running: dict[tuple[int, int], Assignment] = field(default_factory=dict)
+    #: Jobs sent ahead (prefetched), in the order it will begin them as ``running`` has room.
     backlog: deque[Assignment] = field(default_factory=deque)
     last_seen: float = field(default_factory=time.monotonic)
     done: int = 0
@@ -74,15 +80,28 @@ class WorkerProcess:
 
     @property
     def idle(self) -> bool:
-        return self.ready and not self.retiring and self.job is None
+        return self.ready and not self.retiring and not self.running
 
     @property
     def busy(self) -> bool:
-        return self.job is not None or bool(self.backlog)
+        return bool(self.running) or bool(self.backlog)
+
+    @property
+    def coroutines(self) -> bool:
+        """It runs coroutines (a sync job always runs alone)."""
+        for a in self.running.values():
+            return a.coro
+        return False
+
+    def oldest(self) -> Assignment | None:
+        """The running job it began first (None when none runs)."""
+        for a in self.running.values():
+            return a
+        return None
 
     def assignments(self) -> list[Assignment]:
-        """Every job this worker holds: the running one first, then its backlog."""
-        return ([self.job] if self.job is not None else []) + list(self.backlog)
+        """Every job this worker holds: the running ones first, then its backlog."""
+        return [*self.running.values(), *self.backlog]
 
     def rss(self) -> int:
         """Resident memory in bytes (0 when unknown)."""
@@ -109,7 +128,8 @@ class Pool:
     """Starts workers for an app spec; the supervisor drives everything else."""
 
     def __init__(self, app_spec: str, prefix: str,
-                 frame_limit: int = protocol.MAX_FRAME, log_level: int | None = None) -> None:
+                 frame_limit: int = protocol.MAX_FRAME, log_level: int | None = None,
+                 async_concurrency: int = 16) -> None:
         self.app_spec = app_spec
         self.prefix = prefix
         self.frame_limit = frame_limit
@@ -118,7 +138,8 @@ class Pool:
                           else log_level)
         self.workers: dict[int, WorkerProcess] = {}
         self._env = dict(os.environ, LITEJOBS_SYS_PATH=json.dumps(sys.path),
-                         LITEJOBS_LOG_LEVEL=str(self.log_level))
+                         LITEJOBS_LOG_LEVEL=str(self.log_level),
+                         LITEJOBS_ASYNC_CONCURRENCY=str(async_concurrency))
 
     def spawn(self) -> WorkerProcess:
         down_r, down_w = os.pipe()  # supervisor → worker

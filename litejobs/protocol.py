@@ -7,8 +7,9 @@ length has arrived instead of scanning its buffer again for each chunk (``litejo
 
     supervisor -> worker
         job      "J" head <task> <queue> <args> <kwargs>
-                 head: id, attempt, max_attempts, interrupts (int64), scheduled_at (double),
-                 and the byte lengths of task, queue and args (the rest is kwargs). The
+                 head: id, attempt, max_attempts, interrupts (int64), scheduled_at and the
+                 attempt's timeout (double; 0: none), and the byte lengths of task, queue
+                 and args (the rest is kwargs). The
                  arguments go as stored, untouched: the worker decodes them and fails that one
                  job if they are not a JSON array and object
         job+     "K" head nk nr <task> <queue> <args> <kwargs> <results> <trace>
@@ -17,6 +18,8 @@ length has arrived instead of scanning its buffer again for each chunk (``litejo
                  results as a JSON array in the order of its ``after``, then the W3C
                  traceparent of the span that enqueued it (the rest; empty: none)
         revoke   {"revoke": [[id, attempt], ...]}          give back jobs sent ahead
+        cancel   {"cancel": [[id, attempt], ...]}          cancel these coroutines (they are
+                 no longer ours); each still ends with an outcome frame, which is dropped
     worker -> supervisor
         ready    {"ready": pid}                            once the app is imported
         success  "O" id, attempt (int64) <the result as JSON>
@@ -58,10 +61,10 @@ from litejobs.framing import LENGTH as _LENGTH
 from litejobs.framing import MAX_FRAME, ProtocolError, Reader, frame
 from litejobs.newjob import NewJob
 
-__all__ = ["HEARTBEAT", "MAX_FRAME", "NO_RESULTS", "PROGRESS_INTERVAL", "JobMessage",
-           "ProtocolError", "Reader", "decode_job", "decode_report", "encode_job", "frame",
-           "outcome_failed", "outcome_ok", "outcome_then", "progress", "ready", "revoke",
-           "revoked", "task_log"]
+__all__ = ["HEARTBEAT", "MAX_FRAME", "NO_RESULTS", "PROGRESS_INTERVAL", "Cancel", "JobMessage",
+           "ProtocolError", "Reader", "cancel", "decode_job", "decode_report", "encode_job",
+           "frame", "outcome_failed", "outcome_ok", "outcome_then", "progress", "ready",
+           "revoke", "revoked", "task_log"]
 
 #: Seconds between two progress frames of one job, at least (the newest waits, coalesced).
 PROGRESS_INTERVAL = 0.25
@@ -70,7 +73,7 @@ HEARTBEAT = frame(b"h")
 
 # --- supervisor -> worker ----------------------------------------------------------------------
 
-_JOB = struct.Struct(">qqqqdIII")
+_JOB = struct.Struct(">qqqqddIII")
 _EXTRA = struct.Struct(">II")
 #: nr of a "K" frame whose job has no upstream results (it is not a waiting step).
 NO_RESULTS = 0xFFFFFFFF
@@ -98,8 +101,11 @@ def encode_job(row: Mapping[str, Any]) -> bytes:
     queue = _name(row["queue"]) if type(row["queue"]) is str else _column(row["queue"])
     args = _column(row["args"])
     kwargs = _column(row["kwargs"])
+    timeout: Any = row.get("timeout")
+    if type(timeout) not in (float, int) or not timeout > 0:
+        timeout = 0.0  # none (or not a number of seconds: only the hard stop knows it then)
     head = _JOB.pack(row["id"], row["attempt"], row["max_attempts"], row["interrupts"],
-                     row["scheduled_at"], len(task), len(queue), len(args))
+                     row["scheduled_at"], timeout, len(task), len(queue), len(args))
     results = row.get("results")
     trace = row.get("trace")
     if results is None and trace is None:
@@ -116,6 +122,19 @@ def revoke(pairs: Iterable[tuple[int, int]]) -> bytes:
     """Ask a worker to give back the jobs (id, attempt) it has not started."""
     body = ",".join(f"[{int(i)},{int(n)}]" for i, n in pairs)
     return frame(f'{{"revoke":[{body}]}}'.encode())
+
+
+def cancel(pairs: Iterable[tuple[int, int]]) -> bytes:
+    """Ask a worker to cancel the coroutines of these jobs (id, attempt)."""
+    body = ",".join(f"[{int(i)},{int(n)}]" for i, n in pairs)
+    return frame(f'{{"cancel":[{body}]}}'.encode())
+
+
+@dataclass(slots=True)
+class Cancel:
+    """A cancel frame as the worker receives it: the (id, attempt) pairs to cancel."""
+
+    pairs: list[tuple[int, int]]
 
 
 @dataclass(slots=True)
@@ -138,21 +157,27 @@ class JobMessage:
     results: list[Any] | None = None
     #: The W3C traceparent of the span that enqueued it (None: not traced).
     trace: str | None = None
+    #: The attempt's timeout in seconds (None: none).
+    timeout: float | None = None
 
 
-def decode_job(payload: bytes) -> JobMessage | list[tuple[int, int]]:
-    """A job frame as a ``JobMessage``, or a revoke frame as its (id, attempt) pairs.
+def decode_job(payload: bytes) -> JobMessage | list[tuple[int, int]] | Cancel:
+    """A job frame as a ``JobMessage``, a revoke frame as its (id, attempt) pairs, or a
+    cancel frame as a ``Cancel``.
 
     Raises ``ProtocolError`` when the frame is neither (then no job can be named); bad
     arguments come back as a message with ``problem`` set."""
     kind = payload[:1]
     if kind not in (b"J", b"K"):
         try:
-            return [(int(i), int(n)) for i, n in json.loads(payload)["revoke"]]
+            msg = json.loads(payload)
+            if "cancel" in msg:
+                return Cancel([(int(i), int(n)) for i, n in msg["cancel"]])
+            return [(int(i), int(n)) for i, n in msg["revoke"]]
         except (KeyError, TypeError, ValueError) as exc:
             raise ProtocolError(f"unknown message: {payload[:200]!r}") from exc
     try:
-        job_id, attempt, max_attempts, interrupts, scheduled_at, nt, nq, na = (
+        job_id, attempt, max_attempts, interrupts, scheduled_at, timeout, nt, nq, na = (
             _JOB.unpack_from(payload, 1))
         at = 1 + _JOB.size
         end = len(payload)
@@ -203,7 +228,7 @@ def decode_job(payload: bytes) -> JobMessage | list[tuple[int, int]]:
             end += nr
         trace = payload[end:].decode("utf-8", "replace") or None
     return JobMessage(job_id, attempt, task, queue, scheduled_at, max_attempts, interrupts,
-                      args, kwargs, problem, results, trace)
+                      args, kwargs, problem, results, trace, timeout if timeout > 0 else None)
 
 
 # --- worker -> supervisor ----------------------------------------------------------------------

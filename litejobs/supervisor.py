@@ -79,7 +79,8 @@ class Supervisor:
         # small and costs a read per row (3x slower per job), so this connection gets more.
         self.store = Store(app.store.path, durability="fast", cache_mb=SUPERVISOR_CACHE_MB)
         self.id = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
-        self.pool = Pool(app_spec, self.id, frame_limit=2 * app.max_payload + FRAME_SLACK)
+        self.pool = Pool(app_spec, self.id, frame_limit=2 * app.max_payload + FRAME_SLACK,
+                         async_concurrency=config.async_concurrency)
         self.started = time.time()
         self.outcomes = Outcomes(self.pool, app.tasks, config.crash_limit, self._read)
         self.dispatch = Dispatcher(self.pool, config, self.outcomes, self.store)
@@ -246,8 +247,8 @@ class Supervisor:
             self.claimer.wake = True
             return
         if "progress" in msg:
-            a = w.job
-            if a is not None and a.id == msg["id"] and a.attempt == msg["attempt"]:
+            a = w.running.get((msg["id"], msg["attempt"]))
+            if a is not None and not a.withdrawn:
                 self.outcomes.progressed(a.id, a.attempt, msg["progress"])
             return  # otherwise an attempt we no longer wait for: dropped
         if "log" in msg:
@@ -255,19 +256,20 @@ class Supervisor:
             return
         now = time.time()
         if "revoked" in msg:
-            if self.dispatch.on_revoked(w, msg["revoked"], now):
+            if (gone := self.dispatch.on_revoked(w, msg["revoked"], now)) is not None:
                 # unless it has just ended (stop reads the pipe first)
                 self.outcomes.stop(w, "a job sent ahead to its worker was cancelled",
-                                   job=w.job, drop=True)
+                                   job=gone, drop=True)
             self.claimer.wake = True
             if self.draining and not w.busy:
                 self.pool.retire(w)
             return
-        a = w.job
-        if a is None or a.id != msg["id"] or a.attempt != msg["attempt"]:
+        a = w.running.pop((msg["id"], msg["attempt"]), None)
+        if a is None:
             return  # an outcome we stopped waiting for (its worker was stopped)
-        self.dispatch.finished(w, now)
-        self.outcomes.reported(w, a, msg, now)
+        self.dispatch.finished(w, a, now)
+        if not a.withdrawn:  # (a cancelled coroutine's end only frees its place)
+            self.outcomes.reported(w, a, msg, now)
         self.claimer.wake = True
         limit = self.config.max_tasks_per_child
         mem = self.config.max_memory_per_child

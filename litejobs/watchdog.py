@@ -17,7 +17,7 @@ from collections.abc import Callable
 from litejobs.config import Config
 from litejobs.errors import WorkerDied
 from litejobs.outcomes import Outcomes
-from litejobs.pool import Pool, WorkerProcess, describe_exit
+from litejobs.pool import Assignment, Pool, WorkerProcess, describe_exit
 from litejobs.retry import timeout_error
 
 __all__ = ["MEMORY_CHECK", "RESPAWN", "START_FAILURES", "Watchdog"]
@@ -50,8 +50,8 @@ class Watchdog:
 
     def deadlines(self) -> list[float]:
         """When (monotonic) the watchdog next has something to do."""
-        due = [w.job.deadline for w in self.pool.workers.values()
-               if w.job is not None and w.job.deadline is not None]
+        due = [a.deadline for w in self.pool.workers.values() for a in w.running.values()
+               if a.deadline is not None]
         if self.config.max_memory_per_child:
             due.append(self.memory_at)
         if self.respawn_at is not None:
@@ -95,13 +95,13 @@ class Watchdog:
             with contextlib.suppress(KeyError, ValueError):
                 self.unwatch(w)
             self.pool.forget(w)
-            a = w.job
-            if a is not None and not a.withdrawn:
-                why = describe_exit(code)
-                log.warning("%s while running job %s (%s, attempt %s)", why, a.id, a.task,
-                            a.attempt)
-                self.outcomes.failed_by_supervisor(w, f"WorkerDied: {why}", WorkerDied,
-                                                   crashed=True)
+            why = describe_exit(code)
+            for a in list(w.running.values()):  # each coroutine it ran, or its one sync job
+                if not a.withdrawn:
+                    log.warning("%s while running job %s (%s, attempt %s)", why, a.id, a.task,
+                                a.attempt)
+                    self.outcomes.failed_by_supervisor(w, a, f"WorkerDied: {why}", WorkerDied,
+                                                       crashed=True)
             if w.busy:
                 self.outcomes.interrupt(w, "its worker died")
             if not w.ready:
@@ -132,19 +132,33 @@ class Watchdog:
         if check_memory:
             self.memory_at = mono + MEMORY_CHECK
         for w in list(self.pool.workers.values()):
-            a = w.job
-            if a is None or w.retiring:
+            if not w.running or w.retiring:
                 continue
-            if a.deadline is not None and mono >= a.deadline:
-                error, kind = timeout_error(a.attempt, a.timeout)
-                if self.outcomes.stop(w, "another job of its worker timed out", job=a,
-                                      fail=(error, kind, False)):
-                    # the job's own line says so once recorded (outcomes.announce)
-                    log.debug("job %s (%s) ran past its timeout of %g s; stopped worker %s",
-                              a.id, a.task, a.timeout, w.pid)
-            elif check_memory and (rss := w.rss()) > mem and self.outcomes.stop(
-                    w, "its worker went over max_memory_per_child", job=a,
-                    fail=(f"WorkerDied: worker exceeded max_memory_per_child "
-                          f"({mem >> 20} MB) with {rss >> 20} MB", WorkerDied, True)):
-                log.warning("job %s (%s): its worker used %d MB, over max_memory_per_child; "
-                            "stopped it", a.id, a.task, rss >> 20)
+            late = [a for a in w.running.values() if a.deadline is not None
+                    and mono >= a.deadline]
+            if late:
+                self._overran(w, late[0])
+            elif check_memory and (rss := w.rss()) > mem:
+                jobs = ", ".join(f"{a.id} ({a.task})" for a in w.running.values())
+                if self.outcomes.stop(w, "its worker went over max_memory_per_child",
+                                      fail=(f"WorkerDied: worker exceeded max_memory_per_child "
+                                            f"({mem >> 20} MB) with {rss >> 20} MB",
+                                            WorkerDied, True)):
+                    log.warning("job %s: its worker used %d MB, over max_memory_per_child; "
+                                "stopped it", jobs, rss >> 20)
+
+    def _overran(self, w: WorkerProcess, a: Assignment) -> None:
+        """``a`` ran past its hard timeout (or, cancelled, did not end in time): its worker
+        is stopped; the worker's other running jobs go back to queued."""
+        if a.cancelling:
+            if self.outcomes.stop(w, "another job of its worker did not stop when cancelled",
+                                  job=a, drop=True):
+                log.warning("job %s (%s, attempt %s) did not stop when cancelled; stopped "
+                            "worker %s", a.id, a.task, a.attempt, w.pid)
+            return
+        error, kind = timeout_error(a.attempt, a.timeout)
+        if self.outcomes.stop(w, "another job of its worker timed out", job=a,
+                              fail=(error, kind, False)):
+            # the job's own line says so once recorded (outcomes.announce)
+            log.debug("job %s (%s) ran past its timeout of %g s; stopped worker %s",
+                      a.id, a.task, a.timeout, w.pid)

@@ -2,7 +2,9 @@
 
 A worker is started by the supervisor as a fresh interpreter (``python -c …``, so it never
 inherits a SQLite connection) and talks to it over two pipes in the frames of
-``litejobs.protocol`` (jobs and revokes in; ready, outcomes, revoked and heartbeats out).
+``litejobs.protocol`` (jobs, revokes and cancels in; ready, outcomes, revoked and heartbeats
+out). It runs one sync job at a time in this loop; ``async def`` jobs run several at once on
+its event loop (``litejobs.aioworker``), and a sync job waits until they are done.
 
 The worker holds no connection: the supervisor claims, renews leases and records outcomes, so
 a frozen worker simply stops heartbeating and loses its lease. The worker exits by itself when
@@ -22,19 +24,15 @@ import signal
 import sys
 import threading
 import time
-import traceback
 from collections import deque
 from collections.abc import Callable
 from types import CoroutineType
 from typing import TYPE_CHECKING, Any
 
-from litejobs import protocol, tasklog, tracing
-from litejobs import retry as retry_rule
-from litejobs.job import to_datetime
+from litejobs import jobrun, protocol, tasklog, tracing
+from litejobs.aio import is_async
 from litejobs.jobcontext import JobContext, ProgressReport, current, current_job
 from litejobs.protocol import JobMessage
-from litejobs.serialization import dump_result
-from litejobs.workflows import Then, then_jobs
 
 if TYPE_CHECKING:
     from litejobs.app import App
@@ -47,8 +45,6 @@ HEARTBEAT = 1.0
 CHECK_AFTER = 0.001
 #: How many times per heartbeat the heartbeat thread looks for a revoke during a long job.
 WATCHES = 4
-MAX_ERROR = 4096
-MAX_TRACEBACK = 65536
 
 
 def load_app(spec: str) -> App:
@@ -133,6 +129,8 @@ class _Inbox:
         self.eof = False
         self.started = 0  # jobs started so far
         self.running = False
+        #: While coroutines run: cancels those of these (id, attempt) (``aioworker``).
+        self.on_cancel: Callable[[set[tuple[int, int]]], None] | None = None
 
     def next(self) -> JobMessage | None:
         """The next job; None once the supervisor is gone and none is left."""
@@ -172,10 +170,28 @@ class _Inbox:
             except protocol.ProtocolError as exc:
                 # Only a broken supervisor sends this; its jobs are returned when we are gone.
                 raise SystemExit(f"litejobs worker: {exc}") from None
-            if isinstance(msg, list):
+            if isinstance(msg, JobMessage):
+                self.pending.append(msg)
+            elif isinstance(msg, list):
                 self._revoke(set(msg))
             else:
-                self.pending.append(msg)
+                self._cancel(set(msg.pairs))
+
+    def _cancel(self, wanted: set[tuple[int, int]]) -> None:
+        """Jobs no longer ours that the supervisor counts as begun: one not started ends
+        here (its outcome, which the supervisor drops, frees its place); a running coroutine
+        is cancelled."""
+        kept: deque[JobMessage] = deque()
+        for job in self.pending:
+            if (job.id, job.attempt) in wanted:
+                self.channel.send(protocol.outcome_failed(
+                    job.id, job.attempt, "JobCancelled: cancelled before it started", None,
+                    False, None))
+            else:
+                kept.append(job)
+        self.pending = kept
+        if self.on_cancel is not None:
+            self.on_cancel(wanted)
 
     def _revoke(self, wanted: set[tuple[int, int]]) -> None:
         kept: deque[JobMessage] = deque()
@@ -208,11 +224,6 @@ def _heartbeat(channel: _Channel, parent: int, inbox: _Inbox) -> None:
             channel.send(protocol.HEARTBEAT)
 
 
-def _error_text(exc: BaseException) -> str:
-    text = f"{type(exc).__qualname__}: {exc}"
-    return text if len(text) <= MAX_ERROR else text[: MAX_ERROR - 3] + "..."
-
-
 #: The pid of this worker process; a process a task forks has another one.
 _worker_pid: int | None = None
 
@@ -233,19 +244,11 @@ def run_job(app: App, msg: JobMessage, send: Callable[[bytes], None] | None = No
     (all sent before this returns); without it, progress is checked and dropped."""
     global _live
     task = app.tasks.get(msg.task)
-    if task is None:
-        known = ", ".join(sorted(app.tasks)) or "none"
-        error = (f"unknown task {msg.task!r}: this worker's app has no task of that name "
-                 f"(registered: {known}). Register it with @app.task in the app `litejobs run` "
-                 "loads, or cancel the job")
-        return protocol.outcome_failed(msg.id, msg.attempt, error, None, False, None)
-    if msg.problem is not None:
-        return protocol.outcome_failed(msg.id, msg.attempt, msg.problem, None, False, None)
-    scheduled = to_datetime(msg.scheduled_at)
-    assert scheduled is not None
-    report = ProgressReport(msg.id, msg.attempt, send)
-    ctx = JobContext(msg.id, task.name, msg.attempt, msg.queue, scheduled, msg.max_attempts,
-                     report, msg.results)
+    if task is None or msg.problem is not None:
+        refusal = jobrun.refused(app, msg)
+        assert refusal is not None
+        return refusal
+    ctx, report = jobrun.context(task, msg, send)
     span = None if msg.trace is None else tracing.run_span(msg)
     token = current.set(ctx)
     _live = report
@@ -254,30 +257,14 @@ def run_job(app: App, msg: JobMessage, send: Callable[[bytes], None] | None = No
         if type(value) is CoroutineType:  # an async def task: run on this worker's loop
             from litejobs import aio
 
-            value = aio.run(value, msg.attempt, task.defaults.timeout)
+            value = aio.run(value, msg.attempt, msg.timeout)
         _not_the_worker()
-        if type(value) is Then:  # its children and continuation go with its success
-            return protocol.outcome_then(msg.id, msg.attempt,
-                                         *then_jobs(app, value, app.clock()))
-        result = dump_result(value)
-        size = len(result) if result.isascii() else len(result.encode())
-        if size > app.max_payload:
-            return protocol.outcome_failed(
-                msg.id, msg.attempt,
-                f"ResultTooLarge: the task's result takes {size} bytes as JSON, over the cap "
-                f"of {app.max_payload} bytes (max_payload); store large results elsewhere (a "
-                "file, a table) and return where to find them", None, False, None)
+        return jobrun.succeeded(app, msg, value)
     except BaseException as exc:  # a task's SystemExit is its failure, not the worker's exit
         _not_the_worker()
-        # the one retry rule (litejobs.retry), as the supervisor and litejobs.testing apply it
-        retry = retry_rule.retryable(task, type(exc))
-        delay = retry_rule.delay(task, msg.attempt - msg.interrupts, exc) if retry else None
-        tb = traceback.format_exc()
-        if len(tb) > MAX_TRACEBACK:
-            tb = tb[-MAX_TRACEBACK:]
         if span is not None:
             span.fail(exc)
-        return protocol.outcome_failed(msg.id, msg.attempt, _error_text(exc), tb, retry, delay)
+        return jobrun.failed(task, msg, exc)
     finally:
         if span is not None:
             span.end()
@@ -285,14 +272,15 @@ def run_job(app: App, msg: JobMessage, send: Callable[[bytes], None] | None = No
         current.reset(token)
         _live = None
         report.flush(close=True)  # the newest progress goes before the outcome
-    return protocol.outcome_ok(msg.id, msg.attempt, result)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of a worker process; argv is ``SPEC READ_FD WRITE_FD``. Its tasks'
-    records at ``LITEJOBS_LOG_LEVEL`` (from the supervisor) and above go to the supervisor."""
+    records at ``LITEJOBS_LOG_LEVEL`` (from the supervisor) and above go to the supervisor;
+    it runs up to ``LITEJOBS_ASYNC_CONCURRENCY`` coroutines at once."""
     argv = sys.argv[1:] if argv is None else argv
     spec, read_fd, write_fd = argv[0], int(argv[1]), int(argv[2])
+    concurrency = int(os.environ.pop("LITEJOBS_ASYNC_CONCURRENCY", 16))
     level = int(os.environ.pop("LITEJOBS_LOG_LEVEL", logging.WARNING))
     parent = os.getppid()
     # The supervisor decides when a worker stops: a terminal's Ctrl-C or a group-wide SIGTERM
@@ -314,7 +302,13 @@ def main(argv: list[str] | None = None) -> int:
     threading.Thread(target=_heartbeat, args=(channel, parent, inbox), daemon=True,
                      name="litejobs-heartbeat").start()
     channel.send(protocol.ready(os.getpid()))
+    coroutines = {name for name, task in app.tasks.items() if is_async(task)}
     while (msg := inbox.next()) is not None:
+        if msg.task in coroutines:  # it and the coroutines after it run on the event loop
+            from litejobs import aioworker
+
+            aioworker.serve(app, inbox, msg, coroutines, concurrency)
+            continue
         inbox.started += 1
         inbox.running = True
         started = time.monotonic()

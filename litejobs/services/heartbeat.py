@@ -21,7 +21,7 @@ def worker_states(pool: Pool) -> list[dict[str, Any]]:
     and when it ``started_at``, its ``rss`` (bytes, None when unknown), ``jobs_done``."""
     out: list[dict[str, Any]] = []
     for w in pool.workers.values():
-        a = w.job
+        a = w.oldest()
         state = "busy" if a is not None else ("idle" if w.ready else "starting")
         out.append({"name": w.name, "pid": w.pid, "state": state,
                     "job": None if a is None else a.id, "task": None if a is None else a.task,
