@@ -156,6 +156,7 @@ def upload_html(status: dict[str, Any]) -> str:
     else:
         shown = POLL.replace("JOB", str(status["job"]))
     return f"""<!doctype html>
+<link rel="icon" href="data:,">
 <title>Upload {status['job']}: litejobs FastAPI example</title>
 <h1>Upload (job {status['job']})</h1>
 <p><progress id="bar" max="1" value="{status['progress']}"></progress>
@@ -178,6 +179,7 @@ const poll = setInterval(async () => {
 </script>"""
 
 INDEX = """<!doctype html>
+<link rel="icon" href="data:,">
 <title>Shop: litejobs FastAPI example</title>
 <h1>Shop</h1>
 <p><a href="/reports">reports</a> · <a href="/payments">payments</a> ·

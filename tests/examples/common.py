@@ -176,6 +176,39 @@ def check_newsletter(shop: Shop, answer: httpx.Response, count: int) -> None:
         assert sixth - first >= 1.0, f"6 emails started within {sixth - first:.3f} s: {starts}"
 
 
+def check_upload_in_a_browser(shop: Shop, tmp: Path) -> None:
+    """The home page's upload form, in Chromium: it lands on the job's page, whose script
+    polls the job and shows the result (the page is never reloaded by the test)."""
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright not installed")
+    from tests.web.helpers import chromium_path
+
+    path = chromium_path()
+    if path is None:
+        if os.environ.get("CI"):
+            pytest.fail("no Chromium found: .ci/run installs Debian's chromium")
+        pytest.skip("no Chromium (apt-get install chromium, or set LITEJOBS_CHROMIUM)")
+    upload = tmp / "browser-rows.txt"
+    upload.write_bytes(upload_text())
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=path, headless=True,
+                                    args=["--no-sandbox", "--disable-gpu"])
+        try:
+            page = browser.new_page()
+            errors: list[str] = []
+            page.on("console", lambda m: m.type == "error" and errors.append(m.text))
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(str(shop.http.base_url))
+            page.set_input_files("#upload input[type=file]", str(upload))
+            page.click("#upload button")
+            page.wait_for_url(re.compile(r".*/uploads/\d+$"), timeout=15_000)
+            page.wait_for_selector("text=300 lines, 1200 words", timeout=20_000)
+            assert page.eval_on_selector("#bar", "bar => bar.value") == 1
+            assert page.inner_text("#state") == "succeeded"
+            assert errors == [], errors
+        finally:
+            browser.close()
+
+
 def check_daily_report(shop: Shop) -> None:
     """`litejobs cron trigger` runs the daily report now; it lands on /reports."""
     day_before = datetime.now(UTC).date().isoformat()

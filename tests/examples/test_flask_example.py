@@ -34,6 +34,11 @@ def test_a_file_is_processed_with_progress_and_the_page_shows_the_result(
     common.check_upload(shop, answer)
 
 
+
+def test_the_upload_form_and_its_progress_page_in_a_browser(shop: common.Shop,
+                                                           tmp_path: Path) -> None:
+    common.check_upload_in_a_browser(shop, tmp_path)
+
 def test_a_newsletter_is_sent_never_faster_than_the_rate(shop: common.Shop) -> None:
     recipients = [f"reader{i}@example.com" for i in range(12)]
     answer = shop.http.post("/newsletter", data={"subject": "News", "body": "hello",
