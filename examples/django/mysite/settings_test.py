@@ -10,7 +10,7 @@ import tempfile
 # the variable, so it reads these settings with the same directory).
 os.environ.setdefault("LITEJOBS_EXAMPLE_DATA", tempfile.mkdtemp(prefix="litejobs-django-"))
 
-from mysite.settings import *  # noqa: E402, F403
+from mysite.settings import *  # noqa: F403
 
 TASKS["default"]["QUEUES"] += ["held", "queue_1"]  # noqa: F405
 TASKS["default"]["OPTIONS"]["task_modules"] = ["tests.ported_tasks"]  # noqa: F405
