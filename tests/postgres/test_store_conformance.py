@@ -140,9 +140,12 @@ def test_keys_and_unique_for_twins(store: Any) -> None:
 
 def _insert_keys(where: str, start: Any, keys: int, out: Any) -> None:
     store = open_store(where)
-    start.wait()
-    ids = [int(store.insert_job(job("k", key=f"key-{n}", unique_for=3600),
-                                time.time())["id"]) for n in range(keys)]
+    store.queue_list()  # connected before the race starts, so that they do race
+    ids = []
+    for n in range(keys):
+        start.wait()  # all producers insert key n at the same moment
+        ids.append(int(store.insert_job(job("k", key=f"key-{n}", unique_for=3600),
+                                        time.time())["id"]))
     out.put(ids)
     store.close()
 
@@ -150,11 +153,10 @@ def _insert_keys(where: str, start: Any, keys: int, out: Any) -> None:
 def test_one_job_per_key_across_concurrent_producers(where: str, store: Any) -> None:
     store.queue_list()  # the schema exists before the producers race
     ctx = multiprocessing.get_context("spawn")
-    start, out = ctx.Event(), ctx.Queue()
+    start, out = ctx.Barrier(4, timeout=60), ctx.Queue()
     procs = [ctx.Process(target=_insert_keys, args=(where, start, 30, out)) for _ in range(4)]
     for p in procs:
         p.start()
-    start.set()
     results = [out.get(timeout=60) for _ in procs]
     for p in procs:
         p.join(30)
