@@ -1,0 +1,197 @@
+"""What only the PostgreSQL store has: the server's clock, lost connections, its schema's
+identity, a pool per process, and its refusals of what it does not do yet."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from litejobs.errors import StorageError
+from litejobs.newjob import NewJob
+from litejobs.store.rows import QueueLimits
+from tests.postgres.conftest import in_schema
+
+psycopg = pytest.importorskip("psycopg") if not os.environ.get("CI") else __import__("psycopg")
+
+HOUR = 3600.0
+
+
+@pytest.fixture
+def store(pg_url: str) -> Iterator[Any]:
+    from litejobs.store.postgres import PostgresStore
+
+    s = PostgresStore(pg_url)
+    yield s
+    s.close()
+
+
+def job(now: float, delay: float = 0.0, **more: Any) -> NewJob:
+    return NewJob(task="t", queue="default", priority=0, args="[]", kwargs="{}",
+                  run_at=now + delay, max_attempts=3, timeout=None, **more)
+
+
+def one_line(exc: BaseException) -> str:
+    text = str(exc)
+    assert "\n" not in text and text, text
+    return text
+
+
+# --- the server's clock -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("skew", [-HOUR, HOUR])
+def test_a_producers_clock_does_not_matter(store: Any, skew: float) -> None:
+    """A producer whose clock is an hour off: its job is due at once, made at the server's
+    time; its delays count from the server's now."""
+    theirs = time.time() + skew
+    now_row = store.insert_job(job(theirs), theirs)
+    later_row = store.insert_job(job(theirs, delay=HOUR), theirs)
+    now_job, later_job = store.get_job(now_row["id"]), store.get_job(later_row["id"])
+    assert now_job["state"] == "queued" and later_job["state"] == "scheduled"
+    # this machine is the server's: its clock is the server's, give or take a few seconds
+    assert abs(now_job["created_at"] - time.time()) < 30
+    assert later_job["run_at"] - now_job["run_at"] == pytest.approx(HOUR, abs=1)
+    assert now_row["run_at"] == pytest.approx(now_job["run_at"])  # the row handed back too
+
+
+def test_a_supervisors_clock_does_not_matter(store: Any) -> None:
+    """A supervisor whose clock is an hour ahead promotes nothing early, finds no lease
+    expired and claims by the server's clock; one an hour behind claims what is due."""
+    now = time.time()
+    soon, due = store.insert_jobs([job(now, delay=60), job(now)], now)
+    ahead, behind = now + HOUR, now - HOUR
+    assert store.write(lambda tx: tx.promote_due(ahead)) == 0
+    got = store.write(lambda tx: tx.claim(["w"], [QueueLimits("default")], behind, 30.0))
+    assert [r["id"] for r in got] == [due["id"]]
+    assert store.write(lambda tx: tx.expired_leases(ahead)) == []
+    row = store.get_job(due["id"])
+    assert row["lease_until"] - row["started_at"] == pytest.approx(30.0, abs=0.01)
+    assert store.get_job(soon["id"])["state"] == "scheduled"
+
+
+# --- connections --------------------------------------------------------------------------------
+
+
+def test_lost_connection_is_a_storage_error_and_the_next_call_reconnects(
+        store: Any, pg_server: str) -> None:
+    now = time.time()
+    first = store.insert_job(job(now), now)
+    with psycopg.connect(pg_server, autocommit=True) as admin:
+        killed = admin.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid() "
+            "AND backend_type = 'client backend'").fetchone()[0]
+    assert killed >= 1
+    with pytest.raises(StorageError) as caught:
+        store.get_job(first["id"])
+    assert "lost the connection to PostgreSQL" in one_line(caught.value)
+    assert store.get_job(first["id"])["id"] == first["id"]  # reconnected
+    assert store.insert_job(job(now), now)["id"] > first["id"]
+
+
+def test_unreachable_server_is_one_line(unused_port: int) -> None:
+    from litejobs.store.postgres import PostgresStore
+
+    s = PostgresStore(f"postgresql://u:secret@127.0.0.1:{unused_port}/x", connect_timeout=1)
+    started = time.monotonic()
+    with pytest.raises(StorageError) as caught:
+        s.queue_list()
+    text = one_line(caught.value)
+    assert "cannot reach PostgreSQL" in text and "secret" not in text and "***" in text
+    assert time.monotonic() - started < 10
+    s.close()
+
+
+@pytest.fixture
+def unused_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_a_forked_child_opens_its_own_pool(store: Any) -> None:
+    now = time.time()
+    store.insert_job(job(now), now)
+    pid = os.fork()
+    if pid == 0:  # the child: its own connection, the parent's left alone
+        code = 1
+        try:
+            store.insert_job(job(time.time()), time.time())
+            code = 0 if store.stats()["states"]["queued"] == 2 else 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert store.stats()["states"]["queued"] == 2  # the parent's connection still works
+
+
+# --- the schema's identity ------------------------------------------------------------------------
+
+
+def test_a_newer_schema_is_refused(store: Any, pg_url: str) -> None:
+    from litejobs.store.postgres import PostgresStore
+
+    store.queue_list()
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("UPDATE litejobs_meta SET value = '99' WHERE key = 'schema_version'")
+    with pytest.raises(StorageError) as caught:
+        PostgresStore(pg_url).queue_list()
+    assert "newer litejobs" in one_line(caught.value)
+
+
+def test_another_programs_jobs_table_is_left_alone(pg_server: str) -> None:
+    from litejobs.store.postgres import PostgresStore
+
+    with psycopg.connect(pg_server, autocommit=True) as conn:
+        conn.execute("DROP SCHEMA IF EXISTS foreign_app CASCADE")
+        conn.execute("CREATE SCHEMA foreign_app")
+        conn.execute("CREATE TABLE foreign_app.jobs (id int, title text)")
+    try:
+        with pytest.raises(StorageError) as caught:
+            PostgresStore(in_schema(pg_server, "foreign_app")).queue_list()
+        assert "not litejobs's" in one_line(caught.value)
+        with psycopg.connect(pg_server) as conn:
+            tables = conn.execute("SELECT count(*) FROM pg_tables "
+                                  "WHERE schemaname = 'foreign_app'").fetchone()[0]
+        assert tables == 1  # nothing created beside it
+    finally:
+        with psycopg.connect(pg_server, autocommit=True) as conn:
+            conn.execute("DROP SCHEMA foreign_app CASCADE")
+
+
+def test_illegal_transition_refused_by_the_schema(store: Any, pg_url: str) -> None:
+    now = time.time()
+    row = store.insert_job(job(now), now)
+    with psycopg.connect(pg_url) as conn, pytest.raises(psycopg.errors.RaiseException,
+                                                        match="illegal state transition"):
+        conn.execute("UPDATE jobs SET state = 'succeeded' WHERE id = %s", (row["id"],))
+
+
+# --- what it does not do yet, refused rather than ignored -----------------------------------------
+
+
+def test_not_yet_refused_in_one_line(store: Any) -> None:
+    now = time.time()
+    with pytest.raises(ValueError) as caught:
+        store.insert_job(job(now, concurrency_key="k", concurrency_limit=1), now)
+    assert "not in the PostgreSQL store yet" in one_line(caught.value)
+    with pytest.raises(ValueError) as caught:
+        store.write(lambda tx: tx.claim(["w"], [QueueLimits("q", None, (5, 1.0))], now, 30.0))
+    assert "rate limit" in one_line(caught.value)
+    assert store.stats()["states"]["queued"] == 0  # nothing was written
+
+
+def test_missing_driver_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    from litejobs.store.postgres import PostgresStore
+
+    monkeypatch.setitem(sys.modules, "psycopg", None)
+    with pytest.raises(ImportError) as caught:
+        PostgresStore("postgresql://u@h/db")
+    assert "pip install 'litejobs[postgres]'" in one_line(caught.value)
