@@ -123,3 +123,12 @@ def _finished(sender, task_result, **kwargs):
     with open(_signal_log(), "a") as f:
         f.write(f"finished {task_result.id} {task_result.status} {os.getpid()} "
                 f"{sender.__name__}\n")
+
+
+@task()
+def wait_for_file(path: str) -> None:
+    import time
+
+    deadline = time.monotonic() + 30
+    while not os.path.exists(path) and time.monotonic() < deadline:
+        time.sleep(0.01)

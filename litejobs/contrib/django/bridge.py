@@ -20,7 +20,11 @@ from typing import Any
 from litejobs.app import App
 from litejobs.task import BoundTask, Task
 
-__all__ = ["Bridge", "app_for", "bridge_for", "discover"]
+__all__ = ["BACKEND_ENV", "Bridge", "app_for", "bridge_for", "discover"]
+
+#: The environment variable naming the TASKS alias ``manage.py litejobs`` and its workers
+#: serve (``--backend ALIAS``; default "default").
+BACKEND_ENV = "LITEJOBS_DJANGO_BACKEND"
 
 _LOCK = threading.Lock()
 #: (backend alias, database path) -> its bridge. Django's settings are global state already;

@@ -14,12 +14,9 @@ import django
 from django.apps import apps
 
 from litejobs.app import App
-from litejobs.contrib.django.bridge import discover
+from litejobs.contrib.django.bridge import BACKEND_ENV, discover
 
-__all__ = ["BACKEND_ENV", "app"]
-
-#: The environment variable naming the TASKS alias the supervisor and its workers serve.
-BACKEND_ENV = "LITEJOBS_DJANGO_BACKEND"
+__all__ = ["app"]
 
 if not apps.ready:  # a worker; `manage.py litejobs` itself has set Django up already
     django.setup()

@@ -11,7 +11,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from litejobs.contrib.django.worker import BACKEND_ENV
+from litejobs.contrib.django.bridge import BACKEND_ENV
 
 APP_SPEC = "litejobs.contrib.django.worker:app"
 
