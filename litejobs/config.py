@@ -365,6 +365,7 @@ _TEMPLATE: list[tuple[str, str, Any]] = [
     ("max_memory_per_child", 'recycle a worker whose RSS passes this, e.g. "512MB" ("0": never)',
      "0"),
     ("crash_limit", "a job whose worker died this many times is failed", 3),
+    ("async_concurrency", "async def jobs a worker runs at once", 16),
 ]
 
 
