@@ -16,6 +16,7 @@ from django.tasks.base import Task
 from django.tasks.exceptions import InvalidTask
 from django.tasks.signals import task_enqueued
 
+from litejobs.app import App
 from litejobs.contrib.django.bridge import Bridge, bridge_for
 from litejobs.contrib.django.results import find_result, to_result
 from litejobs.decoration import task_defaults
@@ -48,6 +49,11 @@ class LitejobsTask(Task):  # type: ignore[misc]  # Django ships no type hints
     rate_limit: str | None = None
     enqueue_on_commit: bool | None = None
 
+    def __post_init__(self) -> None:
+        if self.tags is not None and not isinstance(self.tags, tuple):
+            object.__setattr__(self, "tags", tuple(self.tags))  # a task is hashable
+        Task.__post_init__(self)
+
     def using(self, *, priority: int | None = None, queue_name: str | None = None,
               run_after: Any = None, backend: str | None = None,
               **options: Any) -> LitejobsTask:
@@ -60,8 +66,6 @@ class LitejobsTask(Task):  # type: ignore[misc]  # Django ships no type hints
                             f"takes {', '.join(LITEJOBS_FIELDS)}")
         task: LitejobsTask = Task.using(self, priority=priority, queue_name=queue_name,
                                         run_after=run_after, backend=backend)
-        if "tags" in options and options["tags"] is not None:
-            options["tags"] = tuple(options["tags"])
         return replace(task, **options) if options else task
 
 
@@ -87,6 +91,12 @@ class LitejobsBackend(BaseTaskBackend):  # type: ignore[misc]  # Django ships no
         #: The App (``bridge.app``) and the Django tasks registered in it.
         self.bridge: Bridge = bridge_for(alias, self.options)
         self.enqueue_on_commit = bool(self.options.get("enqueue_on_commit", False))
+
+    @property
+    def app(self) -> App:
+        """The litejobs App on ``OPTIONS["database"]``: ``litejobs.testing``'s helpers, the
+        jobs' handles (``app.get_job(int(result.id))``), plain litejobs tasks."""
+        return self.bridge.app
 
     def validate_task(self, task: Any) -> None:
         """Django's checks, then litejobs' (queue name, options): InvalidTask naming the

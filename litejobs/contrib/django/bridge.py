@@ -106,6 +106,12 @@ def bridge_for(alias: str, options: Mapping[str, Any]) -> Bridge:
                 app.add_cron_table(name, table, f"settings.TASKS[{alias!r}]['OPTIONS']['cron']")
             retries = options.get("retries", 0)
             bridge = _BRIDGES[(alias, path)] = Bridge(alias, app, retries)
+            # Settings changed to another file (a test's override_settings): the alias's
+            # tasks, registered at import on the first bridge, are this one's too.
+            for other in list(_BRIDGES.values()):
+                if other.alias == alias and other is not bridge:
+                    for task in list(other.django_tasks.values()):
+                        bridge.register(task)
     return bridge
 
 

@@ -21,7 +21,7 @@ from litejobs.jobcontext import current_job
 if TYPE_CHECKING:
     from litejobs.contrib.django.bridge import Bridge
 
-__all__ = ["runner_for"]
+__all__ = ["close_old_connections", "runner_for"]
 
 
 def runner_for(bridge: Bridge, task: Any) -> Callable[..., Any]:
@@ -49,7 +49,6 @@ def runner_for(bridge: Bridge, task: Any) -> Callable[..., Any]:
 def _started(bridge: Bridge, name: str, args: tuple[Any, ...],
              kwargs: dict[str, Any]) -> tuple[Any, Any]:
     """Before the task: fresh connections, the job's TaskResult (RUNNING), task_started."""
-    from django.db import close_old_connections
     from django.tasks.signals import task_started
 
     from litejobs.contrib.django.backend import LitejobsBackend
@@ -65,7 +64,6 @@ def _started(bridge: Bridge, name: str, args: tuple[Any, ...],
 def _finished(result: Any, exc: BaseException | None, value: Any = None) -> None:
     """After the task: the TaskResult as this attempt ended, task_finished, and the
     connections the task used given back."""
-    from django.db import close_old_connections
     from django.tasks.base import TaskError, TaskResultStatus
     from django.tasks.signals import task_finished
     from django.utils import timezone
@@ -86,6 +84,17 @@ def _finished(result: Any, exc: BaseException | None, value: Any = None) -> None
         task_finished.send(sender=LitejobsBackend, task_result=result)
     finally:
         close_old_connections()
+
+
+def close_old_connections() -> None:
+    """Django's ``close_old_connections``, as around a request, except for a connection in
+    a transaction: a job run inside a caller's ``atomic`` block (``litejobs.testing`` in a
+    Django TestCase, whose test is one transaction) keeps it. A worker has none open."""
+    from django.db import connections
+
+    for conn in connections.all(initialized_only=True):
+        if not conn.in_atomic_block:
+            conn.close_if_unusable_or_obsolete()
 
 
 def _run_sync(bridge: Bridge, name: str, args: tuple[Any, ...],
