@@ -47,3 +47,27 @@ def test_no_interpreter_fails_saying_what_to_install(tmp_path: Path,
     monkeypatch.setenv("HOME", str(tmp_path))
     with pytest.raises(NoInterpreter, match=r"Python >= 3\.12.*apt-get install python3\.12"):
         find_python()
+
+
+def test_without_django_the_import_says_what_to_install() -> None:
+    """Without Django (hidden here, whether installed or not): one line naming the extra."""
+    import sys
+
+    code = "import sys; sys.modules['django'] = None; import litejobs.contrib.django"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60, check=False)
+    assert done.returncode != 0
+    assert "pip install 'litejobs[django]'" in done.stderr.strip().splitlines()[-1]
+
+
+def test_import_litejobs_imports_no_django() -> None:
+    """With Django installed, ``import litejobs`` (and the CLI, the worker) still imports
+    none of it."""
+    python = ensure_venv()
+    code = ("import sys, litejobs, litejobs.cli, litejobs.worker, litejobs.supervisor\n"
+            "loaded = sorted(m for m in sys.modules if m.split('.')[0] in "
+            "('django', 'asgiref') or m.startswith('litejobs.contrib'))\n"
+            "assert not loaded, loaded")
+    done = subprocess.run([str(python), "-c", code], capture_output=True, text=True,
+                          timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
