@@ -20,7 +20,8 @@ import itertools
 import logging
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from litejobs import protocol
 from litejobs.config import Config
@@ -108,7 +109,15 @@ class Dispatcher:
         extra: list[list[str]] = []
         for w in self._open(now):
             if w.running and w.coroutines:
-                continue  # its free places are idle slots
+                # its free places are idle slots; a few more wait behind them, so a place
+                # that frees is filled without waiting for the supervisor
+                room = self.concurrency // 2 - len(w.backlog)
+                if len(w.backlog) <= self.concurrency // 4 and room > 0:
+                    if limit:
+                        room = min(room, limit - w.done - len(w.backlog) - len(w.running))
+                    if room > 0:
+                        extra.append([w.name] * room)
+                continue
             held = len(w.backlog) + len(w.running)
             d = depth(w.pace)
             if held > d // 2:
@@ -187,13 +196,20 @@ class Dispatcher:
             if a.withdrawn and a.coro:  # cancelled while sent ahead; the worker may run it
                 self.cancel(w, a)
 
-    def finished(self, w: WorkerProcess, a: Assignment, now: float) -> None:
-        """The worker reported the outcome of ``a`` (taken out of ``running``): the jobs
-        behind it may begin."""
+    def finished(self, w: WorkerProcess, msg: Mapping[str, Any], now: float) -> bool:
+        """The worker's outcome message: it waits to be recorded (unless the job is no
+        longer ours) and the jobs behind it may begin. False for an outcome no longer
+        waited for (its job was taken back from the worker)."""
+        a = w.running.pop((msg["id"], msg["attempt"]), None)
+        if a is None:
+            return False
         w.done += 1
         w.pace = 0.7 * w.pace + 0.3 * (now - a.started)
         if w.backlog:
             self.admit(w, now)
+        if not a.withdrawn:  # (a cancelled coroutine's end only frees its place)
+            self.outcomes.reported(w, a, msg, now)
+        return True
 
     def cancel(self, w: WorkerProcess, a: Assignment) -> None:
         """Ask ``w`` to cancel the coroutine of ``a`` (no longer ours); its worker is stopped

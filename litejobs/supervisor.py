@@ -264,12 +264,8 @@ class Supervisor:
             if self.draining and not w.busy:
                 self.pool.retire(w)
             return
-        a = w.running.pop((msg["id"], msg["attempt"]), None)
-        if a is None:
+        if not self.dispatch.finished(w, msg, now):
             return  # an outcome we stopped waiting for (its worker was stopped)
-        self.dispatch.finished(w, a, now)
-        if not a.withdrawn:  # (a cancelled coroutine's end only frees its place)
-            self.outcomes.reported(w, a, msg, now)
         self.claimer.wake = True
         limit = self.config.max_tasks_per_child
         mem = self.config.max_memory_per_child

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from litejobs.config import Config
 from litejobs.errors import WorkerDied
 from litejobs.outcomes import Outcomes
-from litejobs.pool import Assignment, Pool, WorkerProcess, describe_exit
+from litejobs.pool import Pool, WorkerProcess, describe_exit
 from litejobs.retry import timeout_error
 
 __all__ = ["MEMORY_CHECK", "RESPAWN", "START_FAILURES", "Watchdog"]
@@ -134,10 +134,8 @@ class Watchdog:
         for w in list(self.pool.workers.values()):
             if not w.running or w.retiring:
                 continue
-            late = [a for a in w.running.values() if a.deadline is not None
-                    and mono >= a.deadline]
-            if late:
-                self._overran(w, late[0])
+            if any(a.deadline is not None and mono >= a.deadline for a in w.running.values()):
+                self._overran(w, mono)
             elif check_memory and (rss := w.rss()) > mem:
                 jobs = ", ".join(f"{a.id} ({a.task})" for a in w.running.values())
                 if self.outcomes.stop(w, "its worker went over max_memory_per_child",
@@ -147,9 +145,18 @@ class Watchdog:
                     log.warning("job %s: its worker used %d MB, over max_memory_per_child; "
                                 "stopped it", jobs, rss >> 20)
 
-    def _overran(self, w: WorkerProcess, a: Assignment) -> None:
-        """``a`` ran past its hard timeout (or, cancelled, did not end in time): its worker
-        is stopped; the worker's other running jobs go back to queued."""
+    def _overran(self, w: WorkerProcess, mono: float) -> None:
+        """Jobs of ``w`` ran past their hard timeouts (or, cancelled, did not end in time):
+        the worker is stopped; each of them fails, its other running jobs go back to queued."""
+        self.read(w)  # what it finished meanwhile is recorded, not failed
+        late = [a for a in w.running.values() if a.deadline is not None and mono >= a.deadline]
+        if not late:
+            return
+        for b in late[1:]:  # (the first fails through stop, which ends the worker)
+            if not b.cancelling:
+                self.outcomes.failed_by_supervisor(w, b, *timeout_error(b.attempt, b.timeout),
+                                                   crashed=False)
+        a = late[0]
         if a.cancelling:
             if self.outcomes.stop(w, "another job of its worker did not stop when cancelled",
                                   job=a, drop=True):
