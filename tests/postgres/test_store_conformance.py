@@ -206,6 +206,67 @@ def test_queue_limit_within_one_claim(store: Any) -> None:
     assert claim(store, ["w4"], {"lim": 2}) == []
 
 
+def test_queue_rate_limit_and_next_slot(store: Any) -> None:
+    enqueue(store, *[job(queue="r") for _ in range(5)])
+    limits = [QueueLimits("r", None, (2, 0.5))]
+
+    def claim_rated() -> tuple[list[Any], float | None]:
+        def work(tx: Any) -> tuple[list[Any], float | None]:
+            return list(tx.claim(["w1", "w2", "w3"], limits, time.time(), 30.0)), tx.next_slot
+
+        return store.write(work)  # type: ignore[no-any-return]
+
+    started = time.time()
+    rows, slot = claim_rated()
+    assert len(rows) == 2 and slot is not None  # the window is full: when it has room
+    rows, again = claim_rated()
+    assert rows == [] and again == pytest.approx(slot, abs=0.05)
+    assert started + 0.5 <= slot <= time.time() + 0.55 + 0.5  # its window: 0.5 s and a margin
+    wait_for("the window to pass its slot", lambda: time.time() >= slot)
+    rows = wait_for("the next two starts", lambda: claim_rated()[0])
+    assert len(rows) == 2 and time.time() - started >= 0.5
+    # places behind a running job (ahead_from=0) get no job of a rate-limited queue
+    wait_for("the window to have room", lambda: time.time() >= slot + 0.6)
+    assert store.write(lambda tx: tx.claim(["w"], limits, time.time(), 30.0, 0)) == []
+    assert len(store.write(lambda tx: tx.claim(["w"], limits, time.time(), 30.0, 1))) == 1
+
+
+def _rated_claimer(where: str, start: Any, out: Any, seconds: float) -> None:
+    """Claim from the rate-limited queue "r" (3 starts per 0.5 s) for ``seconds``."""
+    store = open_store(where)
+    store.queue_list()
+    start.wait()
+    until = time.time() + seconds
+    ids: list[int] = []
+    limits = [QueueLimits("r", None, (3, 0.5))]
+    while time.time() < until:
+        got = store.write(lambda tx: tx.claim(["a", "b"], limits, time.time(), 30.0))
+        ids.extend(int(r["id"]) for r in got)
+        time.sleep(0.002)
+    out.put(ids)
+    store.close()
+
+
+def test_queue_rate_limit_exact_across_two_claiming_processes(where: str, store: Any) -> None:
+    enqueue(store, *[job(queue="r") for _ in range(40)])
+    ctx = multiprocessing.get_context("spawn")
+    start, out = ctx.Barrier(2, timeout=60), ctx.Queue()
+    procs = [ctx.Process(target=_rated_claimer, args=(where, start, out, 1.6))
+             for _ in range(2)]
+    for p in procs:
+        p.start()
+    results = [out.get(timeout=60) for _ in procs]
+    for p in procs:
+        p.join(30)
+        assert p.exitcode == 0
+    claimed = [i for ids in results for i in ids]
+    assert len(claimed) == len(set(claimed)) >= 6
+    starts = sorted(store.get_job(i)["started_at"] for i in claimed)
+    # no 0.5 s holds more than 3 starts, whichever process made them
+    for k in range(len(starts) - 3):
+        assert starts[k + 3] - starts[k] >= 0.5 - 1e-6, starts[k:k + 4]
+
+
 def _claimer(where: str, start: Any, out: Any, limit: int) -> None:
     """Claim and finish jobs of queue "lim" until none is left; after each claim, read how
     many run (committed): never above ``limit``."""

@@ -2,9 +2,10 @@
 
 A claim is one statement (``sql.CLAIM``): each queue's best claimable jobs, locked with
 ``FOR UPDATE SKIP LOCKED`` so that claimers on other hosts pass over them instead of waiting,
-then the best of all handed one per worker. A queue with a concurrency limit has its row in
-``queues`` locked first (``FOR UPDATE``, in name order): its running jobs are counted under
-that lock, so the limit is exact across every claimer, whatever host it runs on.
+then the best of all handed one per worker. A queue with a concurrency or rate limit has its
+row in ``queues`` locked first (``FOR UPDATE``, in name order): its running jobs and its rate
+window's starts (``rate_starts``, on the server's clock) are counted under that lock, so both
+limits are exact across every claimer, whatever host it runs on.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from litejobs.store.claims import best_first
+from litejobs.store.claims import RATE_MARGIN, best_first
 from litejobs.store.postgres import sql
 from litejobs.store.rows import QueueLimits, Row
 
@@ -40,24 +41,23 @@ class PgClaimsMixin:
               lease: float, ahead_from: int | None = None) -> list[Row]:
         """Claim up to ``len(worker_ids)`` queued jobs of ``queues``, best first, one per
         worker, each with its attempt number bumped and a lease of ``lease`` seconds on the
-        server's clock (``now`` is not read: expiry is judged on the server's clock too).
+        server's clock (expiry and rate windows are judged on the server's clock too).
 
-        ``worker_ids[ahead_from:]`` are places behind a running job: a job with an expiry
-        only goes to the places before it, which start at once. A queue with a rate limit is
-        refused (ValueError): the PostgreSQL store does not enforce rates yet.
+        A queue's concurrency and rate limits hold across every claimer: its row is locked
+        before its running jobs and its window's starts are counted. ``self.next_slot`` is set
+        to the moment (on the caller's clock: ``now`` plus the server's wait) a rate-limited
+        queue whose window is full gets its next slot. ``worker_ids[ahead_from:]`` are places
+        behind a running job: a job with an expiry or of a rate-limited queue only goes to
+        the places before it, which start at once.
         """
         self.next_slot = None
         n = len(worker_ids)
         if n == 0:
             return []
         queues = list(queues)
-        for q in queues:
-            if q.rate is not None:
-                raise ValueError(
-                    f"queue {q.name!r} has a rate limit, which the PostgreSQL store does not "
-                    "enforce yet; remove its rate_limit or use a SQLite database")
         caps = {q.name: n for q in queues}
-        limited = sorted({q.name for q in queues if q.concurrency is not None})
+        rated = {q.name: q.rate for q in queues if q.rate is not None}
+        limited = sorted({q.name for q in queues if q.concurrency is not None} | set(rated))
         if limited:
             conn = self.conn
             conn.execute(sql.INSERT_QUEUES, (limited,))
@@ -67,20 +67,47 @@ class PgClaimsMixin:
             for q in queues:
                 if q.concurrency is not None:
                     caps[q.name] = min(caps[q.name], q.concurrency - running.get(q.name, 0))
+            for name, (count, period) in rated.items():
+                if caps[name] > 0:
+                    caps[name] = min(caps[name], count - self._window(name, count, period, now))
         front = n if ahead_from is None else max(0, min(n, ahead_from))
         claimed: list[Row] = []
         for ahead, workers in ((False, worker_ids[:front]), (True, worker_ids[front:])):
-            caps = {name: cap for name, cap in caps.items() if cap > 0}
-            if not workers or not caps:
+            open_caps = {name: cap for name, cap in caps.items()
+                         if cap > 0 and not (ahead and name in rated)}
+            if not workers or not open_caps:
                 continue
             rows = self.conn.execute(sql.CLAIM, (
-                list(caps), list(caps.values()), ahead, list(workers), list(workers),
-                float(lease))).fetchall()
+                list(open_caps), list(open_caps.values()), ahead, list(workers),
+                list(workers), float(lease))).fetchall()
             for row in rows:
                 caps[row["queue"]] -= 1
             claimed.extend(rows)
+        started = [row["queue"] for row in claimed if row["queue"] in rated]
+        if started:
+            self.conn.execute(sql.RATE_START, (started,))
+            for name in set(started):
+                if caps[name] == 0:  # maybe full now: when its oldest start leaves the window
+                    self._window(name, *rated[name], now)
         claimed.sort(key=best_first)
         return claimed
+
+    def _window(self, queue: str, count: int, period: float, now: float) -> int:
+        """How many starts a rate-limited queue's window holds; when it is full, sets
+        ``next_slot`` to when its oldest start leaves it (on the caller's clock)."""
+        # The window is a little longer than the period, as the SQLite store's: a job
+        # reaches its worker a few ms after its claim.
+        period += min(RATE_MARGIN, period * 0.1)
+        self.conn.execute(sql.RATE_FORGET, (queue, float(period)))
+        self.conn.execute(sql.RATE_CLAMP, (queue,))
+        window = self.conn.execute(sql.RATE_WINDOW, (queue, float(period))).fetchone()
+        assert window is not None
+        used = int(window["used"])
+        if used >= count:
+            wait = max(0.0, (window["oldest"] or window["now"]) + period - window["now"])
+            if self.next_slot is None or now + wait < self.next_slot:
+                self.next_slot = now + wait
+        return used
 
     def unclaim(self, job_id: int, attempt: int) -> bool:
         """Return a claimed job that never reached its worker to queued, taking back the

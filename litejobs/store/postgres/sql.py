@@ -130,6 +130,16 @@ LOCK_QUEUES = "SELECT name FROM queues WHERE name = ANY(%s) ORDER BY name FOR UP
 RUNNING_BY_QUEUE = """
 SELECT queue, count(*) AS n FROM jobs WHERE state = 'running' AND queue = ANY(%s) GROUP BY queue
 """
+# A rate-limited queue's window (its row locked, as for a concurrency limit): starts that left
+# it are forgotten, starts "in the future" (the server's clock stepped back since) count as
+# starting now, then (period) -> how many starts it holds, its oldest, and the server's now.
+RATE_FORGET = f"DELETE FROM rate_starts WHERE queue = %s AND at <= {NOW} - %s"
+RATE_CLAMP = f"UPDATE rate_starts SET at = {NOW} WHERE queue = %s AND at > {NOW}"
+RATE_WINDOW = f"""
+SELECT count(*) AS used, min(at) AS oldest, {NOW} AS now FROM rate_starts
+WHERE queue = %s AND at > {NOW} - %s
+"""
+RATE_START = f"INSERT INTO rate_starts (queue, at) SELECT unnest(%s::text[]), {NOW}"
 # The claim: (queue names, their caps, ahead, worker ids, lease seconds). Each queue's best
 # `cap` claimable jobs, locked (SKIP LOCKED: rows another claimer holds are passed over, not
 # waited for), then the best of all, one per worker in order, taken in the same statement.
