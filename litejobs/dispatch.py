@@ -113,8 +113,9 @@ class Dispatcher:
                 # that frees is filled without waiting for the supervisor
                 room = self.concurrency // 2 - len(w.backlog)
                 if len(w.backlog) <= self.concurrency // 4 and room > 0:
-                    if limit:
-                        room = min(room, limit - w.done - len(w.backlog) - len(w.running))
+                    if limit:  # counting its free places, claimed as idle slots
+                        held = max(len(w.running) + len(w.backlog), self.concurrency)
+                        room = min(room, limit - w.done - held)
                     if room > 0:
                         extra.append([w.name] * room)
                 continue

@@ -34,9 +34,10 @@ def run_conc(tmp_path: Path, db_path: Path) -> Iterator[Callable[..., Supervisor
     """Factory: `litejobs run` on the test app with ``workers`` and ``async_concurrency``."""
     started: list[SupervisorProcess] = []
 
-    def start(workers: int = 1, concurrency: int = 16) -> SupervisorProcess:
+    def start(workers: int = 1, concurrency: int = 16, **more: int) -> SupervisorProcess:
         cfg = tmp_path / "litejobs.toml"
-        cfg.write_text(f'app = "{SPEC}"\nasync_concurrency = {concurrency}\n')
+        cfg.write_text(f'app = "{SPEC}"\nasync_concurrency = {concurrency}\n'
+                       + "".join(f"{k} = {v}\n" for k, v in more.items()))
         cmd = [sys.executable, "-m", "litejobs", "run", "--app", SPEC, "--workers",
                str(workers), "--config", str(cfg)]
         sup = launch_supervisor(cmd, REPO, db_path, tmp_path / f"supervisor-{len(started)}.log")
@@ -155,6 +156,37 @@ def test_cancelling_one_running_coroutine_leaves_the_others_running(
     assert jobs[2].refresh().state == "cancelled"
     assert len({r["pid"] for r in joblog.records()}) == 1  # the worker went on
     assert [r["id"] for r in joblog.records() if r["event"] == "cancelled"] == [jobs[2].id]
+
+
+def test_a_cancelled_coroutine_that_will_not_stop_is_ended_with_its_worker(
+        capp: litejobs.App, run_conc: Callable[..., SupervisorProcess], joblog: JobLog) -> None:
+    sup = run_conc(workers=1)
+    deaf = capp.tasks["conc.deaf"].enqueue(str(joblog))  # no timeout
+    neighbours = [capp.tasks["conc.nap"].enqueue(str(joblog), 8.0) for _ in range(3)]
+    wait_for(lambda: len(joblog.starts()) == 4, 30, "4 coroutines running",
+             details=sup.output)
+    assert deaf.cancel()
+    # CANCEL_GRACE (5 s) later its worker is stopped; its neighbours were running: run again
+    assert [job.result(timeout=60) for job in neighbours] == [job.id for job in neighbours]
+    for job in neighbours:
+        assert [a.outcome for a in job.attempts()] == ["interrupted", "succeeded"]
+    assert deaf.refresh().state == "cancelled"
+    assert len({r["pid"] for r in joblog.records()}) == 2
+    assert "did not stop when cancelled" in sup.output()
+
+
+def test_max_tasks_per_child_holds_for_coroutines(
+        capp: litejobs.App, run_conc: Callable[..., SupervisorProcess], joblog: JobLog,
+        tmp_path: Path) -> None:
+    run_conc(workers=1, concurrency=8, max_tasks_per_child=5)
+    nap = capp.tasks["conc.nap"]
+    jobs = capp.enqueue_many([nap.prepare(str(joblog), 0.2) for _ in range(23)])
+    assert [job.result(timeout=60) for job in jobs] == [job.id for job in jobs]
+    per_worker: dict[int, int] = {}
+    for r in joblog.starts():
+        per_worker[r["pid"]] = per_worker.get(r["pid"], 0) + 1
+    assert sorted(per_worker.values()) == [3, 5, 5, 5, 5], per_worker
+    assert max(at_once(joblog.records()).values()) == 5  # its 5 at once, no more
 
 
 def test_a_worker_killed_while_running_coroutines_loses_none(

@@ -70,6 +70,17 @@ async def stubborn(path: str) -> None:
             _log(path, "cancelled")
 
 
+async def deaf(path: str) -> None:
+    """Swallows every cancellation and has no timeout: cancelled, it is ended with its worker
+    once the supervisor's grace for a cancelled coroutine runs out."""
+    _log(path, "start")
+    while True:
+        try:
+            await asyncio.sleep(0.05)
+        except asyncio.CancelledError:
+            _log(path, "cancelled")
+
+
 def blocking(path: str, seconds: float) -> int:
     """A sync task: it must run alone in its worker."""
     _log(path, "start", sync=True)
@@ -84,6 +95,7 @@ def make_app(path: str | os.PathLike[str]) -> litejobs.App:
     app.task(name="conc.gate")(gate)
     app.task(name="conc.nap", retries=3)(nap)
     app.task(name="conc.stubborn", retries=0, timeout=1.0)(stubborn)
+    app.task(name="conc.deaf", retries=0)(deaf)
     app.task(name="conc.blocking")(blocking)
     return app
 
