@@ -155,3 +155,19 @@ def test_the_command_refuses_a_backend_that_is_not_litejobs() -> None:
                           check=False)
     assert done.returncode != 0
     assert "not a litejobs backend" in done.stderr, done.stderr
+
+
+def test_naive_run_after_without_use_tz() -> None:
+    """USE_TZ = False: Django's run_after is naive, in TIME_ZONE; litejobs stores UTC."""
+    from datetime import datetime, timedelta
+
+    from django.test import override_settings
+    from django.utils import timezone
+
+    with override_settings(USE_TZ=False):
+        run_after = datetime.now() + timedelta(seconds=1)
+        result = t.calculate_meaning_of_life.using(run_after=run_after).enqueue()
+    job = app_for().get_job(int(result.id))
+    assert abs(job.run_at - timezone.make_aware(run_after)) < timedelta(milliseconds=1)
+    assert finished(result).return_value == 42
+    assert result.started_at >= timezone.make_aware(run_after)

@@ -117,9 +117,9 @@ class LitejobsBackend(BaseTaskBackend):  # type: ignore[misc]  # Django ships no
                 rate_limit=values.get("rate_limit"))
             if values.get("key") is not None:
                 check_name("key", values["key"])
+            self.bridge.register(task)
         except (TypeError, ValueError) as exc:
             raise InvalidTask(f"{task.module_path}: {exc}") from None
-        self.bridge.register(task)
 
     def enqueue(self, task: Any, args: Any, kwargs: Any) -> Any:
         """Write a job for ``task(*args, **kwargs)`` and return its TaskResult (READY); with

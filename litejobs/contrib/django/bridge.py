@@ -71,8 +71,13 @@ class Bridge:
         queue, priority, run_after and litejobs options."""
         registered = self.register(task)
         opts = _task_options(task)
+        run_after = task.run_after
+        if run_after is not None and run_after.tzinfo is None:  # USE_TZ = False: local time
+            from django.utils import timezone
+
+            run_after = timezone.make_aware(run_after)
         return registered.options(
-            queue=task.queue_name, priority=int(task.priority), run_at=task.run_after,
+            queue=task.queue_name, priority=int(task.priority), run_at=run_after,
             retries=opts.get("retries"), timeout=opts.get("timeout"), key=opts.get("key"),
             tags=opts.get("tags") or None, concurrency_key=opts.get("concurrency_key"),
             concurrency_limit=opts.get("concurrency_limit"), rate_limit=opts.get("rate_limit"),
