@@ -171,3 +171,22 @@ def test_naive_run_after_without_use_tz() -> None:
     assert abs(job.run_at - timezone.make_aware(run_after)) < timedelta(milliseconds=1)
     assert finished(result).return_value == 42
     assert result.started_at >= timezone.make_aware(run_after)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_enqueue_on_commit_option_of_the_backend() -> None:
+    from django.db import transaction
+    from django.test import override_settings
+
+    default = settings.TASKS["default"]
+    tasks = {**settings.TASKS, "default": {
+        **default, "OPTIONS": {**default["OPTIONS"], "enqueue_on_commit": True}}}
+    with override_settings(TASKS=tasks):
+        with transaction.atomic():
+            result = t.noop_task.using(queue_name="held").enqueue()
+            assert (result.id, result.enqueued_at) == ("", None)
+        assert result.id and result.enqueued_at is not None
+        # a task's own enqueue_on_commit=False wins over the backend's
+        with transaction.atomic():
+            now = t.noop_task.using(queue_name="held", enqueue_on_commit=False).enqueue()
+            assert now.id
