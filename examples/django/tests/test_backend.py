@@ -190,3 +190,14 @@ def test_enqueue_on_commit_option_of_the_backend() -> None:
         with transaction.atomic():
             now = t.noop_task.using(queue_name="held", enqueue_on_commit=False).enqueue()
             assert now.id
+
+
+def test_system_check_warns_without_the_app() -> None:
+    from django.test import override_settings
+
+    assert default_task_backend.check() == []
+    apps = [a for a in settings.INSTALLED_APPS if a != "litejobs.contrib.django"]
+    with override_settings(INSTALLED_APPS=apps):
+        (warning,) = default_task_backend.check()
+    assert warning.id == "litejobs.W001"
+    assert "INSTALLED_APPS" in warning.msg

@@ -161,6 +161,20 @@ class LitejobsBackend(BaseTaskBackend):  # type: ignore[misc]  # Django ships no
                           args=args, kwargs=kwargs, backend=self.alias, errors=[],
                           worker_ids=[])
 
+    def check(self, **kwargs: Any) -> list[Any]:
+        """Django's system checks (``manage.py check``): a warning when the command's app is
+        not installed, as ``manage.py litejobs`` then does not exist."""
+        from django.apps import apps
+        from django.core.checks import Warning as CheckWarning
+
+        if apps.is_installed("litejobs.contrib.django"):
+            return []
+        return [CheckWarning(
+            "'litejobs.contrib.django' is not in INSTALLED_APPS, so `python manage.py "
+            "litejobs run` (the workers for this backend) does not exist",
+            hint="add 'litejobs.contrib.django' to INSTALLED_APPS", obj=self.alias,
+            id="litejobs.W001")]
+
     def get_result(self, result_id: Any) -> Any:
         """The TaskResult of job ``result_id``, read now (any process may ask)."""
         return find_result(self.bridge, result_id)
