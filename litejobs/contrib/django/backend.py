@@ -75,7 +75,7 @@ LITEJOBS_FIELDS: tuple[str, ...] = tuple(
 
 class LitejobsBackend(BaseTaskBackend):  # type: ignore[misc]  # Django ships no type hints
     """Django's task backend on litejobs. ``OPTIONS``: ``database`` (the SQLite file,
-    required), ``durability`` ("full" or "normal"), ``retries`` (a task's default, 0),
+    required), ``durability`` ("full" or "fast"), ``retries`` (a task's default, 0),
     ``enqueue_on_commit`` (False), ``cron`` (``{name: {"schedule": ..., "task": ...}}``, as
     litejobs.toml's ``[cron.NAME]``), ``task_modules`` (modules holding tasks besides each
     installed app's ``tasks``), ``max_payload``."""
