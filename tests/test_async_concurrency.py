@@ -85,7 +85,7 @@ def test_a_sync_job_waits_for_the_coroutines_and_runs_alone(
     calls = []
     for i in range(30):  # one queue: coroutines with a sync job every fifth
         calls.append(blocking.prepare(str(joblog), 0.05) if i % 5 == 4
-                     else nap.prepare(str(joblog), 0.1))
+                     else nap.prepare(str(joblog), 0.3))
     jobs = capp.enqueue_many(calls)
     assert {job.queue for job in jobs} == {"default"}
     assert [job.result(timeout=60) for job in jobs] == [job.id for job in jobs]
@@ -112,11 +112,11 @@ def test_a_coroutine_past_its_timeout_is_cancelled_and_its_neighbours_finish(
     run_conc(workers=1)
     nap = capp.tasks["conc.nap"]
     # a per-call timeout: the job frame carries it, so the worker cancels the coroutine
-    late = nap.options(timeout=1.0, retries=0).enqueue(str(joblog), 60)
-    neighbours = [nap.enqueue(str(joblog), 2.0) for _ in range(5)]
+    late = nap.options(timeout=3.0, retries=0).enqueue(str(joblog), 60)
+    neighbours = [nap.enqueue(str(joblog), 4.0) for _ in range(5)]
     with pytest.raises(JobFailed) as failed:
         late.result(timeout=30)
-    assert ("JobTimeout: attempt 1 ran past its timeout of 1 s and was cancelled"
+    assert ("JobTimeout: attempt 1 ran past its timeout of 3 s and was cancelled"
             in str(failed.value))
     assert [job.result(timeout=30) for job in neighbours] == [job.id for job in neighbours]
     assert all(len(job.attempts()) == 1 for job in neighbours)  # never disturbed
@@ -144,7 +144,7 @@ def test_cancelling_one_running_coroutine_leaves_the_others_running(
         capp: litejobs.App, run_conc: Callable[..., SupervisorProcess], joblog: JobLog) -> None:
     sup = run_conc(workers=1)
     nap = capp.tasks["conc.nap"]
-    jobs = [nap.enqueue(str(joblog), 3.0) for _ in range(5)]
+    jobs = [nap.enqueue(str(joblog), 5.0) for _ in range(5)]
     wait_for(lambda: len(joblog.starts()) == 5, 30, "5 coroutines running",
              details=sup.output)
     assert jobs[2].cancel()
@@ -180,7 +180,7 @@ def test_max_tasks_per_child_holds_for_coroutines(
         tmp_path: Path) -> None:
     run_conc(workers=1, concurrency=8, max_tasks_per_child=5)
     nap = capp.tasks["conc.nap"]
-    jobs = capp.enqueue_many([nap.prepare(str(joblog), 0.2) for _ in range(23)])
+    jobs = capp.enqueue_many([nap.prepare(str(joblog), 0.5) for _ in range(23)])
     assert [job.result(timeout=60) for job in jobs] == [job.id for job in jobs]
     per_worker: dict[int, int] = {}
     for r in joblog.starts():
@@ -193,7 +193,7 @@ def test_a_worker_killed_while_running_coroutines_loses_none(
         capp: litejobs.App, run_conc: Callable[..., SupervisorProcess], joblog: JobLog) -> None:
     sup = run_conc(workers=1)
     nap = capp.tasks["conc.nap"]  # retries=3
-    jobs = [nap.enqueue(str(joblog), 2.0) for _ in range(5)]
+    jobs = [nap.enqueue(str(joblog), 5.0) for _ in range(5)]
     starts = wait_for(lambda: s if len(s := joblog.starts()) == 5 else None, 30,
                       "5 coroutines running", details=sup.output)
     (pid,) = {r["pid"] for r in starts}
