@@ -35,12 +35,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import datetime as dt
 import hashlib
 import importlib
 import importlib.util
 import os
-import platform
 import shutil
 import signal
 import subprocess
@@ -69,7 +67,6 @@ SYSTEMS = [
     ("Celery + PostgreSQL (broker + results)", "pg_celery", {}),
     ("litejobs + SQLite (full), reference", "pg_litejobs", {"store": "sqlite"}),
 ]
-TARGET_LJ, TARGET_PEER = SYSTEMS[0][0], SYSTEMS[1][0]
 
 
 def ensure_venv() -> None:
@@ -117,6 +114,7 @@ def make_services(peers, base: str):
         def __init__(self, base: str) -> None:
             super().__init__(base)
             self.settings: dict[str, str] = {}
+            self.fstype = "?"
 
         def start_pg(self) -> None:
             try:
@@ -143,6 +141,9 @@ def make_services(peers, base: str):
                                 f"-p {self.pg_port} -k {self.pg_dir} "
                                 f"-c listen_addresses=127.0.0.1 {opts}", "start"],
                                check=True, capture_output=True, timeout=90)
+                self.fstype = subprocess.run(
+                    ["df", "--output=fstype", self.pg_dir], check=False, capture_output=True,
+                    text=True).stdout.split()[-1:][0] or "?"
                 self.pg_version = subprocess.run(
                     [f"{self.pg_bin}/postgres", "--version"], check=False, capture_output=True,
                     text=True).stdout.strip()
@@ -170,7 +171,10 @@ def probe(mod, kw, ctx) -> str:
 def main() -> int:
     ensure_venv()
     sys.path.insert(0, ADAPTERS)
+    sys.path.insert(0, HERE)
     peers = load_peers()
+    from pg_report import TARGET_LJ, TARGET_PEER, show, write_report
+    assert {TARGET_LJ, TARGET_PEER} <= {label for label, _, _ in SYSTEMS}
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--jobs", type=int, default=None, help="N (default 10000; --quick 1000)")
     ap.add_argument("--quick", action="store_true", help="N=1000, 1 repetition")
@@ -255,130 +259,6 @@ def main() -> int:
     print(report)
     print(f"postgres: done in {elapsed / 60:.1f} min; wrote {opts.out}", flush=True)
     return 0
-
-
-# --- report -----------------------------------------------------------------------------------
-
-
-def fmt_rate(v) -> str:
-    return "—" if v is None else f"{v / 1000:,.1f}k" if v >= 10_000 else f"{v:,.0f}"
-
-
-def show(w: str, v) -> str:
-    if v is None:
-        return "—"
-    if w == "latency":
-        return " / ".join(f"{x:.1f}" for x in v)
-    if w.startswith("drain"):
-        return f"{fmt_rate(v[0])} ({fmt_rate(v[1])})"
-    return fmt_rate(v)
-
-
-def targets(value) -> list[str]:
-    """Issue 16's targets for litejobs on PostgreSQL against Procrastinate."""
-    rows = []
-    for w, what, factor in (("enqueue", "enqueue 1-by-1", 1.0), ("bulk", "bulk", 1.0),
-                            ("drain2", "drain, 2 workers", 3.0),
-                            ("drain8", "drain, 8 workers / 2 supervisors", 3.0)):
-        lj, pr = value(TARGET_LJ, w), value(TARGET_PEER, w)
-        lj, pr = (lj[0] if isinstance(lj, tuple) else lj), (pr[0] if isinstance(pr, tuple) else pr)
-        goal = "ahead of Procrastinate" if factor == 1.0 else f"≥ {factor:.0f}× Procrastinate"
-        if lj is None or pr is None:
-            rows.append(f"| {what} {goal} | not measured | — |")
-        else:
-            rows.append(f"| {what} {goal} | {fmt_rate(lj)}/s vs {fmt_rate(pr)}/s = "
-                        f"{lj / pr:.2f}× | {'met' if lj >= factor * pr else '**missed**'} |")
-    lat_lj, lat_pr = value(TARGET_LJ, "latency"), value(TARGET_PEER, "latency")
-    for k, name in ((0, "p50"), (2, "p99")):
-        if lat_lj is None or lat_pr is None:
-            rows.append(f"| pickup {name} below Procrastinate's | not measured | — |")
-        else:
-            met = "met" if lat_lj[k] < lat_pr[k] else "**missed**"
-            rows.append(f"| pickup {name} below Procrastinate's | {lat_lj[k]:.2f} ms vs "
-                        f"{lat_pr[k]:.2f} ms | {met} |")
-    return rows
-
-
-def write_report(opts, n, reps, systems, results, versions, broken, services, elapsed,
-                 loads) -> str:
-    def value(label, w):
-        c = results.get((label, w))
-        return c.value() if c else None
-
-    def cell(label, w) -> str:
-        if label in broken:
-            return "not run"
-        c = results.get((label, w))
-        if c is None:
-            return "—"
-        v = c.value()
-        return show(w, v) if v is not None else ("fails" if c.error else "—")
-
-    import psycopg
-    import psycopg_pool
-    cpu = platform.machine()
-    with contextlib.suppress(OSError), open("/proc/cpuinfo", encoding="utf-8") as f:
-        cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), cpu)
-    with open("/proc/meminfo", encoding="utf-8") as f:
-        mem = int(f.readline().split()[1]) / 1024 / 1024
-    args = " ".join(a for a in sys.argv[1:] if not a.startswith("--out"))
-    settings = ", ".join(f"{k} = {v}" for k, v in services.settings.items())
-    lines = [
-        "# litejobs, Procrastinate and Celery on one PostgreSQL", "",
-        f"Written by `{f'python bench/postgres.py {args}'.rstrip()}` — N = {n:,} no-op jobs, "
-        f"median of {reps} repetition(s); the run took {elapsed / 60:.1f} min.", "",
-        f"- date: {dt.datetime.now(dt.UTC).strftime('%Y-%m-%d %H:%M UTC')}",
-        f"- machine: {platform.system()} {platform.release()}, {os.cpu_count()} CPU(s): {cpu}, "
-        f"{mem:.1f} GiB RAM; load average {loads[0][0]:.1f} at the start, {loads[1][0]:.1f} "
-        "at the end (other work on the machine makes the figures noisy)",
-        f"- Python {platform.python_version()}; psycopg {psycopg.__version__}, psycopg_pool "
-        f"{psycopg_pool.__version__}",
-        f"- {services.pg_version or services.pg_error}, one throwaway cluster on 127.0.0.1 "
-        f"(TCP), data in {tempfile.gettempdir()}: {settings}; everything else the defaults",
-        "- versions: " + ", ".join(f"{m.removeprefix('pg_')} {v}"
-                                   for m, v in sorted(versions.items())), "",
-        f"## Targets (issue 16): {TARGET_LJ} against Procrastinate", "",
-        "| target | measured | verdict |", "|---|---|---|", *targets(value), "",
-        "## Results (jobs/s unless stated; higher is better, latency lower is better)", "",
-        "| system | enqueue 1-by-1 /s | bulk /s | drain, 2 workers /s (first→last task) | "
-        "drain, 8 workers on 2 supervisors /s (first→last) | pickup p50 / p95 / p99 ms |",
-        "|---|---:|---:|---:|---:|---:|",
-    ]
-    for lab, _, _ in systems:
-        lines.append(f"| {lab} | " + " | ".join(
-            cell(lab, w) for w in ("enqueue", "bulk", "drain2", "drain8", "latency")) + " |")
-    lines += ["", "## What each figure means", "",
-              "Every task is the same no-op that records `(job id, time.time())` with one "
-              "`write` to an O_APPEND file (`bench/peers/common.py`); the measurements are "
-              "bench/peers.py's own (`w_enqueue`, `w_bulk`, `w_drain`, `w_latency`), each on a "
-              "fresh database (a new PostgreSQL database, or a new SQLite file).", "",
-              "- **enqueue 1-by-1**: N calls of the system's enqueue from the harness process, "
-              "each its own transaction (commit and WAL flush each), one after the other.",
-              "- **bulk**: N jobs through the bulk API in chunks of 1000 (litejobs "
-              "`enqueue_many`, Procrastinate `batch_defer`); Celery has none (\"—\").",
-              "- **drain**: N jobs queued beforehand (bulk where possible), timed from starting "
-              "the worker processes (their start-up included) until the N-th task has started; "
-              "in brackets the rate between the first and the last task start (no start-up). "
-              "2 workers: one supervisor/worker process with 2 (Procrastinate: 2 processes × "
-              "concurrency 1); 8 workers: 2 such processes with 4 each.",
-              "- **pickup**: 2 workers started and warmed up with one job, then 200 jobs "
-              "10 ms apart; enqueue → start is the task's `time.time()` minus the harness's "
-              "`time.time()` just before the enqueue call.", "",
-              "How each system runs:", ""]
-    for mod in dict.fromkeys(m for _, m, _ in systems):
-        with contextlib.suppress(Exception):
-            labs = ", ".join(lab for lab, m, _ in systems if m == mod)
-            lines.append(f"- {labs}: {importlib.import_module(mod).WORKERS}")
-    errs = [(lab, w, c.error.splitlines()[0]) for (lab, w), c in results.items() if c.error]
-    lines += ["", "## What failed, and why", ""]
-    if not broken and not errs:
-        lines.append("Nothing: every system ran every workload.")
-    lines += [f"- **{lab}**: not run — {why}" for lab, why in broken.items()]
-    lines += [f"- **{lab}**, {w}: {e}" for lab, w, e in errs]
-    text = "\n".join(lines) + "\n"
-    with open(opts.out, "w", encoding="utf-8") as f:
-        f.write(text)
-    return text
 
 
 if __name__ == "__main__":

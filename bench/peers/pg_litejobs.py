@@ -50,9 +50,12 @@ def producer():
 
 
 class Peer:
+    made = 0
+
     def __init__(self, ctx, tag: str, store: str = "postgres", workers: int = 2) -> None:
         if store == "postgres":
-            self.database = ctx.fresh_pg("litejobs")
+            Peer.made += 1  # a new database each time: nothing cached by URL carries over
+            self.database = ctx.fresh_pg(f"litejobs_{Peer.made}")
         else:
             self.database = ctx.db(f"litejobs-{tag}.db")
         self.supervisors = 1 if workers <= 2 else 2
