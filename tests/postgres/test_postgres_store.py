@@ -180,7 +180,7 @@ def test_illegal_transition_refused_by_the_schema(store: Any, pg_url: str) -> No
 def test_not_yet_refused_in_one_line(store: Any) -> None:
     now = time.time()
     with pytest.raises(ValueError) as caught:
-        store.insert_job(job(now, concurrency_key="k", concurrency_limit=1), now)
+        store.insert_job(job(now, concurrency_key="k", flow_rate=5, flow_period=1.0), now)
     assert "not in the PostgreSQL store yet" in one_line(caught.value)
     assert store.stats()["states"]["queued"] == 0  # nothing was written
 

@@ -231,6 +231,48 @@ def test_queue_rate_limit_and_next_slot(store: Any) -> None:
     assert len(store.write(lambda tx: tx.claim(["w"], limits, time.time(), 30.0, 1))) == 1
 
 
+def test_concurrency_keys_within_claims(store: Any) -> None:
+    a1, a2, a3, b1, b2, plain = enqueue(
+        store, job(concurrency_key="a", concurrency_limit=1, priority=3),
+        job(concurrency_key="a", concurrency_limit=1, priority=2),
+        job(concurrency_key="a", concurrency_limit=1, priority=1),
+        job(concurrency_key="b", concurrency_limit=2), job(concurrency_key="b",
+                                                           concurrency_limit=2), job())
+    got = claim(store, ["w1", "w2", "w3", "w4", "w5"])
+    assert sorted(r["id"] for r in got) == sorted([a1, b1, b2, plain])
+    assert claim(store, ["w6"]) == []  # both keys full
+    now = time.time()
+    assert store.write(lambda tx: tx.succeed(a1, 1, "null", "w1", now, now))
+    assert [r["id"] for r in claim(store, ["w1", "w6"])] == [a2]  # a's next, a only one
+    now = time.time()
+    assert store.write(lambda tx: tx.fail(b1, 1, "x", None, "w2", now, now, None))
+    assert store.cancel(a2, "stop", time.time())
+    assert [r["id"] for r in claim(store, ["w1", "w2"])] == [a3]
+
+
+def test_bulk_jobs_keep_their_concurrency_key(store: Any) -> None:
+    keyed = job("bulk", concurrency_key="k", concurrency_limit=1)
+    rows = store.insert_jobs([NewJobs(keyed, "[[1],[2]]", [[1], [2]]),
+                              job(concurrency_key="k", concurrency_limit=1), job()], time.time())
+    assert [store.get_job(r["id"])["concurrency_key"] for r in rows] == ["k", "k", "k", None]
+    assert len(claim(store, ["w1", "w2", "w3"])) == 2  # one of key k, and the plain one
+
+
+def test_a_keyed_job_of_higher_priority_goes_first(store: Any) -> None:
+    plain, keyed = enqueue(store, job(priority=0), job(priority=5, concurrency_key="k"))
+    assert [r["id"] for r in claim(store, ["w1"])] == [keyed]
+    assert [r["id"] for r in claim(store, ["w1"])] == [plain]
+
+
+def test_a_full_keys_backlog_does_not_hide_other_jobs(store: Any) -> None:
+    ids = enqueue(store, *[job(priority=9, concurrency_key="big") for _ in range(30)],
+                  job(priority=1, concurrency_key="small"), job(priority=0))
+    assert [r["id"] for r in claim(store, ["w1"])] == [ids[0]]
+    assert [r["id"] for r in claim(store, ["w1"])] == [ids[30]]  # past big's 29 waiting
+    assert [r["id"] for r in claim(store, ["w1"])] == [ids[31]]
+    assert claim(store, ["w1"]) == []
+
+
 def _rated_claimer(where: str, start: Any, out: Any, seconds: float) -> None:
     """Claim from the rate-limited queue "r" (3 starts per 0.5 s) for ``seconds``."""
     store = open_store(where)
@@ -267,9 +309,9 @@ def test_queue_rate_limit_exact_across_two_claiming_processes(where: str, store:
         assert starts[k + 3] - starts[k] >= 0.5 - 1e-6, starts[k:k + 4]
 
 
-def _claimer(where: str, start: Any, out: Any, limit: int) -> None:
-    """Claim and finish jobs of queue "lim" until none is left; after each claim, read how
-    many run (committed): never above ``limit``."""
+def _claimer(where: str, start: Any, out: Any, limit: int | None) -> None:
+    """Claim and finish jobs of queue "lim" (``limit``: its concurrency) until none is left;
+    after each claim, read how many run (committed)."""
     store = open_store(where)
     start.wait()
     seen: list[int] = []
@@ -296,11 +338,19 @@ def _claimer(where: str, start: Any, out: Any, limit: int) -> None:
     store.close()
 
 
-def test_queue_limit_exact_across_two_claiming_processes(where: str, store: Any) -> None:
-    ids = enqueue(store, *[job(queue="lim") for _ in range(60)])
+@pytest.mark.parametrize("limit_by", ["queue", "key"])
+def test_limit_exact_across_two_claiming_processes(where: str, store: Any,
+                                                   limit_by: str) -> None:
+    """A queue's concurrency limit, or a concurrency key's (all jobs of the queue share it),
+    holds while two processes claim at once."""
+    more: dict[str, Any] = {}
+    if limit_by == "key":
+        more = {"concurrency_key": "k", "concurrency_limit": 3}
+    ids = enqueue(store, *[job(queue="lim", **more) for _ in range(60)])
     ctx = multiprocessing.get_context("spawn")
     start, out = ctx.Event(), ctx.Queue()
-    procs = [ctx.Process(target=_claimer, args=(where, start, out, 3)) for _ in range(2)]
+    limit = 3 if limit_by == "queue" else None
+    procs = [ctx.Process(target=_claimer, args=(where, start, out, limit)) for _ in range(2)]
     for p in procs:
         p.start()
     start.set()

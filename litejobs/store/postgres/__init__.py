@@ -13,11 +13,12 @@ runs the same assertions on both):
   ``set_paused``; ``Supervising``: ``write``, ``next_scheduled``, ``held_by``, ``close``.
 - ``write(fn)`` hands ``fn`` a ``PgTx``: ``ClaimTx`` (a claim is one ``FOR UPDATE SKIP
   LOCKED`` statement; queue concurrency and rate limits exact across hosts under the queue's
-  row lock), ``LeaseTx``, and of ``OutcomeTx`` ``succeed``, ``succeed_many``, ``fail`` and
-  ``interrupt``, each fenced by the attempt number like the SQLite store's guarded UPDATEs.
+  row lock, concurrency keys' limits under each key's advisory lock), ``LeaseTx``, and of
+  ``OutcomeTx`` ``succeed``, ``succeed_many``, ``fail`` and ``interrupt``, each fenced by the
+  attempt number like the SQLite store's guarded UPDATEs.
 
-Not yet, and refused in one line rather than ignored: concurrency and flow keys (at enqueue),
-workflow steps (retry). Not there at all yet: workflows and
+Not yet, and refused in one line rather than ignored: a flow key's rate (at enqueue), workflow
+steps (retry). Not there at all yet: workflows and
 tokens, cron fires, schedules, progress, metrics figures, heartbeats, maintenance, ``explain``
 facts, the dashboard's views, LISTEN/NOTIFY wake-ups.
 

@@ -10,7 +10,7 @@ limits are exact across every claimer, whatever host it runs on.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from litejobs.store.claims import RATE_MARGIN, best_first
@@ -20,7 +20,16 @@ from litejobs.store.rows import QueueLimits, Row
 if TYPE_CHECKING:
     import psycopg
 
-__all__ = ["PgClaimsMixin"]
+__all__ = ["KEY_ROUNDS", "PgClaimsMixin"]
+
+#: Most looks for keyed candidates one claim takes (each past the keys found full or held).
+KEY_ROUNDS = 4
+
+
+def _first(cursor: psycopg.Cursor[Any]) -> Row:
+    row: Row | None = cursor.fetchone()
+    assert row is not None
+    return row
 
 
 class PgClaimsMixin:
@@ -77,8 +86,9 @@ class PgClaimsMixin:
                          if cap > 0 and not (ahead and name in rated)}
             if not workers or not open_caps:
                 continue
+            keyed = self._keyed(open_caps, ahead, len(workers))
             rows = self.conn.execute(sql.CLAIM, (
-                list(open_caps), list(open_caps.values()), ahead, list(workers),
+                list(open_caps), list(open_caps.values()), ahead, keyed, list(workers),
                 list(workers), float(lease))).fetchall()
             for row in rows:
                 caps[row["queue"]] -= 1
@@ -91,6 +101,46 @@ class PgClaimsMixin:
                     self._window(name, *rated[name], now)
         claimed.sort(key=best_first)
         return claimed
+
+    def _keyed(self, caps: Mapping[str, int], ahead: bool, n: int) -> list[int]:
+        """The jobs with a concurrency key this claim may take (at most ``n``, within
+        ``caps``), locked, best first: each key's running jobs are counted under the key's
+        advisory lock, so a key's limit is exact across claimers. A key another claimer
+        holds is passed over; a full key's jobs are looked past, a few rounds, so that a
+        full key's backlog does not hide the other keys' jobs."""
+        conn = self.conn
+        picked: list[int] = []
+        room: dict[str, int] = {}  # running jobs (this claim's picks included) per key held
+        passed: set[str] = set()  # full, or held by another claimer
+        left = dict(caps)
+        for _ in range(KEY_ROUNDS):
+            before = len(passed)
+            rows = conn.execute(sql.KEYED_CANDIDATES, (
+                list(caps), ahead, sorted(passed), n * 4)).fetchall()
+            if not rows:
+                break
+            new = sorted({r["ckey"] for r in rows} - room.keys() - passed)
+            held = [k for k in new if _first(conn.execute(sql.LOCK_CKEY, (k,)))["held"]]
+            passed.update(set(new) - set(held))
+            if held:
+                running = {r["ckey"]: int(r["n"])
+                           for r in conn.execute(sql.RUNNING_WITH_KEYS, (held,))}
+                room.update({k: running.get(k, 0) for k in held})
+            for r in rows:
+                key = r["ckey"]
+                if key in passed or left[r["queue"]] <= 0:
+                    continue
+                if room[key] >= r["climit"]:
+                    passed.add(key)
+                    continue
+                room[key] += 1
+                left[r["queue"]] -= 1
+                picked.append(int(r["id"]))
+                if len(picked) == n:
+                    return picked
+            if len(passed) == before:
+                break  # a new look would find the same jobs
+        return picked
 
     def _window(self, queue: str, count: int, period: float, now: float) -> int:
         """How many starts a rate-limited queue's window holds; when it is full, sets

@@ -21,13 +21,12 @@ __all__ = ["PgInsertsMixin", "refuse_unsupported"]
 
 
 def refuse_unsupported(job: NewJob) -> None:
-    """A ValueError in one line for what the PostgreSQL store does not enforce yet (a
-    concurrency key, a flow key's rate): taken silently, its limit would not hold."""
-    if job.concurrency_key is not None or job.flow_rate is not None:
+    """A ValueError in one line for what the PostgreSQL store does not enforce yet (a flow
+    key's rate): taken silently, its limit would not hold."""
+    if job.flow_rate is not None:
         raise ValueError(
-            f"task {job.task}: concurrency keys and flow keys (flow_key, concurrency_limit, "
-            "rate_limit per key) are not in the PostgreSQL store yet; enqueue without them "
-            "or use a SQLite database")
+            f"task {job.task}: a flow key's rate (rate_limit with flow_key) is not in the "
+            "PostgreSQL store yet; enqueue without it or use a SQLite database")
 
 
 def _after(t: float | None, now: float) -> float | None:
@@ -127,7 +126,8 @@ class PgInsertsMixin:
         run_in = float(job.run_at - now)
         rows = self.conn.execute(statement, (
             job.task, job.queue, state, job.priority, run_in, run_in, job.max_attempts,
-            job.timeout, _after(job.expires_at, now), batch.payload)).fetchall()
+            job.timeout, _after(job.expires_at, now), job.concurrency_key,
+            job.concurrency_limit, batch.payload)).fetchall()
         rows.sort(key=lambda r: r["id"])
         if batch.kwargs is None:
             return [_row(job, got, state, args)

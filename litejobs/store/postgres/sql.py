@@ -20,6 +20,7 @@ NOW = "(extract(epoch FROM statement_timestamp())::float8)"
 #: hash, and a collision only makes two transactions wait for each other, never wrong.
 LOCK_SCHEMA = 0x4C4A0001
 LOCK_KEY = 0x4C4A0002
+LOCK_CKEY_CLASS = 0x4C4A0003
 
 SCHEMA_LOCK = f"SELECT pg_advisory_xact_lock({LOCK_SCHEMA}, hashtext(current_schema()))"
 # The store's identity: its version row, and whether the schema already holds a foreign
@@ -60,12 +61,12 @@ ORDER BY u.n
 {_RETURNED}
 """
 # A NewJobs: one row per element of a JSON array of argument lists (json, not jsonb: each
-# element's text is kept as written). (task, queue, state, priority, run_in, max_attempts,
-# timeout, expires_in, payload)
+# element's text is kept as written). (task, queue, state, priority, run_in, run_in,
+# max_attempts, timeout, expires_in, concurrency_key, concurrency_limit, payload)
 _BATCH = """
 INSERT INTO jobs ({columns})
 SELECT %s, %s, %s, %s, {args}, {kwargs}, NULL, t.now + %s, t.now + %s, t.now, %s, %s,
-       t.now + %s, NULL, NULL, NULL, NULL, NULL, NULL
+       t.now + %s, %s, %s, NULL, NULL, NULL, NULL
 FROM (SELECT {now} AS now) t, json_array_elements(%s::json) WITH ORDINALITY AS e (value, n)
 ORDER BY e.n
 {returned}
@@ -140,28 +141,56 @@ SELECT count(*) AS used, min(at) AS oldest, {NOW} AS now FROM rate_starts
 WHERE queue = %s AND at > {NOW} - %s
 """
 RATE_START = f"INSERT INTO rate_starts (queue, at) SELECT unnest(%s::text[]), {NOW}"
-# The claim: (queue names, their caps, ahead, worker ids, lease seconds). Each queue's best
-# `cap` claimable jobs, locked (SKIP LOCKED: rows another claimer holds are passed over, not
-# waited for), then the best of all, one per worker in order, taken in the same statement.
-# Paused queues are left out here too, so a pause committed on another host is obeyed at once.
-# Jobs with a concurrency key are not claimed here (the store refuses them at enqueue: see the
-# package docstring). `ahead`: the workers are places behind a running job, where a job that
-# must start by its expiry does not go.
+# Queued jobs with a concurrency key that a claim may take, best first, locked (SKIP LOCKED):
+# (queues, ahead, keys to pass over, limit). The claim picks among them in Python, each key
+# under its advisory lock (LOCK_CKEY), and hands its picks to CLAIM.
+KEYED_CANDIDATES = f"""
+SELECT id, queue, concurrency_key AS ckey, coalesce(concurrency_limit, 1) AS climit
+FROM jobs
+WHERE state = 'queued' AND queue = ANY(%s) AND NOT parked AND concurrency_key IS NOT NULL
+  AND (expires_at IS NULL OR (NOT %s AND expires_at >= {NOW}))
+  AND NOT (concurrency_key = ANY(%s))
+ORDER BY priority DESC, run_at, id
+LIMIT %s
+FOR UPDATE SKIP LOCKED
+"""
+# A concurrency key's lock, not waited for: a key another claimer holds is passed over by
+# this claim (as SKIP LOCKED passes over its rows); held, the key's running count is exact.
+LOCK_CKEY = f"SELECT pg_try_advisory_xact_lock({LOCK_CKEY_CLASS}, hashtext(%s)) AS held"
+RUNNING_WITH_KEYS = """
+SELECT concurrency_key AS ckey, count(*) AS n FROM jobs
+WHERE state = 'running' AND concurrency_key = ANY(%s) GROUP BY concurrency_key
+"""
+# The claim: (queue names, their caps, ahead, keyed jobs picked, worker ids, worker ids, lease
+# seconds). Each queue's best `cap` claimable jobs without a key, locked (SKIP LOCKED: rows
+# another claimer holds are passed over, not waited for), and the keyed jobs the claim picked
+# (locked already); at most `cap` of each queue, then the best of all, one per worker in
+# order, taken in the same statement. Paused queues are left out here too, so a pause
+# committed on another host is obeyed at once. `ahead`: the workers are places behind a
+# running job, where a job that must start by its expiry does not go.
 CLAIM = f"""
 WITH caps (queue, cap) AS (
     SELECT u.queue, u.cap FROM unnest(%s::text[], %s::int[]) AS u (queue, cap)
     WHERE NOT EXISTS (SELECT 1 FROM queues q WHERE q.name = u.queue AND q.paused)
 ), picked AS (
-    SELECT j.id, j.priority, j.run_at FROM caps CROSS JOIN LATERAL (
-        SELECT id, priority, run_at FROM jobs
+    SELECT j.id, j.queue, j.priority, j.run_at FROM caps CROSS JOIN LATERAL (
+        SELECT id, queue, priority, run_at FROM jobs
         WHERE state = 'queued' AND queue = caps.queue AND NOT parked
           AND concurrency_key IS NULL
           AND (expires_at IS NULL OR (NOT %s AND expires_at >= {NOW}))
         ORDER BY priority DESC, run_at, id
         LIMIT caps.cap
         FOR UPDATE SKIP LOCKED) j
+    UNION ALL
+    SELECT id, queue, priority, run_at FROM jobs WHERE id = ANY(%s::bigint[])
+), ranked AS (
+    SELECT p.id, p.priority, p.run_at, caps.cap,
+           row_number() OVER (PARTITION BY p.queue ORDER BY p.priority DESC, p.run_at, p.id)
+               AS place
+    FROM picked p JOIN caps ON caps.queue = p.queue
 ), best AS (
-    SELECT id, row_number() OVER (ORDER BY priority DESC, run_at, id) AS n FROM picked
+    SELECT id, row_number() OVER (ORDER BY priority DESC, run_at, id) AS n FROM ranked
+    WHERE place <= cap
     ORDER BY priority DESC, run_at, id LIMIT cardinality(%s::text[])
 )
 UPDATE jobs SET state = 'running', attempt = attempt + 1,
