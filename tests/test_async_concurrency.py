@@ -205,9 +205,9 @@ def test_a_worker_killed_while_running_coroutines_loses_none(
         assert [r["attempt"] for r in joblog.starts(job.id)] == [1, 2]
 
 
-def test_each_coroutine_sees_its_own_job_and_progress(
+def test_each_coroutine_sees_its_own_job_progress_and_log_records(
         capp: litejobs.App, run_conc: Callable[..., SupervisorProcess], joblog: JobLog) -> None:
-    run_conc(workers=1, concurrency=10)
+    sup = run_conc(workers=1, concurrency=10)
     gate = capp.tasks["conc.gate"]
     jobs = [gate.enqueue(str(joblog), 10, 0.3) for _ in range(10)]  # all 10 at once
     assert [job.result(timeout=60) for job in jobs] == [job.id for job in jobs]
@@ -216,6 +216,9 @@ def test_each_coroutine_sees_its_own_job_and_progress(
         job.refresh()
         assert job.progress == (1.0, f"job {job.id}")
         assert job.metadata == {"me": job.id}
+    lines = [f"job {job.id} (conc.gate, attempt 1) conc: gate of job {job.id}" for job in jobs]
+    wait_for(lambda: all(line in sup.output() for line in lines), 10,
+             "each coroutine's log record under its own job", details=sup.output)
 
 
 def test_the_job_frame_carries_the_timeout_and_a_cancel_frame_its_jobs() -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import time
 
@@ -44,6 +45,7 @@ async def gate(path: str, starts: int, hold: float) -> int:
     job = litejobs.current_job()
     job.set_progress(1.0, f"job {job.id}")
     job.set_metadata(me=job.id)
+    logging.getLogger("conc").warning("gate of job %s", job.id)  # sent with its own job
     _log(path, "end")
     return job.id
 
