@@ -100,7 +100,10 @@ def write_report(opts, n, reps, systems, results, versions, broken, services, el
     lines = [
         "# litejobs, Procrastinate and Celery on one PostgreSQL", "",
         f"Written by `{f'python bench/postgres.py {args}'.rstrip()}` — N = {n:,} no-op jobs, "
-        f"median of {reps} repetition(s); the run took {elapsed / 60:.1f} min.", "",
+        f"median of {reps} repetition(s); the run took {elapsed / 60:.1f} min."
+        + (" A short run: with one repetition the figures carry all of the machine's noise, "
+           "and with a small N a drain's from-start figure is mostly the workers' start-up "
+           "(the first→last rate in brackets is not)." if reps == 1 or n < 5000 else ""), "",
         f"- date: {dt.datetime.now(dt.UTC).strftime('%Y-%m-%d %H:%M UTC')}",
         f"- machine: {platform.system()} {platform.release()}, {os.cpu_count()} CPU(s): {cpu}, "
         f"{mem:.1f} GiB RAM; load average {loads[0][0]:.1f} at the start, {loads[1][0]:.1f} "

@@ -185,8 +185,13 @@ def main() -> int:
     ap.add_argument("--budget", type=float, default=None,
                     help="minutes for the whole run; cells left after it are skipped "
                          "(default 60, quick 15)")
+    ap.add_argument("--celery-poll", type=float, default=None,
+                    help="the polling_interval of Celery's PostgreSQL broker in seconds "
+                         "(default: kombu's, 1.0)")
     ap.add_argument("--out", default=os.path.join(HERE, "results-postgres.md"))
     opts = ap.parse_args()
+    if opts.celery_poll is not None:  # read by bench/peers/pg_celery.py, workers included
+        os.environ["CELERY_PG_POLL"] = str(opts.celery_poll)
     n = opts.jobs or (1000 if opts.quick else 10_000)
     reps = opts.repeat or (1 if opts.quick else 3)
     timeout = opts.timeout or (60.0 if opts.quick else 180.0)

@@ -2,7 +2,9 @@
 
 - broker: kombu's SQLAlchemy transport, ``sqla+postgresql+psycopg://`` (SQLAlchemy 2 with
   psycopg 3; tables kombu_queue and kombu_message). It is a polling transport: an idle worker
-  looks for messages every ``polling_interval`` seconds, left at kombu's default (1.0 s); a
+  looks for messages every ``polling_interval`` seconds: kombu's default (1.0 s), or
+  $CELERY_PG_POLL (``bench/postgres.py --celery-poll S``, set on kombu's Transport class: the
+  transport options of kombu 5.7's sqla transport all go to create_engine); a
   message is taken with ``SELECT ... FOR UPDATE`` (no SKIP LOCKED) and marked invisible.
 - result backend: Celery's database backend, ``db+postgresql+psycopg://`` (table
   celery_taskmeta): every task's result row is written (results not ignored).
@@ -26,8 +28,9 @@ VERSION = (f"{celery.__version__} (kombu {kombu.__version__}, SQLAlchemy "
            f"{sqlalchemy.__version__})")
 WORKERS = ("`celery -A pg_celery worker -P prefork -c C --without-gossip --without-mingle "
            "--without-heartbeat`: 2 workers = 1 process × C=2; 8 workers = 2 × C=4; broker "
-           "`sqla+postgresql+psycopg://` (kombu's polling SQLAlchemy transport, default "
-           "polling_interval 1.0 s), result backend `db+postgresql+psycopg://` (results kept)")
+           "`sqla+postgresql+psycopg://` (kombu's polling SQLAlchemy transport, "
+           f"polling_interval {os.environ.get('CELERY_PG_POLL') or '1.0 (the default)'} s), "
+           "result backend `db+postgresql+psycopg://` (results kept)")
 
 
 def urls(dsn: str) -> tuple[str, str]:
@@ -41,6 +44,11 @@ def make(dsn: str):
     a = celery.Celery("pg_celery", broker=broker, backend=backend, set_as_current=False)
     a.conf.update(task_ignore_result=False, broker_connection_retry_on_startup=True,
                   worker_hijack_root_logger=False)
+    if poll := os.environ.get("CELERY_PG_POLL"):
+        # not through broker_transport_options: kombu 5.7's sqla transport hands every
+        # transport option to SQLAlchemy's create_engine, which refuses polling_interval
+        from kombu.transport import sqlalchemy as sqla
+        sqla.Transport.polling_interval = float(poll)
 
     @a.task(name="bench.noop")
     def noop(i=0):
