@@ -448,6 +448,65 @@ def test_scheduled_job_promoted_when_due(store: Any) -> None:
     assert store.get_job(jid)["state"] == "queued"
 
 
+# --- cron ---------------------------------------------------------------------------------------
+
+
+def test_cron_fires_each_instant_once(store: Any) -> None:
+    store.write(lambda tx: tx.cron_reset("daily", "0 6 * * *", 1000.0))
+    entry = store.write(lambda tx: tx.cron_entry("daily"))
+    assert (entry["schedule"], entry["since"], entry["last_instant"]) == (
+        "0 6 * * *", 1000.0, None)
+    report = job("report")
+    now = time.time()
+    fired = store.write(lambda tx: tx.cron_fire("daily", 2000.0, report, "fired", now))
+    assert fired is not None and store.get_job(fired)["task"] == "report"
+    assert store.write(lambda tx: tx.cron_fire("daily", 2000.0, job("report"), "fired",
+                                               now)) is None
+    assert store.write(lambda tx: tx.cron_fire("daily", 3000.0, None, "skipped_misfire",
+                                               now)) is None
+    store.write(lambda tx: tx.cron_advance("daily", 3000.0, fired))
+    store.write(lambda tx: tx.cron_advance("daily", 2500.0, None))  # never goes back
+    entry = store.write(lambda tx: tx.cron_entry("daily"))
+    assert (entry["last_instant"], entry["last_job"]) == (3000.0, fired)
+    assert store.write(lambda tx: tx.job_state(fired)) == "queued"
+    assert store.write(lambda tx: tx.job_state(10**9)) is None
+    assert store.stats()["states"]["queued"] == 1
+    store.write(lambda tx: tx.cron_reset("daily", "0 7 * * *", 4000.0))
+    assert store.write(lambda tx: tx.cron_entry("daily"))["since"] == 4000.0
+
+
+def _fire_instants(where: str, start: Any, out: Any, instants: int) -> None:
+    store = open_store(where)
+    store.queue_list()
+    made: list[int] = []
+    for n in range(instants):
+        start.wait()  # every supervisor fires instant n at the same moment
+        job_id = store.write(lambda tx, n=n: tx.cron_fire("e", 60.0 * n, job("tick"), "fired",
+                                                          time.time()))
+        if job_id is not None:
+            made.append(job_id)
+    out.put(made)
+    store.close()
+
+
+def test_cron_instant_makes_one_job_across_concurrent_supervisors(where: str,
+                                                                  store: Any) -> None:
+    store.queue_list()
+    ctx = multiprocessing.get_context("spawn")
+    start, out = ctx.Barrier(4, timeout=60), ctx.Queue()
+    procs = [ctx.Process(target=_fire_instants, args=(where, start, out, 20))
+             for _ in range(4)]
+    for p in procs:
+        p.start()
+    results = [out.get(timeout=60) for _ in procs]
+    for p in procs:
+        p.join(30)
+        assert p.exitcode == 0
+    made = [i for r in results for i in r]
+    assert len(made) == len(set(made)) == 20
+    assert store.stats()["states"]["queued"] == 20
+
+
 # --- an operator's changes ------------------------------------------------------------------------
 
 

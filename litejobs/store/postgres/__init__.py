@@ -15,11 +15,12 @@ runs the same assertions on both):
   LOCKED`` statement; queue concurrency and rate limits exact across hosts under the queue's
   row lock, concurrency keys' limits under each key's advisory lock), ``LeaseTx``, and of
   ``OutcomeTx`` ``succeed``, ``succeed_many``, ``fail`` and ``interrupt``, each fenced by the
-  attempt number like the SQLite store's guarded UPDATEs.
+  attempt number like the SQLite store's guarded UPDATEs; ``CronTx``: each fire a unique
+  (entry, instant) row written with its job, so an instant makes one job across hosts.
 
 Not yet, and refused in one line rather than ignored: a flow key's rate (at enqueue), workflow
 steps (retry). Not there at all yet: workflows and
-tokens, cron fires, schedules, progress, metrics figures, heartbeats, maintenance, ``explain``
+tokens, stored schedules, progress, metrics figures, heartbeats, maintenance, ``explain``
 facts, the dashboard's views, LISTEN/NOTIFY wake-ups.
 
 Time: every time comparison and every stored time is on the database server's clock
@@ -27,8 +28,10 @@ Time: every time comparison and every stored time is on the database server's cl
 ``now`` a caller passes is its own clock at the call and is never compared with anything
 stored: a time the caller gives (a run time, an expiry, a retry time, an attempt's start) is
 taken as its distance from that ``now`` and stored as the server's now plus that distance.
-``renew(leases, until)`` has no ``now``: its distance is counted from this process's
-``time.time()``. The times read back are the server's.
+``renew(leases, until)`` and ``prune_cron_fires(before)`` have no ``now``: their distance is
+counted from this process's ``time.time()``. Cron instants are stored as given: they name
+instants of a schedule (the fire's identity across hosts), not times measured from ``now``.
+The times read back are the server's.
 
 Errors: a server that cannot be reached or a connection lost mid-call raise StorageError in
 one line; nothing of that call was committed, and the next call reconnects (the pool drops
@@ -219,6 +222,6 @@ if TYPE_CHECKING:
     from litejobs.store import protocols as p
 
     def _implements(store: PostgresStore, tx: PgTx) -> tuple[
-            p.Producer, p.ProducerTx, p.ClaimTx, p.LeaseTx]:
+            p.Producer, p.ProducerTx, p.ClaimTx, p.LeaseTx, p.CronTx]:
         """mypy checks here the protocols the store implements whole so far."""
-        return store, tx, tx, tx
+        return store, tx, tx, tx, tx

@@ -314,3 +314,30 @@ SET_PAUSED = """
 INSERT INTO queues (name, paused) VALUES (%s, %s)
 ON CONFLICT (name) DO UPDATE SET paused = excluded.paused
 """
+
+# --- cron ---------------------------------------------------------------------------------------
+
+SELECT_CRON_ENTRY = (
+    "SELECT name, schedule, since, last_instant, last_job FROM cron_entries WHERE name = %s"
+)
+UPSERT_CRON_ENTRY = """
+INSERT INTO cron_entries (name, schedule, since) VALUES (%s, %s, %s)
+ON CONFLICT (name) DO UPDATE SET schedule = excluded.schedule, since = excluded.since
+"""
+ADVANCE_CRON_ENTRY = """
+UPDATE cron_entries SET last_instant = greatest(coalesce(last_instant, 0), %s),
+                        last_job = coalesce(%s, last_job)
+WHERE name = %s
+"""
+# The exactly-once row: a second fire of the instant (another supervisor's, any host) finds
+# it and makes nothing; one racing this transaction waits for it to end, then finds it.
+INSERT_CRON_FIRE = f"""
+INSERT INTO cron_fires (entry, instant, outcome, fired_at) VALUES (%s, %s, %s, {NOW})
+ON CONFLICT (entry, instant) DO NOTHING
+"""
+SET_CRON_FIRE_JOB = "UPDATE cron_fires SET job_id = %s WHERE entry = %s AND instant = %s"
+SELECT_JOB_STATE = "SELECT state FROM jobs WHERE id = %s"
+PRUNE_CRON_FIRES = f"""
+DELETE FROM cron_fires WHERE (entry, instant) IN (
+    SELECT entry, instant FROM cron_fires WHERE fired_at < {NOW} - %s LIMIT %s)
+"""

@@ -1,6 +1,6 @@
 """One write transaction of the PostgreSQL store: ``PgTx``, which ``PostgresStore.write(fn)``
 hands ``fn``. Here: outcomes fenced by the attempt number, and leases; claims come from
-``claims``, inserts from ``inserts``."""
+``claims``, inserts from ``inserts``, cron fires from ``cron``."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from litejobs.job import State
 from litejobs.store.postgres import sql
 from litejobs.store.postgres.claims import PgClaimsMixin
+from litejobs.store.postgres.cron import PgCronMixin
 from litejobs.store.postgres.inserts import PgInsertsMixin
 from litejobs.store.rows import Row, _like_prefix
 
@@ -25,7 +26,7 @@ def _ago(t: float | None, now: float) -> float | None:
     return None if t is None else float(now - t)
 
 
-class PgTx(PgClaimsMixin, PgInsertsMixin):
+class PgTx(PgClaimsMixin, PgInsertsMixin, PgCronMixin):
     """The statements a supervisor (or a producer) runs inside one PostgreSQL transaction."""
 
     def __init__(self, conn: psycopg.Connection[Any], queues_seen: set[str] | None = None,
