@@ -5,9 +5,12 @@ is stopped while running several coroutines loses none of them."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import random
 import signal
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -203,6 +206,33 @@ def test_a_worker_killed_while_running_coroutines_loses_none(
         assert [a.outcome for a in job.attempts()] == ["failed", "succeeded"]
         assert "WorkerDied" in (job.attempts()[0].error or "")
         assert [r["attempt"] for r in joblog.starts(job.id)] == [1, 2]
+
+
+def test_random_worker_kills_lose_no_coroutine(
+        capp: litejobs.App, run_conc: Callable[..., SupervisorProcess], joblog: JobLog) -> None:
+    seed = random.randrange(2**32)
+    print(f"seed={seed}")
+    rng = random.Random(seed)
+    sup = run_conc(workers=2, concurrency=8, crash_limit=100)
+    nap = capp.tasks["conc.nap"].options(retries=100)
+    jobs = capp.enqueue_many([nap.prepare(str(joblog), rng.uniform(0, 0.1))
+                              for _ in range(600)])
+    killed: set[int] = set()
+    while len(killed) < 5 and capp.get_job(jobs[-1].id).state != "succeeded":
+        time.sleep(rng.uniform(0.1, 0.3))  # the chaos's own pace, not a wait for a condition
+        alive = [r["pid"] for r in joblog.starts() if r["pid"] not in killed]
+        if alive:
+            killed.add(alive[-1])  # the worker that began a job last
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(alive[-1], signal.SIGKILL)
+    assert [job.result(timeout=120) for job in jobs] == [job.id for job in jobs], sup.output()
+    rerun = [job for job in jobs if len(job.attempts()) > 1]
+    print(f"seed={seed} workers_killed={len(killed)} jobs_rerun={len(rerun)}")
+    assert killed and rerun, (seed, killed)
+    for job in rerun:  # each attempt before the last was caught running by a kill
+        outcomes = [a.outcome for a in job.attempts()]
+        assert outcomes[-1] == "succeeded" and set(outcomes[:-1]) <= {"failed"}, outcomes
+        assert all("WorkerDied" in (a.error or "") for a in job.attempts()[:-1])
 
 
 def test_each_coroutine_sees_its_own_job_progress_and_log_records(
