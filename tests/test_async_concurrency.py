@@ -192,6 +192,35 @@ def test_max_tasks_per_child_holds_for_coroutines(
     assert max(at_once(joblog.records()).values()) == 5  # its 5 at once, no more
 
 
+def test_drain_lets_running_coroutines_finish_and_puts_the_rest_back(
+        capp: litejobs.App, run_conc: Callable[..., SupervisorProcess], joblog: JobLog) -> None:
+    sup = run_conc(workers=1, concurrency=4)
+    nap = capp.tasks["conc.nap"]
+    quick = [nap.enqueue(str(joblog), 1.0) for _ in range(4)]
+    wait_for(lambda: len(joblog.starts()) == 4, 30, "4 coroutines running",
+             details=sup.output)
+    later = [nap.enqueue(str(joblog), 1.0) for _ in range(3)]
+    sup.send(signal.SIGTERM)  # grace (30 s) is longer than what they have left
+    assert sup.wait(30) == 0
+    assert all(job.refresh().state == "succeeded" for job in quick)
+    assert all(len(job.attempts()) == 1 for job in quick)
+    assert all(job.refresh().state in ("queued", "succeeded") for job in later)
+    assert len(joblog.starts()) == len(joblog.ends())  # none stopped halfway
+
+
+def test_drain_past_its_grace_puts_every_running_coroutine_back(
+        capp: litejobs.App, run_conc: Callable[..., SupervisorProcess], joblog: JobLog) -> None:
+    sup = run_conc(workers=1, concurrency=4, grace=1)
+    jobs = [capp.tasks["conc.nap"].enqueue(str(joblog), 30.0) for _ in range(4)]
+    wait_for(lambda: len(joblog.starts()) == 4, 30, "4 coroutines running",
+             details=sup.output)
+    sup.send(signal.SIGTERM)
+    assert sup.wait(30) == 0
+    for job in jobs:
+        assert job.refresh().state == "queued"
+        assert [a.outcome for a in job.attempts()] == ["interrupted"]
+
+
 def test_a_worker_killed_while_running_coroutines_loses_none(
         capp: litejobs.App, run_conc: Callable[..., SupervisorProcess], joblog: JobLog) -> None:
     sup = run_conc(workers=1)
