@@ -73,7 +73,7 @@ def ratios(value, label) -> list[str]:
     return out
 
 
-def write_report(opts, n, reps, systems, results, versions, broken, services, elapsed,
+def write_report(opts, n, reps, systems, results, ceiling, versions, broken, services, elapsed,
                  loads) -> str:
     def value(label, w):
         c = results.get((label, w))
@@ -132,6 +132,16 @@ def write_report(opts, n, reps, systems, results, versions, broken, services, el
               "|---|---:|---:|---:|---:|---:|---:|"]
     for lab, _, _ in systems:
         lines.append(f"| {lab} | " + " | ".join(ratios(value, lab)) + " |")
+    lines += ["", "### PostgreSQL ceiling (raw psycopg, same server, one process)", "",
+              "The same table shape as bench/peers/ceiling.py's SQLite one "
+              "(bench/peers/pg_ceiling.py), on a fresh database: what the server gives with "
+              "no job system around it, for the workload named.", "",
+              "| measurement | bounds | jobs/s |", "|---|---|---:|"]
+    for lab, w, c in ceiling:
+        v = c.value() if c else None
+        shown = fmt_rate(v) if v is not None else ("fails: " + c.error.splitlines()[0]
+                                                   if c and c.error else "—")
+        lines.append(f"| {lab} | {w} | {shown} |")
     lines += ["", "## What each figure means", "",
               "Every task is the same no-op that records `(job id, time.time())` with one "
               "`write` to an O_APPEND file (`bench/peers/common.py`); the measurements are "

@@ -60,6 +60,16 @@ PG_SETTINGS = {"fsync": "on", "synchronous_commit": "on", "full_page_writes": "o
 PG_SHOWN = ("fsync", "synchronous_commit", "full_page_writes", "wal_sync_method", "wal_level",
             "shared_buffers", "max_connections", "checkpoint_timeout", "max_wal_size")
 
+# label, the workload it bounds, measurement(pg_ceiling module, DSN of a fresh database, n)
+CEILING = [
+    ("raw INSERT, one per transaction", "enqueue", lambda c, dsn, n: c.insert(dsn, n)),
+    ("raw executemany, 1000 per transaction", "bulk", lambda c, dsn, n: c.bulk(dsn, n)),
+    ("raw SKIP LOCKED claim/complete, 1 per transaction", "drain",
+     lambda c, dsn, n: c.claim(dsn, n, 1)),
+    ("raw SKIP LOCKED claim/complete, 100 per transaction", "drain",
+     lambda c, dsn, n: c.claim(dsn, n, 100)),
+]
+
 # label, adapter module (bench/peers/), Peer keyword arguments
 SYSTEMS = [
     ("litejobs + PostgreSQL", "pg_litejobs", {"store": "postgres"}),
@@ -217,6 +227,7 @@ def main() -> int:
     services = make_services(peers, base)
     print(f"postgres: N={n}, {reps} repetition(s), files in {base}", flush=True)
     results: dict[tuple[str, str], object] = {}
+    ceiling: dict[str, object] = {}
     versions: dict[str, str] = {}
     broken: dict[str, str] = {}
     try:
@@ -240,6 +251,13 @@ def main() -> int:
             print(f"  {label:<40} {'ready' if not why else 'not run: ' + why}", flush=True)
         for rep in range(reps):
             print(f"--- repetition {rep + 1}/{reps}", flush=True)
+            import pg_ceiling
+            for k, (label, _, fn) in enumerate(CEILING):
+                cell = ceiling.setdefault(label, peers.Cell())
+                peers.attempt(cell, lambda fn=fn, k=k: fn(pg_ceiling, ctx.fresh_pg(f"ceiling_{k}"),
+                                                          n))
+                print(f"  {label:<52} {show('enqueue', cell.value()):>10}/s {cell.error}",
+                      flush=True)
             for label, modname, kw in systems:
                 if label in broken:
                     continue
@@ -259,8 +277,9 @@ def main() -> int:
         services.stop()
         shutil.rmtree(base, ignore_errors=True)
     elapsed = time.monotonic() - t0
-    report = write_report(opts, n, reps, systems, results, versions, broken, services, elapsed,
-                          (load_before, os.getloadavg()))
+    rows = [(label, w, ceiling.get(label)) for label, w, _ in CEILING]
+    report = write_report(opts, n, reps, systems, results, rows, versions, broken, services,
+                          elapsed, (load_before, os.getloadavg()))
     print(report)
     print(f"postgres: done in {elapsed / 60:.1f} min; wrote {opts.out}", flush=True)
     return 0
