@@ -161,6 +161,24 @@ def test_cancelling_one_running_coroutine_leaves_the_others_running(
     assert [r["id"] for r in joblog.records() if r["event"] == "cancelled"] == [jobs[2].id]
 
 
+def test_cancelling_a_coroutine_sent_ahead_takes_it_back_unstarted(
+        capp: litejobs.App, run_conc: Callable[..., SupervisorProcess], joblog: JobLog) -> None:
+    sup = run_conc(workers=1, concurrency=2)
+    nap = capp.tasks["conc.nap"]
+    running = [nap.enqueue(str(joblog), 3.0) for _ in range(2)]
+    wait_for(lambda: len(joblog.starts()) == 2, 30, "2 coroutines running",
+             details=sup.output)
+    ahead = nap.enqueue(str(joblog), 3.0)  # claimed into the full worker's backlog
+    wait_for(lambda: ahead.refresh().state == "running", 30, "the job to be sent ahead",
+             details=sup.output)
+    assert ahead.cancel()
+    assert [job.result(timeout=30) for job in running] == [job.id for job in running]
+    assert all(len(job.attempts()) == 1 for job in running)
+    assert ahead.refresh().state == "cancelled"
+    assert joblog.starts(ahead.id) == []  # never began
+    assert len({r["pid"] for r in joblog.records()}) == 1
+
+
 def test_a_cancelled_coroutine_that_will_not_stop_is_ended_with_its_worker(
         capp: litejobs.App, run_conc: Callable[..., SupervisorProcess], joblog: JobLog) -> None:
     sup = run_conc(workers=1)
