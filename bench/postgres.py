@@ -107,8 +107,8 @@ def ensure_venv() -> None:
 
 
 def load_peers():
-    """bench/peers.py as a module (its workloads, Services, Ctx, Cell), by path: the folder
-    bench/peers/ would shadow nothing, but a name clash is not worth the doubt."""
+    """bench/peers.py as a module (its workloads, Services, Ctx, Cell), loaded by path:
+    ``import peers`` would have to choose between it and the adapters' folder bench/peers/."""
     spec = importlib.util.spec_from_file_location("peers_harness", os.path.join(HERE, "peers.py"))
     assert spec is not None and spec.loader is not None
     mod = importlib.util.module_from_spec(spec)
