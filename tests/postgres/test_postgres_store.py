@@ -94,6 +94,24 @@ def test_lost_connection_is_a_storage_error_and_the_next_call_reconnects(
     assert store.insert_job(job(now), now)["id"] > first["id"]
 
 
+def test_a_refused_statement_is_one_line_and_nothing_is_committed(pg_url: str) -> None:
+    """An error of the server's that is not a lost connection (here: a lock wait past
+    lock_timeout, while another session holds the queue's row) is one StorageError line."""
+    from litejobs.store.postgres import PostgresStore
+
+    impatient = PostgresStore(f"{pg_url}%20-clock_timeout%3D200")
+    now = time.time()
+    impatient.insert_job(job(now), now)
+    with psycopg.connect(pg_url) as other:
+        other.execute("SELECT * FROM queues WHERE name = 'default' FOR UPDATE")
+        with pytest.raises(StorageError) as caught:
+            impatient.write(lambda tx: tx.claim(["w"], [QueueLimits("default", 1)], now, 30.0))
+        assert "refused the call" in one_line(caught.value)
+        assert "lock timeout" in str(caught.value)
+    assert impatient.stats()["states"]["queued"] == 1  # the claim left nothing behind
+    impatient.close()
+
+
 def test_unreachable_server_is_one_line(unused_port: int) -> None:
     from litejobs.store.postgres import PostgresStore
 
@@ -102,7 +120,8 @@ def test_unreachable_server_is_one_line(unused_port: int) -> None:
     with pytest.raises(StorageError) as caught:
         s.queue_list()
     text = one_line(caught.value)
-    assert "cannot reach PostgreSQL" in text and "secret" not in text and "***" in text
+    assert "cannot connect to PostgreSQL" in text and "refused" in text
+    assert "secret" not in text and "***" in text
     assert time.monotonic() - started < 10
     s.close()
 

@@ -38,6 +38,9 @@ class PgClaimsMixin:
     conn: psycopg.Connection[Any]
     next_slot: float | None
 
+    if TYPE_CHECKING:
+        def _know_queues(self, queues: Iterable[str]) -> None: ...  # (PgInsertsMixin)
+
     def queues(self) -> list[tuple[str, bool]]:
         """Every queue with queued jobs, and every paused one, with its paused flag."""
         names: set[str] = set()
@@ -69,7 +72,7 @@ class PgClaimsMixin:
         limited = sorted({q.name for q in queues if q.concurrency is not None} | set(rated))
         if limited:
             conn = self.conn
-            conn.execute(sql.INSERT_QUEUES, (limited,))
+            self._know_queues(limited)  # a row to lock
             conn.execute(sql.LOCK_QUEUES, (limited,))
             running = {r["queue"]: int(r["n"])
                        for r in conn.execute(sql.RUNNING_BY_QUEUE, (limited,))}

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
-from litejobs.errors import StorageError
+from litejobs.errors import StorageError, StorageFull
 from litejobs.store.postgres import sql
 from litejobs.store.postgres.schema import MIGRATIONS, SCHEMA, SCHEMA_VERSION
 from litejobs.store.rows import Row
@@ -135,22 +135,51 @@ class PgConnections:
             try:
                 with pool.connection() as conn, conn.transaction():
                     return fn(conn)
-            except (errors.DeadlockDetected, errors.SerializationFailure):
+            except (errors.DeadlockDetected, errors.SerializationFailure) as exc:
                 if attempt == RETRIES - 1:
-                    raise
+                    raise StorageError(
+                        f"PostgreSQL at {self.path}: the transaction lost a deadlock or "
+                        f"serialization race {RETRIES} times ({_first_line(exc)}); nothing "
+                        "of this call was committed. Try again") from None
                 time.sleep(random.uniform(0, 0.005 * 2 ** attempt))
-            except psycopg_pool.PoolTimeout as exc:
-                raise StorageError(
-                    f"cannot reach PostgreSQL at {self.path} within {self.connect_timeout:g} s "
-                    f"({_first_line(exc)}); check that the server is up and the URL is right"
-                ) from None
+            except psycopg_pool.PoolTimeout:
+                raise self._no_connection() from None
             except psycopg.OperationalError as exc:
-                pool.check()  # drop the other connections the same outage broke
-                raise StorageError(
-                    f"lost the connection to PostgreSQL at {self.path} ({_first_line(exc)}); "
-                    "nothing of this call was committed. The next call reconnects"
-                ) from None
+                raise self._storage_error(pool, exc) from None
         raise AssertionError("unreachable")
+
+    def _no_connection(self) -> StorageError:
+        """Why the pool gave no connection in time, as one line: the pool's own error does
+        not say, so one direct attempt asks the server."""
+        psycopg, _ = driver()
+        try:
+            psycopg.connect(self.url, connect_timeout=max(2, int(self.connect_timeout))).close()
+        except psycopg.Error as exc:
+            return StorageError(
+                f"cannot connect to PostgreSQL at {self.path} ({_first_line(exc)}); check that "
+                "the server is up, reachable from here, and that the URL is right")
+        return StorageError(
+            f"no connection to PostgreSQL at {self.path} within {self.connect_timeout:g} s: "
+            f"this process's {self.max_size} connections all stayed busy")
+
+    def _storage_error(self, pool: psycopg_pool.ConnectionPool[Any],
+                       exc: Exception) -> StorageError:
+        """An error about the server (not a bug of ours) as one line."""
+        psycopg, _ = driver()
+        errors = psycopg.errors
+        what = _first_line(exc)
+        if isinstance(exc, errors.DiskFull | errors.OutOfMemory | errors.TooManyConnections):
+            cls = StorageFull if isinstance(exc, errors.DiskFull) else StorageError
+            return cls(f"PostgreSQL at {self.path} is out of resources ({what}); nothing of "
+                       "this call was committed. Free them on the server and try again")
+        sqlstate = getattr(exc, "sqlstate", None)
+        if sqlstate is None or sqlstate.startswith(("08", "57P")):
+            pool.check()  # drop the other connections the same outage broke
+            return StorageError(
+                f"lost the connection to PostgreSQL at {self.path} ({what}); nothing of "
+                "this call was committed. The next call reconnects")
+        return StorageError(f"PostgreSQL at {self.path} refused the call ({what}); nothing "
+                            "of it was committed")
 
     def _read(self, statement: str, params: Sequence[Any] = ()) -> list[Row]:
         def read(conn: psycopg.Connection[Any]) -> list[Row]:
