@@ -8,6 +8,7 @@ test moves time by waiting for a condition, with a deadline, never by passing a 
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import time
 from collections.abc import Callable, Iterator
@@ -420,6 +421,55 @@ def test_succeed_many_and_interrupt(store: Any) -> None:
     assert store.get_job(b)["attempt"] == 0 and store.get_job(b)["state"] == "queued"
 
 
+def test_progress_fenced_and_metadata_merged(store: Any) -> None:
+    (jid,) = enqueue(store, job())
+    claim(store, ["w"])
+    first = [(jid, 1, 0.5, "half", '{"a":1,"b":{"c":1}}')]
+    assert store.write(lambda tx: tx.set_progress_many(first)) == 1
+    second = [(jid, 1, None, None, '{"b":{"d":2},"a":null}')]
+    assert store.write(lambda tx: tx.set_progress_many(second)) == 1
+    row = store.get_job(jid)
+    assert (row["progress"], row["progress_message"]) == (0.5, "half")
+    assert json.loads(row["metadata"]) == {"b": {"c": 1, "d": 2}}
+    assert store.write(lambda tx: tx.set_progress_many([(jid, 7, 0.9, "x", None)])) == 0
+    now = time.time()
+    assert store.write(lambda tx: tx.succeed(jid, 1, "null", "w", now, now))
+    assert store.write(lambda tx: tx.set_progress_many([(jid, 1, 1.0, "late", None)])) == 0
+    assert store.get_job(jid)["progress"] == 0.5
+    assert store.write(lambda tx: tx.set_progress_many([])) == 0
+
+
+# --- upkeep ---------------------------------------------------------------------------------------
+
+
+def test_prune_ended_jobs(store: Any) -> None:
+    done, waiting = enqueue(store, job(priority=1), job())
+    claim(store, ["w"])
+    now = time.time()
+    assert store.write(lambda tx: tx.succeed(done, 1, "null", "w", now, now))
+    assert store.write(lambda tx: tx.prune(time.time() - 60)) == 0  # ended too recently
+    assert store.write(lambda tx: tx.prune(time.time() + 60)) == 1
+    assert store.get_job(done) is None and store.get_job(waiting) is not None
+
+
+def test_supervisor_heartbeats(store: Any) -> None:
+    now = time.time()
+    store.write(lambda tx: tx.heartbeat("sup-1", "web-1", 4242, now - 5, now, "default"))
+    store.write(lambda tx: tx.set_workers("sup-1", [{"pid": 1, "state": "idle"}]))
+    (row,) = store.supervisors()
+    assert (row["id"], row["hostname"], row["pid"], row["queues"]) == (
+        "sup-1", "web-1", 4242, "default")
+    assert row["heartbeat_at"] - row["started_at"] == pytest.approx(5, abs=0.01)
+    assert abs(row["heartbeat_at"] - time.time()) < 30
+    store.write(lambda tx: tx.forget_supervisors_before(time.time() - 60))
+    assert [r["id"] for r in store.supervisors()] == ["sup-1"]
+    store.write(lambda tx: tx.heartbeat("sup-2", "web-2", 7, now, now, "default"))
+    store.write(lambda tx: tx.forget_supervisor("sup-1"))
+    assert [r["id"] for r in store.supervisors()] == ["sup-2"]
+    store.write(lambda tx: tx.forget_supervisors_before(time.time() + 60))
+    assert store.supervisors() == []
+
+
 # --- leases -------------------------------------------------------------------------------------
 
 
@@ -469,6 +519,9 @@ def test_cron_fires_each_instant_once(store: Any) -> None:
     entry = store.write(lambda tx: tx.cron_entry("daily"))
     assert (entry["last_instant"], entry["last_job"]) == (3000.0, fired)
     assert store.write(lambda tx: tx.job_state(fired)) == "queued"
+    (listed,) = store.cron_entries()
+    assert (listed["name"], listed["last_job"], listed["last_state"]) == (
+        "daily", fired, "queued")
     assert store.write(lambda tx: tx.job_state(10**9)) is None
     assert store.stats()["states"]["queued"] == 1
     store.write(lambda tx: tx.cron_reset("daily", "0 7 * * *", 4000.0))

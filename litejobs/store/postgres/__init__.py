@@ -8,19 +8,21 @@ runs the same assertions on both):
 - ``Producer``: ``insert_job``/``insert_jobs``, keys and ``unique_for`` and debounce included;
   a keyed insert holds an advisory lock on its task and key from its twin's lookup to its
   commit, so two producers of one key on any hosts make one job.
-- ``Reads``, its core: ``get_job``, ``list_jobs``, ``attempts``, ``stats``, ``queue_list``;
+- ``Reads``, its core: ``get_job``, ``list_jobs``, ``attempts``, ``stats``, ``queue_list``,
+  ``supervisors``, ``cron_entries``;
   ``Admin``, its core: ``cancel``/``cancel_many``, ``retry``/``retry_many``, ``purge``,
   ``set_paused``; ``Supervising``: ``write``, ``next_scheduled``, ``held_by``, ``close``.
 - ``write(fn)`` hands ``fn`` a ``PgTx``: ``ClaimTx`` (a claim is one ``FOR UPDATE SKIP
   LOCKED`` statement; queue concurrency and rate limits exact across hosts under the queue's
-  row lock, concurrency keys' limits under each key's advisory lock), ``LeaseTx``, and of
-  ``OutcomeTx`` ``succeed``, ``succeed_many``, ``fail`` and ``interrupt``, each fenced by the
-  attempt number like the SQLite store's guarded UPDATEs; ``CronTx``: each fire a unique
-  (entry, instant) row written with its job, so an instant makes one job across hosts.
+  row lock, concurrency keys' limits under each key's advisory lock), ``LeaseTx``,
+  ``OutcomeTx`` (each outcome and progress report fenced by the attempt number like the
+  SQLite store's guarded UPDATEs), ``CronTx`` (each fire a unique (entry, instant) row
+  written with its job, so an instant makes one job across hosts), and of ``UpkeepTx``
+  pruning and the supervisors' heartbeat rows.
 
 Not yet, and refused in one line rather than ignored: a flow key's rate (at enqueue), workflow
 steps (retry). Not there at all yet: workflows and
-tokens, stored schedules, progress, metrics figures, heartbeats, maintenance, ``explain``
+tokens, stored schedules, metrics figures, maintenance, ``explain``
 facts, the dashboard's views, LISTEN/NOTIFY wake-ups.
 
 Time: every time comparison and every stored time is on the database server's clock
@@ -28,7 +30,7 @@ Time: every time comparison and every stored time is on the database server's cl
 ``now`` a caller passes is its own clock at the call and is never compared with anything
 stored: a time the caller gives (a run time, an expiry, a retry time, an attempt's start) is
 taken as its distance from that ``now`` and stored as the server's now plus that distance.
-``renew(leases, until)`` and ``prune_cron_fires(before)`` have no ``now``: their distance is
+``renew(leases, until)`` and the ``before`` of the prunes have no ``now``: their distance is
 counted from this process's ``time.time()``. Cron instants are stored as given: they name
 instants of a schedule (the fire's identity across hosts), not times measured from ``now``.
 The times read back are the server's.
@@ -165,6 +167,13 @@ class PostgresStore(PgConnections):
                 row["n"])
         return {"states": states, "queues": queues}
 
+    def supervisors(self) -> list[Row]:
+        return self._read(sql.SELECT_SUPERVISORS)
+
+    def cron_entries(self) -> list[Row]:
+        """Each cron entry's stored state, with the state of the last job it fired."""
+        return self._read(sql.SELECT_CRON_ENTRIES)
+
     def queue_list(self) -> list[tuple[str, bool]]:
         return [(str(r["name"]), bool(r["paused"])) for r in self._read(sql.SELECT_QUEUES)]
 
@@ -222,6 +231,6 @@ if TYPE_CHECKING:
     from litejobs.store import protocols as p
 
     def _implements(store: PostgresStore, tx: PgTx) -> tuple[
-            p.Producer, p.ProducerTx, p.ClaimTx, p.LeaseTx, p.CronTx]:
+            p.Producer, p.ProducerTx, p.ClaimTx, p.OutcomeTx, p.LeaseTx, p.CronTx]:
         """mypy checks here the protocols the store implements whole so far."""
-        return store, tx, tx, tx, tx
+        return store, tx, tx, tx, tx, tx

@@ -109,6 +109,29 @@ CREATE TRIGGER jobs_transition BEFORE UPDATE OF state ON jobs
     FOR EACH ROW WHEN (OLD.state IS DISTINCT FROM NEW.state)
     EXECUTE FUNCTION litejobs_transition();
 
+-- A JSON merge patch (RFC 7396, SQLite's json_patch): a job's progress metadata merges each
+-- report into what it had; null removes a key, objects merge all the way down.
+CREATE FUNCTION litejobs_merge_patch(target jsonb, patch jsonb) RETURNS jsonb
+LANGUAGE plpgsql IMMUTABLE AS $$
+DECLARE
+    k text;
+    v jsonb;
+    merged jsonb;
+BEGIN
+    IF jsonb_typeof(patch) IS DISTINCT FROM 'object' THEN
+        RETURN patch;
+    END IF;
+    merged := CASE WHEN jsonb_typeof(target) = 'object' THEN target ELSE '{{}}'::jsonb END;
+    FOR k, v IN SELECT * FROM jsonb_each(patch) LOOP
+        IF jsonb_typeof(v) = 'null' THEN
+            merged := merged - k;
+        ELSE
+            merged := jsonb_set(merged, ARRAY[k], litejobs_merge_patch(merged -> k, v));
+        END IF;
+    END LOOP;
+    RETURN merged;
+END $$;
+
 CREATE TABLE job_tags (
     job_id bigint NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
     tag    text   NOT NULL,

@@ -341,3 +341,55 @@ PRUNE_CRON_FIRES = f"""
 DELETE FROM cron_fires WHERE (entry, instant) IN (
     SELECT entry, instant FROM cron_fires WHERE fired_at < {NOW} - %s LIMIT %s)
 """
+
+# --- progress ---------------------------------------------------------------------------------
+
+# Running jobs' newest progress as parallel arrays (id, attempt, fraction, message, metadata
+# patch as JSON text): fenced like outcomes, to the running attempt. Metadata is merged as a
+# JSON merge patch (RFC 7396, SQLite's json_patch), by the schema's litejobs_merge_patch.
+SET_PROGRESS_MANY = """
+UPDATE jobs SET
+    progress = coalesce(u.fraction, jobs.progress),
+    progress_message = CASE WHEN u.fraction IS NULL THEN jobs.progress_message
+                            ELSE u.message END,
+    metadata = CASE WHEN u.metadata IS NULL THEN jobs.metadata
+                    ELSE litejobs_merge_patch(coalesce(jobs.metadata, '{}')::jsonb,
+                                              u.metadata::jsonb)::text END
+FROM unnest(%s::bigint[], %s::bigint[], %s::float8[], %s::text[], %s::text[])
+     AS u (id, attempt, fraction, message, metadata)
+WHERE jobs.id = u.id AND jobs.attempt = u.attempt AND jobs.state = 'running'
+"""
+
+# --- upkeep -----------------------------------------------------------------------------------
+
+# (seconds ago, limit): as the SQLite store's PRUNE, on the server's clock.
+PRUNE = f"""
+DELETE FROM jobs WHERE id IN (
+    SELECT id FROM jobs WHERE state IN ('succeeded', 'failed', 'cancelled')
+      AND finished_at < {NOW} - %s
+      AND (workflow IS NULL OR (NOT EXISTS (
+          SELECT 1 FROM job_deps d JOIN jobs w ON w.id = d.job_id
+          WHERE d.upstream = jobs.id AND w.state NOT IN ('succeeded', 'failed', 'cancelled'))
+        AND (continuation IS NULL OR NOT EXISTS (
+          SELECT 1 FROM jobs r WHERE r.workflow = jobs.workflow
+          AND r.state NOT IN ('succeeded', 'failed', 'cancelled')))))
+    ORDER BY finished_at LIMIT %s)
+"""
+# (id, hostname, pid, started ago, queues, pid_ns)
+UPSERT_SUPERVISOR = f"""
+INSERT INTO supervisors (id, hostname, pid, started_at, heartbeat_at, queues, pid_ns)
+VALUES (%s, %s, %s, {NOW} - %s, {NOW}, %s, %s)
+ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at, pid_ns = excluded.pid_ns
+"""
+DELETE_SUPERVISOR = "DELETE FROM supervisors WHERE id = %s"
+DELETE_OLD_SUPERVISORS = f"DELETE FROM supervisors WHERE heartbeat_at < {NOW} - %s"
+SET_WORKERS = "UPDATE supervisors SET workers = %s WHERE id = %s"
+SELECT_SUPERVISORS = (
+    "SELECT id, hostname, pid, started_at, heartbeat_at, queues, pid_ns FROM supervisors "
+    "ORDER BY id"
+)
+SELECT_CRON_ENTRIES = """
+SELECT e.name, e.schedule, e.since, e.last_instant, e.last_job, j.state AS last_state
+FROM cron_entries e LEFT JOIN jobs j ON j.id = e.last_job
+ORDER BY e.name
+"""

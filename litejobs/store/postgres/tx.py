@@ -1,6 +1,7 @@
 """One write transaction of the PostgreSQL store: ``PgTx``, which ``PostgresStore.write(fn)``
 hands ``fn``. Here: outcomes fenced by the attempt number, and leases; claims come from
-``claims``, inserts from ``inserts``, cron fires from ``cron``."""
+``claims``, inserts from ``inserts``, cron fires from ``cron``, pruning and heartbeats from
+``upkeep``."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from litejobs.store.postgres import sql
 from litejobs.store.postgres.claims import PgClaimsMixin
 from litejobs.store.postgres.cron import PgCronMixin
 from litejobs.store.postgres.inserts import PgInsertsMixin
+from litejobs.store.postgres.upkeep import PgUpkeepMixin
 from litejobs.store.rows import Row, _like_prefix
 
 if TYPE_CHECKING:
@@ -26,7 +28,7 @@ def _ago(t: float | None, now: float) -> float | None:
     return None if t is None else float(now - t)
 
 
-class PgTx(PgClaimsMixin, PgInsertsMixin, PgCronMixin):
+class PgTx(PgClaimsMixin, PgInsertsMixin, PgCronMixin, PgUpkeepMixin):
     """The statements a supervisor (or a producer) runs inside one PostgreSQL transaction."""
 
     def __init__(self, conn: psycopg.Connection[Any], queues_seen: set[str] | None = None,
@@ -63,6 +65,20 @@ class PgTx(PgClaimsMixin, PgInsertsMixin, PgCronMixin):
             if job_id not in recorded:
                 self._stale(job_id, attempt, worker, started, now, "reported success")
         return len(recorded)
+
+    def set_progress_many(
+            self, updates: Sequence[tuple[int, int, float | None, str | None, str | None]],
+    ) -> int:
+        """Write running jobs' newest ``(job_id, attempt, fraction, message, metadata)`` in
+        one statement (metadata: JSON text of an object, merged as a JSON merge patch; None
+        leaves a value as it is). An attempt no longer running is left alone. Returns how
+        many jobs were written."""
+        if not updates:
+            return 0
+        return self.conn.execute(sql.SET_PROGRESS_MANY, (
+            [u[0] for u in updates], [u[1] for u in updates],
+            [None if u[2] is None else float(u[2]) for u in updates],
+            [u[3] for u in updates], [u[4] for u in updates])).rowcount
 
     def fail(self, job_id: int, attempt: int, error: str, traceback: str | None,
              worker: str | None, started: float | None, now: float, retry_at: float | None,
