@@ -9,8 +9,12 @@ from __future__ import annotations
 import itertools
 import os
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
+
+from tests.postgres.stores import open_store
 
 PG_ENV = "LITEJOBS_TEST_POSTGRES"
 _schemas = itertools.count(1)
@@ -57,3 +61,19 @@ def pg_url(pg_server: str) -> Iterator[str]:
     yield in_schema(pg_server, schema)
     with psycopg.connect(pg_server, autocommit=True) as conn:
         conn.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def where(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Where a store of each kind lives: a file path, or a URL with a fresh schema."""
+    if request.param == "sqlite":
+        return str(tmp_path / "jobs.db")
+    return str(request.getfixturevalue("pg_url"))
+
+
+@pytest.fixture
+def store(where: str) -> Iterator[Any]:
+    """A store of each kind (the conformance tests run once on each)."""
+    s = open_store(where)
+    yield s
+    s.close()

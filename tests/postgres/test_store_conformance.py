@@ -1,6 +1,8 @@
 """The same assertions on both stores: the SQLite file and the PostgreSQL database must mean
 the same for every operation the PostgreSQL store implements so far (see the package
-docstring of litejobs.store.postgres for what it does not do yet).
+docstring of litejobs.store.postgres for what it does not do yet). The fixture ``store``
+(tests/postgres/conftest.py) gives one of each kind; test_store_races.py holds the
+assertions that need several processes at once.
 
 Times are real (``time.time()``) on both: the PostgreSQL store reads the server's clock, so a
 test moves time by waiting for a condition, with a deadline, never by passing a later ``now``.
@@ -9,78 +11,15 @@ test moves time by waiting for a condition, with a deadline, never by passing a 
 from __future__ import annotations
 
 import json
-import multiprocessing
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from litejobs.newjob import NewJob, NewJobs
-from litejobs.store import QueueLimits, Store
+from litejobs.newjob import NewJobs
+from litejobs.store import QueueLimits
 from litejobs.store.protocols import Producer
-
-DEADLINE = 10.0
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def where(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """Where a store of each kind lives: a file path, or a URL with a fresh schema."""
-    if request.param == "sqlite":
-        return str(tmp_path / "jobs.db")
-    return str(request.getfixturevalue("pg_url"))
-
-
-def open_store(where: str) -> Any:
-    if where.startswith("postgresql://"):
-        from litejobs.store.postgres import PostgresStore
-
-        return PostgresStore(where)
-    return Store(where)
-
-
-@pytest.fixture
-def store(where: str) -> Iterator[Any]:
-    s = open_store(where)
-    yield s
-    s.close()
-
-
-def job(task: str = "t", queue: str = "default", priority: int = 0, args: str = "[]",
-        delay: float = 0.0, **more: Any) -> NewJob:
-    now = time.time()
-    return NewJob(task=task, queue=queue, priority=priority, args=args, kwargs="{}",
-                  run_at=now + delay, max_attempts=more.pop("max_attempts", 3),
-                  timeout=None, **more)
-
-
-def enqueue(store: Any, *jobs: NewJob) -> list[int]:
-    return [int(r["id"]) for r in store.insert_jobs(list(jobs), time.time())]
-
-
-def claim(store: Any, workers: list[str], limits: dict[str, int | None] | None = None,
-          lease: float = 30.0) -> list[dict[str, Any]]:
-    """Claim as the supervisor does (claimer.py): the queues to visit, paused ones left out."""
-    limits = limits or {}
-
-    def work(tx: Any) -> list[dict[str, Any]]:
-        served = [QueueLimits(name, limits.get(name)) for name, paused in tx.queues()
-                  if not paused]
-        return list(tx.claim(workers, served, time.time(), lease))
-
-    return list(store.write(work))
-
-
-def wait_for(what: str, check: Callable[[], Any]) -> Any:
-    end = time.monotonic() + DEADLINE
-    while time.monotonic() < end:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"not within {DEADLINE} s: {what}")
-
+from tests.postgres.stores import claim, enqueue, job, wait_for
 
 # --- inserts and reads --------------------------------------------------------------------------
 
@@ -137,34 +76,6 @@ def test_keys_and_unique_for_twins(store: Any) -> None:
     third = wait_for("the twin's window to pass", lambda: [
         i for i in enqueue(store, job("k", key="order-1", unique_for=0.05)) if i != second])
     assert third[0] > second
-
-
-def _insert_keys(where: str, start: Any, keys: int, out: Any) -> None:
-    store = open_store(where)
-    store.queue_list()  # connected before the race starts, so that they do race
-    ids = []
-    for n in range(keys):
-        start.wait()  # all producers insert key n at the same moment
-        ids.append(int(store.insert_job(job("k", key=f"key-{n}", unique_for=3600),
-                                        time.time())["id"]))
-    out.put(ids)
-    store.close()
-
-
-def test_one_job_per_key_across_concurrent_producers(where: str, store: Any) -> None:
-    store.queue_list()  # the schema exists before the producers race
-    ctx = multiprocessing.get_context("spawn")
-    start, out = ctx.Barrier(4, timeout=60), ctx.Queue()
-    procs = [ctx.Process(target=_insert_keys, args=(where, start, 30, out)) for _ in range(4)]
-    for p in procs:
-        p.start()
-    results = [out.get(timeout=60) for _ in procs]
-    for p in procs:
-        p.join(30)
-        assert p.exitcode == 0
-    assert all(r == results[0] for r in results)  # every producer got the same job per key
-    assert len(set(results[0])) == 30
-    assert store.stats()["states"]["queued"] == 30
 
 
 # --- claims -------------------------------------------------------------------------------------
@@ -272,98 +183,6 @@ def test_a_full_keys_backlog_does_not_hide_other_jobs(store: Any) -> None:
     assert [r["id"] for r in claim(store, ["w1"])] == [ids[30]]  # past big's 29 waiting
     assert [r["id"] for r in claim(store, ["w1"])] == [ids[31]]
     assert claim(store, ["w1"]) == []
-
-
-def _rated_claimer(where: str, start: Any, out: Any, seconds: float) -> None:
-    """Claim from the rate-limited queue "r" (3 starts per 0.5 s) for ``seconds``."""
-    store = open_store(where)
-    store.queue_list()
-    start.wait()
-    until = time.time() + seconds
-    ids: list[int] = []
-    limits = [QueueLimits("r", None, (3, 0.5))]
-    while time.time() < until:
-        got = store.write(lambda tx: tx.claim(["a", "b"], limits, time.time(), 30.0))
-        ids.extend(int(r["id"]) for r in got)
-        time.sleep(0.002)
-    out.put(ids)
-    store.close()
-
-
-def test_queue_rate_limit_exact_across_two_claiming_processes(where: str, store: Any) -> None:
-    enqueue(store, *[job(queue="r") for _ in range(40)])
-    ctx = multiprocessing.get_context("spawn")
-    start, out = ctx.Barrier(2, timeout=60), ctx.Queue()
-    procs = [ctx.Process(target=_rated_claimer, args=(where, start, out, 1.6))
-             for _ in range(2)]
-    for p in procs:
-        p.start()
-    results = [out.get(timeout=60) for _ in procs]
-    for p in procs:
-        p.join(30)
-        assert p.exitcode == 0
-    claimed = [i for ids in results for i in ids]
-    assert len(claimed) == len(set(claimed)) >= 6
-    starts = sorted(store.get_job(i)["started_at"] for i in claimed)
-    # no 0.5 s holds more than 3 starts, whichever process made them
-    for k in range(len(starts) - 3):
-        assert starts[k + 3] - starts[k] >= 0.5 - 1e-6, starts[k:k + 4]
-
-
-def _claimer(where: str, start: Any, out: Any, limit: int | None) -> None:
-    """Claim and finish jobs of queue "lim" (``limit``: its concurrency) until none is left;
-    after each claim, read how many run (committed)."""
-    store = open_store(where)
-    start.wait()
-    seen: list[int] = []
-    worst = 0
-    idle_since = time.monotonic()
-    while time.monotonic() - idle_since < 1.0:
-        got = claim(store, ["a", "b"], {"lim": limit})
-        worst = max(worst, store.stats()["queues"].get("lim", {}).get("running", 0))
-        if not got:
-            time.sleep(0.002)
-            if store.stats()["states"]["queued"] == 0 and not seen:
-                continue
-            if store.stats()["queues"]["lim"]["queued"] == 0:
-                break
-            continue
-        idle_since = time.monotonic()
-        time.sleep(0.005)  # hold them a moment: an over-claim by the other would show
-        for r in got:
-            assert store.write(lambda tx, r=r: tx.succeed(r["id"], r["attempt"], "null",
-                                                          r["leased_by"], time.time(),
-                                                          time.time()))
-            seen.append(int(r["id"]))
-    out.put((seen, worst))
-    store.close()
-
-
-@pytest.mark.parametrize("limit_by", ["queue", "key"])
-def test_limit_exact_across_two_claiming_processes(where: str, store: Any,
-                                                   limit_by: str) -> None:
-    """A queue's concurrency limit, or a concurrency key's (all jobs of the queue share it),
-    holds while two processes claim at once."""
-    more: dict[str, Any] = {}
-    if limit_by == "key":
-        more = {"concurrency_key": "k", "concurrency_limit": 3}
-    ids = enqueue(store, *[job(queue="lim", **more) for _ in range(60)])
-    ctx = multiprocessing.get_context("spawn")
-    start, out = ctx.Event(), ctx.Queue()
-    limit = 3 if limit_by == "queue" else None
-    procs = [ctx.Process(target=_claimer, args=(where, start, out, limit)) for _ in range(2)]
-    for p in procs:
-        p.start()
-    start.set()
-    results = [out.get(timeout=120) for _ in procs]
-    for p in procs:
-        p.join(30)
-        assert p.exitcode == 0
-    claimed = [i for seen, _ in results for i in seen]
-    assert sorted(claimed) == ids  # each job claimed once, by one of them
-    assert all(seen for seen, _ in results)  # both took part
-    assert max(worst for _, worst in results) <= 3
-    assert all(store.get_job(i)["attempt"] == 1 for i in ids)
 
 
 # --- outcomes, fenced -----------------------------------------------------------------------------
@@ -526,38 +345,6 @@ def test_cron_fires_each_instant_once(store: Any) -> None:
     assert store.stats()["states"]["queued"] == 1
     store.write(lambda tx: tx.cron_reset("daily", "0 7 * * *", 4000.0))
     assert store.write(lambda tx: tx.cron_entry("daily"))["since"] == 4000.0
-
-
-def _fire_instants(where: str, start: Any, out: Any, instants: int) -> None:
-    store = open_store(where)
-    store.queue_list()
-    made: list[int] = []
-    for n in range(instants):
-        start.wait()  # every supervisor fires instant n at the same moment
-        job_id = store.write(lambda tx, n=n: tx.cron_fire("e", 60.0 * n, job("tick"), "fired",
-                                                          time.time()))
-        if job_id is not None:
-            made.append(job_id)
-    out.put(made)
-    store.close()
-
-
-def test_cron_instant_makes_one_job_across_concurrent_supervisors(where: str,
-                                                                  store: Any) -> None:
-    store.queue_list()
-    ctx = multiprocessing.get_context("spawn")
-    start, out = ctx.Barrier(4, timeout=60), ctx.Queue()
-    procs = [ctx.Process(target=_fire_instants, args=(where, start, out, 20))
-             for _ in range(4)]
-    for p in procs:
-        p.start()
-    results = [out.get(timeout=60) for _ in procs]
-    for p in procs:
-        p.join(30)
-        assert p.exitcode == 0
-    made = [i for r in results for i in r]
-    assert len(made) == len(set(made)) == 20
-    assert store.stats()["states"]["queued"] == 20
 
 
 # --- an operator's changes ------------------------------------------------------------------------

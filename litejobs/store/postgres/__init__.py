@@ -52,6 +52,7 @@ from litejobs.store.postgres import sql
 from litejobs.store.postgres.connections import PgConnections, driver, redacted
 from litejobs.store.postgres.schema import SCHEMA_VERSION
 from litejobs.store.postgres.tx import PgTx
+from litejobs.store.postgres.upkeep import SELECT_CRON_ENTRIES, SELECT_SUPERVISORS
 from litejobs.store.rows import Row, _like_prefix
 from litejobs.store.schema import TOKEN_TASK
 
@@ -168,11 +169,11 @@ class PostgresStore(PgConnections):
         return {"states": states, "queues": queues}
 
     def supervisors(self) -> list[Row]:
-        return self._read(sql.SELECT_SUPERVISORS)
+        return self._read(SELECT_SUPERVISORS)
 
     def cron_entries(self) -> list[Row]:
         """Each cron entry's stored state, with the state of the last job it fired."""
-        return self._read(sql.SELECT_CRON_ENTRIES)
+        return self._read(SELECT_CRON_ENTRIES)
 
     def queue_list(self) -> list[tuple[str, bool]]:
         return [(str(r["name"]), bool(r["paused"])) for r in self._read(sql.SELECT_QUEUES)]

@@ -1,4 +1,5 @@
-"""Every statement of the PostgreSQL store, each a named constant meaning what the SQLite
+"""The PostgreSQL store's statements (cron's and upkeep's are beside their code, in ``cron``
+and ``upkeep``; the schema's in ``schema``), each a named constant meaning what the SQLite
 store's statement of the same name means (``litejobs.store.sql``).
 
 Times: ``NOW`` is the database server's clock. A time the caller passes enters as its
@@ -315,33 +316,6 @@ INSERT INTO queues (name, paused) VALUES (%s, %s)
 ON CONFLICT (name) DO UPDATE SET paused = excluded.paused
 """
 
-# --- cron ---------------------------------------------------------------------------------------
-
-SELECT_CRON_ENTRY = (
-    "SELECT name, schedule, since, last_instant, last_job FROM cron_entries WHERE name = %s"
-)
-UPSERT_CRON_ENTRY = """
-INSERT INTO cron_entries (name, schedule, since) VALUES (%s, %s, %s)
-ON CONFLICT (name) DO UPDATE SET schedule = excluded.schedule, since = excluded.since
-"""
-ADVANCE_CRON_ENTRY = """
-UPDATE cron_entries SET last_instant = greatest(coalesce(last_instant, 0), %s),
-                        last_job = coalesce(%s, last_job)
-WHERE name = %s
-"""
-# The exactly-once row: a second fire of the instant (another supervisor's, any host) finds
-# it and makes nothing; one racing this transaction waits for it to end, then finds it.
-INSERT_CRON_FIRE = f"""
-INSERT INTO cron_fires (entry, instant, outcome, fired_at) VALUES (%s, %s, %s, {NOW})
-ON CONFLICT (entry, instant) DO NOTHING
-"""
-SET_CRON_FIRE_JOB = "UPDATE cron_fires SET job_id = %s WHERE entry = %s AND instant = %s"
-SELECT_JOB_STATE = "SELECT state FROM jobs WHERE id = %s"
-PRUNE_CRON_FIRES = f"""
-DELETE FROM cron_fires WHERE (entry, instant) IN (
-    SELECT entry, instant FROM cron_fires WHERE fired_at < {NOW} - %s LIMIT %s)
-"""
-
 # --- progress ---------------------------------------------------------------------------------
 
 # Running jobs' newest progress as parallel arrays (id, attempt, fraction, message, metadata
@@ -358,38 +332,4 @@ UPDATE jobs SET
 FROM unnest(%s::bigint[], %s::bigint[], %s::float8[], %s::text[], %s::text[])
      AS u (id, attempt, fraction, message, metadata)
 WHERE jobs.id = u.id AND jobs.attempt = u.attempt AND jobs.state = 'running'
-"""
-
-# --- upkeep -----------------------------------------------------------------------------------
-
-# (seconds ago, limit): as the SQLite store's PRUNE, on the server's clock.
-PRUNE = f"""
-DELETE FROM jobs WHERE id IN (
-    SELECT id FROM jobs WHERE state IN ('succeeded', 'failed', 'cancelled')
-      AND finished_at < {NOW} - %s
-      AND (workflow IS NULL OR (NOT EXISTS (
-          SELECT 1 FROM job_deps d JOIN jobs w ON w.id = d.job_id
-          WHERE d.upstream = jobs.id AND w.state NOT IN ('succeeded', 'failed', 'cancelled'))
-        AND (continuation IS NULL OR NOT EXISTS (
-          SELECT 1 FROM jobs r WHERE r.workflow = jobs.workflow
-          AND r.state NOT IN ('succeeded', 'failed', 'cancelled')))))
-    ORDER BY finished_at LIMIT %s)
-"""
-# (id, hostname, pid, started ago, queues, pid_ns)
-UPSERT_SUPERVISOR = f"""
-INSERT INTO supervisors (id, hostname, pid, started_at, heartbeat_at, queues, pid_ns)
-VALUES (%s, %s, %s, {NOW} - %s, {NOW}, %s, %s)
-ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at, pid_ns = excluded.pid_ns
-"""
-DELETE_SUPERVISOR = "DELETE FROM supervisors WHERE id = %s"
-DELETE_OLD_SUPERVISORS = f"DELETE FROM supervisors WHERE heartbeat_at < {NOW} - %s"
-SET_WORKERS = "UPDATE supervisors SET workers = %s WHERE id = %s"
-SELECT_SUPERVISORS = (
-    "SELECT id, hostname, pid, started_at, heartbeat_at, queues, pid_ns FROM supervisors "
-    "ORDER BY id"
-)
-SELECT_CRON_ENTRIES = """
-SELECT e.name, e.schedule, e.since, e.last_instant, e.last_job, j.state AS last_state
-FROM cron_entries e LEFT JOIN jobs j ON j.id = e.last_job
-ORDER BY e.name
 """
