@@ -169,6 +169,19 @@ def make_services(peers, base: str):
     return PgServices(base)
 
 
+def end_children(peers) -> None:
+    """Kill whatever this run started that is still there (workers are stopped by
+    bench/peers.py's ``workers``; this is for a run cut short in the middle of that)."""
+    for pid in peers.proc_tree(os.getpid())[1:]:
+        with contextlib.suppress(OSError):
+            os.killpg(pid, signal.SIGKILL)  # each worker command leads its own session
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+    with contextlib.suppress(ChildProcessError):
+        while os.waitpid(-1, os.WNOHANG)[0] > 0:
+            pass
+
+
 def probe(mod, kw, ctx) -> str:
     """'' when the system's Peer can be made (store open, schema in place), else why not."""
     try:
@@ -215,6 +228,8 @@ def main() -> int:
 
     # SIGTERM/SIGHUP end the run through the finally below: workers and the server are stopped
     def stop(signum, frame):
+        for sig in (signal.SIGTERM, signal.SIGHUP):  # a second one must not cut the cleanup
+            signal.signal(sig, signal.SIG_IGN)
         raise SystemExit(128 + signum)
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, stop)
@@ -275,6 +290,7 @@ def main() -> int:
                           f"({took:.1f} s) {cell.error}", flush=True)
     finally:
         services.stop()
+        end_children(peers)
         shutil.rmtree(base, ignore_errors=True)
     elapsed = time.monotonic() - t0
     rows = [(label, w, ceiling.get(label)) for label, w, _ in CEILING]
