@@ -347,6 +347,49 @@ def test_cron_fires_each_instant_once(store: Any) -> None:
     assert store.write(lambda tx: tx.cron_entry("daily"))["since"] == 4000.0
 
 
+def test_stored_schedules(store: Any) -> None:
+    row = {"name": "nightly", "schedule": "0 3 * * *", "task": "report", "args": "[1]",
+           "kwargs": "{}", "timezone": "UTC", "options": '{"queue":"slow"}'}
+    empty = store.schedules_mark()
+    assert empty[0] == 0 and store.schedules() == [] and store.get_schedule("nightly") is None
+    stored, new = store.put_schedule(row, "key-1", 1000.0)
+    assert new and {k: stored[k] for k in row} == row
+    assert store.get_schedule("nightly") == stored and store.schedules() == [stored]
+    assert store.write(lambda tx: tx.cron_entry("nightly"))["since"] == 1000.0
+    first = store.schedules_mark()
+    again, new = store.put_schedule({**row, "args": "[2]"}, "key-1", 2000.0)
+    assert not new and again["args"] == "[2]" and again["updated_at"] > stored["updated_at"]
+    assert store.write(lambda tx: tx.cron_entry("nightly"))["since"] == 1000.0  # unchanged
+    assert store.schedules_mark() != first
+    store.put_schedule({**row, "schedule": "0 4 * * *"}, "key-2", 3000.0)
+    entry = store.write(lambda tx: tx.cron_entry("nightly"))
+    assert (entry["schedule"], entry["since"]) == ("key-2", 3000.0)  # history starts anew
+    stamps = store.write_with_schedules(lambda tx, s: s)
+    assert stamps == {"nightly": store.get_schedule("nightly")["updated_at"]}
+    assert store.delete_schedule("nightly") and not store.delete_schedule("nightly")
+    assert store.write(lambda tx: tx.cron_entry("nightly")) is None
+    assert store.schedules_mark()[0] == 0
+
+
+def test_explain_facts(store: Any) -> None:
+    ids = enqueue(store, job(queue="q", concurrency_key="k", concurrency_limit=5), job(queue="q"),
+                  job(queue="q"), job(queue="r"))
+    assert store.ahead_of(store.get_job(ids[2])) == 2
+    got = store.write(lambda tx: tx.claim(["w1"], [QueueLimits("q", None, (5, 60.0))],
+                                          time.time(), 30.0))
+    assert [r["id"] for r in got] == [ids[0]]
+    assert store.running_in_queue("q") == (1, [ids[0]])
+    assert store.running_with_key("k") == [ids[0]]
+    assert store.ahead_of(store.get_job(ids[2])) == 1
+    count, oldest = store.rate_window("q", time.time() - 60)
+    assert count == 1 and abs(oldest - time.time()) < 30
+    assert store.rate_window("r", time.time() - 60) == (0, None)
+    assert store.flow_window("k", time.time()) == (0, None)
+    assert not store.queue_paused("q")
+    store.set_paused("q", True)
+    assert store.queue_paused("q") and not store.queue_paused("nowhere")
+
+
 # --- an operator's changes ------------------------------------------------------------------------
 
 

@@ -9,9 +9,10 @@ runs the same assertions on both):
   a keyed insert holds an advisory lock on its task and key from its twin's lookup to its
   commit, so two producers of one key on any hosts make one job.
 - ``Reads``, its core: ``get_job``, ``list_jobs``, ``attempts``, ``stats``, ``queue_list``,
-  ``supervisors``, ``cron_entries``;
-  ``Admin``, its core: ``cancel``/``cancel_many``, ``retry``/``retry_many``, ``purge``,
-  ``set_paused``; ``Supervising``: ``write``, ``next_scheduled``, ``held_by``, ``close``.
+  ``supervisors``, ``cron_entries``, the stored schedules; ``ExplainFacts``; ``Admin``:
+  ``cancel``/``cancel_many``, ``retry``/``retry_many``, ``purge``, ``set_paused``,
+  ``put_schedule``/``delete_schedule``; ``Supervising``: ``write``,
+  ``write_with_schedules``, ``next_scheduled``, ``held_by``, ``close``.
 - ``write(fn)`` hands ``fn`` a ``PgTx``: ``ClaimTx`` (a claim is one ``FOR UPDATE SKIP
   LOCKED`` statement; queue concurrency and rate limits exact across hosts under the queue's
   row lock, concurrency keys' limits under each key's advisory lock), ``LeaseTx``,
@@ -21,9 +22,8 @@ runs the same assertions on both):
   pruning and the supervisors' heartbeat rows.
 
 Not yet, and refused in one line rather than ignored: a flow key's rate (at enqueue), workflow
-steps (retry). Not there at all yet: workflows and
-tokens, stored schedules, metrics figures, maintenance, ``explain``
-facts, the dashboard's views, LISTEN/NOTIFY wake-ups.
+steps (retry). Not there at all yet: workflows and tokens, the /metrics figures, maintenance,
+the dashboard's views, LISTEN/NOTIFY wake-ups.
 
 Time: every time comparison and every stored time is on the database server's clock
 (``statement_timestamp()``, one value per statement), so hosts' clocks may differ. The
@@ -50,6 +50,8 @@ from litejobs.job import Attempt, State
 from litejobs.newjob import NewJob, NewJobs
 from litejobs.store.postgres import sql
 from litejobs.store.postgres.connections import PgConnections, driver, redacted
+from litejobs.store.postgres.facts import PgFactsMixin
+from litejobs.store.postgres.schedules import PgSchedulesMixin
 from litejobs.store.postgres.schema import SCHEMA_VERSION
 from litejobs.store.postgres.tx import PgTx
 from litejobs.store.postgres.upkeep import SELECT_CRON_ENTRIES, SELECT_SUPERVISORS
@@ -64,7 +66,7 @@ __all__ = ["SCHEMA_VERSION", "PgTx", "PostgresStore", "driver", "redacted"]
 T = TypeVar("T")
 
 
-class PostgresStore(PgConnections):
+class PostgresStore(PgConnections, PgSchedulesMixin, PgFactsMixin):
     """A litejobs store in a PostgreSQL database, named by a ``postgresql://`` URL (a
     ``options=-csearch_path%3DNAME`` parameter puts it in schema NAME). Cheap to make; the
     pool opens on first use, one per process."""
@@ -232,6 +234,7 @@ if TYPE_CHECKING:
     from litejobs.store import protocols as p
 
     def _implements(store: PostgresStore, tx: PgTx) -> tuple[
-            p.Producer, p.ProducerTx, p.ClaimTx, p.OutcomeTx, p.LeaseTx, p.CronTx]:
+            p.Producer, p.Admin, p.ExplainFacts, p.ProducerTx, p.ClaimTx, p.OutcomeTx,
+            p.LeaseTx, p.CronTx]:
         """mypy checks here the protocols the store implements whole so far."""
-        return store, tx, tx, tx, tx, tx
+        return store, store, store, tx, tx, tx, tx, tx
