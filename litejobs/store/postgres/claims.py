@@ -90,8 +90,9 @@ class PgClaimsMixin:
             if not workers or not open_caps:
                 continue
             keyed = self._keyed(open_caps, ahead, len(workers))
-            rows = self.conn.execute(sql.CLAIM, (
-                list(open_caps), list(open_caps.values()), ahead, keyed, list(workers),
+            statement, picks = (sql.CLAIM_KEYED, [keyed]) if keyed else (sql.CLAIM, [])
+            rows = self.conn.execute(statement, (
+                list(open_caps), list(open_caps.values()), ahead, *picks, list(workers),
                 list(workers), float(lease))).fetchall()
             for row in rows:
                 caps[row["queue"]] -= 1

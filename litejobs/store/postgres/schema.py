@@ -84,6 +84,10 @@ CREATE TABLE jobs (
 -- parked second: a claim reads (queue, false) in order and never steps over parked jobs.
 CREATE INDEX jobs_queued    ON jobs (queue, parked, priority DESC, run_at, id)
     WHERE state = 'queued';
+-- Queued jobs with a concurrency key, apart: a claim looks for them at every turn, and
+-- without this it would read every queued job of a long backlog to find none.
+CREATE INDEX jobs_keyed     ON jobs (queue, priority DESC, run_at, id)
+    WHERE state = 'queued' AND concurrency_key IS NOT NULL;
 CREATE INDEX jobs_scheduled ON jobs (run_at) WHERE state = 'scheduled';
 CREATE INDEX jobs_running   ON jobs (lease_until) WHERE state = 'running';
 -- a claim counts a limited queue's running jobs under its queue row's lock

@@ -162,14 +162,14 @@ RUNNING_WITH_KEYS = """
 SELECT concurrency_key AS ckey, count(*) AS n FROM jobs
 WHERE state = 'running' AND concurrency_key = ANY(%s) GROUP BY concurrency_key
 """
-# The claim: (queue names, their caps, ahead, keyed jobs picked, worker ids, worker ids, lease
-# seconds). Each queue's best `cap` claimable jobs without a key, locked (SKIP LOCKED: rows
+# The claim: (queue names, their caps, ahead, [keyed jobs picked,] worker ids, worker ids,
+# lease seconds). Each queue's best `cap` claimable jobs without a key, locked (SKIP LOCKED: rows
 # another claimer holds are passed over, not waited for), and the keyed jobs the claim picked
 # (locked already); at most `cap` of each queue, then the best of all, one per worker in
 # order, taken in the same statement. Paused queues are left out here too, so a pause
 # committed on another host is obeyed at once. `ahead`: the workers are places behind a
 # running job, where a job that must start by its expiry does not go.
-CLAIM = f"""
+_CLAIM = f"""
 WITH caps (queue, cap) AS (
     SELECT u.queue, u.cap FROM unnest(%s::text[], %s::int[]) AS u (queue, cap)
     WHERE NOT EXISTS (SELECT 1 FROM queues q WHERE q.name = u.queue AND q.paused)
@@ -182,8 +182,7 @@ WITH caps (queue, cap) AS (
         ORDER BY priority DESC, run_at, id
         LIMIT caps.cap
         FOR UPDATE SKIP LOCKED) j
-    UNION ALL
-    SELECT id, queue, priority, run_at FROM jobs WHERE id = ANY(%s::bigint[])
+{{keyed}}
 ), ranked AS (
     SELECT p.id, p.priority, p.run_at, caps.cap,
            row_number() OVER (PARTITION BY p.queue ORDER BY p.priority DESC, p.run_at, p.id)
@@ -200,6 +199,12 @@ FROM best WHERE jobs.id = best.id
 RETURNING jobs.id, task, queue, args, kwargs, attempt, max_attempts, interrupts, crashes,
           timeout, scheduled_at, leased_by, priority, run_at, workflow, trace
 """
+CLAIM = _CLAIM.format(keyed="")
+# CLAIM with the keyed jobs picked (one more parameter, after `ahead`): a statement of its
+# own, so that a claim without any does not look up an empty list (the planner read every
+# running job for it).
+CLAIM_KEYED = _CLAIM.format(keyed="""    UNION ALL
+    SELECT id, queue, priority, run_at FROM jobs WHERE id = ANY(%s::bigint[])""")
 PROMOTE_DUE = f"""
 UPDATE jobs SET state = 'queued'
 WHERE id IN (SELECT id FROM jobs WHERE state = 'scheduled' AND run_at <= {NOW}
