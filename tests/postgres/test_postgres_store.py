@@ -18,13 +18,13 @@ from tests.postgres.conftest import in_schema
 
 psycopg = pytest.importorskip("psycopg") if not os.environ.get("CI") else __import__("psycopg")
 
+from litejobs.store.postgres import PostgresStore  # noqa: E402  (after the driver's check)
+
 HOUR = 3600.0
 
 
 @pytest.fixture
 def store(pg_url: str) -> Iterator[Any]:
-    from litejobs.store.postgres import PostgresStore
-
     s = PostgresStore(pg_url)
     yield s
     s.close()
@@ -149,6 +149,66 @@ def test_a_forked_child_opens_its_own_pool(store: Any) -> None:
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
     assert store.stats()["states"]["queued"] == 2  # the parent's connection still works
+
+
+# --- the bell (LISTEN/NOTIFY) ------------------------------------------------------------------
+
+
+def wait_ring(listener: Any) -> bytes:
+    """What a listener hears next, waiting on its socket as a supervisor's loop does."""
+    import select
+
+    end = time.monotonic() + 10
+    heard = b""
+    while not heard and time.monotonic() < end:
+        select.select([listener.fileno()], [], [], max(0.0, end - time.monotonic()))
+        heard = listener.drain()
+    return heard
+
+
+def test_a_ring_wakes_a_listener_at_commit_only(store: Any, pg_url: str,
+                                                pg_server: str) -> None:
+    from litejobs.store.postgres.bell import PgBellListener
+    from tests.postgres.conftest import in_schema
+
+    listener = PgBellListener(pg_url)
+    store.write(lambda tx: tx.ring(b"q"))
+    assert wait_ring(listener) == b"q"
+
+    def ring_then_fail(tx: Any) -> None:
+        tx.ring(b"e")
+        raise RuntimeError("rolled back")
+
+    with pytest.raises(RuntimeError):
+        store.write(ring_then_fail)
+    with psycopg.connect(pg_server, autocommit=True) as conn:  # another store's schema
+        conn.execute("CREATE SCHEMA other_store")
+    try:
+        other = PostgresStore(in_schema(pg_server, "other_store"))
+        other.write(lambda tx: tx.ring(b"e"))
+        other.close()
+        store.write(lambda tx: tx.ring(b"c"))
+        # in commit order: neither the rolled-back ring nor the other store's came first
+        assert wait_ring(listener) == b"c"
+    finally:
+        with psycopg.connect(pg_server, autocommit=True) as conn:
+            conn.execute("DROP SCHEMA other_store CASCADE")
+    listener.close()
+
+
+def test_a_listener_that_lost_its_connection_says_look_again(store: Any,
+                                                              pg_server: str,
+                                                              pg_url: str) -> None:
+    from litejobs.store.postgres.bell import PgBellListener
+
+    listener = PgBellListener(pg_url)
+    with psycopg.connect(pg_server, autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                      "WHERE query LIKE 'LISTEN%%' AND pid <> pg_backend_pid()")
+    assert wait_ring(listener) == b"e"  # it came back: rings may have been missed
+    store.write(lambda tx: tx.ring(b"q"))
+    assert wait_ring(listener) == b"q"
+    listener.close()
 
 
 # --- the schema's identity ------------------------------------------------------------------------

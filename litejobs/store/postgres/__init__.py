@@ -21,9 +21,12 @@ runs the same assertions on both):
   written with its job, so an instant makes one job across hosts), and of ``UpkeepTx``
   pruning and the supervisors' heartbeat rows.
 
+- The bell: ``PgTx.ring`` (``pg_notify``, delivered at commit) and ``bell.PgBellListener``
+  (``LISTEN`` on the schema's channel, a socket to select on).
+
 Not yet, and refused in one line rather than ignored: a flow key's rate (at enqueue), workflow
 steps (retry). Not there at all yet: workflows and tokens, the /metrics figures, maintenance,
-the dashboard's views, LISTEN/NOTIFY wake-ups.
+the dashboard's views; nothing of it is wired into the App, the supervisor or the CLI.
 
 Time: every time comparison and every stored time is on the database server's clock
 (``statement_timestamp()``, one value per statement), so hosts' clocks may differ. The

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from litejobs.job import State
 from litejobs.store.postgres import sql
+from litejobs.store.postgres.bell import RING
 from litejobs.store.postgres.claims import PgClaimsMixin
 from litejobs.store.postgres.cron import PgCronMixin
 from litejobs.store.postgres.inserts import PgInsertsMixin
@@ -121,6 +122,13 @@ class PgTx(PgClaimsMixin, PgInsertsMixin, PgCronMixin, PgUpkeepMixin):
             attempt, worker, _ago(started, now),
             f"stale: attempt {attempt} {what} after losing its lease; outcome refused",
             job_id))
+
+    # --- the bell --------------------------------------------------------------------------------
+
+    def ring(self, message: bytes = b"e") -> None:
+        """Wake the supervisors listening to this store (``bell.PgBellListener``) when this
+        transaction commits (a rolled-back one rings nothing)."""
+        self.conn.execute(RING, (message.decode("ascii"),))
 
     # --- leases ----------------------------------------------------------------------------------
 
