@@ -8,6 +8,7 @@ and priority orders claims (-100..100, higher first, as in Django).
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
@@ -22,7 +23,7 @@ from litejobs.contrib.django.results import find_result, to_result
 from litejobs.decoration import task_defaults
 from litejobs.validate import check_name
 
-__all__ = ["LITEJOBS_FIELDS", "LitejobsBackend", "LitejobsTask"]
+__all__ = ["LITEJOBS_FIELDS", "LitejobsBackend", "LitejobsTask", "warn_if_not_installed"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -69,6 +70,26 @@ class LitejobsTask(Task):  # type: ignore[misc]  # Django ships no type hints
         return replace(task, **options) if options else task
 
 
+APP_NAME = "litejobs.contrib.django"
+NOT_INSTALLED = (f"{APP_NAME!r} is not in INSTALLED_APPS, so `python manage.py litejobs run` "
+                 "(the workers for this backend) does not exist")
+_WARNED: set[str] = set()  # the aliases warned about, once a process
+
+
+def warn_if_not_installed(alias: str) -> None:
+    """One warning line per process when the app is missing. Django's system check
+    (W001) alone is not enough: Django registers task backends' checks only once
+    ``django.tasks`` is imported, which in most projects happens while the checks already
+    run (the URLconf imports views, which import tasks), too late to be run."""
+    from django.apps import apps
+
+    if alias in _WARNED or not apps.ready or apps.is_installed(APP_NAME):
+        return
+    _WARNED.add(alias)
+    logging.getLogger("litejobs.contrib.django").warning(
+        "%s: add %r to INSTALLED_APPS", NOT_INSTALLED, APP_NAME)
+
+
 LITEJOBS_FIELDS: tuple[str, ...] = tuple(
     f.name for f in fields(LitejobsTask) if f.name not in {f.name for f in fields(Task)})
 
@@ -91,6 +112,7 @@ class LitejobsBackend(BaseTaskBackend):  # type: ignore[misc]  # Django ships no
         #: The App (``bridge.app``) and the Django tasks registered in it.
         self.bridge: Bridge = bridge_for(alias, self.options)
         self.enqueue_on_commit = bool(self.options.get("enqueue_on_commit", False))
+        warn_if_not_installed(alias)
 
     @property
     def app(self) -> App:
@@ -167,13 +189,10 @@ class LitejobsBackend(BaseTaskBackend):  # type: ignore[misc]  # Django ships no
         from django.apps import apps
         from django.core.checks import Warning as CheckWarning
 
-        if apps.is_installed("litejobs.contrib.django"):
+        if apps.is_installed(APP_NAME):
             return []
-        return [CheckWarning(
-            "'litejobs.contrib.django' is not in INSTALLED_APPS, so `python manage.py "
-            "litejobs run` (the workers for this backend) does not exist",
-            hint="add 'litejobs.contrib.django' to INSTALLED_APPS", obj=self.alias,
-            id="litejobs.W001")]
+        return [CheckWarning(NOT_INSTALLED, hint=f"add {APP_NAME!r} to INSTALLED_APPS",
+                             obj=self.alias, id="litejobs.W001")]
 
     def get_result(self, result_id: Any) -> Any:
         """The TaskResult of job ``result_id``, read now (any process may ask)."""

@@ -11,6 +11,7 @@ code, never by a name read from the database: a task is registered when Django v
 
 from __future__ import annotations
 
+import difflib
 import os
 import threading
 from collections.abc import Mapping
@@ -20,11 +21,14 @@ from typing import Any
 from litejobs.app import App
 from litejobs.task import BoundTask, Task
 
-__all__ = ["BACKEND_ENV", "Bridge", "app_for", "bridge_for", "discover"]
+__all__ = ["BACKEND_ENV", "OPTION_KEYS", "Bridge", "app_for", "bridge_for", "discover"]
 
 #: The environment variable naming the TASKS alias ``manage.py litejobs`` and its workers
 #: serve (``--backend ALIAS``; default "default").
 BACKEND_ENV = "LITEJOBS_DJANGO_BACKEND"
+#: The keys of a backend's ``OPTIONS`` (docs/django.md); any other is refused by name.
+OPTION_KEYS = ("database", "durability", "retries", "enqueue_on_commit", "using", "cron",
+               "task_modules", "max_payload")
 
 _LOCK = threading.Lock()
 #: (backend alias, database path) -> its bridge. Django's settings are global state already;
@@ -95,6 +99,14 @@ def bridge_for(alias: str, options: Mapping[str, Any]) -> Bridge:
     """The bridge of backend ``alias`` configured with ``options`` (its ``OPTIONS``)."""
     from django.core.exceptions import ImproperlyConfigured
 
+    unknown = sorted(set(options) - set(OPTION_KEYS))
+    if unknown:  # a typo ("enqueue_on_comit") would otherwise be ignored without a word
+        hints = [f" (did you mean {close[0]!r}?)" if close else ""
+                 for close in (difflib.get_close_matches(k, OPTION_KEYS, 1) for k in unknown)]
+        raise ImproperlyConfigured(
+            f"TASKS[{alias!r}]['OPTIONS'] has unknown key(s) "
+            + ", ".join(f"{k!r}{h}" for k, h in zip(unknown, hints, strict=True))
+            + f"; litejobs' backend takes {', '.join(OPTION_KEYS)} (docs/django.md)")
     database = options.get("database")
     if not isinstance(database, str | os.PathLike):
         raise ImproperlyConfigured(
