@@ -137,10 +137,6 @@ def test_queue_rate_limit_and_next_slot(store: Any) -> None:
     wait_for("the window to pass its slot", lambda: time.time() >= slot)
     rows = wait_for("the next two starts", lambda: claim_rated()[0])
     assert len(rows) == 2 and time.time() - started >= 0.5
-    # places behind a running job (ahead_from=0) get no job of a rate-limited queue
-    wait_for("the window to have room", lambda: time.time() >= slot + 0.6)
-    assert store.write(lambda tx: tx.claim(["w"], limits, time.time(), 30.0, 0)) == []
-    assert len(store.write(lambda tx: tx.claim(["w"], limits, time.time(), 30.0, 1))) == 1
 
 
 def test_concurrency_keys_within_claims(store: Any) -> None:
@@ -287,6 +283,42 @@ def test_supervisor_heartbeats(store: Any) -> None:
     assert [r["id"] for r in store.supervisors()] == ["sup-2"]
     store.write(lambda tx: tx.forget_supervisors_before(time.time() + 60))
     assert store.supervisors() == []
+
+
+def test_metrics_figures(store: Any) -> None:
+    now = time.time()
+    minute = int(now // 60)
+    rows = [(minute, "outcome", "a", "succeeded", 1.0), (minute, "outcome", "a", "succeeded", 2.0),
+            (minute - 5000, "outcome", "b", "failed", 1.0)]
+    store.write(lambda tx: tx.add_figures(rows))
+    store.write(lambda tx: tx.add_figures(rows[:1]))
+    assert store.outcome_minutes(now - 120) == [(minute, "succeeded", 4.0)]
+    # expired and cancelled jobs, counted in the transaction that ends them
+    gone, kept = enqueue(store, job("exp", expires_at=time.time() + 0.05), job("can"))
+    wait_for("the expiry", lambda: time.time() > store.get_job(gone)["expires_at"] + 0.05)
+
+    def expire(tx: Any) -> None:
+        at = time.time()  # one now for both, as the supervisor's claimer passes it
+        assert tx.expire_due(at) == 1
+        tx.figure_expired(at)
+
+    store.write(expire)
+    assert store.cancel(kept, "no", time.time())
+    # a cron tick's fires
+    tick = time.time()
+
+    def fire(tx: Any) -> None:
+        tx.cron_fire("e", 60.0, None, "skipped_misfire", tick)
+        tx.cron_fire("e", 120.0, job("tick"), "fired", tick)
+        tx.figure_cron("e", 60.0, 120.0, tick)
+
+    store.write(fire)
+    totals = {(n, label, k): v for n, label, k, v in store.metric_totals()}
+    assert totals == {("outcome", "a", "succeeded"): 4.0, ("outcome", "b", "failed"): 1.0,
+                      ("outcome", "exp", "expired"): 1.0, ("outcome", "can", "cancelled"): 1.0,
+                      ("cron", "e", "skipped_misfire"): 1.0, ("cron", "e", "fired"): 1.0}
+    assert store.write(lambda tx: tx.prune_metric_minutes(now - 3600)) == 1  # b's old minute
+    assert len(store.metric_totals()) == 6  # the totals stay
 
 
 # --- leases -------------------------------------------------------------------------------------

@@ -18,15 +18,15 @@ runs the same assertions on both):
   row lock, concurrency keys' limits under each key's advisory lock), ``LeaseTx``,
   ``OutcomeTx`` (each outcome and progress report fenced by the attempt number like the
   SQLite store's guarded UPDATEs), ``CronTx`` (each fire a unique (entry, instant) row
-  written with its job, so an instant makes one job across hosts), and of ``UpkeepTx``
-  pruning and the supervisors' heartbeat rows.
+  written with its job, so an instant makes one job across hosts) and ``UpkeepTx``
+  (pruning, the supervisors' heartbeat rows, the /metrics figures).
 
 - The bell: ``PgTx.ring`` (``pg_notify``, delivered at commit) and ``bell.PgBellListener``
   (``LISTEN`` on the schema's channel, a socket to select on).
 
 Not yet, and refused in one line rather than ignored: a flow key's rate (at enqueue), workflow
-steps (retry). Not there at all yet: workflows and tokens, the /metrics figures, maintenance,
-the dashboard's views; nothing of it is wired into the App, the supervisor or the CLI.
+steps (retry). Not there at all yet: workflows and tokens, maintenance, the dashboard's
+views and counts; nothing of it is wired into the App, the supervisor or the CLI.
 
 Time: every time comparison and every stored time is on the database server's clock
 (``statement_timestamp()``, one value per statement), so hosts' clocks may differ. The
@@ -54,6 +54,7 @@ from litejobs.newjob import NewJob, NewJobs
 from litejobs.store.postgres import sql
 from litejobs.store.postgres.connections import PgConnections, driver, redacted
 from litejobs.store.postgres.facts import PgFactsMixin
+from litejobs.store.postgres.figures import FIGURE_READS
 from litejobs.store.postgres.schedules import PgSchedulesMixin
 from litejobs.store.postgres.schema import SCHEMA_VERSION
 from litejobs.store.postgres.tx import PgTx
@@ -180,6 +181,16 @@ class PostgresStore(PgConnections, PgSchedulesMixin, PgFactsMixin):
         """Each cron entry's stored state, with the state of the last job it fired."""
         return self._read(SELECT_CRON_ENTRIES)
 
+    def outcome_minutes(self, since: float) -> list[tuple[int, str, float]]:
+        """(minute, outcome, count over every task) of each minute from ``since`` on."""
+        rows = self._read(FIGURE_READS["outcome_minutes"], (int(since // 60),))
+        return [(int(r["minute"]), str(r["kind"]), float(r["value"])) for r in rows]
+
+    def metric_totals(self) -> list[tuple[str, str, str, float]]:
+        """Every (name, label, kind, value) counted since the store was made."""
+        return [(str(r["name"]), str(r["label"]), str(r["kind"]), float(r["value"]))
+                for r in self._read(FIGURE_READS["metric_totals"])]
+
     def queue_list(self) -> list[tuple[str, bool]]:
         return [(str(r["name"]), bool(r["paused"])) for r in self._read(sql.SELECT_QUEUES)]
 
@@ -196,7 +207,10 @@ class PostgresStore(PgConnections, PgSchedulesMixin, PgFactsMixin):
 
         def cancel(conn: psycopg.Connection[Any]) -> int:
             conn.execute(sql.RECORD_CANCELLED_ATTEMPTS, (reason, id_list))
-            return conn.execute(sql.CANCEL_JOBS, (reason, id_list)).rowcount
+            cancelled = conn.execute(sql.CANCEL_JOBS, (reason, id_list)).rowcount
+            if cancelled:
+                PgTx(conn).figure_cancelled(id_list, now)  # /metrics, in this transaction
+            return cancelled
 
         return self._transaction(cancel)
 
@@ -238,6 +252,6 @@ if TYPE_CHECKING:
 
     def _implements(store: PostgresStore, tx: PgTx) -> tuple[
             p.Producer, p.Admin, p.ExplainFacts, p.ProducerTx, p.ClaimTx, p.OutcomeTx,
-            p.LeaseTx, p.CronTx]:
+            p.LeaseTx, p.CronTx, p.UpkeepTx]:
         """mypy checks here the protocols the store implements whole so far."""
-        return store, store, store, tx, tx, tx, tx, tx
+        return store, store, store, tx, tx, tx, tx, tx, tx

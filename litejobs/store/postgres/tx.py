@@ -1,7 +1,7 @@
 """One write transaction of the PostgreSQL store: ``PgTx``, which ``PostgresStore.write(fn)``
 hands ``fn``. Here: outcomes fenced by the attempt number, and leases; claims come from
 ``claims``, inserts from ``inserts``, cron fires from ``cron``, pruning and heartbeats from
-``upkeep``."""
+``upkeep``, the /metrics figures from ``figures``."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from litejobs.store.postgres import sql
 from litejobs.store.postgres.bell import RING
 from litejobs.store.postgres.claims import PgClaimsMixin
 from litejobs.store.postgres.cron import PgCronMixin
+from litejobs.store.postgres.figures import PgFiguresMixin
 from litejobs.store.postgres.inserts import PgInsertsMixin
 from litejobs.store.postgres.upkeep import PgUpkeepMixin
 from litejobs.store.rows import Row, _like_prefix
@@ -29,7 +30,7 @@ def _ago(t: float | None, now: float) -> float | None:
     return None if t is None else float(now - t)
 
 
-class PgTx(PgClaimsMixin, PgInsertsMixin, PgCronMixin, PgUpkeepMixin):
+class PgTx(PgClaimsMixin, PgInsertsMixin, PgCronMixin, PgUpkeepMixin, PgFiguresMixin):
     """The statements a supervisor (or a producer) runs inside one PostgreSQL transaction."""
 
     def __init__(self, conn: psycopg.Connection[Any], queues_seen: set[str] | None = None,
