@@ -135,3 +135,10 @@ def test_the_run_log_has_each_django_record_once(tmp_path: Path) -> None:
     assert text.count('raise ValueError("boom")') == 1, text
     # and each one is under its job in the supervisor's log
     assert "job 1 (qshop.tasks.boom, attempt 1) django.tasks: Task id=1" in text, text
+
+
+def test_an_unknown_backend_alias_names_the_ones_there_are(tmp_path: Path) -> None:
+    done = manage(project(tmp_path / "p"), "litejobs", "--backend", "other", "jobs")
+    assert done.returncode == 1
+    assert done.stderr.count("\n") == 1, done.stderr
+    assert "TASKS has no backend 'other' (it has 'default')" in done.stderr

@@ -138,14 +138,18 @@ def discover(alias: str = "default") -> App:
     and ``manage.py litejobs`` run (see ``litejobs.contrib.django.worker``)."""
     import importlib
 
+    from django.conf import settings
+    from django.core.exceptions import ImproperlyConfigured
     from django.tasks import task_backends
     from django.utils.module_loading import autodiscover_modules
 
+    if alias not in settings.TASKS:
+        raise ImproperlyConfigured(
+            f"TASKS has no backend {alias!r} (it has {', '.join(map(repr, settings.TASKS))}); "
+            f"give `manage.py litejobs --backend` (or {BACKEND_ENV}) one of those")
     backend = task_backends[alias]
     bridge: Bridge | None = getattr(backend, "bridge", None)
     if bridge is None:
-        from django.core.exceptions import ImproperlyConfigured
-
         raise ImproperlyConfigured(
             f"TASKS[{alias!r}] is a {type(backend).__name__}, not a litejobs backend; set its "
             "BACKEND to 'litejobs.contrib.django.LitejobsBackend' or pick another alias "
