@@ -78,6 +78,31 @@ def test_keys_and_unique_for_twins(store: Any) -> None:
     assert third[0] > second
 
 
+def test_counts_and_bulk_pages(store: Any) -> None:
+    ids = enqueue(store, job("a"), job("a", queue="q"), job("b"), job("a", delay=3600))
+    assert store.count_matching(["queued"]) == 3
+    assert store.count_matching(["queued", "scheduled"], task="a") == 3
+    assert store.count_matching(["queued"], task="a", queue="q") == 1
+    assert store.count_matching(["queued"], since=time.time() - 60) == 3
+    assert store.count_matching(["queued"], since=time.time() + 60) == 0
+    assert store.ids_matching(["queued", "scheduled"], limit=2) == ids[:2]
+    assert store.ids_matching(["queued", "scheduled"], after_id=ids[1]) == ids[2:]
+    assert store.job_counts() == {("default", "queued"): 2, ("q", "queued"): 1,
+                                  ("default", "scheduled"): 1}
+    ready = store.oldest_ready(time.time())
+    assert set(ready) == {"default", "q"} and all(0 <= v < 30 for v in ready.values())
+    now = time.time()
+    store.write(lambda tx: tx.heartbeat("s1", "h", 1, now, now, "default"))
+    busy = {"name": "w2", "pid": 12, "state": "busy", "job": ids[0], "task": "a",
+            "started_at": 1.5, "rss": 2048, "jobs_done": 3}
+    store.write(lambda tx: tx.set_workers("s1", [{"name": "w1", "pid": 11, "state": "idle"},
+                                                busy]))
+    workers = store.workers()
+    assert [(w["supervisor"], w["name"], w["pid"], w["state"], w["job"]) for w in workers] == [
+        ("s1", "w1", 11, "idle", None), ("s1", "w2", 12, "busy", ids[0])]
+    assert {k: workers[1][k] for k in busy} == busy
+
+
 # --- claims -------------------------------------------------------------------------------------
 
 

@@ -8,8 +8,9 @@ runs the same assertions on both):
 - ``Producer``: ``insert_job``/``insert_jobs``, keys and ``unique_for`` and debounce included;
   a keyed insert holds an advisory lock on its task and key from its twin's lookup to its
   commit, so two producers of one key on any hosts make one job.
-- ``Reads``, its core: ``get_job``, ``list_jobs``, ``attempts``, ``stats``, ``queue_list``,
-  ``supervisors``, ``cron_entries``, the stored schedules; ``ExplainFacts``; ``Admin``:
+- ``Reads`` but the dashboard's pages: ``get_job``, ``list_jobs``, ``attempts``, ``stats``,
+  ``queue_list``, ``supervisors``, ``cron_entries``, the stored schedules, the figures,
+  counts and bulk operations' pages (``counts``); ``ExplainFacts``; ``Admin``:
   ``cancel``/``cancel_many``, ``retry``/``retry_many``, ``purge``, ``set_paused``,
   ``put_schedule``/``delete_schedule``; ``Supervising``: ``write``,
   ``write_with_schedules``, ``next_scheduled``, ``held_by``, ``close``.
@@ -20,13 +21,13 @@ runs the same assertions on both):
   SQLite store's guarded UPDATEs), ``CronTx`` (each fire a unique (entry, instant) row
   written with its job, so an instant makes one job across hosts) and ``UpkeepTx``
   (pruning, the supervisors' heartbeat rows, the /metrics figures).
-
 - The bell: ``PgTx.ring`` (``pg_notify``, delivered at commit) and ``bell.PgBellListener``
   (``LISTEN`` on the schema's channel, a socket to select on).
 
 Not yet, and refused in one line rather than ignored: a flow key's rate (at enqueue), workflow
-steps (retry). Not there at all yet: workflows and tokens, maintenance, the dashboard's
-views and counts; nothing of it is wired into the App, the supervisor or the CLI.
+steps (retry). Not there at all yet: workflows and tokens (``WorkflowTx``, ``Workflows``),
+``Maintenance``, the dashboard's job pages; nothing of it is wired into the App, the
+supervisor or the CLI.
 
 Time: every time comparison and every stored time is on the database server's clock
 (``statement_timestamp()``, one value per statement), so hosts' clocks may differ. The
@@ -53,6 +54,7 @@ from litejobs.job import Attempt, State
 from litejobs.newjob import NewJob, NewJobs
 from litejobs.store.postgres import sql
 from litejobs.store.postgres.connections import PgConnections, driver, redacted
+from litejobs.store.postgres.counts import PgCountsMixin
 from litejobs.store.postgres.facts import PgFactsMixin
 from litejobs.store.postgres.figures import FIGURE_READS
 from litejobs.store.postgres.schedules import PgSchedulesMixin
@@ -70,7 +72,7 @@ __all__ = ["SCHEMA_VERSION", "PgTx", "PostgresStore", "driver", "redacted"]
 T = TypeVar("T")
 
 
-class PostgresStore(PgConnections, PgSchedulesMixin, PgFactsMixin):
+class PostgresStore(PgConnections, PgSchedulesMixin, PgFactsMixin, PgCountsMixin):
     """A litejobs store in a PostgreSQL database, named by a ``postgresql://`` URL (a
     ``options=-csearch_path%3DNAME`` parameter puts it in schema NAME). Cheap to make; the
     pool opens on first use, one per process."""
