@@ -149,6 +149,7 @@ class Dispatcher:
         by_name = {w.name: w for w in self.pool.workers.values()}
         batches: dict[str, list[bytes]] = {}
         sent: dict[str, list[Assignment]] = {}
+        unstarted = self.outcomes.unstarted
         for row in rows:
             w = by_name[row["leased_by"]]
             task = str(row["task"])
@@ -158,6 +159,8 @@ class Dispatcher:
                 interrupts=row["interrupts"], crashes=row["crashes"], started=now,
                 deadline=None, timeout=row["timeout"], step=row["workflow"] is not None,
                 coro=self.is_coro(task))
+            if "unknown_start" in row:  # rated, sent ahead: ``admit`` reports its start
+                unstarted[a.id, a.attempt] = row["unknown_start"]
             w.backlog.append(a)
             batches.setdefault(w.name, []).append(protocol.encode_job(row))
             sent.setdefault(w.name, []).append(a)
@@ -185,6 +188,7 @@ class Dispatcher:
         """Begin the jobs at the front of ``w``'s backlog that the worker begins now (the
         worker's own rule, see the module's docstring): their clocks and timeouts start."""
         backlog = w.backlog
+        unstarted = self.outcomes.unstarted
         while backlog:
             a = backlog[0]
             if w.running and not (a.coro and len(w.running) < self.concurrency
@@ -194,6 +198,8 @@ class Dispatcher:
             a.started = now
             a.deadline = None if a.timeout is None else time.monotonic() + a.timeout
             w.running[a.id, a.attempt] = a
+            if unstarted:  # a rated job sent ahead: its rate windows learn when it began
+                self.outcomes.began(w, a, now)
             if a.withdrawn and a.coro:  # cancelled while sent ahead; the worker may run it
                 self.cancel(w, a)
 
@@ -329,6 +335,8 @@ class Dispatcher:
         for a in taken:
             if not a.withdrawn:  # a withdrawn one is not ours to undo any more
                 self.outcomes.unclaim(w, a, now)
+            else:  # (its start, if rated, is settled in the file: RATE_LEFT)
+                self.outcomes.unstarted.pop((a.id, a.attempt), None)
         w.backlog = deque(a for a in w.backlog if (a.id, a.attempt) not in given)
         # Counted as begun when the job before it ended, but given back: the worker runs the
         # next ones it kept, if any.

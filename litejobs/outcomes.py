@@ -32,7 +32,7 @@ LINE_ERROR = 300
 
 @dataclass(slots=True)
 class Outcome:
-    kind: str  # "ok" | "then" | "fail" | "interrupt" | "unclaim"
+    kind: str  # "ok" | "then" | "fail" | "interrupt" | "unclaim" | "start"
     a: Assignment
     worker: str
     finished: float
@@ -43,6 +43,9 @@ class Outcome:
     crashed: bool = False
     #: kind "then": ([(child, its delay), ...], (continuation, its delay)) as decoded
     then: Any = None
+    #: kind "start" (a job sent ahead began at ``finished``): the rate windows that wait to
+    #: learn it (``store.claims.QUEUE_RATED | FLOW_RATED``)
+    rated: int = 0
 
 
 class Outcomes:
@@ -58,6 +61,9 @@ class Outcomes:
         #: Running jobs' newest progress by id: (attempt, fraction, message, metadata JSON).
         #: Each report holds whole values, so the newest replaces the one waiting.
         self.progress: dict[int, tuple[int, float | None, str | None, str | None]] = {}
+        #: Rated jobs sent ahead, by (id, attempt), whose start the rate windows count as not
+        #: yet known (the claim row's ``unknown_start``) until ``began`` reports it.
+        self.unstarted: dict[tuple[int, int], int] = {}
 
     def __bool__(self) -> bool:
         return bool(self.pending)
@@ -104,7 +110,16 @@ class Outcomes:
 
     def unclaim(self, w: WorkerProcess, a: Assignment, now: float) -> None:
         """``a`` never started: give the claim back as if it had not happened."""
+        if self.unstarted:
+            self.unstarted.pop((a.id, a.attempt), None)
         self.pending.append(Outcome("unclaim", a, w.name, now))
+
+    def began(self, w: WorkerProcess, a: Assignment, now: float) -> None:
+        """``a``, a rated job sent ahead, began (as far as the supervisor knows at ``now``,
+        which is no sooner than it did): its start gets that time in the next transaction."""
+        rated = self.unstarted.pop((a.id, a.attempt), 0)
+        if rated:
+            self.pending.append(Outcome("start", a, w.name, now, rated=rated))
 
     def failed_by_supervisor(self, w: WorkerProcess, a: Assignment, error: str,
                              error_type: type[BaseException], crashed: bool) -> None:
@@ -127,6 +142,8 @@ class Outcomes:
         for a in w.backlog:
             if not a.withdrawn:
                 self.unclaim(w, a, now)
+            elif self.unstarted:  # not ours: its start's row is settled in the file
+                self.unstarted.pop((a.id, a.attempt), None)
         w.running.clear()
         w.backlog.clear()
 
@@ -167,9 +184,13 @@ class Outcomes:
         tx.succeed_many([(o.a.id, o.a.attempt, o.result, o.worker, o.a.started, o.finished)
                          for o in outcomes if o.kind == "ok"])
         due: float | None = None
+        starts: list[tuple[int, float, int]] = []
         for o in outcomes:
             a = o.a
             if o.kind == "ok":
+                continue
+            if o.kind == "start":
+                starts.append((a.id, o.finished, o.rated))
                 continue
             if o.kind == "then":
                 kids, (cont, delay) = o.then
@@ -185,6 +206,8 @@ class Outcomes:
                 tx.interrupt(a.id, a.attempt, o.error, o.worker, a.started, o.finished)
             else:
                 tx.unclaim(a.id, a.attempt)
+        if starts:  # after the jobs given back: a start reported for one is no start
+            tx.started(starts)
         return due
 
 
@@ -200,6 +223,8 @@ def announce(recorded: list[Outcome]) -> None:
         fields: dict[str, Any] = {"job": a.id, "task": a.task, "attempt": a.attempt}
         head = f"job {a.id} ({a.task}, attempt {a.attempt})"
         kind = o.kind
+        if kind == "start":
+            continue
         if kind in ("ok", "then"):
             took = max(0.0, o.finished - a.started)
             fields["outcome"] = "succeeded"

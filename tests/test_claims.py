@@ -293,3 +293,83 @@ def test_a_backward_clock_step_does_not_freeze_a_rate_limited_queue(store: Store
     # frozen until the clock caught up with the starts an hour ahead
     assert len(claim_rated(back + 10.2)) == 2
     assert claim_rated(back + 10.3) == []
+
+
+# --- starts not yet known: rated jobs sent ahead (issue 11's leftover) ------------------------
+
+
+def _unknown(store: Store, table: str = "rate_starts") -> list[tuple[object, ...]]:
+    return list(store.connection().execute(
+        f"SELECT job_id FROM {table} WHERE job_id IS NOT NULL ORDER BY job_id"))
+
+
+def test_a_rated_job_sent_ahead_counts_from_when_it_began(store: Store) -> None:
+    rated = {"r": QueueLimits("r", rate=(3, 10.0))}
+    window = 10.0 + claims_module.RATE_MARGIN
+
+    def claim_rated(now: float, ahead_from: int) -> list[Row]:
+        return store.write(lambda tx: tx.claim(WORKERS, served(tx, limits=rated), now, LEASE,
+                                               ahead_from))
+
+    store.insert_jobs([job("r") for _ in range(8)], NOW - 10)
+    # one idle worker, three places behind running jobs: the rate (3) lets three go, one
+    # starting now, two sent ahead with their starts not yet known
+    rows = claim_rated(NOW, 1)
+    assert [r.get("unknown_start") for r in rows] == [None, 1, 1]
+    ahead = [int(r["id"]) for r in rows[1:]]
+    assert _unknown(store) == [(i,) for i in ahead]
+    # every window counts them, however long they wait: long after the period, only the
+    # start of known time has left it
+    assert len(claim_rated(NOW + 100, 4)) == 1
+    # the supervisor learns one began (the job before it ended) at NOW + 100, the other is
+    # given back unstarted: the first counts from NOW + 100, the other not at all
+    store.write(lambda tx: (tx.started([(ahead[0], NOW + 100, claims_module.QUEUE_RATED)]),
+                            tx.unclaim(ahead[1], 1)))
+    assert _unknown(store) == []
+    assert [r[0] for r in store.connection().execute(
+        "SELECT at FROM rate_starts ORDER BY at")] == [NOW + 100, NOW + 100]
+    assert len(claim_rated(NOW + 101, 4)) == 1
+    assert claim_rated(NOW + 100 + window - 0.01, 4) == []
+    assert len(claim_rated(NOW + 100 + window + 0.01, 4)) == 2
+
+
+def test_a_start_never_reported_is_settled_when_its_job_stops_running(store: Store) -> None:
+    rated = {"r": QueueLimits("r", rate=(2, 10.0))}
+
+    def claim_rated(now: float, ahead_from: int) -> list[Row]:
+        return store.write(lambda tx: tx.claim(WORKERS, served(tx, limits=rated), now, LEASE,
+                                               ahead_from))
+
+    store.insert_jobs([job("r") for _ in range(6)], NOW - 10)
+    a, b = (int(r["id"]) for r in claim_rated(NOW, 0))  # both sent ahead
+    assert _unknown(store) == [(a,), (b,)]
+    # a is cancelled while sent ahead (its supervisor never reports it); b's supervisor dies
+    # and b is rescued as interrupted: neither row may hold the window shut for ever
+    assert store.cancel(a, "cancelled", NOW + 1)
+    store.write(lambda tx: tx.interrupt(b, 1, "its supervisor is gone", "sup:1:w1", None,
+                                        NOW + 2))
+    assert _unknown(store) == [(a,)]  # b's start counts from its rescue
+    store.write(lambda tx: tx.expire_due(NOW + 3))  # the poll's safety net: a's from NOW + 3
+    assert _unknown(store) == []
+    assert sorted(r[0] for r in store.connection().execute("SELECT at FROM rate_starts")) == [
+        NOW + 2, NOW + 3]
+    assert claim_rated(NOW + 12, 4) == []
+    assert len(claim_rated(NOW + 3 + 10.2, 4)) == 2
+
+
+def test_a_flow_key_start_sent_ahead_counts_from_when_it_began(store: Store) -> None:
+    keyed = NewJob(task="t.work", queue="default", priority=0, args="[]", kwargs="{}",
+                   run_at=NOW - 10, max_attempts=3, timeout=None, concurrency_key="host",
+                   concurrency_limit=1_000_000, flow_rate=2, flow_period=10.0)
+    store.insert_jobs([keyed] * 5, NOW - 10)
+    ahead = [int(r["id"]) for r in store.write(
+        lambda tx: tx.claim(WORKERS, served(tx), NOW, LEASE, 0))]
+    assert len(ahead) == 2 and _unknown(store, "flow_starts") == [(i,) for i in ahead]
+    assert claim(store, NOW + 100) == []  # not yet known: counted
+    store.write(lambda tx: tx.started([(ahead[0], NOW + 100, claims_module.FLOW_RATED)]))
+    store.write(lambda tx: tx.unclaim(ahead[1], 1))
+    assert _unknown(store, "flow_starts") == []
+    assert [r[0] for r in store.connection().execute("SELECT until FROM flow_starts")] == [
+        NOW + 100 + 10.0 + claims_module.RATE_MARGIN]
+    assert len(claim(store, NOW + 100.5)) == 1
+    assert claim(store, NOW + 101) == []

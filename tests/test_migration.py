@@ -212,7 +212,7 @@ def test_a_version_1_file_is_migrated_on_open_with_everything_intact(tmp_path: P
     cron = _dump(old, "SELECT * FROM cron_fires") + _dump(old, "SELECT * FROM cron_entries")
     app = litejobs.App(old)
     assert app.get_job(1) is not None  # opening migrates
-    assert _dump(old, "PRAGMA user_version") == [(SCHEMA_VERSION,)] and SCHEMA_VERSION == 7
+    assert _dump(old, "PRAGMA user_version") == [(SCHEMA_VERSION,)] and SCHEMA_VERSION == 8
     assert _dump(old, f"SELECT {JOB_COLUMNS} FROM jobs ORDER BY id") == jobs
     # every attempt kept
     assert _dump(old, "SELECT * FROM attempts ORDER BY job_id, attempt") == attempts
@@ -339,7 +339,7 @@ def test_a_version_3_file_is_migrated_to_4_keeping_jobs_and_taking_a_waiting_ste
     app = litejobs.App(old)
     job = app.get_job(1)  # opening migrates
     assert job is not None and job.workflow is None and job.tags == []
-    assert _dump(old, "PRAGMA user_version") == [(SCHEMA_VERSION,)] and SCHEMA_VERSION == 7
+    assert _dump(old, "PRAGMA user_version") == [(SCHEMA_VERSION,)] and SCHEMA_VERSION == 8
     assert _dump(old, f"SELECT {JOB_COLUMNS} FROM jobs ORDER BY id") == jobs
     assert _dump(old, "SELECT * FROM attempts ORDER BY job_id, attempt") == attempts
     assert _dump(old, "SELECT * FROM cron_fires") + _dump(
@@ -396,7 +396,7 @@ def test_a_version_4_file_is_migrated_to_5_keeping_jobs_and_gaining_figures(
     supervisors = _dump(old, "SELECT id, hostname, pid FROM supervisors")
     app = litejobs.App(old)
     assert app.get_job(1) is not None  # opening migrates
-    assert _dump(old, "PRAGMA user_version") == [(SCHEMA_VERSION,)] and SCHEMA_VERSION == 7
+    assert _dump(old, "PRAGMA user_version") == [(SCHEMA_VERSION,)] and SCHEMA_VERSION == 8
     assert _dump(old, f"SELECT {JOB_COLUMNS} FROM jobs ORDER BY id") == jobs
     assert _dump(old, "SELECT * FROM attempts ORDER BY job_id, attempt") == attempts
     assert _dump(old, "SELECT id, hostname, pid FROM supervisors") == supervisors
@@ -435,7 +435,7 @@ def test_a_version_5_file_is_migrated_to_6_gaining_stored_schedules(tmp_path: Pa
     cron = _dump(old, "SELECT * FROM cron_fires") + _dump(old, "SELECT * FROM cron_entries")
     app = litejobs.App(old)
     assert app.get_job(1) is not None  # opening migrates
-    assert _dump(old, "PRAGMA user_version") == [(SCHEMA_VERSION,)] and SCHEMA_VERSION == 7
+    assert _dump(old, "PRAGMA user_version") == [(SCHEMA_VERSION,)] and SCHEMA_VERSION == 8
     assert _dump(old, f"SELECT {JOB_COLUMNS} FROM jobs ORDER BY id") == jobs
     assert _dump(old, "SELECT * FROM cron_fires") + _dump(
         old, "SELECT * FROM cron_entries") == cron
@@ -471,7 +471,7 @@ def test_a_version_6_file_is_migrated_to_7_gaining_flow_rates(tmp_path: Path) ->
     cron = _dump(old, "SELECT * FROM cron_fires") + _dump(old, "SELECT * FROM cron_entries")
     app = litejobs.App(old)
     assert app.get_job(1) is not None  # opening migrates
-    assert _dump(old, "PRAGMA user_version") == [(SCHEMA_VERSION,)] and SCHEMA_VERSION == 7
+    assert _dump(old, "PRAGMA user_version") == [(SCHEMA_VERSION,)] and SCHEMA_VERSION == 8
     assert _dump(old, f"SELECT {JOB_COLUMNS}, parked FROM jobs ORDER BY id") == jobs
     assert _dump(old, "SELECT * FROM cron_fires") + _dump(
         old, "SELECT * FROM cron_entries") == cron
@@ -490,6 +490,50 @@ def test_a_version_6_file_is_migrated_to_7_gaining_flow_rates(tmp_path: Path) ->
     assert run_until_idle(app, queues=["m7"]).succeeded == 1
     assert job.result(timeout=1) == 5
     assert _dump(old, "SELECT key, count(*) FROM flow_starts GROUP BY key") == [("host", 1)]
+
+
+def make_v7(path: Path) -> None:
+    """A version-7 file: make_v6's, upgraded by the version 6 -> 7 migration alone, with a
+    start in a queue's rate window and one in a flow key's (as version 7 counted them)."""
+    make_v6(path)
+    conn = apsw.Connection(str(path))
+    with conn:
+        migrate = MIGRATIONS[6]
+        assert isinstance(migrate, str)
+        conn.execute(migrate)
+        conn.execute("INSERT INTO rate_starts (queue, at) VALUES ('r', ?)", (NOW,))
+        conn.execute("INSERT INTO flow_starts (key, until) VALUES ('host', ?)", (NOW + 60,))
+        conn.execute("PRAGMA user_version = 7")
+    conn.close()
+
+
+def test_a_version_7_file_is_migrated_to_8_gaining_starts_not_yet_known(
+        tmp_path: Path) -> None:
+    old = tmp_path / "old.db"
+    make_v7(old)
+    assert "job_id" not in [r[1] for r in _dump(old, "PRAGMA table_info(rate_starts)")]
+    jobs = _dump(old, f"SELECT {JOB_COLUMNS}, parked FROM jobs ORDER BY id")
+    app = litejobs.App(old)
+    assert app.get_job(1) is not None  # opening migrates
+    assert _dump(old, "PRAGMA user_version") == [(SCHEMA_VERSION,)] and SCHEMA_VERSION == 8
+    assert _dump(old, f"SELECT {JOB_COLUMNS}, parked FROM jobs ORDER BY id") == jobs
+    # the starts already counted are starts of known time
+    assert _dump(old, "SELECT queue, at, job_id FROM rate_starts") == [("r", NOW, None)]
+    assert _dump(old, "SELECT key, until, job_id FROM flow_starts") == [("host", NOW + 60, None)]
+    assert _dump(old, "PRAGMA integrity_check") == [("ok",)]
+    fresh = tmp_path / "fresh.db"
+    Store(fresh).connection()
+    assert _structure(old) == _structure(fresh)
+    # a rated job sent ahead on the upgraded file: its start waits, then gets its time
+    store = app.store
+    store.insert_jobs([_newjob()], NOW)
+    limits = [QueueLimits("default", rate=(5, 1.0))]
+    (row,) = store.write(lambda tx: tx.claim(["s:1:w"], limits, NOW + 1, 30.0, 0))
+    assert row["unknown_start"] == 1
+    assert _dump(old, "SELECT job_id FROM rate_starts WHERE queue = 'default'") == [(row["id"],)]
+    store.write(lambda tx: tx.started([(row["id"], NOW + 2, 1)]))
+    assert _dump(old, "SELECT at, job_id FROM rate_starts WHERE queue = 'default'") == [
+        (NOW + 2, None)]
 
 
 def test_a_failed_migration_leaves_the_version_1_file_as_it_was(tmp_path: Path) -> None:

@@ -11,15 +11,19 @@ from typing import Any
 import apsw
 
 from litejobs.store import sql
-from litejobs.store.flowkeys import FlowKeysMixin
+from litejobs.store.flowkeys import FLOW_STARTED, FLOW_UNCLAIMED, FlowKeysMixin
 from litejobs.store.rows import QueueLimits, Row, _dicts, _id_list, _scalar
 from litejobs.validate import UNLIMITED
 
-__all__ = ["CLAIM_ROUNDS", "PARK_PER_CLAIM", "RATE_MARGIN", "ClaimsMixin", "best_first",
-           "sent_order"]
+__all__ = ["CLAIM_ROUNDS", "FLOW_RATED", "PARK_PER_CLAIM", "QUEUE_RATED", "RATE_MARGIN",
+           "ClaimsMixin", "best_first", "sent_order"]
 
 #: Extra seconds (at most 10% of the period) a rate window lasts beyond its period.
 RATE_MARGIN = 0.1
+#: A claimed row's ``unknown_start``: which windows wait to learn when the job began (it was
+#: sent ahead, behind a job its worker runs): its queue's rate, its flow key's rate.
+QUEUE_RATED = 1
+FLOW_RATED = 2
 
 
 def _claimed(row: Row) -> Row:
@@ -68,7 +72,7 @@ CLAIM_ROUNDS = 16
 
 #: A claim candidate: (-priority, run_at, id, queue, concurrency key, its limit, expiry, flow
 #: rate, its period); sorts best first. Expiry: the job has one (it may start only in a slot
-#: that starts at once, as may a job with a flow rate).
+#: that starts at once).
 _Candidate = tuple[int, float, int, str, str | None, int, bool, int | None, float]
 
 
@@ -95,6 +99,12 @@ class _Slots:
     def take(self) -> str:
         self.used += 1
         return self.names[self.used - 1]
+
+
+def _soonest(oldest: float | None, now: float) -> float:
+    """The oldest start in a window, for when it leaves: a start not yet known (+infinity)
+    is no sooner than now."""
+    return now if oldest is None or oldest > now else oldest
 
 
 def best_first(row: Mapping[str, Any]) -> tuple[int, float, int]:
@@ -141,9 +151,13 @@ class ClaimsMixin(FlowKeysMixin):
         room in its rate window gets it.
 
         ``worker_ids[ahead_from:]`` are places behind a job their worker is running (sent
-        ahead). A rate limit and an expiry are promises about starts, not claims, so jobs of a
-        rate-limited queue and jobs with an expiry only go to the slots before ``ahead_from``,
-        which start at once.
+        ahead). A rate limit and an expiry are promises about starts, not claims. A job with
+        an expiry only goes to the slots before ``ahead_from``, which start at once. A rated
+        job sent ahead starts when the job before it ends, which no claim knows: its start is
+        counted as not yet known (time +infinity, which every window counts) and its row
+        says so (``unknown_start``: ``QUEUE_RATED | FLOW_RATED``); its supervisor sets the
+        time once it learns the job began (``started``). Starts in the slots that start at
+        once are counted at the claim.
         """
         self.next_slot = None
         n = len(worker_ids)
@@ -162,9 +176,9 @@ class ClaimsMixin(FlowKeysMixin):
                 cap = min(cap, q.concurrency - running.get(q.name, 0))
             if q.rate is not None and cap > 0:
                 count, period = q.rate
-                # Starts are counted at claim; a job reaches its worker a few ms later, so the
-                # window is a little longer than the period and the limit also holds for the
-                # starts tasks see.
+                # Starts are counted at claim (or when known, for a job sent ahead); a job
+                # reaches its worker a few ms later, so the window is a little longer than the
+                # period and the limit also holds for the starts tasks see.
                 period += min(RATE_MARGIN, period * 0.1)
                 self.cursor.execute(sql.RATE_FORGET, (q.name, now - period))
                 self.cursor.execute(sql.RATE_CLAMP, (q.name, now))
@@ -172,7 +186,7 @@ class ClaimsMixin(FlowKeysMixin):
                     sql.RATE_WINDOW, (q.name, now - period)).fetchone() or (0, None)
                 if used >= count:
                     cap = 0
-                    self._slot(q.name, (oldest or now) + period, now)
+                    self._slot(q.name, _soonest(oldest, now) + period, now)
                 else:
                     cap = min(cap, count - used)
             if cap <= 0:
@@ -237,9 +251,9 @@ class ClaimsMixin(FlowKeysMixin):
                 break
             if caps[queue] <= 0:
                 continue
-            if workers.ahead and (expires or frate is not None
-                                  or limits[queue].rate is not None):
-                continue  # it would start only after the job before it: not in time
+            ahead = workers.ahead
+            if ahead and expires:
+                continue  # it would start only after the job before it: maybe not in time
             if ckey is not None:
                 taken = held_now.get(ckey)
                 if taken is None:  # first of its key in this batch: count the running ones
@@ -278,20 +292,25 @@ class ClaimsMixin(FlowKeysMixin):
             if row is None:
                 continue
             claimed.append(row)
+            unknown = job_id if ahead else None
+            if ahead:
+                row["unknown_start"] = ((QUEUE_RATED if rate is not None else 0)
+                                        | (FLOW_RATED if frate is not None else 0))
             if frate is not None:
                 assert ckey is not None
-                until = self._flow_start(ckey, fperiod, now)
+                until = self._flow_start(ckey, fperiod, now, unknown)
                 window = windows[ckey]
                 window[0] += 1
                 window[1] = min(window[1], until) if window[0] > 1 else until
                 if window[0] >= frate:  # full: the key's parked jobs come back at its end
                     self._flow_wait(ckey, window[1], now)
             if rate is not None:
-                self.cursor.execute(sql.RATE_START, (queue, now))
+                self.cursor.execute(sql.RATE_START, (queue, now, None) if unknown is None
+                                    else (queue, math.inf, unknown))
                 if caps[queue] == 0:
                     period = rate[1] + min(RATE_MARGIN, rate[1] * 0.1)
                     oldest = _scalar(self.cursor, sql.RATE_OLDEST, (queue, now - period))
-                    self._slot(queue, (oldest or now) + period, now)
+                    self._slot(queue, _soonest(oldest, now) + period, now)
         for worker, ids in batch.items():
             claimed.extend(map(_claimed, _dicts(self.cursor.execute(
                 sql.CLAIM_MANY, (worker, now + lease, now, _id_list(ids))))))
@@ -305,6 +324,24 @@ class ClaimsMixin(FlowKeysMixin):
                 for job_id, priority, run_at, ckey, climit, expires, frate, fperiod
                 in self.cursor.execute(sql.CLAIM_CANDIDATES, (queue, now, limit))]
 
+    def started(self, starts: Sequence[tuple[int, float, int]]) -> None:
+        """Jobs sent ahead, claimed with their start not yet known, began: ``(job_id, when,
+        unknown_start)`` each (``when``: the moment their supervisor learned it, no sooner
+        than they began). Their rows in the rate windows get that time. A job given back
+        unstarted in the same transaction (``unclaim``, recorded first) has no row left."""
+        cur = self.cursor
+        for job_id, at, which in starts:
+            if which & QUEUE_RATED:
+                cur.execute(sql.RATE_STARTED, (at, job_id))
+            if which & FLOW_RATED:
+                cur.execute(FLOW_STARTED, (at, RATE_MARGIN, job_id))
+
+    def settle_unknown_start(self, job_id: int, now: float) -> None:
+        """The job stopped running (its worker or supervisor died, or drain) with its start
+        maybe never reported: counted as begun ``now``, which is no sooner than it did."""
+        self.cursor.execute(sql.RATE_STARTED, (now, job_id))
+        self.cursor.execute(FLOW_STARTED, (now, RATE_MARGIN, job_id))
+
     def adopt_orphan_queues(self) -> int:
         """Give every queue with queued jobs a row (for listings and stats: claims find the
         queues with queued jobs from the jobs themselves)."""
@@ -317,6 +354,9 @@ class ClaimsMixin(FlowKeysMixin):
         their window and runs ``unpark_free`` (the supervisor calls this once a poll)."""
         self.cursor.execute(sql.EXPIRE_DUE, (now, now, limit))
         expired = self.cursor.connection.changes()
+        # the safety net under started/unclaim: a start never reported whose job no longer
+        # runs (cancelled while sent ahead, its supervisor rescued) is counted from now
+        self.cursor.execute(sql.RATE_LEFT, (now,))
         self.expire_tokens(now, limit)  # type: ignore[attr-defined]  # (WorkflowsTxMixin)
         self._flow_forget(now)
         self.unpark_free()
@@ -339,4 +379,9 @@ class ClaimsMixin(FlowKeysMixin):
         stopped worker's backlog) to queued, taking back the attempt number. Safe because only
         the supervisor that claimed it records its outcomes, and it has let go of it."""
         self.cursor.execute(sql.UNCLAIM, (job_id, attempt))
-        return self.cursor.connection.changes() == 1
+        if self.cursor.connection.changes() != 1:
+            return False
+        # it never started: a start counted for it (not yet known) is no start
+        self.cursor.execute(sql.RATE_UNCLAIMED, (job_id,))
+        self.cursor.execute(FLOW_UNCLAIMED, (job_id,))
+        return True

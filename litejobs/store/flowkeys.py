@@ -9,9 +9,15 @@ claimer learns the moment through ``next_slot``, as it learns a rate-limited que
 slot. A claim that fills a key's window writes the key's wait too: jobs of the key parked
 earlier have nothing else to bring them back. Parking is only a saving: every start is still
 checked against the window in the claim itself.
+
+A rated job sent ahead to a worker that runs another job starts when that job ends (schema 8):
+its row waits with ``until`` = +infinity and its ``job_id`` until its supervisor learns when it
+began (``Tx.started``); every window counts it meanwhile, and waits are measured from now.
 """
 
 from __future__ import annotations
+
+import math
 
 import apsw
 
@@ -21,9 +27,21 @@ __all__ = ["FLOW_DUE_PER_CLAIM", "FlowKeysMixin", "flow_window"]
 
 # The statements (schema 7). A start counts while `until` (its time + the window) is ahead.
 FLOW_WINDOW = "SELECT count(*), min(until) FROM flow_starts WHERE key = ? AND until > ?"
-FLOW_START = "INSERT INTO flow_starts (key, until) VALUES (?, ?)"
-# Starts recorded "in the future" (the wall clock stepped back since) count from now.
-FLOW_CLAMP = "UPDATE flow_starts SET until = ?2 WHERE key = ?1 AND until > ?2"
+FLOW_START = "INSERT INTO flow_starts (key, until, job_id) VALUES (?, ?, ?)"
+# Starts recorded "in the future" (the wall clock stepped back since) count from now; starts
+# not yet known wait for their time (FLOW_STARTED).
+FLOW_CLAMP = "UPDATE flow_starts SET until = ?2 WHERE key = ?1 AND until > ?2 AND job_id IS NULL"
+# A start not yet known gets its time ?1 (see sql.RATE_STARTED), its window from its job's
+# rate; the same at ?1 = now for the job's that stopped running without it (FLOW_LEFT).
+_FLOW_UNTIL = """?1 + coalesce((SELECT j.flow_period + min(?2, j.flow_period * 0.1)
+                               FROM jobs j WHERE j.id = flow_starts.job_id), 0)"""
+FLOW_STARTED = f"UPDATE flow_starts SET until = {_FLOW_UNTIL}, job_id = NULL WHERE job_id = ?3"
+FLOW_UNCLAIMED = "DELETE FROM flow_starts WHERE job_id = ?"
+FLOW_LEFT = f"""
+UPDATE flow_starts SET until = {_FLOW_UNTIL}, job_id = NULL
+WHERE job_id IS NOT NULL AND NOT EXISTS (
+    SELECT 1 FROM jobs WHERE jobs.id = flow_starts.job_id AND state = 'running')
+"""
 FLOW_FORGET = """
 DELETE FROM flow_starts WHERE rowid IN (SELECT rowid FROM flow_starts WHERE until <= ? LIMIT ?)
 """
@@ -117,6 +135,8 @@ class FlowKeysMixin:
                   ) -> tuple[int, float]:
         """(starts of ``key`` in its window now, when the oldest of them leaves it)."""
         used, until = self.cursor.execute(FLOW_WINDOW, (key, now)).fetchone() or (0, None)
+        if until is not None and math.isinf(until):
+            until = now + flow_window(period)  # (starts not yet known: none leaves sooner)
         if used >= count:
             # Starts "in the future" (the wall clock stepped back since) count as starting
             # now: left alone they would hold the window shut until the clock caught up.
@@ -124,6 +144,8 @@ class FlowKeysMixin:
             if self.cursor.connection.changes():
                 used, until = self.cursor.execute(
                     FLOW_WINDOW, (key, now)).fetchone() or (0, None)
+                if until is not None and math.isinf(until):
+                    until = now + flow_window(period)
         return int(used), float(until if until is not None else now)
 
     def _flow_wait(self, key: str, until: float, now: float) -> None:
@@ -132,10 +154,12 @@ class FlowKeysMixin:
         self.cursor.execute(FLOW_WAIT, (key, until, now))
         self._slot("", until, now)
 
-    def _flow_start(self, key: str, period: float, now: float) -> float:
-        """Record a start of ``key``; returns when it leaves the window."""
+    def _flow_start(self, key: str, period: float, now: float, unknown: int | None = None,
+                    ) -> float:
+        """Record a start of ``key`` (a start not yet known: of job ``unknown``); returns
+        when it leaves the window (for one not yet known, the soonest it can)."""
         until = now + flow_window(period)
-        self.cursor.execute(FLOW_START, (key, until))
+        self.cursor.execute(FLOW_START, (key, until if unknown is None else math.inf, unknown))
         return until
 
     def _flow_park(self, key: str, limit: int) -> int:
@@ -144,6 +168,8 @@ class FlowKeysMixin:
         return self.cursor.connection.changes()
 
     def _flow_forget(self, now: float, limit: int = 1000) -> int:
-        """Delete starts that left their window (the supervisor calls this once a poll)."""
+        """Delete starts that left their window (the supervisor calls this once a poll), and
+        give starts never reported (their job no longer runs) the time ``now``."""
+        self.cursor.execute(FLOW_LEFT, (now, _MARGIN))
         self.cursor.execute(FLOW_FORGET, (now, limit))
         return self.cursor.connection.changes()

@@ -23,7 +23,15 @@ from litejobs.store.schema import (
     _V4_COLUMNS,
     _WORKFLOWS,
 )
-from litejobs.store.tables import _FLOWS, _METRICS, _SCHEDULES, _V5_COLUMNS, _V7_COLUMNS
+from litejobs.store.tables import (
+    _FLOWS,
+    _METRICS,
+    _SCHEDULES,
+    _V5_COLUMNS,
+    _V7_COLUMNS,
+    _V8_COLUMNS,
+    _V8_INDEXES,
+)
 
 __all__ = ["MIGRATIONS"]
 
@@ -79,6 +87,13 @@ _MIGRATE_6_TO_7 = f"""
 {_FLOWS}
 """
 
+# Version 7 -> 8: starts not yet known (a column and an index on each window table). No
+# rebuild; the rows already there are starts of known time.
+_MIGRATE_7_TO_8 = f"""
+{_V8_COLUMNS}
+{_V8_INDEXES}
+"""
+
 
 def _widen_state_check(cur: Any) -> None:
     """Let the jobs table's state CHECK accept every state of this version."""
@@ -110,4 +125,5 @@ def _migrate_3_to_4(cur: Any) -> None:
 MIGRATIONS: dict[int, str | Callable[[Any], None]] = {
     1: _MIGRATE_1_TO_2, 2: _MIGRATE_2_TO_3,
     3: _migrate_3_to_4, 4: _MIGRATE_4_TO_5, 5: _SCHEDULES, 6: _MIGRATE_6_TO_7,
+    7: _MIGRATE_7_TO_8,
 }

@@ -8,12 +8,18 @@ is the schema version, and a file newer than this code is refused.
 from __future__ import annotations
 
 from litejobs.job import TRANSITIONS, State
-from litejobs.store.tables import _FLOWS, _METRICS, _SCHEDULES  # versions 5 to 7
+from litejobs.store.tables import (  # versions 5 to 8
+    _FLOWS,
+    _METRICS,
+    _SCHEDULES,
+    _V8_COLUMNS,
+    _V8_INDEXES,
+)
 
 __all__ = ["APPLICATION_ID", "IDENTITY", "SCHEMA", "SCHEMA_VERSION", "SQLITE_HEADER",
            "TOKEN_TASK"]
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 #: PRAGMA application_id of a litejobs file ("LJOB"): tells our files from other programs'.
 APPLICATION_ID = 0x4C4A4F42
 SQLITE_HEADER = b"SQLite format 3\x00"
@@ -274,7 +280,8 @@ CREATE TABLE jobs (
 {_JOB_TAGS}
 {_WORKFLOWS}
 
--- Start times of rate-limited queues' jobs: the sliding window each claim counts.
+-- Start times of rate-limited queues' jobs: the sliding window each claim counts (and, from
+-- version 8, job_id: a start not yet known, at = +infinity; see tables.py).
 CREATE TABLE rate_starts (
     queue TEXT NOT NULL,
     at    REAL NOT NULL
@@ -335,6 +342,8 @@ CREATE TABLE supervisors (
 {_METRICS}
 {_SCHEDULES}
 {_FLOWS}
+{_V8_COLUMNS}
+{_V8_INDEXES}
 """
 
 IDENTITY = (

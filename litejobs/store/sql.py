@@ -157,12 +157,23 @@ UPDATE jobs SET parked = 0 WHERE id IN (
 COUNT_WITH_KEY = "SELECT count(*) FROM jobs WHERE state = 'running' AND concurrency_key = ?"
 RUNNING_BY_QUEUE = "SELECT queue, count(*) FROM jobs WHERE state = 'running' GROUP BY queue"
 # Starts recorded "in the future" (the wall clock stepped back since) count as starting now:
-# left as they are they would keep the window full until the clock caught up.
-RATE_CLAMP = "UPDATE rate_starts SET at = ?2 WHERE queue = ?1 AND at > ?2"
+# left as they are they would keep the window full until the clock caught up. Starts not yet
+# known (job_id set, at = +infinity) wait for their time (RATE_STARTED).
+RATE_CLAMP = "UPDATE rate_starts SET at = ?2 WHERE queue = ?1 AND at > ?2 AND job_id IS NULL"
 RATE_WINDOW = "SELECT count(*), min(at) FROM rate_starts WHERE queue = ? AND at > ?"
 RATE_OLDEST = "SELECT min(at) FROM rate_starts WHERE queue = ? AND at > ?"
 RATE_FORGET = "DELETE FROM rate_starts WHERE queue = ? AND at <= ?"
-RATE_START = "INSERT INTO rate_starts (queue, at) VALUES (?, ?)"
+RATE_START = "INSERT INTO rate_starts (queue, at, job_id) VALUES (?, ?, ?)"
+# A job sent ahead began (its supervisor saw the job before it end) at ?1; or it was given
+# back unstarted (RATE_UNCLAIMED), or it stopped running with its start never reported: a
+# supervisor or worker died (RATE_LEFT, at ?1 = now: it may have begun any time before).
+RATE_STARTED = "UPDATE rate_starts SET at = ?, job_id = NULL WHERE job_id = ?"
+RATE_UNCLAIMED = "DELETE FROM rate_starts WHERE job_id = ?"
+RATE_LEFT = """
+UPDATE rate_starts SET at = ?, job_id = NULL
+WHERE job_id IS NOT NULL
+  AND NOT EXISTS (SELECT 1 FROM jobs WHERE jobs.id = rate_starts.job_id AND state = 'running')
+"""
 EXPIRE_DUE = """
 UPDATE jobs SET state = 'cancelled', finished_at = ?,
     error = 'expired: not started within ' || printf('%g', expires_at - run_at)

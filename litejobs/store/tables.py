@@ -1,5 +1,5 @@
-"""The tables of schema versions 5 to 7 (operating, schedules, flow keys): what schema.py's
-SCHEMA and the migrations that add them to older files share."""
+"""The tables of schema versions 5 to 8 (operating, schedules, flow keys, starts not yet
+known): what schema.py's SCHEMA and the migrations that add them to older files share."""
 
 from __future__ import annotations
 
@@ -78,4 +78,19 @@ CREATE TABLE flow_waits (
 ) WITHOUT ROWID;
 CREATE INDEX flow_waits_until ON flow_waits (until);
 CREATE INDEX flow_waits_since ON flow_waits (since);
+"""
+
+# 8: starts not yet known. A rated job sent ahead to a worker that still runs another job
+# starts when that job ends, which its claim cannot know: its row in `rate_starts` (or
+# `flow_starts`) is written with the time +infinity, which every window counts, and its
+# `job_id`; the supervisor that learns the job began sets the time (Tx.started) and clears
+# `job_id`. A row of a known start has job_id NULL, so the index holds only the unknown ones.
+# Fresh files get the columns by the same ALTER TABLE: one shape whatever a file's history.
+_V8_COLUMNS = """
+ALTER TABLE rate_starts ADD COLUMN job_id INTEGER;
+ALTER TABLE flow_starts ADD COLUMN job_id INTEGER;
+"""
+_V8_INDEXES = """
+CREATE INDEX rate_starts_job ON rate_starts (job_id) WHERE job_id IS NOT NULL;
+CREATE INDEX flow_starts_job ON flow_starts (job_id) WHERE job_id IS NOT NULL;
 """
