@@ -5,7 +5,9 @@ A claim is one statement (``sql.CLAIM``): each queue's best claimable jobs, lock
 then the best of all handed one per worker. A queue with a concurrency or rate limit has its
 row in ``queues`` locked first (``FOR UPDATE``, in name order): its running jobs and its rate
 window's starts (``rate_starts``, on the server's clock) are counted under that lock, so both
-limits are exact across every claimer, whatever host it runs on.
+limits are exact across every claimer, whatever host it runs on. Jobs with a concurrency key
+are picked first, each key under an advisory lock that is never waited for (``_keyed``), and
+join the same statement, so priorities hold between them and the others.
 """
 
 from __future__ import annotations
