@@ -157,7 +157,7 @@ class PostgresStore(PgConnections, PgSchedulesMixin, PgFactsMixin, PgCountsMixin
             rows = conn.execute(sql.SELECT_ATTEMPTS, (job_id,)).fetchall()
             return rows, conn.execute(sql.SELECT_JOB, (job_id,)).fetchone()
 
-        rows, job = self._transaction(read)  # one snapshot... of one transaction at least
+        rows, job = self._transaction(read)  # one round of the pool, not one snapshot
         out = [Attempt(r["attempt"], r["outcome"], r["started_at"], r["finished_at"],
                        r["error"], r["traceback"], r["worker"]) for r in rows]
         if job is not None and job["state"] in ("running", "succeeded") and (
