@@ -77,21 +77,32 @@ def test_a_supervisors_clock_does_not_matter(store: Any) -> None:
 # --- connections --------------------------------------------------------------------------------
 
 
+def terminate_clients(pg_server: str) -> int:
+    """End every other client's connection to the test database, as a server restart would."""
+    with psycopg.connect(pg_server, autocommit=True) as admin:
+        return int(admin.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid() "
+            "AND backend_type = 'client backend'").fetchone()[0])
+
+
 def test_lost_connection_is_a_storage_error_and_the_next_call_reconnects(
         store: Any, pg_server: str) -> None:
     now = time.time()
     first = store.insert_job(job(now), now)
-    with psycopg.connect(pg_server, autocommit=True) as admin:
-        killed = admin.execute(
-            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-            "WHERE datname = current_database() AND pid <> pg_backend_pid() "
-            "AND backend_type = 'client backend'").fetchone()[0]
-    assert killed >= 1
+    assert terminate_clients(pg_server) >= 1
     with pytest.raises(StorageError) as caught:
         store.get_job(first["id"])
     assert "lost the connection to PostgreSQL" in one_line(caught.value)
     assert store.get_job(first["id"])["id"] == first["id"]  # reconnected
     assert store.insert_job(job(now), now)["id"] > first["id"]
+    # the one-statement enqueue (autocommit) too: one line, then a connection that works
+    terminate_clients(pg_server)
+    with pytest.raises(StorageError) as caught:
+        store.insert_job(job(now), now)
+    assert "lost the connection to PostgreSQL" in one_line(caught.value)
+    assert store.insert_job(job(now), now)["id"] > first["id"]
+    assert store.write(lambda tx: tx.queues()) == [("default", False)]  # in a transaction
 
 
 def test_a_refused_statement_is_one_line_and_nothing_is_committed(pg_url: str) -> None:

@@ -93,8 +93,12 @@ class PostgresStore(PgConnections, PgSchedulesMixin, PgFactsMixin, PgCountsMixin
         return self.write(lambda tx: tx.insert_many(jobs, now))
 
     def insert_job(self, job: NewJob, now: float) -> Mapping[str, Any]:
-        """``insert_jobs`` for one job."""
-        return self.write(lambda tx: tx.insert(job, now))
+        """``insert_jobs`` for one job. The common one (no key, no tags, a queue known to
+        exist) is one statement in autocommit: twice the enqueues a second of a transaction."""
+        if (job.key is not None or job.tags is not None or job.flow_rate is not None
+                or job.queue not in self._queues):
+            return self.write(lambda tx: tx.insert(job, now))
+        return self._statement(lambda conn: PgTx(conn, self._queues).insert(job, now))
 
     # --- Supervising -----------------------------------------------------------------------------
 
