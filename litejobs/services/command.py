@@ -40,6 +40,8 @@ FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 #: Seconds the command gets, once the supervisor has drained, before its process group is
 #: killed (it had the SIGTERM since the drain began).
 STOP_WAIT = 10.0
+#: A command that exits 0 sooner than this after its start most likely daemonized itself.
+DAEMON_HINT_WITHIN = 5.0
 
 
 def resolve(argv: Sequence[str]) -> list[str]:
@@ -98,6 +100,7 @@ class Command(Service):
         self.signalled = False  # it was sent a stopping signal: its exit is not its own
         #: The exit status when the command ended by itself (or could not start), else None.
         self.status: int | None = None
+        self.started = 0.0  # monotonic, when it was started
         self._old: dict[int, Any] = {}
 
     def run_once(self, now: float) -> int:
@@ -115,6 +118,7 @@ class Command(Service):
                 self.status = 1
                 self.supervisor.drain("the command could not start")
                 return 0
+            self.started = time.monotonic()
             log.info("started the command (pid %d): %s", self.proc.pid, " ".join(self.argv))
             return 1
         code = self.proc.poll()
@@ -128,8 +132,16 @@ class Command(Service):
         self.status = exit_status(code)
         how = ("on the SIGHUP passed on to it" if code == -signal.SIGHUP
                else "by itself")  # a server without a reload on SIGHUP (uvicorn) dies of it
-        log.warning("the command (pid %d) exited %s with status %d: draining",
-                    self.proc.pid, how, self.status)
+        ran = time.monotonic() - self.started
+        hint = ""
+        if code == 0 and ran < DAEMON_HINT_WITHIN:
+            # gunicorn --daemon, `service x start`: the server forked away and runs on in a
+            # session of its own, out of reach, enqueueing jobs that no worker will run
+            hint = (f" after {ran:.1f} s: a command that daemonizes itself (gunicorn "
+                    "--daemon, a service script) cannot be supervised; run it in the "
+                    "foreground (stop any copy it left running)")
+        log.warning("the command (pid %d) exited %s with status %d%s", self.proc.pid, how,
+                    self.status, hint)
         self.supervisor.drain(f"the command exited with status {self.status}")
         return 0
 
