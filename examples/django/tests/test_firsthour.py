@@ -142,3 +142,18 @@ def test_an_unknown_backend_alias_names_the_ones_there_are(tmp_path: Path) -> No
     assert done.returncode == 1
     assert done.stderr.count("\n") == 1, done.stderr
     assert "TASKS has no backend 'other' (it has 'default')" in done.stderr
+
+
+def test_a_rate_limit_without_a_key_is_refused_where_the_task_is_defined() -> None:
+    """`@task(rate_limit="5/s")` (README's own example) was accepted, then every enqueue
+    raised a ValueError asking for flow_key=, which a Django task cannot take."""
+    from django.tasks import task
+    from django.tasks.exceptions import InvalidTask
+
+    from tests import ported_tasks as t
+
+    for options in ({"rate_limit": "5/s"}, {"concurrency_limit": 2}):
+        with pytest.raises(InvalidTask, match=r"give concurrency_key= too"):
+            task(**options)(t.calculate_meaning_of_life.func)
+    keyed = task(rate_limit="5/s", concurrency_key="smtp")(t.calculate_meaning_of_life.func)
+    assert keyed.rate_limit == "5/s"

@@ -139,6 +139,14 @@ class LitejobsBackend(BaseTaskBackend):  # type: ignore[misc]  # Django ships no
                 rate_limit=values.get("rate_limit"))
             if values.get("key") is not None:
                 check_name("key", values["key"])
+            if values.get("concurrency_key") is None and (
+                    values.get("rate_limit") is not None
+                    or values.get("concurrency_limit") is not None):
+                # else every enqueue fails, naming litejobs' flow_key= (no Django option)
+                raise ValueError(
+                    "rate_limit and concurrency_limit limit the jobs of one key: give "
+                    "concurrency_key= too (a whole queue's limits go in litejobs.toml's "
+                    "[queues.NAME])")
             self.bridge.register(task)
         except (TypeError, ValueError) as exc:
             raise InvalidTask(f"{task.module_path}: {exc}") from None
