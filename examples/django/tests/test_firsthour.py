@@ -157,3 +157,13 @@ def test_a_rate_limit_without_a_key_is_refused_where_the_task_is_defined() -> No
             task(**options)(t.calculate_meaning_of_life.func)
     keyed = task(rate_limit="5/s", concurrency_key="smtp")(t.calculate_meaning_of_life.func)
     assert keyed.rate_limit == "5/s"
+
+
+def test_a_relative_database_path_is_refused(tmp_path: Path) -> None:
+    """A relative path is resolved against each process's working directory: a web server
+    started from elsewhere would write its jobs into a file no supervisor serves."""
+    root = project(tmp_path / "p", options="{'database': 'jobs.db'}")
+    done = manage(root, "shell", "-c", "import qshop.tasks")
+    assert done.returncode != 0
+    last = done.stderr.strip().splitlines()[-1]
+    assert "['OPTIONS']['database'] must be an absolute path (e.g. BASE_DIR / 'jobs.db')" in last

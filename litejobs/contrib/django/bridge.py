@@ -112,6 +112,13 @@ def bridge_for(alias: str, options: Mapping[str, Any]) -> Bridge:
         raise ImproperlyConfigured(
             f"TASKS[{alias!r}]['OPTIONS']['database'] must name the litejobs SQLite file "
             f"(e.g. BASE_DIR / 'jobs.db'), not {database!r}")
+    if not os.path.isabs(os.fspath(database)):
+        # each process would resolve it against its own working directory: a web server
+        # started elsewhere than `manage.py litejobs run` would enqueue into another file
+        raise ImproperlyConfigured(
+            f"TASKS[{alias!r}]['OPTIONS']['database'] must be an absolute path (e.g. "
+            f"BASE_DIR / {os.fspath(database)!r}), not {os.fspath(database)!r}: a relative "
+            "one names a different file in each working directory")
     path = os.path.abspath(os.fspath(database))
     with _LOCK:
         bridge = _BRIDGES.get((alias, path))
