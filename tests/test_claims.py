@@ -373,3 +373,15 @@ def test_a_flow_key_start_sent_ahead_counts_from_when_it_began(store: Store) -> 
         NOW + 100 + 10.0 + claims_module.RATE_MARGIN]
     assert len(claim(store, NOW + 100.5)) == 1
     assert claim(store, NOW + 101) == []
+
+
+def test_many_starts_learned_at_once_each_get_their_own_time(store: Store) -> None:
+    rated = {"r": QueueLimits("r", rate=(10, 10.0))}
+    store.insert_jobs([job("r") for _ in range(6)], NOW - 10)
+    rows = store.write(lambda tx: tx.claim(WORKERS, served(tx, limits=rated), NOW, LEASE, 1))
+    assert [r.get("unknown_start") for r in rows] == [None, 1, 1, 1]
+    ids = [int(r["id"]) for r in rows[1:]]
+    store.write(lambda tx: tx.started([(i, NOW + 1 + k, claims_module.QUEUE_RATED)
+                                       for k, i in enumerate(ids)]))
+    assert sorted(r[0] for r in store.connection().execute(
+        "SELECT at FROM rate_starts WHERE job_id IS NULL")) == [NOW, NOW + 1, NOW + 2, NOW + 3]

@@ -242,10 +242,13 @@ class ClaimsMixin(FlowKeysMixin):
         parked = 0
         parked_keys: set[str] = set()
         rate_parked: set[str] = set()
-        # Jobs with no key and no rate limit are claimed together, one statement per worker,
-        # after the loop: a statement per job cost the supervisor more than the rest of a
-        # claim. The others are claimed one by one because each changes what the next may do.
+        # Jobs with no key are claimed together, one statement per worker, after the loop: a
+        # statement per job cost the supervisor more than the rest of a claim (a queue's rate
+        # is in its cap already). The others are claimed one by one because each changes what
+        # the next may do.
         batch: dict[str, list[int]] = {}
+        rated: dict[int, tuple[str, bool]] = {}  # the batch's rated jobs: queue, sent ahead
+        starts: dict[str, tuple[list[int], list[int]]] = {}  # rated: (known, not yet known)
         for _, _, job_id, queue, ckey, climit, expires, frate, fperiod in candidates:
             if workers.left == 0:
                 break
@@ -284,37 +287,59 @@ class ClaimsMixin(FlowKeysMixin):
                 held_now[ckey] = taken + 1
             caps[queue] -= 1
             rate = limits[queue].rate
-            if ckey is None and rate is None:
+            if ckey is None:
                 batch.setdefault(workers.take(), []).append(job_id)
+                if rate is not None:
+                    rated[job_id] = (queue, ahead)
                 continue
             row = next(map(_claimed, _dicts(self.cursor.execute(
                 sql.CLAIM, (workers.take(), now + lease, now, job_id)))), None)
             if row is None:
                 continue
             claimed.append(row)
-            unknown = job_id if ahead else None
             if ahead:
                 row["unknown_start"] = ((QUEUE_RATED if rate is not None else 0)
                                         | (FLOW_RATED if frate is not None else 0))
             if frate is not None:
                 assert ckey is not None
-                until = self._flow_start(ckey, fperiod, now, unknown)
+                until = self._flow_start(ckey, fperiod, now, job_id if ahead else None)
                 window = windows[ckey]
                 window[0] += 1
                 window[1] = min(window[1], until) if window[0] > 1 else until
                 if window[0] >= frate:  # full: the key's parked jobs come back at its end
                     self._flow_wait(ckey, window[1], now)
             if rate is not None:
-                self.cursor.execute(sql.RATE_START, (queue, now, None) if unknown is None
-                                    else (queue, math.inf, unknown))
-                if caps[queue] == 0:
-                    period = rate[1] + min(RATE_MARGIN, rate[1] * 0.1)
-                    oldest = _scalar(self.cursor, sql.RATE_OLDEST, (queue, now - period))
-                    self._slot(queue, _soonest(oldest, now) + period, now)
+                starts.setdefault(queue, ([], []))[1 if ahead else 0].append(job_id)
         for worker, ids in batch.items():
-            claimed.extend(map(_claimed, _dicts(self.cursor.execute(
+            rows = list(map(_claimed, _dicts(self.cursor.execute(
                 sql.CLAIM_MANY, (worker, now + lease, now, _id_list(ids))))))
+            claimed.extend(rows)
+            if rated:
+                for row in rows:
+                    job = rated.get(row["id"])
+                    if job is not None:
+                        if job[1]:
+                            row["unknown_start"] = QUEUE_RATED
+                        starts.setdefault(job[0], ([], []))[1 if job[1] else 0].append(row["id"])
+        self._rate_starts(starts, limits, caps, now)
         return parked
+
+    def _rate_starts(self, starts: Mapping[str, tuple[list[int], list[int]]],
+                     limits: Mapping[str, QueueLimits], caps: Mapping[str, int],
+                     now: float) -> None:
+        """Count a claim's starts in their queues' windows, ``(known, not yet known)`` job ids
+        by queue (one statement each), and note when a queue they filled has room again."""
+        for queue, (known, ahead) in starts.items():
+            if known:
+                self.cursor.execute(sql.RATE_START_MANY, (queue, now, None, _id_list(known)))
+            if ahead:
+                self.cursor.execute(sql.RATE_START_MANY, (queue, math.inf, True,
+                                                          _id_list(ahead)))
+            rate = limits[queue].rate
+            if caps[queue] == 0 and rate is not None:
+                period = rate[1] + min(RATE_MARGIN, rate[1] * 0.1)
+                oldest = _scalar(self.cursor, sql.RATE_OLDEST, (queue, now - period))
+                self._slot(queue, _soonest(oldest, now) + period, now)
 
     def _candidates(self, queue: str, now: float, limit: int) -> list[_Candidate]:
         """The best ``limit`` claimable jobs of a queue (keys already at their limit and
@@ -330,9 +355,13 @@ class ClaimsMixin(FlowKeysMixin):
         than they began). Their rows in the rate windows get that time. A job given back
         unstarted in the same transaction (``unclaim``, recorded first) has no row left."""
         cur = self.cursor
+        queued = [(job_id, at) for job_id, at, which in starts if which & QUEUE_RATED]
+        if len(queued) == 1:
+            cur.execute(sql.RATE_STARTED, (queued[0][1], queued[0][0]))
+        elif queued:
+            cur.execute(sql.RATE_STARTED_MANY,
+                        ("[" + ",".join(f"[{int(i)},{float(at)!r}]" for i, at in queued) + "]",))
         for job_id, at, which in starts:
-            if which & QUEUE_RATED:
-                cur.execute(sql.RATE_STARTED, (at, job_id))
             if which & FLOW_RATED:
                 cur.execute(FLOW_STARTED, (at, RATE_MARGIN, job_id))
 

@@ -163,11 +163,20 @@ RATE_CLAMP = "UPDATE rate_starts SET at = ?2 WHERE queue = ?1 AND at > ?2 AND jo
 RATE_WINDOW = "SELECT count(*), min(at) FROM rate_starts WHERE queue = ? AND at > ?"
 RATE_OLDEST = "SELECT min(at) FROM rate_starts WHERE queue = ? AND at > ?"
 RATE_FORGET = "DELETE FROM rate_starts WHERE queue = ? AND at <= ?"
-RATE_START = "INSERT INTO rate_starts (queue, at, job_id) VALUES (?, ?, ?)"
+# One row per job id of a JSON array; job_id kept (?3 true) for starts not yet known.
+RATE_START_MANY = """
+INSERT INTO rate_starts (queue, at, job_id)
+SELECT ?1, ?2, CASE WHEN ?3 THEN value END FROM json_each(?4)
+"""
 # A job sent ahead began (its supervisor saw the job before it end) at ?1; or it was given
 # back unstarted (RATE_UNCLAIMED), or it stopped running with its start never reported: a
 # supervisor or worker died (RATE_LEFT, at ?1 = now: it may have begun any time before).
 RATE_STARTED = "UPDATE rate_starts SET at = ?, job_id = NULL WHERE job_id = ?"
+# RATE_STARTED for many: a JSON array of [job id, time] (one index seek each).
+RATE_STARTED_MANY = """
+UPDATE rate_starts SET at = s.value ->> 1, job_id = NULL
+FROM json_each(?) AS s WHERE rate_starts.job_id = s.value ->> 0
+"""
 RATE_UNCLAIMED = "DELETE FROM rate_starts WHERE job_id = ?"
 RATE_LEFT = """
 UPDATE rate_starts SET at = ?, job_id = NULL
