@@ -11,6 +11,7 @@ import click
 from litejobs.cli.admin import check, doctor, init, queues, stats
 from litejobs.cli.cron import cron
 from litejobs.cli.jobs import cancel, enqueue, explain, jobs, purge, retry, show
+from litejobs.cli.migrate_store import migrate_store
 from litejobs.cli.operate import backup, health
 from litejobs.cli.run import run
 from litejobs.cli.serve import serve
@@ -26,5 +27,5 @@ def main() -> None:
 
 
 for _command in (run, init, check, enqueue, jobs, show, retry, cancel, purge, queues, explain,
-                 stats, doctor, cron, workflows, token, serve, health, backup):
+                 stats, doctor, cron, workflows, token, serve, health, backup, migrate_store):
     main.add_command(_command)
