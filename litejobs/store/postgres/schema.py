@@ -14,9 +14,9 @@ Decisions, and why:
   rewrites the text (spacing, key order, duplicate keys), and a job's arguments must reach its
   worker byte for byte as enqueued.
 - ``parked`` is a boolean (SQLite's 0/1).
-- The transition trigger repeats ``litejobs.job.TRANSITIONS``, as the SQLite schema's does.
-  The workflow triggers (fan-in, cascade) and the unpark trigger are not here yet: the store
-  refuses what would need them (see the package docstring).
+- The transition trigger repeats ``litejobs.job.TRANSITIONS``, as the SQLite schema's does;
+  the workflow triggers (fan-in, cascade) are ``flows.FLOW_TRIGGERS``. There is no unpark
+  trigger: this store does not park jobs.
 
 The schema lives in the connection's current schema (the first of its ``search_path``), so
 one database can hold several litejobs stores, one per schema.
@@ -25,6 +25,7 @@ one database can hold several litejobs stores, one per schema.
 from __future__ import annotations
 
 from litejobs.job import TRANSITIONS, State
+from litejobs.store.postgres.flows import FLOW_TRIGGERS
 
 __all__ = ["MIGRATIONS", "SCHEMA", "SCHEMA_VERSION"]
 
@@ -246,7 +247,7 @@ CREATE TABLE flow_waits (
     until double precision NOT NULL,
     since double precision NOT NULL
 );
-"""
+""" + FLOW_TRIGGERS
 
 #: ``MIGRATIONS[v]`` takes a schema at version ``v`` to ``v + 1`` (none yet: version 1 is the
 #: first; until the store ships, version 1 itself may still change).

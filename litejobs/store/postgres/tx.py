@@ -15,6 +15,7 @@ from litejobs.store.postgres.bell import RING
 from litejobs.store.postgres.claims import PgClaimsMixin
 from litejobs.store.postgres.cron import PgCronMixin
 from litejobs.store.postgres.figures import PgFiguresMixin
+from litejobs.store.postgres.flows import PgFlowsMixin
 from litejobs.store.postgres.inserts import PgInsertsMixin
 from litejobs.store.postgres.upkeep import PgUpkeepMixin
 from litejobs.store.rows import Row, _like_prefix
@@ -30,7 +31,8 @@ def _ago(t: float | None, now: float) -> float | None:
     return None if t is None else float(now - t)
 
 
-class PgTx(PgClaimsMixin, PgInsertsMixin, PgCronMixin, PgUpkeepMixin, PgFiguresMixin):
+class PgTx(PgClaimsMixin, PgInsertsMixin, PgCronMixin, PgUpkeepMixin, PgFiguresMixin,
+           PgFlowsMixin):
     """The statements a supervisor (or a producer) runs inside one PostgreSQL transaction."""
 
     def __init__(self, conn: psycopg.Connection[Any], queues_seen: set[str] | None = None,

@@ -1,0 +1,179 @@
+"""Workflow runs outside the supervisor's transaction in the PostgreSQL store (``Workflows``):
+writing a run, tokens, cancelling a run, the reads behind ``WorkflowRun``, ``litejobs
+workflows`` and ``show``; and the operator's retry, which revives what a retried step had
+cancelled (the SQLite store's ``StoreAdmin.retry``/``retry_many``)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from litejobs.store.flows import StepRow, run_state
+from litejobs.store.postgres import sql
+from litejobs.store.postgres.tx import PgTx
+from litejobs.store.rows import Row
+from litejobs.store.schema import TOKEN_TASK
+
+if TYPE_CHECKING:
+    import psycopg
+
+__all__ = ["PgRunsMixin"]
+
+T = TypeVar("T")
+
+SELECT_RUN = "SELECT id, name, created_at, cancelled_at FROM workflows WHERE id = %s"
+RUN_COUNTS = "SELECT state, count(*) AS n FROM jobs WHERE workflow = %s GROUP BY state"
+LIST_RUNS = """
+SELECT w.id, w.name, w.created_at, w.cancelled_at,
+       (SELECT json_object_agg(state, n) FROM (
+            SELECT state, count(*) AS n FROM jobs WHERE workflow = w.id GROUP BY state) c)
+           AS counts
+FROM workflows w ORDER BY w.id DESC LIMIT %s
+"""
+RUN_SINKS = f"""
+SELECT j.id FROM jobs j
+WHERE j.workflow = %s AND j.continuation IS NULL AND j.task != '{TOKEN_TASK}'
+  AND NOT EXISTS (SELECT 1 FROM job_deps d WHERE d.upstream = j.id)
+ORDER BY j.id
+"""
+UPSTREAM_OF = "SELECT upstream FROM job_deps WHERE job_id = %s ORDER BY position"
+DOWNSTREAM_OF = "SELECT job_id FROM job_deps WHERE upstream = %s ORDER BY job_id"
+# A token is left waiting: another run may wait on it too.
+RUN_PENDING = f"""
+SELECT id FROM jobs WHERE workflow = %s
+  AND state IN ('waiting', 'scheduled', 'queued', 'running') AND task != '{TOKEN_TASK}'
+ORDER BY id
+"""
+CANCEL_RUN = f"""
+UPDATE workflows SET cancelled_at = {sql.NOW} WHERE id = %s AND cancelled_at IS NULL
+"""
+
+
+class PgRunsMixin:
+    """``PostgresStore``'s workflow operations outside the supervisor, and its retry."""
+
+    if TYPE_CHECKING:
+        def _read(self, statement: str, params: Any = ()) -> list[Row]: ...
+
+        def write(self, fn: Callable[[PgTx], T]) -> T: ...
+
+        def _transaction(self, fn: Callable[[psycopg.Connection[Any]], T]) -> T: ...
+
+    def run(self, run_id: int) -> Row | None:
+        """A run: id, name, created_at, cancelled_at, counts (by state), state."""
+        rows = self._read(SELECT_RUN, (run_id,))
+        if not rows:
+            return None
+        row = rows[0]
+        counts = {str(r["state"]): int(r["n"]) for r in self._read(RUN_COUNTS, (run_id,))}
+        row["counts"] = counts
+        row["state"] = run_state(counts, row["cancelled_at"] is not None)
+        return row
+
+    def runs(self, limit: int = 50, state: str | None = None) -> list[Row]:
+        """Runs newest first (at most ``limit`` scanned), each with counts and state."""
+        out: list[Row] = []
+        for row in self._read(LIST_RUNS, (limit,)):
+            counts = {str(k): int(v) for k, v in (row.pop("counts") or {}).items()}
+            row["counts"] = counts
+            row["state"] = run_state(counts, row["cancelled_at"] is not None)
+            if state is None or row["state"] == state:
+                out.append(row)
+        return out
+
+    def run_sinks(self, run_id: int) -> list[int]:
+        return [int(r["id"]) for r in self._read(RUN_SINKS, (run_id,))]
+
+    def upstream_of(self, job_id: int) -> list[int]:
+        return [int(r["upstream"]) for r in self._read(UPSTREAM_OF, (job_id,))]
+
+    def downstream_of(self, job_id: int) -> list[int]:
+        return [int(r["job_id"]) for r in self._read(DOWNSTREAM_OF, (job_id,))]
+
+    def write_run(self, name: str | None, steps: Sequence[StepRow], now: float,
+                  ) -> tuple[int, list[int]]:
+        """Write a run and every step in one transaction."""
+        return self.write(lambda tx: tx.insert_run(name, steps, now))
+
+    def create_token(self, timeout: float | None, now: float) -> int:
+        return int(self.write(lambda tx: tx.create_token(timeout, now)))
+
+    def complete_token(self, token: int, data: str, now: float) -> str | None:
+        return self.write(lambda tx: tx.complete_token(token, data, now))
+
+    def cancel_run(self, run_id: int, reason: str, now: float) -> list[int]:
+        """Cancel the run: every step not yet ended, running ones included (their
+        supervisors stop them), in one transaction. Returns the ids it cancelled."""
+
+        def work(conn: psycopg.Connection[Any]) -> list[int]:
+            ids = [int(r["id"]) for r in conn.execute(RUN_PENDING, (run_id,)).fetchall()]
+            if not ids:
+                return ids  # it had ended: it stays succeeded (or failed)
+            conn.execute(CANCEL_RUN, (run_id,))
+            conn.execute(sql.RECORD_CANCELLED_ATTEMPTS, (reason, ids))
+            conn.execute(sql.CANCEL_JOBS, (reason, ids))
+            return ids
+
+        return self._transaction(work)
+
+    # --- the operator's retry --------------------------------------------------------------------
+
+    def retry(self, job_id: int, retries: int, now: float) -> bool:
+        """Put a failed or cancelled job back to queued with ``retries`` more retries (a
+        workflow step: the steps it cancelled wait again). Raises ValueError for a step whose
+        upstream step has not succeeded, and for a token."""
+        blocked: list[tuple[int, int | None, str]] = []
+        done = self.retry_many([job_id], retries, now, blocked)
+        for _, upstream, task in blocked:
+            if task == TOKEN_TASK:
+                raise ValueError(f"job {job_id} is a token, which is not retried: create a new "
+                                 "token (app.create_token) and enqueue the steps after it again")
+            raise ValueError(self._blocked_advice(job_id, upstream))
+        return done == 1
+
+    def retry_many(self, ids: Sequence[int], retries: int, now: float,
+                   blocked: list[tuple[int, int | None, str]] | None = None) -> int:
+        """Manual retry of many failed or cancelled jobs, in one short transaction. Workflow
+        steps whose upstream steps have not all succeeded, and tokens, are left as they are
+        (listed in ``blocked``: id, the upstream step, task); the steps a retried one had
+        cancelled go back to waiting."""
+        id_list = [int(i) for i in ids]
+
+        def retry(tx: PgTx) -> tuple[int, list[tuple[int, int | None, str]]]:
+            stuck = tx.blocked_steps(id_list)
+            skip = {job_id for job_id, _, _ in stuck}
+            todo = [i for i in id_list if i not in skip]
+            n = tx.wait_again(todo, retries)
+            n += tx.conn.execute(sql.RETRY_JOBS, (retries + 1, todo)).rowcount
+            tx.revive(todo)
+            return n, stuck
+
+        n, stuck = self.write(retry)
+        if blocked is not None:
+            blocked[:] = stuck
+        return int(n)
+
+    def _blocked_advice(self, job_id: int, upstream: int | None) -> str:
+        """What to retry instead: the failed step at the root of what blocks ``job_id``, or
+        the token that ended."""
+
+        def walk(conn: psycopg.Connection[Any]) -> tuple[int, str, str] | None:
+            tx = PgTx(conn)
+            root = tx.blocker(job_id)
+            for _ in range(100_000):  # a chain of steps is finite; this bounds a broken one
+                if root is None or root[2] == TOKEN_TASK or root[1] == "failed":
+                    break
+                deeper = tx.blocker(root[0])
+                if deeper is None:
+                    break
+                root = deeper
+            return root
+
+        root = self._transaction(walk)
+        head = f"job {job_id} waits on step {upstream}, which has not succeeded"
+        if root is None:
+            return f"{head}: retry it first"
+        if root[2] == TOKEN_TASK:
+            return (f"{head}: it waits on token {root[0]}, which {root[1]} (a token is not "
+                    "retried): create a new token and enqueue the steps after it again")
+        return f"{head}: retry {root[0]} instead (the steps it cancelled wait again)"
