@@ -343,6 +343,8 @@ def test_a_start_never_reported_is_settled_when_its_job_stops_running(store: Sto
     store.insert_jobs([job("r") for _ in range(6)], NOW - 10)
     a, b = (int(r["id"]) for r in claim_rated(NOW, 0))  # both sent ahead
     assert _unknown(store) == [(a,), (b,)]
+    # what `explain` reads: a full window with no start of known time to leave it
+    assert store.rate_window("r", NOW - 11) == (2, None)
     # a is cancelled while sent ahead (its supervisor never reports it); b's supervisor dies
     # and b is rescued as interrupted: neither row may hold the window shut for ever
     assert store.cancel(a, "cancelled", NOW + 1)

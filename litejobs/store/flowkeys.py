@@ -26,7 +26,11 @@ from litejobs.store.rows import _scalar
 __all__ = ["FLOW_DUE_PER_CLAIM", "FlowKeysMixin", "flow_window"]
 
 # The statements (schema 7). A start counts while `until` (its time + the window) is ahead.
-FLOW_WINDOW = "SELECT count(*), min(until) FROM flow_starts WHERE key = ? AND until > ?"
+# The starts a key's window counts, and the first to leave of known time (NULL: none known).
+FLOW_WINDOW = """
+SELECT count(*), min(until) FILTER (WHERE job_id IS NULL) FROM flow_starts
+WHERE key = ? AND until > ?
+"""
 FLOW_START = "INSERT INTO flow_starts (key, until, job_id) VALUES (?, ?, ?)"
 # Starts recorded "in the future" (the wall clock stepped back since) count from now; starts
 # not yet known wait for their time (FLOW_STARTED).
@@ -135,7 +139,7 @@ class FlowKeysMixin:
                   ) -> tuple[int, float]:
         """(starts of ``key`` in its window now, when the oldest of them leaves it)."""
         used, until = self.cursor.execute(FLOW_WINDOW, (key, now)).fetchone() or (0, None)
-        if until is not None and math.isinf(until):
+        if until is None:
             until = now + flow_window(period)  # (starts not yet known: none leaves sooner)
         if used >= count:
             # Starts "in the future" (the wall clock stepped back since) count as starting
@@ -144,9 +148,9 @@ class FlowKeysMixin:
             if self.cursor.connection.changes():
                 used, until = self.cursor.execute(
                     FLOW_WINDOW, (key, now)).fetchone() or (0, None)
-                if until is not None and math.isinf(until):
+                if until is None:
                     until = now + flow_window(period)
-        return int(used), float(until if until is not None else now)
+        return int(used), float(until)
 
     def _flow_wait(self, key: str, until: float, now: float) -> None:
         """Note that ``key``'s window has room again at ``until``."""

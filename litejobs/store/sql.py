@@ -160,8 +160,11 @@ RUNNING_BY_QUEUE = "SELECT queue, count(*) FROM jobs WHERE state = 'running' GRO
 # left as they are they would keep the window full until the clock caught up. Starts not yet
 # known (job_id set, at = +infinity) wait for their time (RATE_STARTED).
 RATE_CLAMP = "UPDATE rate_starts SET at = ?2 WHERE queue = ?1 AND at > ?2 AND job_id IS NULL"
-RATE_WINDOW = "SELECT count(*), min(at) FROM rate_starts WHERE queue = ? AND at > ?"
-RATE_OLDEST = "SELECT min(at) FROM rate_starts WHERE queue = ? AND at > ?"
+# The starts a window counts, and the oldest of known time (NULL when all are not yet known).
+RATE_WINDOW = """
+SELECT count(*), min(at) FILTER (WHERE job_id IS NULL) FROM rate_starts WHERE queue = ? AND at > ?
+"""
+RATE_OLDEST = "SELECT min(at) FROM rate_starts WHERE queue = ? AND at > ? AND job_id IS NULL"
 RATE_FORGET = "DELETE FROM rate_starts WHERE queue = ? AND at <= ?"
 # One row per job id of a JSON array; job_id kept (?3 true) for starts not yet known.
 RATE_START_MANY = """
