@@ -26,6 +26,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))  # so `tests.apps.basic` imports here as in `litejobs run`
 
 from tests.apps import basic  # noqa: E402
+from tests.postgres.conftest import pg_server, pg_url  # noqa: E402, F401  (for `database`)
 
 APP_SPEC = "tests.apps.basic:app"
 T = TypeVar("T")
@@ -192,6 +193,19 @@ _FAILED = pytest.StashKey[bool]()
 @pytest.fixture
 def db_path(tmp_path: Path) -> Path:
     return tmp_path / "jobs.db"
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The database of a test that runs on both stores: a SQLite file path, or a URL of a
+    fresh PostgreSQL schema (tests/postgres/conftest.py: skipped without a server, failed
+    under CI). A test marked ``sqlite_only("why")`` skips the postgres one."""
+    if request.param == "sqlite":
+        return str(tmp_path / "jobs.db")
+    marker = request.node.get_closest_marker("sqlite_only")
+    if marker is not None:
+        pytest.skip(f"SQLite only: {marker.args[0] if marker.args else ''}")
+    return str(request.getfixturevalue("pg_url"))
 
 
 @pytest.fixture
