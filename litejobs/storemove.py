@@ -158,7 +158,7 @@ class _Mover:
         self.total = sum(report.source_rows.get(t, 0) for t in MOVED)
         self.done = 0
         self.started = time.monotonic()
-        self.next_report = self.started + 1.0
+        self.next_report = self.started  # the first batch reports: the move has begun
         self.digest = hashlib.md5(usedforsecurity=False)
         # (job id, attempt, worker, started_at) of each running job returned to queued
         self.running: list[tuple[int, int, Any, Any]] = []
@@ -289,8 +289,9 @@ def migrate_store(source: str, url: str, *, lease: float = 30.0, dry_run: bool =
 def _move(export: SqliteExport, url: str, report: MoveReport,
           progress: Callable[[Progress], None] | None) -> None:
     from litejobs.store.postgres import PostgresStore
-    from litejobs.store.postgres.restore import PgRestore
+    from litejobs.store.postgres.restore import PgRestore, reachable
 
+    reachable(url)
     store = PostgresStore(url, min_size=1, max_size=1)
 
     def fill(conn: Any) -> None:

@@ -19,7 +19,7 @@ from litejobs.store.postgres.connections import driver, redacted
 if TYPE_CHECKING:
     import psycopg
 
-__all__ = ["PgRestore", "peek"]
+__all__ = ["PgRestore", "peek", "reachable"]
 
 SCHEMA_TABLES = """
 SELECT table_name AS name FROM information_schema.tables
@@ -128,3 +128,15 @@ def peek(url: str) -> dict[str, int] | None:
     except psycopg.Error as exc:
         raise StorageError(f"cannot read PostgreSQL at {where} ({_first_line(exc)}); check "
                            "that the server is up and the URL is right") from None
+
+
+def reachable(url: str) -> None:
+    """StorageError in one line when the server at ``url`` cannot be reached: asked once,
+    before a pool is made (a pool retries in the background and logs each failure)."""
+    psycopg, _ = driver()
+    try:
+        psycopg.connect(url, connect_timeout=10).close()
+    except psycopg.Error as exc:
+        raise StorageError(f"cannot connect to PostgreSQL at {redacted(url)} "
+                           f"({_first_line(exc)}); check that the server is up, reachable "
+                           "from here, and that the URL is right") from None

@@ -1,0 +1,272 @@
+"""``litejobs migrate-store SRC DST`` (issue 16 item 5): a real SQLite file holding jobs in
+every state (one running, its supervisor killed with SIGKILL), a workflow mid-way waiting on
+a token, cron history, a paused queue, a stored schedule, tags, progress and metadata, and a
+purged top id, moved to a fresh PostgreSQL schema; every table read back and compared with the
+file, jobs through both stores; then the moved jobs run on PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import apsw
+import pytest
+
+import litejobs
+from litejobs.errors import StorageError
+from litejobs.storemove import MOVED, MoveRefused, Progress, migrate_store
+from litejobs.testing import Clock, run_until_idle
+from tests.conftest import REPO, SupervisorProcess, wait_for
+from tests.postgres.stores import claim, open_store
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def work(n: int) -> int:
+    litejobs.current_job().set_progress(0.5, f"{n} half way")
+    litejobs.current_job().set_metadata(rows=n)
+    return n * 10
+
+
+def broken() -> None:
+    raise RuntimeError("broken for good")
+
+
+def sqlite_rows(db: Path, table: str) -> tuple[list[str], list[tuple[Any, ...]]]:
+    conn = apsw.Connection(str(db), flags=apsw.SQLITE_OPEN_READONLY)
+    try:
+        cols = [r[1] for r in conn.execute(f"PRAGMA table_info({table})")]
+        return cols, list(conn.execute(f"SELECT * FROM {table}"))
+    finally:
+        conn.close()
+
+
+def pg_rows(url: str, table: str, cols: list[str]) -> list[tuple[Any, ...]]:
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        there = {r[0] for r in conn.execute(
+            "SELECT column_name FROM information_schema.columns "
+            "WHERE table_schema = current_schema() AND table_name = %s", (table,))}
+        shared = [c for c in cols if c in there]
+        rows = conn.execute(f"SELECT {', '.join(shared)} FROM {table}").fetchall()
+    return [tuple(int(v) if isinstance(v, bool) else v for v in r) for r in rows]
+
+
+def _key(row: tuple[Any, ...]) -> tuple[str, ...]:
+    return tuple(repr(v) for v in row)
+
+
+def build_source(app: Any, start_supervisor: Callable[..., SupervisorProcess],
+                 db: Path) -> dict[str, Any]:
+    """Jobs in every state, in a real file; returns what the test needs to know."""
+    slow = app.tasks["basic.slow"]
+    running = slow.enqueue(60)
+    sup = start_supervisor(workers=1)
+    wait_for(lambda: running.refresh().state == "running", 30, "the slow job to run")
+    # A live supervisor: refused before anything is written.
+    with pytest.raises(MoveRefused, match=r"supervisor\(s\) still run on .*Stop them"):
+        migrate_store(str(db), "postgresql://nobody@127.0.0.1:1/none")
+    sup.kill_group()  # SIGKILL: its heartbeat row and the running job stay behind
+    wait_for(lambda: not sup.running(), 10, "the supervisor to die")
+
+    w = app.task(name="mv.work", retries=0)(work)
+    b = app.task(name="mv.broken", retries=0)(broken)
+    add = app.tasks["basic.add"]
+    clock = Clock()
+    app.schedule("tick", "* * * * *", "mv.work", args=(7,))
+    run_until_idle(app, clock=clock)  # the entry owes nothing from before this call
+    done = w.options(tags=["user:7", "import"]).enqueue(3)
+    failed = b.enqueue()
+    cancelled = add.enqueue(1, 1)
+    cancelled.cancel()
+    scheduled = add.options(tags=["later"], delay=3600).enqueue(2, 2)
+    app.pause_queue("held")
+    held = add.options(queue="held", priority=5).enqueue(3, 3)
+    flow = app.workflow("mid-way")
+    first = flow.add(w.prepare(1))
+    token = app.create_token(timeout=3600)
+    second = flow.add(w.prepare(2), after=[first, token])
+    flow.add(w.prepare(3), after=[second])
+    run = flow.enqueue()
+    clock.advance(61)
+    run_until_idle(app, clock=clock)
+    cancelled_top = add.enqueue(8, 8)  # the newest id, purged: the sequence starts past it
+    cancelled_top.cancel()
+    app.store.purge([cancelled_top.id])
+    states = {j.state.value for j in app.jobs(limit=1000)}
+    assert {"succeeded", "failed", "cancelled", "scheduled", "queued", "waiting",
+            "running"} <= states, states
+    return {"running": running.id, "done": done.id, "failed": failed.id, "held": held.id,
+            "scheduled": scheduled.id, "token": token.id, "run": run.id,
+            "top": cancelled_top.id}
+
+
+def test_migrate_everything_and_run_it_on_postgres(
+        app: Any, db_path: Path, start_supervisor: Callable[..., SupervisorProcess],
+        pg_url: str) -> None:
+    known = build_source(app, start_supervisor, db_path)
+    before = db_path.read_bytes()
+    wal = db_path.with_name(db_path.name + "-wal")
+    wal_before = wal.read_bytes() if wal.exists() else None
+    lines: list[Progress] = []
+
+    report = migrate_store(str(db_path), pg_url, progress=lines.append)
+
+    assert db_path.read_bytes() == before, "the SQLite file was written to"
+    assert (wal.read_bytes() if wal.exists() else None) == wal_before
+    assert report.requeued == [known["running"]]
+    empty = {t for t, n in report.copied.items() if not n}
+    assert empty <= {"rate_starts", "flow_starts", "metric_minutes", "metric_totals"}, empty
+    for table in MOVED:
+        cols, rows = sqlite_rows(db_path, table)
+        got = pg_rows(pg_url, table, cols)
+        shared = [c for c in cols if c not in ("job_id",) or table not in (
+            "rate_starts", "flow_starts")]
+        want = [tuple(r[cols.index(c)] for c in shared) for r in rows]
+        if table == "jobs":
+            at = {c: i for i, c in enumerate(shared)}
+            fixed = []
+            for r in want:
+                r = list(r)
+                r[at["parked"]] = 0
+                if r[at["id"]] == known["running"]:
+                    assert r[at["state"]] == "running"
+                    r[at["state"]] = "queued"
+                    r[at["interrupts"]] += 1
+                    r[at["leased_by"]] = r[at["lease_until"]] = None
+                    r[at["run_at"]] = next(g[at["run_at"]] for g in got
+                                           if g[at["id"]] == known["running"])
+                fixed.append(tuple(r))
+            want = fixed
+        if table == "attempts":
+            added = [g for g in got if g[0] == known["running"] and g[2] == "interrupted"]
+            assert len(added) == 1, added
+            got = [g for g in got if g not in added]
+        assert sorted(got, key=_key) == sorted(want, key=_key), table
+        assert report.copied[table] == len(got) + (1 if table == "attempts" else 0)
+
+    # Read back through both stores.
+    sq, pg = app.store, open_store(pg_url)
+    try:
+        for row in sq.list_jobs(limit=1000):
+            moved = pg.get_job(row["id"])
+            assert moved is not None
+            if row["id"] != known["running"]:
+                assert dict(moved) == dict(row), row["id"]
+                assert pg.attempts(row["id"]) == sq.attempts(row["id"])
+        requeued = pg.get_job(known["running"])
+        assert requeued is not None and requeued["state"] == "queued"
+        assert [a.outcome for a in pg.attempts(known["running"])] == ["interrupted"]
+        assert [r["id"] for r in pg.list_jobs(tag="user:7")] == [known["done"]]
+        assert dict(pg.queue_list())["held"] is True
+        assert pg.cron_entries() == sq.cron_entries()
+        assert [s["name"] for s in pg.schedules()] == ["tick"]
+        done = pg.get_job(known["done"])
+        assert done is not None and done["progress"] == 0.5 and done["metadata"]
+        assert pg.supervisors() == []  # heartbeats of the old store stay behind
+
+        # The sequence starts past the top id the file ever gave (a purged one included).
+        new = pg.insert_job(open_new_job(), time.time())
+        assert new["id"] > known["top"]
+
+        # The moved jobs run: the requeued one and the queued ones of served queues.
+        pg.set_paused("held", False)
+        claimed = {int(r["id"]) for r in claim(pg, ["w1", "w2", "w3", "w4"])}
+        assert {known["running"], known["held"]} <= claimed
+    finally:
+        pg.close()
+    # A second move into the now non-empty store is refused, and writes nothing.
+    with pytest.raises(MoveRefused, match=r"not empty .*never overwrites"):
+        migrate_store(str(db_path), pg_url)
+
+
+def open_new_job() -> Any:
+    from tests.postgres.stores import job
+
+    return job("t.new")
+
+
+def test_move_is_refused_whole_when_the_file_changes_during_it(
+        tmp_path: Path, pg_url: str) -> None:
+    """A producer enqueueing during the copy: the copy is rolled back, PostgreSQL holds
+    nothing of it (its first progress report is where the producer writes)."""
+    db = tmp_path / "jobs.db"
+    app = litejobs.App(db)
+    add = app.task(name="t.add")(lambda a, b: a + b)
+    app.enqueue_many(add.prepare(i, i) for i in range(10_000))
+    seen: list[Progress] = []
+
+    def producer(p: Progress) -> None:
+        if not seen:
+            add.enqueue(1, 2)
+        seen.append(p)
+
+    with pytest.raises(MoveRefused, match="changed during the copy"):
+        migrate_store(str(db), pg_url, progress=producer)
+    assert seen, "no progress was reported"
+    assert pg_rows(pg_url, "jobs", ["id"]) == []
+
+
+def test_refusals_are_one_line(tmp_path: Path, pg_url: str) -> None:
+    db = tmp_path / "jobs.db"
+    with pytest.raises(StorageError, match="does not exist"):
+        migrate_store(str(db), pg_url)
+    db.write_bytes(b"not a database at all" * 100)
+    with pytest.raises(StorageError):
+        migrate_store(str(db), pg_url)
+    app = litejobs.App(tmp_path / "ok.db")
+    app.task(name="t.x")(lambda: None).enqueue()
+    with pytest.raises(MoveRefused, match=r"postgresql:// URL.*not the other way"):
+        migrate_store(str(tmp_path / "ok.db"), str(tmp_path / "other.db"))
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LITEJOBS_")}
+    return subprocess.run([sys.executable, "-m", "litejobs", "migrate-store", *args],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
+
+
+def test_cli_dry_run_move_and_config_line(tmp_path: Path, pg_url: str) -> None:
+    db = tmp_path / "jobs.db"
+    app = litejobs.App(db)
+    add = app.task(name="t.add")(lambda a, b: a + b)
+    app.enqueue_many(add.prepare(i, i) for i in range(50))
+
+    dry = _cli(str(db), pg_url, "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert "dry run" in dry.stdout and "would be created" in dry.stdout
+    assert not has_jobs_table(pg_url), "a dry run wrote the schema"
+    moved = _cli(str(db), pg_url)
+    assert moved.returncode == 0, moved.stderr
+    assert "copied 50 jobs" in moved.stdout
+    assert f'database = "{pg_url}"' in moved.stdout
+    assert f"LITEJOBS_DATABASE='{pg_url}'" in moved.stdout
+    assert "left as it was" in moved.stdout
+    again = _cli(str(db), pg_url)
+    assert again.returncode == 1
+    assert again.stderr.count("\n") == 1 and "not empty (50 jobs" in again.stderr
+
+    secret = _cli(str(db), "postgresql://me:hunter2@127.0.0.1:1/none")
+    assert secret.returncode == 1
+    assert "hunter2" not in secret.stderr + secret.stdout and "me:***@" in secret.stderr
+    assert secret.stderr.count("\n") == 1, secret.stderr
+
+
+def test_progress_has_rate_and_eta() -> None:
+    p = Progress(done=500, total=1500, seconds=2.0, table="jobs")
+    assert p.rate == 250 and p.eta == 4.0
+
+
+def has_jobs_table(url: str) -> bool:
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        row = conn.execute("SELECT to_regclass('jobs') IS NOT NULL").fetchone()
+    return bool(row and row[0])
