@@ -201,13 +201,13 @@ class _Mover:
     def _jobs(self, columns: list[str], rows: Iterable[tuple[Any, ...]],
               ) -> Iterator[tuple[Any, ...]]:
         at = {c: i for i, c in enumerate(columns)}
-        i_id, i_state = at["id"], at["state"]
-        digest, first = self.digest, True
+        i_id, i_state, i_parked = at["id"], at["state"], at.get("parked")
+        update, sep = self.digest.update, ""
         for row in rows:
-            if row[i_state] == "running" or (at.get("parked") is not None and row[at["parked"]]):
+            if row[i_state] == "running" or (i_parked is not None and row[i_parked]):
                 row = self._job(at, row)
-            digest.update(f"{'' if first else ','}{row[i_id]}:{row[i_state]}".encode())
-            first = False
+            update(f"{sep}{row[i_id]}:{row[i_state]}".encode())
+            sep = ","
             yield row
 
     def _job(self, at: dict[str, int], row: tuple[Any, ...]) -> tuple[Any, ...]:
