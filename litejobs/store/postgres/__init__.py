@@ -24,10 +24,13 @@ runs the same assertions on both):
 - The bell: ``PgTx.ring`` (``pg_notify``, delivered at commit) and ``bell.PgBellListener``
   (``LISTEN`` on the schema's channel, a socket to select on).
 
-Not yet, and refused in one line rather than ignored: a flow key's rate (at enqueue), workflow
-steps (retry). Not there at all yet: workflows and tokens (``WorkflowTx``, ``Workflows``),
-``Maintenance``, the dashboard's job pages; nothing of it is wired into the App, the
-supervisor or the CLI.
+- Workflows and tokens: ``WorkflowTx`` (``flows``; the fan-in and the cascade are triggers
+  of the schema, as in the SQLite store), ``Workflows`` and the retry that revives the steps
+  a retried one cancelled (``runs``); the dashboard's job pages (``views``);
+  ``Maintenance`` (``maintenance``: what only a file has is "not applicable", and a backup
+  is pg_dump's).
+
+Not yet, and refused in one line rather than ignored: a flow key's rate (at enqueue).
 
 Time: every time comparison and every stored time is on the database server's clock
 (``statement_timestamp()``, one value per statement), so hosts' clocks may differ. The
@@ -57,12 +60,14 @@ from litejobs.store.postgres.connections import PgConnections, driver, redacted
 from litejobs.store.postgres.counts import PgCountsMixin
 from litejobs.store.postgres.facts import PgFactsMixin
 from litejobs.store.postgres.figures import FIGURE_READS
+from litejobs.store.postgres.maintenance import PgMaintenanceMixin
+from litejobs.store.postgres.runs import PgRunsMixin
 from litejobs.store.postgres.schedules import PgSchedulesMixin
 from litejobs.store.postgres.schema import SCHEMA_VERSION
 from litejobs.store.postgres.tx import PgTx
 from litejobs.store.postgres.upkeep import SELECT_CRON_ENTRIES, SELECT_SUPERVISORS
+from litejobs.store.postgres.views import PgViewsMixin
 from litejobs.store.rows import Row, _like_prefix
-from litejobs.store.schema import TOKEN_TASK
 
 if TYPE_CHECKING:
     import psycopg
@@ -72,7 +77,8 @@ __all__ = ["SCHEMA_VERSION", "PgTx", "PostgresStore", "driver", "redacted"]
 T = TypeVar("T")
 
 
-class PostgresStore(PgConnections, PgSchedulesMixin, PgFactsMixin, PgCountsMixin):
+class PostgresStore(PgConnections, PgSchedulesMixin, PgFactsMixin, PgCountsMixin, PgRunsMixin,
+                    PgViewsMixin, PgMaintenanceMixin):
     """A litejobs store in a PostgreSQL database, named by a ``postgresql://`` URL (a
     ``options=-csearch_path%3DNAME`` parameter puts it in schema NAME). Cheap to make; the
     pool opens on first use, one per process."""
@@ -220,27 +226,7 @@ class PostgresStore(PgConnections, PgSchedulesMixin, PgFactsMixin, PgCountsMixin
 
         return self._transaction(cancel)
 
-    def retry(self, job_id: int, retries: int, now: float) -> bool:
-        """Put a failed or cancelled job back to queued with ``retries`` more retries."""
-        return self.retry_many([job_id], retries, now) == 1
-
-    def retry_many(self, ids: Sequence[int], retries: int, now: float,
-                   blocked: list[tuple[int, int | None, str]] | None = None) -> int:
-        """Manual retry of many failed or cancelled jobs, in one short transaction. A
-        workflow step or token is refused (ValueError): not in this store yet."""
-        id_list = [int(i) for i in ids]
-
-        def retry(conn: psycopg.Connection[Any]) -> int:
-            steps = conn.execute(sql.WORKFLOW_IDS, (id_list,)).fetchall()
-            if steps:
-                raise ValueError(
-                    f"job {steps[0]['id']} is a workflow step or {TOKEN_TASK}; workflows are "
-                    "not in the PostgreSQL store yet")
-            return conn.execute(sql.RETRY_JOBS, (retries + 1, id_list)).rowcount
-
-        if blocked is not None:
-            blocked.clear()
-        return self._transaction(retry)
+    # retry and retry_many: PgRunsMixin's (a workflow step's retry revives its steps)
 
     def purge(self, ids: Sequence[int]) -> int:
         """Delete terminal jobs (and their attempts and tags) by id; others are left alone."""
@@ -258,6 +244,7 @@ if TYPE_CHECKING:
 
     def _implements(store: PostgresStore, tx: PgTx) -> tuple[
             p.Producer, p.Admin, p.ExplainFacts, p.ProducerTx, p.ClaimTx, p.OutcomeTx,
-            p.LeaseTx, p.CronTx, p.UpkeepTx]:
+            p.LeaseTx, p.CronTx, p.UpkeepTx, p.Reads, p.Workflows, p.Maintenance,
+            p.WorkflowTx]:
         """mypy checks here the protocols the store implements whole so far."""
-        return store, store, store, tx, tx, tx, tx, tx, tx
+        return (store, store, store, tx, tx, tx, tx, tx, tx, store, store, store, tx)
