@@ -214,6 +214,25 @@ def test_move_is_refused_whole_when_the_file_changes_during_it(
     assert pg_rows(pg_url, "jobs", ["id"]) == []
 
 
+def test_a_writer_on_the_destination_stops_the_move(tmp_path: Path, pg_url: str) -> None:
+    """A process already writing into the new store (an uncommitted enqueue holds its row
+    lock): the move waits 5 s for its lock, then stops in one line; nothing is written."""
+    import psycopg
+
+    db = tmp_path / "jobs.db"
+    app = litejobs.App(db)
+    app.task(name="t.x")(lambda: None).enqueue()
+    pg = open_store(pg_url)
+    pg.insert_job(open_new_job(), time.time())  # the schema, and a job the other one deletes
+    pg.close()
+    with psycopg.connect(pg_url) as conn:
+        conn.execute("DELETE FROM jobs")  # uncommitted: the store looks empty, and is locked
+        with pytest.raises(StorageError, match="another process is using the store"):
+            migrate_store(str(db), pg_url)
+        conn.rollback()
+    assert len(pg_rows(pg_url, "jobs", ["id"])) == 1
+
+
 def test_refusals_are_one_line(tmp_path: Path, pg_url: str) -> None:
     db = tmp_path / "jobs.db"
     with pytest.raises(StorageError, match="does not exist"):
@@ -249,6 +268,8 @@ def test_cli_dry_run_move_and_config_line(tmp_path: Path, pg_url: str) -> None:
     assert f'database = "{pg_url}"' in moved.stdout
     assert f"LITEJOBS_DATABASE='{pg_url}'" in moved.stdout
     assert "left as it was" in moved.stdout
+    dry_again = _cli(str(db), pg_url, "--dry-run")
+    assert dry_again.returncode == 0 and "NOT empty (50 jobs" in dry_again.stdout
     again = _cli(str(db), pg_url)
     assert again.returncode == 1
     assert again.stderr.count("\n") == 1 and "not empty (50 jobs" in again.stderr
