@@ -105,7 +105,7 @@ def build_source(app: Any, start_supervisor: Callable[..., SupervisorProcess],
             "running"} <= states, states
     return {"running": running.id, "done": done.id, "failed": failed.id, "held": held.id,
             "scheduled": scheduled.id, "token": token.id, "run": run.id,
-            "top": cancelled_top.id}
+            "top": cancelled_top.id, "second": second.id}
 
 
 def test_migrate_everything_and_run_it_on_postgres(
@@ -175,6 +175,19 @@ def test_migrate_everything_and_run_it_on_postgres(
         # The sequence starts past the top id the file ever gave (a purged one included).
         new = pg.insert_job(open_new_job(), time.time())
         assert new["id"] > known["top"]
+        import psycopg
+
+        with psycopg.connect(pg_url) as conn:
+            row = conn.execute("SELECT nextval(pg_get_serial_sequence('workflows', 'id'))"
+                               ).fetchone()
+        assert row is not None and row[0] > known["run"]
+
+        # The workflow goes on where it stopped: the token's completion readies its step.
+        waiting = [r for r in pg.list_jobs(workflow=known["run"]) if r["state"] == "waiting"]
+        assert len(waiting) == 3  # the token and the two steps after it
+        assert pg.complete_token(known["token"], "null", time.time()) is None
+        second = pg.get_job(known["second"])
+        assert second is not None and second["state"] == "queued"
 
         # The moved jobs run: the requeued one and the queued ones of served queues.
         pg.set_paused("held", False)
