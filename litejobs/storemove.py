@@ -41,7 +41,8 @@ from litejobs.store.tx import pid_namespace
 if TYPE_CHECKING:
     from litejobs.store.postgres.restore import PgRestore
 
-__all__ = ["MOVED", "NOT_MOVED", "MoveRefused", "MoveReport", "Progress", "migrate_store"]
+__all__ = ["MOVED", "NOT_MOVED", "MoveRefused", "MoveReport", "Progress", "check_direction",
+           "migrate_store"]
 
 #: The tables moved, in an order their foreign keys accept.
 MOVED = ("jobs", "job_tags", "workflows", "job_deps", "attempts", "queues", "cron_entries",
@@ -111,7 +112,10 @@ class MoveReport:
         return sum(self.copied.values())
 
 
-def check_destination(url: str) -> None:
+def check_direction(source: str, url: str) -> None:
+    if source.startswith(("postgresql://", "postgres://")):
+        raise MoveRefused("migrate-store moves a SQLite file to PostgreSQL; moving from "
+                          "PostgreSQL to SQLite is not supported")
     if url.startswith(("postgresql://", "postgres://")):
         return
     raise MoveRefused(f"the destination must be a postgresql:// URL, not {url!r}: migrate-store "
@@ -259,7 +263,7 @@ def migrate_store(source: str, url: str, *, lease: float = 30.0, dry_run: bool =
     """Copy every job and the rest of the store from the SQLite file ``source`` into the
     empty PostgreSQL store at ``url``, in one transaction there, checked before its commit.
     ``source`` is only read. MoveRefused or StorageError (one line) when it cannot."""
-    check_destination(url)
+    check_direction(source, url)
     from litejobs.store.postgres.connections import redacted
 
     began = time.monotonic()

@@ -257,6 +257,8 @@ def test_refusals_are_one_line(tmp_path: Path, pg_url: str) -> None:
     app.task(name="t.x")(lambda: None).enqueue()
     with pytest.raises(MoveRefused, match=r"postgresql:// URL.*not the other way"):
         migrate_store(str(tmp_path / "ok.db"), str(tmp_path / "other.db"))
+    with pytest.raises(MoveRefused, match="from PostgreSQL to SQLite is not supported"):
+        migrate_store(pg_url, str(tmp_path / "back.db"))
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
