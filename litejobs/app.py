@@ -12,11 +12,19 @@ from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar, overload
 from litejobs import workflows as _workflows
 from litejobs.aio import aget_job as _aget_job
 from litejobs.calls import build_job, encode, named_call, ring_for
-from litejobs.config import MAX_PAYLOAD, Config, check_durability, database_path, load_config
+from litejobs.config import (
+    MAX_PAYLOAD,
+    Config,
+    check_durability,
+    database_path,
+    is_postgres_url,
+    load_config,
+)
 from litejobs.decoration import task_defaults
 from litejobs.decoration import task_name as name_of
 from litejobs.deliver import deliver as _deliver
 from litejobs.deliver import register as _register_deliver
+from litejobs.errors import StorageError
 from litejobs.job import Job, State
 from litejobs.newjob import NewJob
 from litejobs.redact import check_redact
@@ -36,8 +44,8 @@ from litejobs.validate import (
 )
 
 if TYPE_CHECKING:
-    from litejobs.bell import Bell
     from litejobs.store import Store
+    from litejobs.store.protocols import Ringer
 
 __all__ = ["App", "CronSpec"]
 
@@ -68,10 +76,12 @@ class TaskDecorator(Protocol):
 
 
 class App:
-    """A litejobs application: one database file and the tasks that run against it.
+    """A litejobs application: one database and the tasks that run against it.
 
-    ``App("jobs.db")`` names the file (created on first use); ``App.from_config(path)`` takes
-    the database and settings of a litejobs.toml. ``app.path`` is the file's absolute path.
+    ``App("jobs.db")`` names the file (created on first use), ``App("postgresql://...")`` a
+    PostgreSQL database (``pip install 'litejobs[postgres]'``); ``App.from_config(path)`` takes
+    the database and settings of a litejobs.toml. ``app.path`` is the file's absolute path
+    (for PostgreSQL, the URL without its password).
     """
 
     def __init__(
@@ -85,14 +95,21 @@ class App:
         # The store (SQLite and its statements) is loaded on first use: every worker imports
         # the app's module, and a worker never opens the file (its supervisor does).
         self.durability = check_durability(durability)
-        self.path = database_path(database)
+        #: The database as given, absolute (a PostgreSQL URL with its password: never print it)
+        self.database = database_path(database)
+        #: The file's absolute path; for PostgreSQL the URL without its password.
+        self.path = self.database
+        if is_postgres_url(self.database):
+            from litejobs.store.postgres.connections import redacted
+
+            self.path = redacted(self.database)
         self._store: Store | None = None
-        self.config = config or Config(database=self.path, durability=durability,
+        self.config = config or Config(database=self.database, durability=durability,
                                        max_payload=max_payload)
         self.max_payload = max_payload
         self.tasks: dict[str, Task[Any, Any]] = {}
         self.cron_specs: dict[str, CronSpec] = {}
-        self._bell: Bell | None = None
+        self._bell: Ringer | None = None
         #: Per task (its defaults): the validated job of a plain call, arguments aside.
         self._plain: dict[TaskOptions | None, NewJob] = {}
         #: The time enqueues read (``litejobs.testing.Clock`` replaces it in tests).
@@ -103,15 +120,17 @@ class App:
 
     @property
     def store(self) -> Store:
-        """The database file's store (opened on first use)."""
+        """The database's store (opened on first use): the SQLite ``Store`` of a file, the
+        ``PostgresStore`` of a URL (same operations)."""
         store = self._store
         if store is None:
-            from litejobs.store import Store
+            from litejobs.store import open_store
 
             with _STORE_LOCK:  # threads of a web app may all enqueue first at once
                 store = self._store
                 if store is None:
-                    store = self._store = Store(self.path, durability=self.durability)
+                    store = self._store = open_store(self.database,
+                                                     durability=self.durability)
         return store
 
     @classmethod
@@ -252,10 +271,11 @@ class App:
     def ring(self, message: bytes = b"e") -> None:
         """Wake the supervisors serving this database (a hint; never raises)."""
         if self._bell is None:
-            from litejobs.bell import Bell
-
-            self._bell = Bell(self.path)
-        self._bell.ring(message)
+            self._bell = self.store.bell()
+        try:
+            self._bell.ring(message)
+        except StorageError:
+            pass  # the write it follows is committed; a supervisor's poll finds it
 
     def enqueue(
         self,

@@ -56,8 +56,12 @@ def backup(database: str, dest: str, force: bool = False, report: Report | None 
     ``jobs``, ``schema_version``, ``bytes``, ``seconds``. ValueError for a destination that
     is refused, StorageError when the copy cannot be made or fails its checks (nothing is
     left at DEST then)."""
-    from litejobs.store import Store
+    from litejobs.store import Store, is_url, shown
 
+    if is_url(database):
+        raise ValueError(f"litejobs backup copies a SQLite file; back up the PostgreSQL "
+                         f"database {shown(database)} with pg_dump (pg_dump -Fc -f {dest} "
+                         "'URL')")
     dest = check_destination(database, dest, force)
     if not os.path.exists(database):
         raise ValueError(f"no database at {database}; check --database / LITEJOBS_DATABASE")

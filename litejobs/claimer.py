@@ -12,7 +12,6 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
-from litejobs.bell import Bell
 from litejobs.config import Config, parse_rate
 from litejobs.dispatch import Dispatcher
 from litejobs.figures import Figures
@@ -20,6 +19,7 @@ from litejobs.leases import Leases
 from litejobs.outcomes import Outcome, Outcomes
 from litejobs.pool import Pool
 from litejobs.store import QueueLimits, Row, Store, Tx
+from litejobs.store.protocols import Ringer
 
 __all__ = ["POLL", "PROGRESS_WRITES", "Claimer"]
 
@@ -48,7 +48,7 @@ class Claimer:
         self.next_slot: float | None = None  # when a rate-limited queue may start a job again
         self.poll_at = now  # monotonic
         self.progress_at = now  # monotonic: a transaction for progress alone may run from then
-        self.bell: Bell | None = None  # rings the other supervisors when steps became ready
+        self.bell: Ringer | None = None  # rings the other supervisors when steps became ready
         #: Outcomes, durations and pickup delays counted, written once a second (see figures)
         self.figures = Figures()
 
@@ -67,7 +67,7 @@ class Claimer:
             self.due_stale = True
         if self.due_stale:
             self.due_stale = False
-            self.next_due = self.store.next_scheduled()
+            self.next_due = self._local(self.store.next_scheduled())
         promote = self.next_due is not None and self.next_due <= now
         slot = self.next_slot is not None and now >= self.next_slot
         claim = bool(slots) and (self.wake or promote or slot)
@@ -118,7 +118,7 @@ class Claimer:
         if due is not None:
             self.next_due = due if self.next_due is None else min(self.next_due, due)
         if promote:
-            self.next_due = self.store.next_scheduled()
+            self.next_due = self._local(self.store.next_scheduled())
         if claim:
             self.wake = len(rows) == len(slots)
         if any(o.a.step or o.kind == "then" for o in outcomes):
@@ -127,12 +127,17 @@ class Claimer:
             self.wake = True
             self.due_stale = True
             if self.bell is None:
-                self.bell = Bell(self.store.path)
+                self.bell = self.store.bell()
             self.bell.ring(b"e")
         for job_id, attempt in lost:
             self.dispatch.lost(job_id, attempt)
         self.dispatch.hand_out(rows, now)
         return polled, outcomes
+
+    def _local(self, stored: float | None) -> float | None:
+        """A time read back from the store as a time of this host's clock: a PostgreSQL
+        server's clock may differ from ours, and the loop sleeps by ours."""
+        return None if stored is None else stored - self.store.clock_offset()
 
     def served(self, known: list[tuple[str, bool]]) -> list[QueueLimits]:
         """The queues this supervisor claims from now, with their configured limits."""

@@ -82,21 +82,18 @@ def check_durability(value: str) -> str:
     return value
 
 
-#: Until the PostgreSQL store is wired in, a postgresql:// database must not pass for a path.
-POSTGRES_NOT_YET = ("the PostgreSQL store is not available in this version: use a SQLite file "
-                    "path")
-
-
 def is_postgres_url(value: str) -> bool:
     """Whether ``value`` names a PostgreSQL database rather than a file."""
     return value.startswith(("postgresql://", "postgres://"))
 
 
 def database_path(path: str | os.PathLike[str]) -> str:
-    """The absolute path of a database file; ValueError for what cannot be one."""
+    """The absolute path of a database file, or a PostgreSQL URL as given (never a path: a
+    supervisor and an App given one URL must name one database); ValueError for what cannot
+    be either."""
     raw = os.fspath(path)
     if is_postgres_url(raw):
-        raise ValueError(POSTGRES_NOT_YET)
+        return raw
     if raw in ("", ":memory:") or raw.startswith("file:"):
         raise ValueError(
             f"database must be a file path, not {raw!r}: workers in other processes share it")
@@ -176,9 +173,7 @@ def _from_mapping(data: Mapping[str, Any], path: str, text: str) -> dict[str, An
                 raise c.fail(None, key, "must be a non-empty string (without NUL)")
             if key == "app" and ":" not in value:
                 raise c.fail(None, key, f"{value!r} must look like 'package.module:attribute'")
-            if key == "database" and is_postgres_url(value):
-                raise c.fail(None, key, POSTGRES_NOT_YET)
-            if key == "database" and not os.path.isabs(value):
+            if key == "database" and not (os.path.isabs(value) or is_postgres_url(value)):
                 value = os.path.join(os.path.dirname(path), value)
             out[key] = value
         elif key == "workers":
@@ -327,8 +322,7 @@ def load_config(
             elif key == "durability" and value not in ("full", "fast"):
                 raise ValueError
             elif key == "database":
-                overrides[key] = database_path(value) if is_postgres_url(value) else (
-                    os.path.abspath(value))
+                overrides[key] = value if is_postgres_url(value) else os.path.abspath(value)
             else:
                 overrides[key] = value
         except ValueError as exc:
@@ -341,9 +335,8 @@ def load_config(
     for key, flag in flags.items():
         if flag is not None:
             if key == "database":
-                if is_postgres_url(flag):
-                    raise ConfigError(f"--database {flag!r}: {POSTGRES_NOT_YET}")
-                flag = os.path.abspath(flag)
+                if not is_postgres_url(flag):
+                    flag = os.path.abspath(flag)
             elif key == "workers":
                 flag = check_int("--workers", flag, 1, MAX_WORKERS)
             elif key == "grace":

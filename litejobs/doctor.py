@@ -15,7 +15,7 @@ from typing import Any
 
 from litejobs.bell import bell_dir, dir_chain, dir_problem
 from litejobs.errors import StorageError
-from litejobs.store import SCHEMA_VERSION, Store
+from litejobs.store import SCHEMA_VERSION, Store, is_url
 from litejobs.store.failures import stale_wal_at
 
 __all__ = ["NETWORK_FS", "Check", "diagnose", "filesystem_of", "is_network_fs"]
@@ -103,10 +103,33 @@ def _bells(path: str) -> Check:
                  f"(rm -r {bad or bells}) and restart `litejobs run`")
 
 
+def _server_checks(url: str) -> list[Check]:
+    """A PostgreSQL database: reachable, its schema this version's, the clocks' offset. The
+    file checks (file system, permissions, WAL, bell sockets) have no meaning there."""
+    from litejobs.store import open_store, shown
+
+    store = open_store(url)
+    try:
+        store.pool()
+        offset = store.clock_offset()
+    except (StorageError, ImportError) as exc:
+        return [Check("database", "fail", str(exc))]
+    finally:
+        store.close()
+    checks = [Check("database", "ok", f"PostgreSQL at {shown(url)}: reachable, schema "
+                    "this version's")]
+    verdict = "ok" if abs(offset) < 1.0 else "warn"
+    checks.append(Check("clock", verdict, f"this host's clock is {-offset:+.3f} s from the "
+                        "server's (every time litejobs compares is the server's)"))
+    return checks
+
+
 def diagnose(path: str, allow_network_fs: bool = False, now: float | None = None
              ) -> list[Check]:
     """Every check for the database at ``path``, in a stable order."""
     now = time.time() if now is None else now
+    if is_url(path):
+        return _server_checks(path)
     path = os.path.abspath(path)
     directory = os.path.dirname(path)
     checks: list[Check] = []

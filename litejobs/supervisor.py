@@ -28,7 +28,7 @@ from typing import Any
 
 from litejobs import logs
 from litejobs.app import App
-from litejobs.bell import BellListener, bell_dir
+from litejobs.bell import bell_dir
 from litejobs.claimer import Claimer
 from litejobs.config import Config
 from litejobs.dispatch import Dispatcher
@@ -44,7 +44,7 @@ from litejobs.services.heartbeat import Heartbeat, worker_states
 from litejobs.services.pruner import Pruner
 from litejobs.services.rescuer import Rescuer
 from litejobs.services.upkeep import QueueUpkeep
-from litejobs.store import Store
+from litejobs.store import open_store
 from litejobs.ticker import Ticker, build_entries
 from litejobs.watchdog import Watchdog
 from litejobs.worker import HEARTBEAT as WORKER_HEARTBEAT
@@ -77,7 +77,7 @@ class Supervisor:
         # The claim/finish loop touches a few MB of pages over and over (the head of the
         # queue, the indexes it moves jobs between); SQLite's default 2 MB cache is just too
         # small and costs a read per row (3x slower per job), so this connection gets more.
-        self.store = Store(app.store.path, durability="fast", cache_mb=SUPERVISOR_CACHE_MB)
+        self.store = open_store(app.database, durability="fast", cache_mb=SUPERVISOR_CACHE_MB)
         self.id = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         self.pool = Pool(app_spec, self.id, frame_limit=2 * app.max_payload + FRAME_SLACK,
                          async_concurrency=config.async_concurrency)
@@ -90,8 +90,11 @@ class Supervisor:
         self.rescuer = Rescuer(self.store, self.id, app.tasks, config.crash_limit, config.lease)
         self.filewatch = FileWatch(self.store)
         self.services: list[Service] = [
-            self.filewatch, self.heartbeat, self.rescuer, Pruner(self.store, config.retention),
-            Checkpointer(self.store), QueueUpkeep(self.store)]
+            self.heartbeat, self.rescuer, Pruner(self.store, config.retention),
+            QueueUpkeep(self.store)]
+        if self.store.local_file:  # a WAL to checkpoint, a file that may be moved
+            self.services[:0] = [self.filewatch]
+            self.services.append(Checkpointer(self.store))
         self.claimer = Claimer(self.store, config, self.queues, self.pool, self.dispatch,
                                self.outcomes, self.leases, time.monotonic())
         self.watchdog = Watchdog(self.pool, self.outcomes, config, self._read, self._watch,
@@ -113,8 +116,11 @@ class Supervisor:
         # Open the file for writing first: an unusable one (read-only, foreign) is refused
         # before anything (the wake-up socket directory) is created beside it.
         try:
-            self.store.connection()
-            listener = BellListener(self.store.path, self.id.replace(":", "-"))
+            if self.store.local_file:
+                self.store.connection()
+            else:
+                self.store.pool()  # the server reached, its schema made or migrated
+            listener = self.store.bell_listener(self.id.replace(":", "-"))
         except OSError as exc:
             self.abandon()
             raise StorageError(

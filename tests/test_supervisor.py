@@ -1,5 +1,6 @@
-"""Process-level tests of the supervisor: real `litejobs run` subprocesses, real SQLite files,
-real signals. Each test waits on conditions with deadlines (``wait_for``), never on luck."""
+"""Process-level tests of the supervisor: real `litejobs run` subprocesses, real SQLite files
+and a real PostgreSQL (each test runs on both stores: the ``database`` fixture), real signals.
+Each test waits on conditions with deadlines (``wait_for``), never on luck."""
 
 from __future__ import annotations
 
@@ -24,16 +25,30 @@ from tests.conftest import REPO, alive, clean_env, wait_for
 pytestmark = pytest.mark.timeout(60)
 
 
+@pytest.fixture
+def db_path(database: str) -> Path | str:
+    """Every test here runs on both stores: the app, `litejobs run` and the CLI all get it."""
+    return database if "://" in database else Path(database)
+
+
 def worker_pid(attempt: litejobs.Attempt) -> int:
     """The pid of the worker that ran an attempt (its ``leased_by`` ends in ``:w<pid>``)."""
     assert attempt.worker is not None
     return int(attempt.worker.rsplit(":w", 1)[1])
 
 
-def show_json(db: Path, job_id: int) -> dict:
+def _has_workflow_reads() -> bool:
+    """`litejobs show` reads a job's workflow; the PostgreSQL store gets those reads from
+    another change (issue 16, workflows): until then `show` is checked on SQLite only."""
+    from litejobs.store.postgres import PostgresStore
+
+    return hasattr(PostgresStore, "upstream_of")
+
+
+def show_json(db: Path | str, job_id: int) -> dict:
     out = subprocess.run(
         [sys.executable, "-m", "litejobs", "show", str(job_id), "--json", "--database", str(db)],
-        cwd=db.parent, env=clean_env(db), capture_output=True, text=True, timeout=30)
+        cwd=REPO, env=clean_env(Path(db)), capture_output=True, text=True, timeout=30)
     assert out.returncode == 0, out.stderr
     return json.loads(out.stdout)
 
@@ -193,9 +208,10 @@ def test_sigterm_drains_finishes_short_jobs_and_requeues_the_long_one(
     assert joblog.ends(long.id) == []
     assert pending.refresh().state is State.QUEUED and pending.attempt == 0, \
         "a job was claimed while draining"
-    shown = show_json(db_path, long.id)
-    assert shown["state"] == "queued"
-    assert [a["outcome"] for a in shown["attempts"]] == ["interrupted"]
+    if not isinstance(db_path, str) or _has_workflow_reads():
+        shown = show_json(db_path, long.id)
+        assert shown["state"] == "queued"
+        assert [a["outcome"] for a in shown["attempts"]] == ["interrupted"]
 
     # Nothing was lost: the next supervisor runs both.
     start_supervisor(workers=2)

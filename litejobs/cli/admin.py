@@ -11,7 +11,7 @@ import click
 from litejobs.cli.common import Context, common_options, errors, fail, json_option, short
 from litejobs.cli.startup import startup
 from litejobs.config import DEFAULT_FILE, render_template
-from litejobs.store import Store
+from litejobs.store import shown, verify
 from litejobs.validate import check_name
 
 __all__ = ["check", "doctor", "init", "queues", "stats"]
@@ -112,14 +112,14 @@ def check(config_path: str | None, database: str | None, app_spec: str | None) -
     """Validate the config, the app import and the database file."""
     ctx = Context(config_path, database, app_spec)
     path, app, entries = startup(ctx, need_app=False)
-    Store(path).verify()
+    verify(path)
     if app is not None:
         click.echo(f"ok: app {ctx.config.app} with {len(app.tasks)} task(s): "
                    f"{', '.join(sorted(app.tasks)) or 'none'}")
         if entries:
             click.echo(f"ok: {len(entries)} cron entr{'y' if len(entries) == 1 else 'ies'}: "
                        f"{', '.join(e.name for e in entries)}")
-    click.echo(f"ok: database {path}")
+    click.echo(f"ok: database {shown(path)}")
 
 
 @click.command()

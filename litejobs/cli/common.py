@@ -16,7 +16,7 @@ from litejobs.app import App
 from litejobs.config import DEFAULT_FILE, load_config
 from litejobs.errors import LitejobsError
 from litejobs.job import Job
-from litejobs.store import Store
+from litejobs.store import Store, is_url, open_store, same_database, shown
 from litejobs.validate import INT64_MAX
 from litejobs.worker import load_app
 
@@ -140,12 +140,12 @@ class Context:
         """The database path; with ``check_app``, refuse when it differs from the app's."""
         configured = self.config.database
         if (configured is None or check_app) and self.config.app:
-            app_path = self.app().store.path
-            if configured is not None and os.path.realpath(configured) != os.path.realpath(
-                    app_path):
+            app_path = self.app().database
+            if configured is not None and not same_database(configured, app_path):
                 raise fail(
-                    f"the database {configured} (from the flag, LITEJOBS_DATABASE or the "
-                    f"config) differs from {app_path}, the one the app {self.config.app} "
+                    f"the database {shown(configured)} (from the flag, LITEJOBS_DATABASE or "
+                    f"the config) differs from {shown(app_path)}, the one the app "
+                    f"{self.config.app} "
                     "writes; workers would read another file than your web app. Make "
                     "them the same"
                 )
@@ -159,13 +159,14 @@ class Context:
         """The database path, refusing one that does not exist (a typo must not quietly
         create an empty file that every command then reports as empty)."""
         path = self.database()
-        if not os.path.exists(path):
+        if not is_url(path) and not os.path.exists(path):
             raise fail(f"no database at {path}; check --database / LITEJOBS_DATABASE / the "
                         "config (it is created by the first enqueue or `litejobs run`)")
         return path
 
     def store(self) -> Store:
-        return Store(self.existing_database(), durability=self.config.durability)
+        store: Store = open_store(self.existing_database(), durability=self.config.durability)
+        return store
 
     def job_app(self) -> App:
         """An App to hold Job handles: the configured one, or a bare one on the database."""

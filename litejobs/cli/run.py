@@ -12,7 +12,7 @@ import click
 from litejobs import logs
 from litejobs.cli.common import Context, common_options, errors
 from litejobs.cli.startup import startup
-from litejobs.store import Store
+from litejobs.store import verify
 from litejobs.validate import MAX_WORKERS, check_name
 
 __all__ = ["run"]
@@ -76,7 +76,7 @@ def run(config_path: str | None, database: str | None, app_spec: str | None,
     # Workers import the app while the file is checked (quick_check reads all of it).
     supervisor.spawn_workers()
     try:
-        Store(path).verify()
+        verify(path)
     except BaseException:
         supervisor.abandon()
         raise

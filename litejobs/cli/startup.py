@@ -11,6 +11,7 @@ from litejobs.app import App
 from litejobs.calls import named_call
 from litejobs.cli.common import Context, fail
 from litejobs.cron import CronEntry
+from litejobs.store import is_url
 from litejobs.task import CallOptions
 from litejobs.ticker import build_entries
 
@@ -24,7 +25,7 @@ def startup(ctx: Context, need_app: bool = True) -> tuple[str, App | None, list[
     and the cron entries."""
     path = ctx.database(check_app=True)
     folder = os.path.dirname(path)
-    if not os.path.isdir(folder):
+    if not is_url(path) and not os.path.isdir(folder):
         raise fail(f"the database's directory {folder} does not exist; create it (mkdir -p "
                     f"{folder}) or point --database / LITEJOBS_DATABASE / database = elsewhere")
     if not ctx.config.app and not need_app:

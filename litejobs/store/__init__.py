@@ -17,11 +17,14 @@ statement), ``schema``, ``busy`` (waiting for the lock), ``failures`` (errors as
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import apsw
 
+from litejobs.config import is_postgres_url
 from litejobs.store.admin import StoreAdmin
 from litejobs.store.backups import StoreBackup
 from litejobs.store.maintenance import StoreMaintenance
@@ -34,13 +37,94 @@ from litejobs.store.tx import RATE_MARGIN, NewJob, NewJobs, QueueLimits, Row, Tx
 from litejobs.store.views import StoreViews
 
 __all__ = ["RATE_MARGIN", "SCHEMA_VERSION", "NewJob", "NewJobs", "QueueLimits", "Row",
-           "SqliteStore", "Store", "Tx", "sent_order"]
+           "SqliteStore", "Store", "Tx", "is_url", "open_store",
+           "same_database", "sent_order", "shown", "verify"]
+
+
+def is_url(database: str | os.PathLike[str]) -> bool:
+    """Whether ``database`` names a PostgreSQL database (a URL) rather than a SQLite file."""
+    return is_postgres_url(os.fspath(database))
+
+
+def shown(database: str) -> str:
+    """``database`` as messages show it: a URL without its password, a path as it is."""
+    if is_url(database):
+        from litejobs.store.postgres.connections import redacted
+
+        return redacted(database)
+    return database
+
+
+def _sans_password(url: str) -> str:
+    parts = urlsplit(url.replace("postgres://", "postgresql://", 1))
+    netloc = parts.netloc.rpartition("@")[2]
+    if parts.username is not None:
+        netloc = f"{parts.username}@{netloc}"
+    return parts._replace(netloc=netloc).geturl()
+
+
+def same_database(a: str, b: str) -> bool:
+    """Whether ``a`` and ``b`` name one database: one file (real paths), or URLs equal once
+    their passwords are left out (a supervisor given the URL without a password, from a
+    ~/.pgpass, serves the App's database)."""
+    if is_url(a) or is_url(b):
+        return is_url(a) and is_url(b) and _sans_password(a) == _sans_password(b)
+    return os.path.realpath(a) == os.path.realpath(b)
+
+
+def verify(database: str) -> None:
+    """Check that ``database`` is usable by this version before a supervisor serves it: a
+    file's integrity and schema (``Store.verify``); a PostgreSQL database's schema, made or
+    migrated (a newer one refused) as its store's pool opens."""
+    store = open_store(database)
+    try:
+        if isinstance(store, Store):
+            store.verify()
+        else:
+            store.pool()
+    finally:
+        store.close()
+
+
+def open_store(database: str | os.PathLike[str], *, durability: str = "full",
+               cache_mb: int | None = None, connections: int = 4) -> Any:
+    """The store of ``database``: the SQLite ``Store`` of a file path, the ``PostgresStore``
+    of a ``postgresql://`` (or ``postgres://``) URL. The one way every caller opens a store.
+    ``durability`` and ``cache_mb`` are the SQLite file's (a PostgreSQL server keeps its own
+    settings); ``connections`` caps a PostgreSQL store's pool in this process. psycopg is
+    imported only here, for a URL: a missing one is one ImportError line saying what to
+    install."""
+    if is_url(database):
+        from litejobs.store.postgres import PostgresStore
+
+        return PostgresStore(os.fspath(database), max_size=connections)
+    return Store(database, durability=durability, cache_mb=cache_mb)
 
 
 class Store(StoreReads, StoreAdmin, StoreMaintenance, StoreWorkflows, StoreMetrics,
             StoreBackup, StoreViews, StoreSchedules):
     """A litejobs database file (SQLite). Cheap to make; connections open lazily, one per
     thread. Implements every protocol of ``litejobs.store.protocols``."""
+
+    #: The jobs are in a file of this host (see protocols.Bells).
+    local_file = True
+
+    def bell(self) -> Bell:
+        """Rings the supervisors listening beside this file."""
+        from litejobs.bell import Bell
+
+        return Bell(self.path)
+
+    def bell_listener(self, name: str) -> BellListener:
+        """A supervisor's socket beside this file (OSError when its directory is not ours
+        to write)."""
+        from litejobs.bell import BellListener
+
+        return BellListener(self.path, name)
+
+    def clock_offset(self) -> float:
+        """0: every process on this host reads one clock."""
+        return 0.0
 
     def insert_jobs(self, jobs: Sequence[NewJob | NewJobs], now: float,
                     ) -> list[Mapping[str, Any]]:
@@ -78,10 +162,11 @@ SqliteStore = Store
 
 
 if TYPE_CHECKING:
+    from litejobs.bell import Bell, BellListener
     from litejobs.store import protocols as p
 
     def _implements(store: Store, tx: Tx) -> tuple[
             p.Producer, p.Reads, p.ExplainFacts, p.Admin, p.Maintenance, p.Supervising,
-            p.Workflows, p.WriteTx]:
+            p.Workflows, p.Bells, p.WriteTx]:
         """mypy checks here that Store and Tx satisfy every protocol, signatures included."""
-        return store, store, store, store, store, store, store, tx
+        return store, store, store, store, store, store, store, store, tx

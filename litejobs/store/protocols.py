@@ -30,9 +30,9 @@ if TYPE_CHECKING:
     from litejobs.store.flows import StepRow
     from litejobs.store.views import JobFilter, JobPage
 
-__all__ = ["Admin", "ClaimTx", "CronTx", "ExplainFacts", "LeaseTx", "Maintenance", "OutcomeTx",
-           "Producer", "ProducerTx", "Reads", "Supervising", "UpkeepTx", "WorkflowTx",
-           "Workflows", "WriteTx"]
+__all__ = ["Admin", "Bells", "ClaimTx", "CronTx", "ExplainFacts", "LeaseTx", "Listener",
+           "Maintenance", "OutcomeTx", "Producer", "ProducerTx", "Reads", "Ringer",
+           "Supervising", "UpkeepTx", "WorkflowTx", "Workflows", "WriteTx"]
 
 T = TypeVar("T")
 
@@ -348,6 +348,43 @@ class WorkflowTx(Protocol):
 @runtime_checkable
 class WriteTx(ProducerTx, ClaimTx, OutcomeTx, LeaseTx, CronTx, UpkeepTx, WorkflowTx, Protocol):
     """Everything one write transaction can do (what ``Supervising.write`` hands its ``fn``)."""
+
+
+class Ringer(Protocol):
+    """Rings the supervisors of a store: ``q`` claim, ``e`` look again, ``c`` a job was
+    cancelled. A hint only: a ring missed costs a poll, never a job."""
+
+    def ring(self, message: bytes = b"e") -> None: ...
+
+
+class Listener(Protocol):
+    """A supervisor's ear for rings: ``fileno`` to select on, ``drain`` for what came."""
+
+    def fileno(self) -> int: ...
+
+    def drain(self) -> bytes: ...
+
+    def close(self) -> None: ...
+
+
+class Bells(Protocol):
+    """The wake-up of a store, and what the supervisor must know of where it lives.
+
+    Each store brings its own bell (SQLite: datagrams to sockets beside the file;
+    PostgreSQL: LISTEN/NOTIFY), so the supervisor registers whatever listener its store
+    gives and nothing above the store knows which one it is. ``local_file`` is True where
+    the jobs live in a file of this host (WAL checkpoints, file watching and ``backup`` make
+    sense there only). ``clock_offset`` is the store's clock minus this process's: times read
+    back from the store minus it are this process's times (0 for a local file)."""
+
+    path: str
+    local_file: bool
+
+    def bell(self) -> Ringer: ...
+
+    def bell_listener(self, name: str) -> Listener: ...
+
+    def clock_offset(self) -> float: ...
 
 
 @runtime_checkable

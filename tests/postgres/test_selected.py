@@ -1,8 +1,13 @@
-"""Until the PostgreSQL store is wired in, a postgresql:// database fails at once with one
-clear line, wherever it is given, instead of being taken for a file path."""
+"""A postgresql:// database selects the PostgreSQL store wherever it is given (App,
+litejobs.toml, LITEJOBS_DATABASE, --database), taken as is (never as a path), shown without
+its password; `litejobs run` on it runs an App's jobs end to end."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -11,44 +16,101 @@ from click.testing import CliRunner
 import litejobs
 from litejobs.cli import main
 from litejobs.config import load_config
-from litejobs.errors import ConfigError
-from tests.conftest import one_line_error
+from litejobs.store.postgres import PostgresStore
+from tests.apps import basic
+from tests.conftest import APP_SPEC, REPO, launch_supervisor, one_line_error
 
-URL = "postgresql://user@db.example/jobs"
-LINE = "the PostgreSQL store is not available in this version: use a SQLite file path"
-
-
-@pytest.mark.parametrize("url", [URL, "postgres://user@db.example/jobs"])
-def test_app_refuses_a_postgres_url(url: str, tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match=LINE):
-        litejobs.App(url)
-    assert not list(tmp_path.iterdir())
-    assert not Path("postgresql:").exists() and not Path("postgres:").exists()
+pytestmark = pytest.mark.timeout(60)
 
 
-def test_litejobs_toml_database_refused_with_its_line(tmp_path: Path) -> None:
-    toml = tmp_path / "litejobs.toml"
-    toml.write_text(f'workers = 2\ndatabase = "{URL}"\n')
-    with pytest.raises(ConfigError) as caught:
-        load_config(str(toml), env={})
-    assert str(caught.value) == f"{toml}:2: key 'database': {LINE}"
+def with_password(url: str) -> str:
+    """``url`` with a password (the test server trusts local clients: it is not checked)."""
+    return url.replace("postgresql://postgres@", "postgresql://postgres:s3cret@", 1)
 
 
-def test_environment_variable_refused(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="LITEJOBS_DATABASE") as caught:
-        load_config(None, env={"LITEJOBS_DATABASE": URL})
-    assert LINE in str(caught.value) and "\n" not in str(caught.value)
-
-
-def test_cli_database_flag_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("LITEJOBS_DATABASE", raising=False)
-    monkeypatch.delenv("LITEJOBS_CONFIG", raising=False)
-    result = CliRunner().invoke(main, ["stats", "--database", URL])
-    one_line_error(result, LINE)
-    assert not list(tmp_path.iterdir())
+def test_app_selects_the_postgres_store_and_never_shows_the_password(pg_url: str) -> None:
+    url = with_password(pg_url)
+    app = basic.make_app(url)
+    assert isinstance(app.store, PostgresStore)
+    assert app.database == url
+    assert "s3cret" not in app.path and "s3cret" not in repr(app)
+    assert app.path.startswith("postgresql://postgres:***@")
+    job = app.tasks["basic.add"].enqueue(1, 2)
+    assert app.get_job(job.id).state is litejobs.State.QUEUED
+    # a second App on the same URL (postgres:// too) reads the same jobs
+    other = litejobs.App(url.replace("postgresql://", "postgres://", 1))
+    assert other.get_job(job.id) is not None
 
 
 def test_file_paths_still_work(tmp_path: Path) -> None:
     app = litejobs.App(tmp_path / "postgresql.db")
-    assert app.path == str(tmp_path / "postgresql.db")
+    assert app.path == str(tmp_path / "postgresql.db") == app.database
+
+
+def test_litejobs_toml_and_the_environment_take_the_url_as_is(tmp_path: Path,
+                                                               pg_url: str) -> None:
+    toml = tmp_path / "litejobs.toml"
+    toml.write_text(f'workers = 2\ndatabase = "{pg_url}"\n')
+    assert load_config(str(toml), env={}).database == pg_url  # not joined to the file's dir
+    assert load_config(None, env={"LITEJOBS_DATABASE": pg_url}).database == pg_url
+    app = litejobs.App.from_config(toml)
+    assert isinstance(app.store, PostgresStore)
+    assert app.enqueue("basic.add", [1, 2]).id == 1
+
+
+def test_cli_database_flag(tmp_path: Path, pg_url: str,
+                           monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    for var in ("LITEJOBS_DATABASE", "LITEJOBS_CONFIG", "LITEJOBS_APP"):
+        monkeypatch.delenv(var, raising=False)
+    litejobs.App(pg_url).enqueue("basic.add", [1, 2])
+    result = CliRunner().invoke(main, ["stats", "--json", "--database", pg_url])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["states"]["queued"] == 1
+    result = CliRunner().invoke(main, ["backup", "--database", pg_url, str(tmp_path / "b")])
+    one_line_error(result, "pg_dump")
+    assert not list(tmp_path.iterdir())  # no file named after the URL, no copy
+
+
+def test_litejobs_run_on_a_url_runs_the_apps_jobs(tmp_path: Path, pg_url: str) -> None:
+    url = with_password(pg_url)
+    app = basic.make_app(url)
+    queued = app.tasks["basic.add"].enqueue(2, 3)  # before any supervisor
+    # --database without the password names the same database as the App's URL
+    cmd = [sys.executable, "-m", "litejobs", "run", "--app", APP_SPEC, "--workers", "2",
+           "--database", pg_url]
+    sup = launch_supervisor(cmd, REPO, url, tmp_path / "run.log")  # type: ignore[arg-type]
+    try:
+        assert queued.result(timeout=20) == 5
+        t0 = time.monotonic()
+        later = app.tasks["basic.add"].enqueue(20, 22)  # the NOTIFY wakes it, no poll
+        assert later.result(timeout=20) == 42
+        assert time.monotonic() - t0 < 0.9, "picked up by the poll, not the bell"
+        assert "s3cret" not in sup.output()
+    finally:
+        sup.kill_group()
+
+
+def test_run_refuses_a_database_other_than_the_apps(tmp_path: Path, pg_url: str) -> None:
+    url = with_password(pg_url)
+    other = pg_url.replace("litejobs_test", "elsewhere")
+    env = {"LITEJOBS_TEST_DB": url, "PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"}
+    out = subprocess.run([sys.executable, "-m", "litejobs", "check", "--app", APP_SPEC,
+                          "--database", other], cwd=REPO, env=env, capture_output=True,
+                         text=True, timeout=30)
+    assert out.returncode != 0
+    line = out.stderr.strip() or out.stdout.strip()
+    assert len(line.splitlines()) == 1 and "differs from" in line, line
+    assert "s3cret" not in line and "elsewhere" in line
+
+
+def test_without_the_extra_one_line_says_what_to_install(tmp_path: Path, pg_url: str) -> None:
+    code = ("import sys; sys.modules['psycopg'] = None\n"
+            "import litejobs\n"
+            f"app = litejobs.App({pg_url!r})\n"
+            "try:\n    app.enqueue('x')\n"
+            "except ImportError as exc:\n    print(exc)\n")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
+                         text=True, timeout=30)
+    assert out.stdout.strip() == ("the PostgreSQL store needs psycopg 3 and psycopg_pool: "
+                                  "pip install 'litejobs[postgres]'"), out

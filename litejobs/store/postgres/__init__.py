@@ -50,12 +50,14 @@ whole. A pool is per process, opened on first use; a forked child opens its own.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from litejobs.job import Attempt, State
 from litejobs.newjob import NewJob, NewJobs
 from litejobs.store.postgres import sql
+from litejobs.store.postgres.bell import RING, PgBellListener
 from litejobs.store.postgres.connections import PgConnections, driver, redacted
 from litejobs.store.postgres.counts import PgCountsMixin
 from litejobs.store.postgres.facts import PgFactsMixin
@@ -76,6 +78,19 @@ __all__ = ["SCHEMA_VERSION", "PgTx", "PostgresStore", "driver", "redacted"]
 
 T = TypeVar("T")
 
+#: Seconds between two measures of the server's clock against this host's.
+OFFSET_REFRESH = 30.0
+
+
+class PgRinger:
+    """``PostgresStore.bell()``: what ``App.ring`` rings through."""
+
+    def __init__(self, store: PostgresStore) -> None:
+        self.store = store
+
+    def ring(self, message: bytes = b"e") -> None:
+        self.store.ring(message)
+
 
 class PostgresStore(PgConnections, PgSchedulesMixin, PgFactsMixin, PgCountsMixin, PgRunsMixin,
                     PgViewsMixin, PgMaintenanceMixin):
@@ -89,6 +104,40 @@ class PostgresStore(PgConnections, PgSchedulesMixin, PgFactsMixin, PgCountsMixin
                          connect_timeout=connect_timeout)
         # Queue rows known to exist (never deleted): inserts skip them.
         self._queues: set[str] = set()
+        self._offset = 0.0
+        self._offset_at = -OFFSET_REFRESH  # monotonic time it was measured
+
+    #: Not a file of this host: no WAL to checkpoint, no file to watch or copy.
+    local_file = False
+
+    # --- the bell and the clock ------------------------------------------------------------------
+
+    def bell(self) -> PgRinger:
+        """Rings the supervisors listening to this store (``pg_notify``, one statement)."""
+        return PgRinger(self)
+
+    def bell_listener(self, name: str) -> PgBellListener:
+        """A supervisor's ear: ``LISTEN`` on this store's channel (``name`` is unused: every
+        supervisor of the store hears every ring)."""
+        return PgBellListener(self.url)
+
+    def ring(self, message: bytes = b"e") -> None:
+        """Wake every supervisor of this store (on any host) now."""
+        self._statement(lambda conn: conn.execute(RING, (message.decode("ascii"),)))
+
+    def clock_offset(self) -> float:
+        """The server's clock minus this process's, in seconds: measured over one round trip
+        (its middle taken as the server's instant), again every ``OFFSET_REFRESH`` seconds,
+        so a host's clock step is followed within that. Times read back minus it are times
+        of this host's clock."""
+        mono = time.monotonic()
+        if mono - self._offset_at >= OFFSET_REFRESH:
+            before = time.time()
+            rows = self._read("SELECT extract(epoch FROM clock_timestamp())::float8 AS t")
+            after = time.time()
+            self._offset = float(rows[0]["t"]) - (before + after) / 2
+            self._offset_at = mono
+        return self._offset
 
     # --- Producer --------------------------------------------------------------------------------
 
@@ -244,7 +293,7 @@ if TYPE_CHECKING:
 
     def _implements(store: PostgresStore, tx: PgTx) -> tuple[
             p.Producer, p.Admin, p.ExplainFacts, p.ProducerTx, p.ClaimTx, p.OutcomeTx,
-            p.LeaseTx, p.CronTx, p.UpkeepTx, p.Reads, p.Workflows, p.Maintenance,
+            p.LeaseTx, p.CronTx, p.UpkeepTx, p.Bells, p.Reads, p.Workflows, p.Maintenance,
             p.WorkflowTx]:
         """mypy checks here the protocols the store implements whole so far."""
-        return (store, store, store, tx, tx, tx, tx, tx, tx, store, store, store, tx)
+        return (store, store, store, tx, tx, tx, tx, tx, tx, store, store, store, store, tx)
