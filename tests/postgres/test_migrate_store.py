@@ -1,9 +1,9 @@
 """``litejobs migrate-store SRC DST`` (issue 16 item 5): a real SQLite file holding jobs in
-every state (one running in a rate-limited queue, its supervisor killed with SIGKILL), a workflow
-mid-way waiting on
-a token, cron history, a paused queue, a stored schedule, tags, progress and metadata, and a
-purged top id, moved to a fresh PostgreSQL schema; every table read back and compared with the
-file, jobs through both stores; then the moved jobs run on PostgreSQL.
+every state (one running in a rate-limited queue, its supervisor killed with SIGKILL), a
+workflow mid-way waiting on a token, cron history, a paused queue, a stored schedule, tags,
+progress and metadata, and a purged top id, moved to a fresh PostgreSQL schema; every table
+read back and compared with the file, jobs through both stores; then the moved jobs run on
+PostgreSQL.
 """
 
 from __future__ import annotations
