@@ -82,6 +82,12 @@ def migrate_store(source: str, destination: str, dry_run: bool, config_path: str
                f"({_n(rate)} rows/s)")
     for table, n in report.copied.items():
         click.echo(f"  {table:<15} {_n(n):>12}")
+    from litejobs.storemove import NOT_MOVED
+
+    click.echo("not moved: " + "; ".join(f"{t} ({why})" for t, why in NOT_MOVED.items()))
+    for table, n in report.dropped.items():
+        click.echo(f"left out: {n} row(s) of {table} (starts not yet known of jobs returned "
+                   "to queued)")
     click.echo("checked before the commit: every table's row count, and a checksum of the "
                f"jobs' ids and states ({report.checksum})")
     if report.requeued:
