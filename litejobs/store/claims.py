@@ -156,7 +156,7 @@ class ClaimsMixin(FlowKeysMixin):
         job sent ahead starts when the job before it ends, which no claim knows: its start is
         counted as not yet known (time +infinity, which every window counts) and its row
         says so (``unknown_start``: ``QUEUE_RATED | FLOW_RATED``); its supervisor sets the
-        time once it learns the job began (``started``). Starts in the slots that start at
+        time once it learns the job began (``_record_starts``). Starts in the slots that start at
         once are counted at the claim.
         """
         self.next_slot = None
@@ -349,11 +349,13 @@ class ClaimsMixin(FlowKeysMixin):
                 for job_id, priority, run_at, ckey, climit, expires, frate, fperiod
                 in self.cursor.execute(sql.CLAIM_CANDIDATES, (queue, now, limit))]
 
-    def started(self, starts: Sequence[tuple[int, float, int]]) -> None:
+    def _record_starts(self, starts: Sequence[tuple[int, float, int]]) -> None:
         """Jobs sent ahead, claimed with their start not yet known, began: ``(job_id, when,
         unknown_start)`` each (``when``: the moment their supervisor learned it, no sooner
         than they began). Their rows in the rate windows get that time. A job given back
-        unstarted in the same transaction (``unclaim``, recorded first) has no row left."""
+        unstarted in the same transaction (``unclaim``, recorded first) has no row left.
+        (``Outcomes.record`` calls it; an operation of ``protocols.ClaimTx`` once the
+        PostgreSQL store sends rated jobs ahead too.)"""
         cur = self.cursor
         queued = [(job_id, at) for job_id, at, which in starts if which & QUEUE_RATED]
         if len(queued) == 1:
@@ -365,7 +367,7 @@ class ClaimsMixin(FlowKeysMixin):
             if which & FLOW_RATED:
                 cur.execute(FLOW_STARTED, (at, RATE_MARGIN, job_id))
 
-    def settle_unknown_start(self, job_id: int, now: float) -> None:
+    def _settle_unknown_start(self, job_id: int, now: float) -> None:
         """The job stopped running (its worker or supervisor died, or drain) with its start
         maybe never reported: counted as begun ``now``, which is no sooner than it did."""
         self.cursor.execute(sql.RATE_STARTED, (now, job_id))
@@ -383,7 +385,7 @@ class ClaimsMixin(FlowKeysMixin):
         their window and runs ``unpark_free`` (the supervisor calls this once a poll)."""
         self.cursor.execute(sql.EXPIRE_DUE, (now, now, limit))
         expired = self.cursor.connection.changes()
-        # the safety net under started/unclaim: a start never reported whose job no longer
+        # the safety net under _record_starts/unclaim: a start never reported whose job no longer
         # runs (cancelled while sent ahead, its supervisor rescued) is counted from now
         self.cursor.execute(sql.RATE_LEFT, (now,))
         self.expire_tokens(now, limit)  # type: ignore[attr-defined]  # (WorkflowsTxMixin)

@@ -149,7 +149,7 @@ class Tx(ClaimsMixin, InsertsMixin, WorkflowsTxMixin, MetricsTxMixin):
         if self.cursor.connection.changes() == 1:
             self._attempt(job_id, attempt, "failed", worker, started, now, error, traceback)
             if crashed:  # its worker or supervisor died: maybe before its start was reported
-                self.settle_unknown_start(job_id, now)
+                self._settle_unknown_start(job_id, now)
             return True
         self._stale(job_id, attempt, worker, started, now, f"reported failure: {error}")
         return False
@@ -162,7 +162,7 @@ class Tx(ClaimsMixin, InsertsMixin, WorkflowsTxMixin, MetricsTxMixin):
         self.cursor.execute(sql.REQUEUE_INTERRUPTED, (now, job_id, attempt))
         if self.cursor.connection.changes() == 1:
             self._attempt(job_id, attempt, "interrupted", worker, started, now, reason, None)
-            self.settle_unknown_start(job_id, now)  # (a rescue cannot tell if it began)
+            self._settle_unknown_start(job_id, now)  # (a rescue cannot tell if it began)
             return True
         return False
 
