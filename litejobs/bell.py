@@ -26,9 +26,10 @@ import os
 import socket
 import stat
 import time
+from typing import Any
 
 __all__ = ["Bell", "BellListener", "bell_dir", "bell_dirs", "dir_chain", "dir_problem",
-           "prepare_dir", "warn_unsafe"]
+           "listen", "prepare_dir", "warn_unsafe"]
 
 log = logging.getLogger("litejobs")
 
@@ -37,6 +38,25 @@ RECHECK = 0.05
 #: sun_path holds 108 bytes on Linux; keep a margin for the socket's own file name.
 _MAX_DIR = 80
 _warned: set[str] = set()
+
+
+def listen(store: Any, name: str) -> Any:
+    """Open ``store`` for writing, then its supervisor's listener (``store.bell_listener``):
+    an unusable database (a read-only or foreign file, a server that refuses) is refused
+    before anything (the wake-up socket's directory) is made beside it."""
+    try:
+        if store.local_file:
+            store.connection()
+        else:
+            store.pool()  # the server reached, its schema made or migrated
+        return store.bell_listener(name)
+    except OSError as exc:
+        from litejobs.errors import StorageError
+
+        raise StorageError(
+            f"cannot create the wake-up socket in {bell_dir(store.path)} "
+            f"({exc.strerror}); the directory of {store.path} must be writable by "
+            "this user (SQLite creates its -wal and -shm files there too)") from None
 
 
 def _digest(db_path: str) -> str:

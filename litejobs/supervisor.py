@@ -28,7 +28,7 @@ from typing import Any
 
 from litejobs import logs
 from litejobs.app import App
-from litejobs.bell import bell_dir
+from litejobs.bell import listen
 from litejobs.claimer import Claimer
 from litejobs.config import Config
 from litejobs.dispatch import Dispatcher
@@ -113,20 +113,8 @@ class Supervisor:
     def run(self) -> int:
         """Serve until drained by a signal; returns the process exit code."""
         keep_heap()
-        # Open the file for writing first: an unusable one (read-only, foreign) is refused
-        # before anything (the wake-up socket directory) is created beside it.
         try:
-            if self.store.local_file:
-                self.store.connection()
-            else:
-                self.store.pool()  # the server reached, its schema made or migrated
-            listener = self.store.bell_listener(self.id.replace(":", "-"))
-        except OSError as exc:
-            self.abandon()
-            raise StorageError(
-                f"cannot create the wake-up socket in {bell_dir(self.store.path)} "
-                f"({exc.strerror}); the directory of {self.store.path} must be writable by "
-                "this user (SQLite creates its -wal and -shm files there too)") from None
+            listener = listen(self.store, self.id.replace(":", "-"))
         except BaseException:
             self.abandon()
             raise
@@ -388,10 +376,14 @@ class Supervisor:
                 self._drain(mono, "the database file changed")
 
     def _tick(self, now: float) -> None:
-        """Fire due cron instants, then sleep until the next one."""
-        if self.ticker.run_once(now).fired:
+        """Fire due cron instants, then sleep until the next one. Instants are due by the
+        store's clock (a PostgreSQL server's, whatever this host's says: supervisors on hosts
+        whose clocks differ fire the same instants at the same moments)."""
+        offset = self.store.clock_offset()
+        if self.ticker.run_once(now + offset).fired:
             self.claimer.wake = True
-        self.next_cron = self.ticker.next_instant(now)
+        instant = self.ticker.next_instant(now + offset)
+        self.next_cron = None if instant is None else instant - offset
 
     # --- timing ------------------------------------------------------------------------------
 
