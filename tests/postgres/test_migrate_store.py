@@ -23,7 +23,7 @@ import litejobs
 from litejobs.errors import StorageError
 from litejobs.storemove import MOVED, MoveRefused, Progress, migrate_store
 from litejobs.testing import Clock, run_until_idle
-from tests.conftest import REPO, SupervisorProcess, launch_supervisor, wait_for
+from tests.conftest import REPO, JobLog, SupervisorProcess, launch_supervisor, wait_for
 from tests.postgres.stores import claim, open_store
 
 pytestmark = pytest.mark.timeout(120)
@@ -326,3 +326,51 @@ def has_jobs_table(url: str) -> bool:
     with psycopg.connect(url) as conn:
         row = conn.execute("SELECT to_regclass('jobs') IS NOT NULL").fetchone()
     return bool(row and row[0])
+
+
+def test_a_supervisor_on_postgres_runs_the_moved_jobs(tmp_path: Path, pg_url: str) -> None:
+    """The whole move as an operator makes it: a supervisor on the file is killed mid-job,
+    the file is moved, `litejobs run` on the URL runs everything left: the killed job again
+    (its attempt on the file recorded as interrupted), the queued jobs, a workflow's steps."""
+    from tests.apps import wfapp
+
+    db, log, go = tmp_path / "jobs.db", str(tmp_path / "tasks.log"), str(tmp_path / "go")
+    app = wfapp.make_app(db)
+    step, gate, fan_in = (app.tasks[f"wf.{n}"] for n in ("step", "gate", "fan_in"))
+    gated = gate.enqueue(log, go, "gated")
+    spec = "tests.apps.wfapp:app"
+    cmd = [sys.executable, "-m", "litejobs", "run", "--app", spec, "--workers", "1"]
+    sup = launch_supervisor(cmd, REPO, db, tmp_path / "sqlite.log")
+    try:
+        wait_for(lambda: gated.refresh().state == "running", 30, "the gated job to start")
+    finally:
+        sup.kill_group()
+    wait_for(lambda: not sup.running(), 10, "the supervisor to die")
+    plain = [step.enqueue(log, i) for i in range(3)]
+    flow = app.workflow("after-the-move")
+    first = flow.add(step.prepare(log, "a"))
+    last = flow.add(fan_in.prepare(log), after=[first])
+    flow.enqueue()
+
+    report = migrate_store(str(db), pg_url)
+    assert report.requeued == [gated.id]
+
+    Path(go).touch()
+    on_pg = wfapp.make_app(pg_url)
+    sup = launch_supervisor([*cmd, "--database", pg_url], REPO,
+                            pg_url, tmp_path / "pg.log")  # type: ignore[arg-type]
+    try:
+        assert last.id is not None
+        moved = {i: on_pg.get_job(i) for i in [gated.id, *(j.id for j in plain), last.id]}
+        for job_id, job in moved.items():
+            assert job is not None, job_id
+            job.result(timeout=30)
+        last_job = on_pg.get_job(last.id)
+        assert last_job is not None and last_job.result(timeout=1) == ["a"]
+        outcomes = [a.outcome for a in on_pg.store.attempts(gated.id)]
+        assert outcomes == ["interrupted", "succeeded"], outcomes
+    finally:
+        sup.kill_group()
+    starts = [r for r in JobLog(Path(log)).records()
+              if r["event"] == "start" and r["id"] == gated.id]
+    assert len(starts) == 2, starts  # once on the file (killed), once on PostgreSQL
