@@ -49,13 +49,15 @@ def check(app: App, max_age: float = 10.0, *, lease: float | None = None,
     now = time.time() if now is None else now
     lease = app.config.lease if lease is None else lease
     path = app.path
-    if not app.store.local_file:
-        return _server_check(app, max_age, now)
-    problems = _file_problems(path)
+    local = app.store.local_file
+    if not local:
+        from litejobs.store.postgres import SCHEMA_VERSION  # the server's schema's own
+    problems = _file_problems(path) if local else []
     if problems:
         return Health(False, problems)
     try:
-        facts = Store(path).health_facts(now, max_age, lease)
+        facts = (Store(path) if local else app.store).health_facts(now, max_age, lease)
+        now += app.store.clock_offset()  # the heartbeats read back are the store's times
     except StorageError as exc:
         return Health(False, [str(exc)])
     if facts["application_id"] != APPLICATION_ID:
@@ -81,25 +83,6 @@ def check(app: App, max_age: float = 10.0, *, lease: float | None = None,
                         "and were not rescued: no supervisor is maintaining the file; "
                         "start `litejobs run` (it rescues them) or check its log")
     return Health(not problems, problems, live)
-
-
-def _server_check(app: App, max_age: float, now: float) -> Health:
-    """``check`` of a PostgreSQL database: reachable, and a supervisor's heartbeat within
-    ``max_age`` on the server's clock (the heartbeats are the server's times)."""
-    store = app.store
-    try:
-        server_now = now + store.clock_offset()
-        beats = [r["heartbeat_at"] for r in store.supervisors()]
-    except StorageError as exc:
-        return Health(False, [str(exc)])
-    live = sum(1 for b in beats if b is not None and b >= server_now - max_age)
-    if live:
-        return Health(True, [], live)
-    newest = max((b for b in beats if b is not None), default=None)
-    seen = ("no supervisor has ever run on it" if newest is None else
-            f"the newest heartbeat is {server_now - newest:.0f} s old")
-    return Health(False, [f"no supervisor heartbeat in the last {max_age:g} s ({seen}); start "
-                          f"`litejobs run` on {app.path}, or check why it stopped"])
 
 
 def _file_problems(path: str) -> list[str]:

@@ -74,14 +74,13 @@ def same_database(a: str, b: str) -> bool:
 
 def verify(database: str) -> None:
     """Check that ``database`` is usable by this version before a supervisor serves it: a
-    file's integrity and schema (``Store.verify``); a PostgreSQL database's schema, made or
-    migrated (a newer one refused) as its store's pool opens."""
+    file's integrity and schema; a PostgreSQL database's schema (another program's ``jobs``
+    or a newer litejobs's refused), then made or migrated."""
     store = open_store(database)
     try:
-        if isinstance(store, Store):
-            store.verify()
-        else:
-            store.pool()
+        store.verify()
+        if not store.local_file:
+            store.pool()  # makes or migrates the schema: verify only reads
     finally:
         store.close()
 

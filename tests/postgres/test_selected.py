@@ -18,7 +18,8 @@ from litejobs.cli import main
 from litejobs.config import load_config
 from litejobs.store.postgres import PostgresStore
 from tests.apps import basic
-from tests.conftest import APP_SPEC, REPO, launch_supervisor, one_line_error
+from litejobs.health import check as health
+from tests.conftest import APP_SPEC, REPO, launch_supervisor, one_line_error, wait_for
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -70,6 +71,11 @@ def test_cli_database_flag(tmp_path: Path, pg_url: str,
     result = CliRunner().invoke(main, ["backup", "--database", pg_url, str(tmp_path / "b")])
     one_line_error(result, "pg_dump")
     assert not list(tmp_path.iterdir())  # no file named after the URL, no copy
+    result = CliRunner().invoke(main, ["doctor", "--database", pg_url])
+    assert result.exit_code == 0, result.output
+    assert "reachable" in result.output and "clock" in result.output
+    result = CliRunner().invoke(main, ["health", "--database", pg_url])
+    one_line_error(result, "no supervisor heartbeat")
 
 
 def test_litejobs_run_on_a_url_runs_the_apps_jobs(tmp_path: Path, pg_url: str) -> None:
@@ -79,8 +85,12 @@ def test_litejobs_run_on_a_url_runs_the_apps_jobs(tmp_path: Path, pg_url: str) -
     # --database without the password names the same database as the App's URL
     cmd = [sys.executable, "-m", "litejobs", "run", "--app", APP_SPEC, "--workers", "2",
            "--database", pg_url]
+    before = health(app)
+    assert not before.ok and "no supervisor heartbeat" in before.problems[0], before
     sup = launch_supervisor(cmd, REPO, url, tmp_path / "run.log")  # type: ignore[arg-type]
     try:
+        wait_for(lambda: health(app).ok, 10, "litejobs health to see the supervisor",
+                 details=lambda: str(health(app)))
         assert queued.result(timeout=20) == 5
         t0 = time.monotonic()
         later = app.tasks["basic.add"].enqueue(20, 22)  # the NOTIFY wakes it, no poll
