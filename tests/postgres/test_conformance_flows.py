@@ -277,3 +277,57 @@ def test_postgres_maintenance_has_no_file(where: str, store: Any) -> None:
     with pytest.raises(ValueError, match="with pg_dump") as caught:
         store.backup_to("/tmp/x.db")
     assert "\n" not in str(caught.value)
+
+
+# --- flow keys' rates ---------------------------------------------------------------------------
+
+
+def rated(n: int, key: str = "host", rate: int = 2, period: float = 1.0) -> list[Any]:
+    from litejobs.validate import UNLIMITED
+
+    return [job("fetch", queue="f", concurrency_key=key, concurrency_limit=UNLIMITED,
+                flow_rate=rate, flow_period=period, delay=-0.001) for _ in range(n)]
+
+
+def claim_f(store: Any, workers: int) -> tuple[list[int], float | None]:
+    def work(tx: Any) -> tuple[list[int], float | None]:
+        from litejobs.store import QueueLimits
+
+        got = tx.claim([f"w{i}" for i in range(workers)], [QueueLimits("f", None)],
+                       time.time(), 30.0)
+        return [int(r["id"]) for r in got], tx.next_slot
+
+    got: tuple[list[int], float | None] = store.write(work)
+    return got
+
+
+def test_flow_key_rate_holds_and_its_jobs_come_back_when_the_window_has_room(
+        store: Any) -> None:
+    ids = enqueue(store, *rated(5), *rated(1, key="other"),
+                  job("plain", queue="f", delay=-0.001))
+    got, slot = claim_f(store, 10)
+    assert sorted(got) == [ids[0], ids[1], ids[5], ids[6]]  # 2 of "host", "other", plain
+    assert slot is not None and time.time() < slot < time.time() + 1.5
+    assert store.get_job(ids[0])["flow_rate"] == 2
+    count, _ = store.flow_window("host", time.time())
+    assert count == 2
+    again, _ = claim_f(store, 10)
+    assert again == []  # the window is full: nothing of the key, however many workers
+    later = wait_for("the key's window has room again", lambda: claim_f(store, 10)[0])
+    assert sorted(later) == [ids[2], ids[3]]
+    starts = sorted(store.get_job(i)["started_at"] for i in [*got, *later] if i in ids[:5])
+    assert starts[2] - starts[0] >= 1.0  # no 1 s window holds more than 2 starts
+    store.write(lambda tx: tx.expire_due(time.time()))  # forgets starts that left
+
+
+def test_flow_rate_kept_through_a_batch_and_a_run(store: Any) -> None:
+    from litejobs.newjob import NewJobs
+
+    template = rated(1)[0]
+    rows = store.insert_jobs([NewJobs(template, '[[1],[2],[3]]', [[1], [2], [3]])],
+                             time.time())
+    assert all(store.get_job(r["id"])["flow_rate"] == 2 for r in rows)
+    _, (a,) = steps(store, StepRow(rated(1, key="k2", rate=1)[0], ()))
+    assert store.get_job(a)["flow_period"] == 1.0
+    got, _ = claim_f(store, 10)
+    assert len(got) == 3  # 2 of "host" (its rate), 1 of "k2" (its rate)

@@ -267,12 +267,12 @@ def test_illegal_transition_refused_by_the_schema(store: Any, pg_url: str) -> No
 # --- what it does not do yet, refused rather than ignored -----------------------------------------
 
 
-def test_not_yet_refused_in_one_line(store: Any) -> None:
+def test_a_flow_keys_rate_is_taken_no_longer_refused(store: Any) -> None:
+    # (refused until the claim held flow keys' rates: tests/postgres/test_flow_races.py)
     now = time.time()
-    with pytest.raises(ValueError) as caught:
-        store.insert_job(job(now, concurrency_key="k", flow_rate=5, flow_period=1.0), now)
-    assert "not in the PostgreSQL store yet" in one_line(caught.value)
-    assert store.stats()["states"]["queued"] == 0  # nothing was written
+    row = store.insert_job(job(now, concurrency_key="k", flow_rate=5, flow_period=1.0), now)
+    got = store.get_job(row["id"])
+    assert (got["flow_rate"], got["flow_period"], got["state"]) == (5, 1.0, "queued")
 
 
 def test_missing_driver_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:

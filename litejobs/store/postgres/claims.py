@@ -16,7 +16,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from litejobs.store.claims import RATE_MARGIN, best_first
+from litejobs.store.flowkeys import flow_window
 from litejobs.store.postgres import sql
+from litejobs.store.postgres.flowkeys import PgFlowKeysMixin
 from litejobs.store.rows import QueueLimits, Row
 
 if TYPE_CHECKING:
@@ -34,7 +36,7 @@ def _first(cursor: psycopg.Cursor[Any]) -> Row:
     return row
 
 
-class PgClaimsMixin:
+class PgClaimsMixin(PgFlowKeysMixin):
     """``PgTx``'s claim statements (the ``ClaimTx`` protocol)."""
 
     conn: psycopg.Connection[Any]
@@ -42,6 +44,10 @@ class PgClaimsMixin:
 
     if TYPE_CHECKING:
         def _know_queues(self, queues: Iterable[str]) -> None: ...  # (PgInsertsMixin)
+
+        def step_results(self, ids: Sequence[int]) -> dict[int, str]: ...  # (PgFlowsMixin)
+
+        def expire_tokens(self, now: float, limit: int = 500) -> int: ...  # (PgFlowsMixin)
 
     def queues(self) -> list[tuple[str, bool]]:
         """Every queue with queued jobs, and every paused one, with its paused flag."""
@@ -86,12 +92,13 @@ class PgClaimsMixin:
                     caps[name] = min(caps[name], count - self._window(name, count, period, now))
         front = n if ahead_from is None else max(0, min(n, ahead_from))
         claimed: list[Row] = []
+        flow_picks: dict[int, tuple[str, float]] = {}  # rated keyed picks: (key, period)
         for ahead, workers in ((False, worker_ids[:front]), (True, worker_ids[front:])):
             open_caps = {name: cap for name, cap in caps.items()
                          if cap > 0 and not (ahead and name in rated)}
             if not workers or not open_caps:
                 continue
-            keyed = self._keyed(open_caps, ahead, len(workers))
+            keyed = self._keyed(open_caps, ahead, len(workers), now, flow_picks)
             statement, picks = (sql.CLAIM_KEYED, [keyed]) if keyed else (sql.CLAIM, [])
             rows = self.conn.execute(statement, (
                 list(open_caps), list(open_caps.values()), ahead, *picks, list(workers),
@@ -105,20 +112,31 @@ class PgClaimsMixin:
             for name in set(started):
                 if caps[name] == 0:  # maybe full now: when its oldest start leaves the window
                     self._window(name, *rated[name], now)
+        self._flow_started([flow_picks[row["id"]] for row in claimed
+                            if row["id"] in flow_picks])
         claimed.sort(key=best_first)
+        steps = [row["id"] for row in claimed if row["workflow"] is not None]
+        if steps:  # a workflow step takes its upstream steps' results to its worker
+            results = self.step_results(steps)
+            for row in claimed:
+                if row["id"] in results:
+                    row["results"] = results[row["id"]]
         return claimed
 
-    def _keyed(self, caps: Mapping[str, int], ahead: bool, n: int) -> list[int]:
+    def _keyed(self, caps: Mapping[str, int], ahead: bool, n: int, now: float = 0.0,
+               flow_picks: dict[int, tuple[str, float]] | None = None) -> list[int]:
         """The jobs with a concurrency key this claim may take (at most ``n``, within
         ``caps``), locked, best first: each key's running jobs are counted under the key's
         advisory lock, so a key's limit is exact across claimers. A key another claimer
         holds is passed over; a full key's jobs are looked past, a few rounds, so that a
-        full key's backlog does not hide the other keys' jobs."""
+        full key's backlog does not hide the other keys' jobs. A key's rate (flowkeys) is
+        counted under the same lock; its rated picks go in ``flow_picks``."""
         conn = self.conn
         picked: list[int] = []
         room: dict[str, int] = {}  # running jobs (this claim's picks included) per key held
         passed: set[str] = set()  # full, or held by another claimer
         left = dict(caps)
+        flows: dict[str, tuple[int, float]] = {}  # rated keys held: (starts, wait)
         for _ in range(KEY_ROUNDS):
             before = len(passed)
             rows = conn.execute(sql.KEYED_CANDIDATES, (
@@ -132,6 +150,9 @@ class PgClaimsMixin:
                 running = {r["ckey"]: int(r["n"])
                            for r in conn.execute(sql.RUNNING_WITH_KEYS, (held,))}
                 room.update({k: running.get(k, 0) for k in held})
+                flows.update(self._flow_used(
+                    {r["ckey"] for r in rows if r["frate"] is not None and r["ckey"] in held},
+                    now))
             for r in rows:
                 key = r["ckey"]
                 if key in passed or left[r["queue"]] <= 0:
@@ -139,6 +160,20 @@ class PgClaimsMixin:
                 if room[key] >= r["climit"]:
                     passed.add(key)
                     continue
+                if r["frate"] is not None:
+                    if ahead:
+                        continue  # its start would not be known: not sent ahead
+                    if key not in flows:  # held in an earlier round, for unrated jobs
+                        flows.update(self._flow_used([key], now))
+                    used, wait = flows[key]
+                    if used >= r["frate"]:
+                        passed.add(key)
+                        self._flow_full(wait, now)
+                        continue
+                    # (no start counted before: this one is the first to leave)
+                    flows[key] = (used + 1, wait if used else flow_window(float(r["fperiod"])))
+                    if flow_picks is not None:
+                        flow_picks[int(r["id"])] = (key, float(r["fperiod"]))
                 room[key] += 1
                 left[r["queue"]] -= 1
                 picked.append(int(r["id"]))
@@ -181,7 +216,11 @@ class PgClaimsMixin:
     def expire_due(self, now: float, limit: int = 500) -> int:
         """Cancel (reason "expired") pending jobs not started by their ``expires_at`` on the
         server's clock; returns how many."""
-        return self.conn.execute(sql.EXPIRE_DUE, (limit,)).rowcount
+        expired = self.conn.execute(sql.EXPIRE_DUE, (limit,)).rowcount
+        # as the SQLite store's: tokens past their timeout, flow keys' starts that left
+        self.expire_tokens(now, limit)
+        self._flow_forget()
+        return expired
 
     def promote_due(self, now: float, limit: int = 1000) -> int:
         """Queue the scheduled jobs whose run time has come on the server's clock."""

@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING, Any
 from litejobs.newjob import NewJob
 from litejobs.store.flows import RUN_CANCELLED, StepRow
 from litejobs.store.postgres import sql
-from litejobs.store.postgres.inserts import refuse_unsupported
 from litejobs.store.schema import TOKEN_TASK
 
 if TYPE_CHECKING:
@@ -233,8 +232,6 @@ class PgFlowsMixin:
         id and the steps' job ids. Raises ValueError for a token that cannot be waited on
         (none, not a token, already failed): nothing is written then."""
         conn = self.conn
-        for step in steps:
-            refuse_unsupported(step.job)
         if workflow is None:
             got = conn.execute(INSERT_WORKFLOW, (name,)).fetchone()
             assert got is not None

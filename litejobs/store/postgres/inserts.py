@@ -17,16 +17,7 @@ from litejobs.store.rows import Row
 if TYPE_CHECKING:
     import psycopg
 
-__all__ = ["PgInsertsMixin", "refuse_unsupported"]
-
-
-def refuse_unsupported(job: NewJob) -> None:
-    """A ValueError in one line for what the PostgreSQL store does not enforce yet (a flow
-    key's rate): taken silently, its limit would not hold."""
-    if job.flow_rate is not None:
-        raise ValueError(
-            f"task {job.task}: a flow key's rate (rate_limit with flow_key) is not in the "
-            "PostgreSQL store yet; enqueue without it or use a SQLite database")
+__all__ = ["PgInsertsMixin"]
 
 
 def _after(t: float | None, now: float) -> float | None:
@@ -53,7 +44,6 @@ class PgInsertsMixin:
 
     def insert(self, job: NewJob, now: float) -> Mapping[str, Any]:
         """Insert one job (or return its live twin of the same task and key)."""
-        refuse_unsupported(job)
         conn = self.conn
         if job.key is not None:
             conn.execute(sql.LOCK_JOB_KEY, (job.task, job.key))
@@ -119,7 +109,6 @@ class PgInsertsMixin:
 
     def _insert_batch(self, batch: NewJobs, now: float) -> list[Mapping[str, Any]]:
         job = batch.template
-        refuse_unsupported(job)
         self._know_queues((job.queue,))
         state = _state(job, now)
         statement = sql.INSERT_JOBS_JSON if batch.kwargs is None else sql.INSERT_JOBS_JSON_KW
@@ -127,7 +116,7 @@ class PgInsertsMixin:
         rows = self.conn.execute(statement, (
             job.task, job.queue, state, job.priority, run_in, run_in, job.max_attempts,
             job.timeout, _after(job.expires_at, now), job.concurrency_key,
-            job.concurrency_limit, batch.payload)).fetchall()
+            job.concurrency_limit, job.flow_rate, job.flow_period, batch.payload)).fetchall()
         rows.sort(key=lambda r: r["id"])
         if batch.kwargs is None:
             return [_row(job, got, state, args)

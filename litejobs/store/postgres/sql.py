@@ -63,11 +63,12 @@ ORDER BY u.n
 """
 # A NewJobs: one row per element of a JSON array of argument lists (json, not jsonb: each
 # element's text is kept as written). (task, queue, state, priority, run_in, run_in,
-# max_attempts, timeout, expires_in, concurrency_key, concurrency_limit, payload)
+# max_attempts, timeout, expires_in, concurrency_key, concurrency_limit, flow_rate,
+# flow_period, payload)
 _BATCH = """
 INSERT INTO jobs ({columns})
 SELECT %s, %s, %s, %s, {args}, {kwargs}, NULL, t.now + %s, t.now + %s, t.now, %s, %s,
-       t.now + %s, %s, %s, NULL, NULL, NULL, NULL
+       t.now + %s, %s, %s, NULL, NULL, %s, %s
 FROM (SELECT {now} AS now) t, json_array_elements(%s::json) WITH ORDINALITY AS e (value, n)
 ORDER BY e.n
 {returned}
@@ -146,7 +147,8 @@ RATE_START = f"INSERT INTO rate_starts (queue, at) SELECT unnest(%s::text[]), {N
 # (queues, ahead, keys to pass over, limit). The claim picks among them in Python, each key
 # under its advisory lock (LOCK_CKEY), and hands its picks to CLAIM.
 KEYED_CANDIDATES = f"""
-SELECT id, queue, concurrency_key AS ckey, coalesce(concurrency_limit, 1) AS climit
+SELECT id, queue, concurrency_key AS ckey, coalesce(concurrency_limit, 1) AS climit,
+       flow_rate AS frate, flow_period AS fperiod
 FROM jobs
 WHERE state = 'queued' AND queue = ANY(%s) AND NOT parked AND concurrency_key IS NOT NULL
   AND (expires_at IS NULL OR (NOT %s AND expires_at >= {NOW}))
