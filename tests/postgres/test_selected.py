@@ -16,9 +16,9 @@ from click.testing import CliRunner
 import litejobs
 from litejobs.cli import main
 from litejobs.config import load_config
+from litejobs.health import check as health
 from litejobs.store.postgres import PostgresStore
 from tests.apps import basic
-from litejobs.health import check as health
 from tests.conftest import APP_SPEC, REPO, launch_supervisor, one_line_error, wait_for
 
 pytestmark = pytest.mark.timeout(60)
@@ -124,3 +124,30 @@ def test_without_the_extra_one_line_says_what_to_install(tmp_path: Path, pg_url:
                          text=True, timeout=30)
     assert out.stdout.strip() == ("the PostgreSQL store needs psycopg 3 and psycopg_pool: "
                                   "pip install 'litejobs[postgres]'"), out
+
+
+def test_a_rate_limited_queue_keeps_its_rate_behind_running_jobs(tmp_path: Path,
+                                                                 pg_url: str) -> None:
+    """The PostgreSQL claim gives a rated job only to a worker that starts it at once, never
+    to one still busy (sent ahead), so its starts keep the queue's rate: none of 2 a second
+    starts closer than a 1 s window allows, with long jobs holding the workers meanwhile."""
+    log = tmp_path / "jobs.log"
+    cfg = tmp_path / "litejobs.toml"
+    cfg.write_text(f'app = "{APP_SPEC}"\ndatabase = "{pg_url}"\n\n'
+                   '[queues.rated]\nrate_limit = "2/s"\n')
+    app = basic.make_app(pg_url)
+    logged = app.tasks["basic.logged"]
+    longs = [logged.enqueue(str(log), 0.6, tag="long") for _ in range(4)]
+    rated = [logged.options(queue="rated").enqueue(str(log), tag="rated") for _ in range(6)]
+    cmd = [sys.executable, "-m", "litejobs", "run", "--workers", "2", "--config", str(cfg)]
+    sup = launch_supervisor(cmd, REPO, pg_url, tmp_path / "run.log")  # type: ignore[arg-type]
+    try:
+        for job in [*longs, *rated]:
+            job.result(timeout=30)
+    finally:
+        sup.kill_group()
+    records = [json.loads(line) for line in log.read_text().splitlines()]
+    starts = sorted(r["start"] for r in records if r["event"] == "start" and r["tag"] == "rated")
+    assert len(starts) == 6
+    for a, b in zip(starts, starts[2:], strict=False):  # any 3 starts span over a second
+        assert b - a >= 0.95, starts
