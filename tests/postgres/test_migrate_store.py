@@ -266,6 +266,25 @@ def test_a_writer_on_the_destination_stops_the_move(tmp_path: Path, pg_url: str)
     assert len(pg_rows(pg_url, "jobs", ["id"])) == 1
 
 
+def test_a_value_postgres_cannot_hold_stops_the_move_in_one_line(tmp_path: Path,
+                                                                  pg_url: str) -> None:
+    """SQLite's text may hold a NUL, PostgreSQL's may not: the move stops naming the table,
+    and nothing of it is committed."""
+    db = tmp_path / "jobs.db"
+    app = litejobs.App(db)
+    job = app.task(name="t.x")(lambda: None).enqueue()
+    app.task(name="t.y")(lambda: None).enqueue()
+    conn = apsw.Connection(str(db))
+    conn.execute("UPDATE jobs SET progress_message = 'a' || char(0) || 'b' WHERE id = ?",
+                 (job.id,))
+    conn.close()
+    with pytest.raises(StorageError, match=r"refused a row of table jobs .*nothing was "
+                       "committed") as caught:
+        migrate_store(str(db), pg_url)
+    assert "\n" not in str(caught.value)
+    assert pg_rows(pg_url, "jobs", ["id"]) == []
+
+
 def test_refusals_are_one_line(tmp_path: Path, pg_url: str) -> None:
     db = tmp_path / "jobs.db"
     with pytest.raises(StorageError, match="does not exist"):
