@@ -15,6 +15,7 @@ from litejobs.app import App
 from litejobs.cli.common import Context, common_options, errors, fail, json_option
 from litejobs.cron import CronEntry
 from litejobs.schedules import entry_view, known_entries, schedule, unschedule
+from litejobs.store import is_url
 
 __all__ = ["cron"]
 
@@ -39,7 +40,7 @@ def _entries(ctx: Context) -> tuple[App, list[CronEntry]]:
     app = _app(ctx)
     # (no file yet: no stored entries, and reading them must not create it)
     return app, known_entries(app, check_tasks=bool(ctx.config.app),
-                              stored=os.path.exists(app.path))
+                              stored=is_url(app.database) or os.path.exists(app.path))
 
 
 def _entry(ctx: Context, name: str) -> tuple[App, CronEntry]:

@@ -13,6 +13,7 @@ import click
 from litejobs.app import App
 from litejobs.cli.common import Context, common_options, errors, fail
 from litejobs.errors import ConfigError
+from litejobs.store import is_url
 
 __all__ = ["check_serve", "serve", "serve_command"]
 
@@ -109,7 +110,7 @@ def serve(config_path: str | None, database: str | None, app_spec: str | None, b
 def _app(ctx: Context) -> App:
     """The configured app (its tasks and cron entries show), or a bare App on the file."""
     path = ctx.database(check_app=True) if ctx.app_spec else ctx.database()
-    if not os.path.exists(path):
+    if not is_url(path) and not os.path.exists(path):
         raise fail(f"no database at {path}; check --database / LITEJOBS_DATABASE / the config "
                    "(it is created by the first enqueue or `litejobs run`)")
     app = ctx.app() if ctx.app_spec else App(path, durability=ctx.config.durability)

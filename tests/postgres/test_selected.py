@@ -151,3 +151,18 @@ def test_a_rate_limited_queue_keeps_its_rate_behind_running_jobs(tmp_path: Path,
     assert len(starts) == 6
     for a, b in zip(starts, starts[2:], strict=False):  # any 3 starts span over a second
         assert b - a >= 0.95, starts
+
+
+def test_serve_and_cron_list_take_a_url(tmp_path: Path, pg_url: str,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Neither looks for a file named after the URL."""
+    from litejobs.cli.common import Context
+    from litejobs.cli.serve import _app
+
+    monkeypatch.chdir(tmp_path)
+    for var in ("LITEJOBS_DATABASE", "LITEJOBS_CONFIG", "LITEJOBS_APP"):
+        monkeypatch.delenv(var, raising=False)
+    assert isinstance(_app(Context(None, pg_url, None)).store, PostgresStore)
+    litejobs.App(pg_url).enqueue("basic.add", [1, 2])
+    result = CliRunner().invoke(main, ["cron", "list", "--database", pg_url])
+    assert result.exit_code == 0 and "no cron entries" in result.output, result.output
