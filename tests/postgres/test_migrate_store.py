@@ -361,7 +361,9 @@ def test_a_supervisor_on_postgres_runs_the_moved_jobs(tmp_path: Path, pg_url: st
     cmd = [sys.executable, "-m", "litejobs", "run", "--app", spec, "--workers", "1"]
     sup = launch_supervisor(cmd, REPO, db, tmp_path / "sqlite.log")
     try:
-        wait_for(lambda: gated.refresh().state == "running", 30, "the gated job to start")
+        # its own log line, not the claim: killed once the task really began
+        wait_for(lambda: any(r["event"] == "start" for r in JobLog(Path(log)).records()), 30,
+                 "the gated job to start")
     finally:
         sup.kill_group()
     wait_for(lambda: not sup.running(), 10, "the supervisor to die")
