@@ -89,12 +89,11 @@ class Supervisor:
                                    lambda: worker_states(self.pool))
         self.rescuer = Rescuer(self.store, self.id, app.tasks, config.crash_limit, config.lease)
         self.filewatch = FileWatch(self.store)
+        local = self.store.local_file  # else no WAL to checkpoint, no file to be moved
         self.services: list[Service] = [
-            self.heartbeat, self.rescuer, Pruner(self.store, config.retention),
+            *([self.filewatch] if local else []), self.heartbeat, self.rescuer,
+            Pruner(self.store, config.retention), *([Checkpointer(self.store)] if local else []),
             QueueUpkeep(self.store)]
-        if self.store.local_file:  # a WAL to checkpoint, a file that may be moved
-            self.services[:0] = [self.filewatch]
-            self.services.append(Checkpointer(self.store))
         self.claimer = Claimer(self.store, config, self.queues, self.pool, self.dispatch,
                                self.outcomes, self.leases, time.monotonic())
         self.watchdog = Watchdog(self.pool, self.outcomes, config, self._read, self._watch,
