@@ -1,4 +1,4 @@
-"""Workflows, tokens and a flow key's rate under a real ``litejobs run`` on PostgreSQL: a
+"""Workflows and tokens under a real ``litejobs run`` on PostgreSQL: a
 chord whose fan-in gets every result in order, a continuation (``litejobs.then``), a step
 waiting on a token completed from this process, a failed step's downstream cancelled and
 revived by a retry."""
