@@ -23,14 +23,12 @@ runs the same assertions on both):
   (pruning, the supervisors' heartbeat rows, the /metrics figures).
 - The bell: ``PgTx.ring`` (``pg_notify``, delivered at commit) and ``bell.PgBellListener``
   (``LISTEN`` on the schema's channel, a socket to select on).
-
 - Workflows and tokens: ``WorkflowTx`` (``flows``; the fan-in and the cascade are triggers
   of the schema, as in the SQLite store), ``Workflows`` and the retry that revives the steps
   a retried one cancelled (``runs``); the dashboard's job pages (``views``);
   ``Maintenance`` (``maintenance``: what only a file has is "not applicable", and a backup
-  is pg_dump's).
-
-Not yet, and refused in one line rather than ignored: a flow key's rate (at enqueue).
+  is pg_dump's); flow keys' rates in the claim (``flowkeys``), exact across hosts under
+  each key's advisory lock.
 
 Time: every time comparison and every stored time is on the database server's clock
 (``statement_timestamp()``, one value per statement), so hosts' clocks may differ. The

@@ -58,8 +58,7 @@ class PgFactsMixin:
 
     def flow_window(self, key: str, now: float) -> tuple[int, float | None]:
         """Starts of flow key ``key`` its rate window still counts (on the server's clock:
-        ``now`` is not read), and when the first of them stops counting. Always (0, None)
-        until this store takes flow keys' rates."""
+        ``now`` is not read), and when the first of them stops counting."""
         row = self._read(FLOW_WINDOW, (key,))[0]
         return int(row["n"]), row["first"]
 
