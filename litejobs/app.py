@@ -19,6 +19,7 @@ from litejobs.config import (
     database_path,
     is_postgres_url,
     load_config,
+    redacted_url,
 )
 from litejobs.decoration import task_defaults
 from litejobs.decoration import task_name as name_of
@@ -98,11 +99,8 @@ class App:
         #: The database as given, absolute (a PostgreSQL URL with its password: never print it)
         self.database = database_path(database)
         #: The file's absolute path; for PostgreSQL the URL without its password.
-        self.path = self.database
-        if is_postgres_url(self.database):
-            from litejobs.store.postgres.connections import redacted
-
-            self.path = redacted(self.database)
+        self.path = (redacted_url(self.database) if is_postgres_url(self.database)
+                     else self.database)
         self._store: Store | None = None
         self.config = config or Config(database=self.database, durability=durability,
                                        max_payload=max_payload)

@@ -87,6 +87,18 @@ def is_postgres_url(value: str) -> bool:
     return value.startswith(("postgresql://", "postgres://"))
 
 
+def redacted_url(url: str) -> str:
+    """``url`` without its password, for messages (cheap: no store is imported)."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"{parts.username}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return parts._replace(netloc=netloc).geturl()
+
+
 def database_path(path: str | os.PathLike[str]) -> str:
     """The absolute path of a database file, or a PostgreSQL URL as given (never a path: a
     supervisor and an App given one URL must name one database); ValueError for what cannot

@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 
 import apsw
 
-from litejobs.config import is_postgres_url
+from litejobs.config import is_postgres_url, redacted_url
 from litejobs.store.admin import StoreAdmin
 from litejobs.store.backups import StoreBackup
 from litejobs.store.maintenance import StoreMaintenance
@@ -48,11 +48,7 @@ def is_url(database: str | os.PathLike[str]) -> bool:
 
 def shown(database: str) -> str:
     """``database`` as messages show it: a URL without its password, a path as it is."""
-    if is_url(database):
-        from litejobs.store.postgres.connections import redacted
-
-        return redacted(database)
-    return database
+    return redacted_url(database) if is_url(database) else database
 
 
 def _sans_password(url: str) -> str:

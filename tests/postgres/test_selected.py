@@ -166,3 +166,15 @@ def test_serve_and_cron_list_take_a_url(tmp_path: Path, pg_url: str,
     litejobs.App(pg_url).enqueue("basic.add", [1, 2])
     result = CliRunner().invoke(main, ["cron", "list", "--database", pg_url])
     assert result.exit_code == 0 and "no cron entries" in result.output, result.output
+
+
+def test_an_app_on_a_url_imports_no_store_until_used() -> None:
+    """Every worker imports the app's module and never opens the store (its supervisor
+    does): App("postgresql://...") loads neither store nor psycopg."""
+    code = ("import sys, litejobs\n"
+            "app = litejobs.App('postgresql://u:pw@db.example:5433/jobs')\n"
+            "print(app.path, sorted(m for m in ('litejobs.store', 'apsw', 'psycopg')"
+            " if m in sys.modules))\n")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
+                         text=True, timeout=30)
+    assert out.stdout.strip() == "postgresql://u:***@db.example:5433/jobs []", out

@@ -14,8 +14,8 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
-from urllib.parse import urlsplit
 
+from litejobs.config import redacted_url
 from litejobs.errors import StorageError, StorageFull
 from litejobs.store.postgres import sql
 from litejobs.store.postgres.schema import MIGRATIONS, SCHEMA, SCHEMA_VERSION
@@ -47,14 +47,8 @@ def driver() -> tuple[Any, Any]:
     return psycopg, psycopg_pool
 
 
-def redacted(url: str) -> str:
-    """``url`` without its password, for messages."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    netloc = f"{parts.username}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    return parts._replace(netloc=netloc).geturl()
+#: ``url`` without its password, for messages.
+redacted = redacted_url
 
 
 def _first_line(exc: BaseException) -> str:
