@@ -37,8 +37,11 @@ _TOKEN = f"'{TOKEN_TASK}'"
 _READY_AT = ("(CASE WHEN ready_delay IS NULL THEN greatest(run_at, NEW.finished_at) "
              "ELSE NEW.finished_at + ready_delay END)")
 
-#: The schema's workflow triggers: the SQLite schema's jobs_fan_in and jobs_cascade.
+#: The schema's workflow triggers (the SQLite schema's jobs_fan_in and jobs_cascade), and
+#: the tokens' index: ``expire_due`` looks for expired tokens at every poll.
 FLOW_TRIGGERS = f"""
+CREATE INDEX jobs_tokens ON jobs (expires_at)
+    WHERE state = 'waiting' AND task = {_TOKEN} AND expires_at IS NOT NULL;
 CREATE FUNCTION litejobs_fan_in() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     UPDATE jobs SET upstream_left = upstream_left - 1
