@@ -59,8 +59,13 @@ def serve_command(bind: str, database: str, app_spec: str, config_path: str | No
                   api: bool = False) -> list[str]:
     """The command line of ``run --serve``'s child: this ``serve``, on the supervisor's
     database, app and config, dying with the supervisor."""
-    command = [sys.executable, "-m", "litejobs", "serve", "--bind", bind, "--database",
-               database, "--app", app_spec, "--supervised-by", str(os.getpid())]
+    where = ["--database", database]
+    if is_url(database):
+        # A URL's password must not show in `ps`: the child inherits it in the environment.
+        os.environ["LITEJOBS_DATABASE"] = database
+        where = []
+    command = [sys.executable, "-m", "litejobs", "serve", "--bind", bind, *where, "--app",
+               app_spec, "--supervised-by", str(os.getpid())]
     command += ["--api"] if api else []
     return command + (["--config", config_path] if config_path else [])
 

@@ -178,3 +178,19 @@ def test_an_app_on_a_url_imports_no_store_until_used() -> None:
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
                          text=True, timeout=30)
     assert out.stdout.strip() == "postgresql://u:***@db.example:5433/jobs []", out
+
+
+def test_the_served_dashboards_command_line_holds_no_password(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """`litejobs run --serve` starts `litejobs serve`: a URL goes to it in the environment,
+    where `ps` does not show it to other users."""
+    from litejobs.cli.serve import serve_command
+
+    monkeypatch.delenv("LITEJOBS_DATABASE", raising=False)
+    url = "postgresql://jobs:s3cret@db.example/jobs"
+    command = serve_command("127.0.0.1:0", url, APP_SPEC, None)
+    assert not any("s3cret" in part for part in command), command
+    import os
+
+    assert os.environ["LITEJOBS_DATABASE"] == url
+    assert "--database" in serve_command("127.0.0.1:0", "/tmp/jobs.db", APP_SPEC, None)
