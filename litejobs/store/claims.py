@@ -11,19 +11,20 @@ from typing import Any
 import apsw
 
 from litejobs.store import sql
-from litejobs.store.flowkeys import FLOW_STARTED, FLOW_UNCLAIMED, FlowKeysMixin
+from litejobs.store.flowkeys import FLOW_UNCLAIMED
+from litejobs.store.ratestarts import (
+    FLOW_RATED,
+    QUEUE_RATED,
+    RATE_MARGIN,
+    RateStartsMixin,
+    _soonest,
+)
 from litejobs.store.rows import QueueLimits, Row, _dicts, _id_list, _scalar
 from litejobs.validate import UNLIMITED
 
 __all__ = ["CLAIM_ROUNDS", "FLOW_RATED", "PARK_PER_CLAIM", "QUEUE_RATED", "RATE_MARGIN",
            "ClaimsMixin", "best_first", "sent_order"]
 
-#: Extra seconds (at most 10% of the period) a rate window lasts beyond its period.
-RATE_MARGIN = 0.1
-#: A claimed row's ``unknown_start``: which windows wait to learn when the job began (it was
-#: sent ahead, behind a job its worker runs): its queue's rate, its flow key's rate.
-QUEUE_RATED = 1
-FLOW_RATED = 2
 
 
 def _claimed(row: Row) -> Row:
@@ -101,12 +102,6 @@ class _Slots:
         return self.names[self.used - 1]
 
 
-def _soonest(oldest: float | None, now: float) -> float:
-    """The oldest start in a window, for when it leaves: a start not yet known (+infinity)
-    is no sooner than now."""
-    return now if oldest is None or oldest > now else oldest
-
-
 def best_first(row: Mapping[str, Any]) -> tuple[int, float, int]:
     """The order ``claim`` returns jobs in and the supervisor sends them to a worker in."""
     return (-row["priority"], row["run_at"], row["id"])
@@ -119,7 +114,7 @@ def sent_order(row: Mapping[str, Any]) -> tuple[float, int, float, int]:
     return (row["started_at"] or 0.0, *best_first(row))
 
 
-class ClaimsMixin(FlowKeysMixin):
+class ClaimsMixin(RateStartsMixin):
     """``Tx``'s claim statements (the ``ClaimTx`` protocol)."""
 
     cursor: apsw.Cursor
@@ -324,23 +319,6 @@ class ClaimsMixin(FlowKeysMixin):
         self._rate_starts(starts, limits, caps, now)
         return parked
 
-    def _rate_starts(self, starts: Mapping[str, tuple[list[int], list[int]]],
-                     limits: Mapping[str, QueueLimits], caps: Mapping[str, int],
-                     now: float) -> None:
-        """Count a claim's starts in their queues' windows, ``(known, not yet known)`` job ids
-        by queue (one statement each), and note when a queue they filled has room again."""
-        for queue, (known, ahead) in starts.items():
-            if known:
-                self.cursor.execute(sql.RATE_START_MANY, (queue, now, None, _id_list(known)))
-            if ahead:
-                self.cursor.execute(sql.RATE_START_MANY, (queue, math.inf, True,
-                                                          _id_list(ahead)))
-            rate = limits[queue].rate
-            if caps[queue] == 0 and rate is not None:
-                period = rate[1] + min(RATE_MARGIN, rate[1] * 0.1)
-                oldest = _scalar(self.cursor, sql.RATE_OLDEST, (queue, now - period))
-                self._slot(queue, _soonest(oldest, now) + period, now)
-
     def _candidates(self, queue: str, now: float, limit: int) -> list[_Candidate]:
         """The best ``limit`` claimable jobs of a queue (keys already at their limit and
         expired jobs left out), as sortable tuples."""
@@ -348,30 +326,6 @@ class ClaimsMixin(FlowKeysMixin):
                  fperiod or 0.0)
                 for job_id, priority, run_at, ckey, climit, expires, frate, fperiod
                 in self.cursor.execute(sql.CLAIM_CANDIDATES, (queue, now, limit))]
-
-    def _record_starts(self, starts: Sequence[tuple[int, float, int]]) -> None:
-        """Jobs sent ahead, claimed with their start not yet known, began: ``(job_id, when,
-        unknown_start)`` each (``when``: the moment their supervisor learned it, no sooner
-        than they began). Their rows in the rate windows get that time. A job given back
-        unstarted in the same transaction (``unclaim``, recorded first) has no row left.
-        (``Outcomes.record`` calls it; an operation of ``protocols.ClaimTx`` once the
-        PostgreSQL store sends rated jobs ahead too.)"""
-        cur = self.cursor
-        queued = [(job_id, at) for job_id, at, which in starts if which & QUEUE_RATED]
-        if len(queued) == 1:
-            cur.execute(sql.RATE_STARTED, (queued[0][1], queued[0][0]))
-        elif queued:
-            cur.execute(sql.RATE_STARTED_MANY,
-                        ("[" + ",".join(f"[{int(i)},{float(at)!r}]" for i, at in queued) + "]",))
-        for job_id, at, which in starts:
-            if which & FLOW_RATED:
-                cur.execute(FLOW_STARTED, (at, RATE_MARGIN, job_id))
-
-    def _settle_unknown_start(self, job_id: int, now: float) -> None:
-        """The job stopped running (its worker or supervisor died, or drain) with its start
-        maybe never reported: counted as begun ``now``, which is no sooner than it did."""
-        self.cursor.execute(sql.RATE_STARTED, (now, job_id))
-        self.cursor.execute(FLOW_STARTED, (now, RATE_MARGIN, job_id))
 
     def adopt_orphan_queues(self) -> int:
         """Give every queue with queued jobs a row (for listings and stats: claims find the
