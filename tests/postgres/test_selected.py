@@ -186,7 +186,7 @@ def test_the_served_dashboards_command_line_holds_no_password(
     where `ps` does not show it to other users."""
     from litejobs.cli.serve import serve_command
 
-    monkeypatch.delenv("LITEJOBS_DATABASE", raising=False)
+    monkeypatch.setenv("LITEJOBS_DATABASE", "")  # restored (unset) after the test
     url = "postgresql://jobs:s3cret@db.example/jobs"
     command = serve_command("127.0.0.1:0", url, APP_SPEC, None)
     assert not any("s3cret" in part for part in command), command
