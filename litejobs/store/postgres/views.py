@@ -4,7 +4,8 @@ with the SQLite store's meaning (litejobs/store/views.py: ``JobFilter``, ``JobPa
 scan window and ``searched_to``). Nothing here writes.
 
 Differences, and why: the planner picks the partial index of a state by itself (SQLite
-needed ``INDEXED BY``); a text search is ``ILIKE`` (SQLite's ``LIKE`` ignores ASCII case).
+needed ``INDEXED BY``); a text search is ``ILIKE`` under the "C" collation, which ignores
+the case of ASCII letters only, as SQLite's ``LIKE`` does.
 """
 
 from __future__ import annotations
@@ -27,8 +28,10 @@ TOP_ID = "SELECT coalesce(max(id), 0) AS id FROM jobs"
 OLDER_JOB = "SELECT 1 FROM jobs WHERE id < %s LIMIT 1"
 OLDER_TAGGED = "SELECT 1 FROM job_tags WHERE tag = %s AND job_id < %s LIMIT 1"
 OLDER_STEP = "SELECT 1 FROM jobs WHERE workflow = %s AND id < %s LIMIT 1"
-TEXT_IN = ("(args ILIKE %s ESCAPE '\\' OR kwargs ILIKE %s ESCAPE '\\' "
-           "OR error ILIKE %s ESCAPE '\\')")
+# ILIKE under the "C" collation folds ASCII letters only, as SQLite's LIKE does.
+TEXT_IN = ("((args COLLATE \"C\") ILIKE %s ESCAPE '\\' "
+           "OR (kwargs COLLATE \"C\") ILIKE %s ESCAPE '\\' "
+           "OR (error COLLATE \"C\") ILIKE %s ESCAPE '\\')")
 HAS_TAG = "id IN (SELECT job_id FROM job_tags WHERE tag = %s)"
 TAG_FLOOR = ("SELECT job_id AS id FROM job_tags WHERE tag = %s AND job_id < %s "
              "ORDER BY job_id DESC LIMIT 1 OFFSET %s")
