@@ -1,4 +1,4 @@
-"""Races of workflows and flow keys on both stores: two processes claiming one flow key's
+"""Races of workflows and flow keys on both stores: three processes claiming one flow key's
 rated jobs at once (the rate holds; on PostgreSQL it fails with the key's lock taken out),
 and two processes ending the upstream steps of the same chords at once (every chord's step
 becomes ready exactly once)."""
@@ -35,14 +35,14 @@ def _flow_claimer(where: str, start: Any, out: Any, seconds: float) -> None:
     store.close()
 
 
-def test_flow_key_rate_exact_across_two_claiming_processes(where: str, store: Any) -> None:
+def test_flow_key_rate_exact_across_three_claiming_processes(where: str, store: Any) -> None:
     enqueue(store, *[job("fetch", queue="f", concurrency_key="host",
                          concurrency_limit=UNLIMITED, flow_rate=3, flow_period=0.5)
-                     for _ in range(40)])
+                     for _ in range(60)])
     ctx = multiprocessing.get_context("spawn")
-    start, out = ctx.Barrier(2, timeout=60), ctx.Queue()
+    start, out = ctx.Barrier(3, timeout=60), ctx.Queue()
     procs = [ctx.Process(target=_flow_claimer, args=(where, start, out, 1.6))
-             for _ in range(2)]
+             for _ in range(3)]
     for p in procs:
         p.start()
     results = [out.get(timeout=60) for _ in procs]
