@@ -465,7 +465,7 @@ def test_three_hosts_under_chaos_lose_no_job_run_none_twice_and_fire_cron_once(
     assert len(fired_jobs) == len(set(fired_jobs))
     assert set(fired_jobs) == tick_jobs, (sorted(set(fired_jobs) ^ tick_jobs))
     instants = sorted(f["instant"] for f in fires if started <= f["instant"] <= ended)
-    assert len(instants) >= 0.5 * (ended - started), (len(instants), ended - started)
+    assert len(instants) >= 0.3 * (ended - started), (len(instants), ended - started)
     stale = sum(a["outcome"] == "stale" for a in attempts.values())
     print(f"{len(ids)} jobs, {len(starts)} attempts, {len(fires)} cron fires, {stale} stale "
           f"attempts (outcome refused), {stale_seen} fenced-out attempts overlapping the next")
