@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
@@ -12,15 +13,8 @@ from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar, overload
 from litejobs import workflows as _workflows
 from litejobs.aio import aget_job as _aget_job
 from litejobs.calls import build_job, encode, named_call, ring_for
-from litejobs.config import (
-    MAX_PAYLOAD,
-    Config,
-    check_durability,
-    database_path,
-    is_postgres_url,
-    load_config,
-    redacted_url,
-)
+from litejobs.config import MAX_PAYLOAD, Config, check_durability, database_path, load_config
+from litejobs.config import redacted_url as _shown
 from litejobs.decoration import task_defaults
 from litejobs.decoration import task_name as name_of
 from litejobs.deliver import deliver as _deliver
@@ -99,8 +93,7 @@ class App:
         #: The database as given, absolute (a PostgreSQL URL with its password: never print it)
         self.database = database_path(database)
         #: The file's absolute path; for PostgreSQL the URL without its password.
-        self.path = (redacted_url(self.database) if is_postgres_url(self.database)
-                     else self.database)
+        self.path = _shown(self.database)
         self._store: Store | None = None
         self.config = config or Config(database=self.database, durability=durability,
                                        max_payload=max_payload)
@@ -270,10 +263,8 @@ class App:
         """Wake the supervisors serving this database (a hint; never raises)."""
         if self._bell is None:
             self._bell = self.store.bell()
-        try:
-            self._bell.ring(message)
-        except StorageError:
-            pass  # the write it follows is committed; a supervisor's poll finds it
+        with contextlib.suppress(StorageError):  # the write it follows is committed: a
+            self._bell.ring(message)  # supervisor's poll finds it
 
     def enqueue(
         self,
