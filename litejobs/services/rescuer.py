@@ -31,13 +31,17 @@ class Rescuer(Service):
 
     def run_once(self, now: float) -> int:
         supervisors = self.store.supervisors()
+        # Heartbeats and leases read back are the store's times (a PostgreSQL server's
+        # clock): silence and a rescued attempt's times are judged on that clock.
+        forget_before = now - FORGET_AFTER  # (a distance from this host's clock)
+        now += self.store.clock_offset()
 
         def work(tx: Tx) -> int:
             n = maintenance.rescue_dead_supervisors(tx, now, self.supervisor, self.tasks,
                                                     self.crash_limit, supervisors,
                                                     lease=self.lease)
             n += maintenance.rescue_expired(tx, now, self.tasks, self.crash_limit)
-            tx.forget_supervisors_before(now - FORGET_AFTER)
+            tx.forget_supervisors_before(forget_before)
             return n
 
         return int(self.store.write(work))
