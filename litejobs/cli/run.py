@@ -18,7 +18,16 @@ from litejobs.validate import MAX_WORKERS, check_name
 __all__ = ["run"]
 
 
-@click.command()
+class _RunCommand(click.Command):
+    """Remembers a trailing `--`: click drops it, and `litejobs run --` with nothing after it
+    (an empty `$WEB_CMD` in a Procfile) must be refused, not run without its web server."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        ctx.meta["litejobs.bare_dashdash"] = bool(args) and args[-1] == "--"
+        return super().parse_args(ctx, args)
+
+
+@click.command(cls=_RunCommand)
 @common_options
 @click.option("--app", "app_spec", help="Import path of the App, module:attr (or file.py:attr).")
 @click.option("--workers", type=click.IntRange(1, MAX_WORKERS),
@@ -56,7 +65,9 @@ def run(config_path: str | None, database: str | None, app_spec: str | None,
         from litejobs.cli.serve import check_serve
 
         check_serve(serve_bind, api)  # refused before anything starts
-    argv = resolve(command) if command else None  # a missing executable: before anything
+    bare = click.get_current_context().meta.get("litejobs.bare_dashdash", False)
+    # A missing executable, or `--` with nothing after it: refused before anything starts.
+    argv = resolve(command) if command or bare else None
 
     level = logs.setup(log_format, "debug" if verbose else log_level or "info")
     if level <= logging.DEBUG:
