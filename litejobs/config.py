@@ -360,7 +360,7 @@ def load_config(
 _TEMPLATE: list[tuple[str, str, Any]] = [
     ("app", "import path of your litejobs.App", "myapp.jobs:app"),
     ("database", "the SQLite file, relative to this file", "litejobs.db"),
-    ("workers", "worker processes `litejobs run` starts", 4),
+    ("workers", "worker processes `litejobs run` starts (default 2)", 2),
     ("durability", '"full": a returned enqueue survives power loss; "fast": survives any '
      "process crash, not a power cut", "full"),
     ("retention", "terminal jobs older than this are pruned", "7d"),

@@ -42,7 +42,11 @@ def init(config_path: str | None, database: str | None, app_spec: str | None,
     except OSError as exc:
         raise fail(f"cannot write {path}: {exc.strerror}; create its directory or choose "
                     "another --config path") from None
-    click.echo(f"wrote {path}; edit app = and database =, then run `litejobs check`")
+    # Name only what was not given: those keys hold the template's placeholders.
+    todo = " and ".join(f"{key} =" for key, given in (("app", app_spec), ("database", database))
+                        if not given)
+    click.echo(f"wrote {path}; " + (f"edit {todo}, then run" if todo else "now run")
+               + " `litejobs check`")
 
 
 def _unit_arg(arg: str) -> str:
