@@ -1,4 +1,7 @@
-"""Cron under real `litejobs run` processes: once per instant, across kills and supervisors."""
+"""Cron under real `litejobs run` processes: once per instant, across kills and supervisors.
+
+Each process test runs on both stores (the ``database`` fixture): a SQLite file, or a fresh
+PostgreSQL schema that two supervisors share as two hosts would."""
 
 from __future__ import annotations
 
@@ -20,9 +23,9 @@ APP = "tests.apps.cronapp:app"
 
 
 class CronRun:
-    def __init__(self, tmp_path: Path) -> None:
+    def __init__(self, tmp_path: Path, database: str) -> None:
         self.tmp = tmp_path
-        self.db = tmp_path / "cron.db"
+        self.db = database  # a file path or a URL (a Path would fold a URL's "//")
         self.log = tmp_path / "fires.log"
         self.procs: list[SupervisorProcess] = []
 
@@ -56,8 +59,8 @@ class CronRun:
 
 
 @pytest.fixture
-def cron_run(tmp_path: Path):  # type: ignore[no-untyped-def]
-    run = CronRun(tmp_path)
+def cron_run(tmp_path: Path, database: str):  # type: ignore[no-untyped-def]
+    run = CronRun(tmp_path, database)
     yield run
     run.stop_all()
 

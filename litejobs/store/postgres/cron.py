@@ -41,6 +41,9 @@ INSERT INTO cron_fires (entry, instant, outcome, fired_at) VALUES (%s, %s, %s, {
 ON CONFLICT (entry, instant) DO NOTHING
 """
 SET_CRON_FIRE_JOB = "UPDATE cron_fires SET job_id = %s WHERE entry = %s AND instant = %s"
+# The insert stores a run time as its distance from the caller's `now` on the server's clock;
+# a fire's job is scheduled for the instant itself (`current_job().scheduled_at`), as named.
+SET_FIRED_JOB_INSTANT = "UPDATE jobs SET scheduled_at = %s WHERE id = %s"
 SELECT_JOB_STATE = "SELECT state FROM jobs WHERE id = %s"
 PRUNE_CRON_FIRES = f"""
 DELETE FROM cron_fires WHERE (entry, instant) IN (
@@ -77,6 +80,7 @@ class PgCronMixin:
         if job is None:
             return None
         job_id = int(self.insert(job, now)["id"])
+        self.conn.execute(SET_FIRED_JOB_INSTANT, (instant, job_id))
         self.conn.execute(SET_CRON_FIRE_JOB, (job_id, entry, instant))
         return job_id
 
