@@ -304,7 +304,7 @@ def test_template_is_accepted(tmp_path) -> None:
     assert c.app == "myapp.jobs:app"
     assert c.database == str(tmp_path / "litejobs.db")
     assert (c.workers, c.durability, c.retention, c.grace, c.lease) == (
-        4, "full", 7 * 86400.0, 30.0, 30.0)
+        2, "full", 7 * 86400.0, 30.0, 30.0)
     assert c.queues == {"default": QueueConfig(4, None)}
     assert "#" in path.read_text()  # commented
 
