@@ -8,7 +8,8 @@ downstream runs once after a restart.
 
 How often a step really ran is read from the log its task writes (``tests.apps.wfapp``: one
 ``O_APPEND`` line per start and end), never from what litejobs says. Waiting is on conditions
-with deadlines (``wait_for``); the randomised test prints its seed.
+with deadlines (``wait_for``); the randomised test prints its seed. Each test runs on both
+stores (the ``database`` fixture): a SQLite file, or a fresh PostgreSQL schema.
 """
 
 from __future__ import annotations
@@ -39,9 +40,9 @@ APP_SPEC = "tests.apps.wfapp:app"
 class Harness:
     """One test's database, task log, supervisors."""
 
-    def __init__(self, tmp_path: Path) -> None:
+    def __init__(self, tmp_path: Path, database: str) -> None:
         self.dir = tmp_path
-        self.db = tmp_path / "wf.db"
+        self.db = database if "://" in database else tmp_path / "wf.db"
         self.log = tmp_path / "wf.log"
         self.app = wfapp.make_app(self.db)
         self.t = {name.split(".", 1)[1]: task for name, task in self.app.tasks.items()}
@@ -92,8 +93,8 @@ class Harness:
 
 
 @pytest.fixture
-def h(tmp_path: Path) -> Iterator[Harness]:
-    harness = Harness(tmp_path)
+def h(tmp_path: Path, database: str) -> Iterator[Harness]:
+    harness = Harness(tmp_path, database)
     yield harness
     harness.close()
 
