@@ -48,10 +48,12 @@ whole. A pool is per process, opened on first use; a forked child opens its own.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from litejobs.calls import ring_for
 from litejobs.job import Attempt, State
 from litejobs.newjob import NewJob, NewJobs
 from litejobs.store.postgres import sql
@@ -81,12 +83,18 @@ OFFSET_REFRESH = 30.0
 
 
 class PgRinger:
-    """``PostgresStore.bell()``: what ``App.ring`` rings through."""
+    """``PostgresStore.bell()``: what ``App.ring`` rings through. The ring an enqueue sends
+    right after ``insert_job``/``insert_jobs`` is skipped: the insert sent it at its commit,
+    in its own statement (one round trip per enqueue, not two)."""
 
     def __init__(self, store: PostgresStore) -> None:
         self.store = store
 
     def ring(self, message: bytes = b"e") -> None:
+        rung = self.store._rung
+        if getattr(rung, "message", None) == message:
+            rung.message = None
+            return
         self.store.ring(message)
 
 
@@ -104,6 +112,8 @@ class PostgresStore(PgConnections, PgSchedulesMixin, PgFactsMixin, PgCountsMixin
         self._queues: set[str] = set()
         self._offset = 0.0
         self._offset_at = -OFFSET_REFRESH  # monotonic time it was measured
+        # The ring this thread's last insert sent (PgRinger skips the App's copy of it).
+        self._rung = threading.local()
 
     #: Not a file of this host: no WAL to checkpoint, no file to watch or copy.
     local_file = False
@@ -143,15 +153,23 @@ class PostgresStore(PgConnections, PgSchedulesMixin, PgFactsMixin, PgCountsMixin
                     ) -> list[Mapping[str, Any]]:
         """Insert ``jobs`` in one transaction; returns each one's row, in order (a keyed
         job's live twin's row instead, when it has one)."""
-        return self.write(lambda tx: tx.insert_many(jobs, now))
+        message = ring_for(jobs, now)
+        rows = self.write(lambda tx: tx.insert_many(jobs, now, message))
+        self._rung.message = message if rows else None
+        return rows
 
     def insert_job(self, job: NewJob, now: float) -> Mapping[str, Any]:
         """``insert_jobs`` for one job. The common one (no key, no tags, a queue known to
         exist) is one statement in autocommit: twice the enqueues a second of a transaction."""
+        message = ring_for([job], now)
         if (job.key is not None or job.tags is not None or job.flow_rate is not None
                 or job.queue not in self._queues):
-            return self.write(lambda tx: tx.insert(job, now))
-        return self._statement(lambda conn: PgTx(conn, self._queues).insert(job, now))
+            row = self.write(lambda tx: tx.insert(job, now, message))
+        else:
+            row = self._statement(
+                lambda conn: PgTx(conn, self._queues).insert(job, now, message))
+        self._rung.message = message
+        return row
 
     # --- Supervising -----------------------------------------------------------------------------
 

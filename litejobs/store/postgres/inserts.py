@@ -42,31 +42,55 @@ class PgInsertsMixin:
     conn: psycopg.Connection[Any]
     _queues_seen: set[str]
 
-    def insert(self, job: NewJob, now: float) -> Mapping[str, Any]:
-        """Insert one job (or return its live twin of the same task and key)."""
+    def ring(self, message: bytes = b"e") -> None: ...  # PgTx's: pg_notify at commit
+
+    def insert(self, job: NewJob, now: float, ring: bytes | None = None,
+               ) -> Mapping[str, Any]:
+        """Insert one job (or return its live twin of the same task and key). ``ring``: the
+        bell's message to send at commit, in the INSERT's own statement when it can be."""
         conn = self.conn
         if job.key is not None:
             conn.execute(sql.LOCK_JOB_KEY, (job.task, job.key))
             twin = self._twin(job, now)
             if twin is not None:
+                if ring is not None:
+                    self.ring(ring)  # a debounce may have moved the twin
                 return twin
         self._know_queues((job.queue,))
         state = _state(job, now)
         run_in = float(job.run_at - now)
-        got = conn.execute(sql.INSERT_JOB, (
+        # Untagged: the ring rides in the INSERT (a tagged job rings after its tags).
+        rung = ring is not None and job.tags is None
+        params: tuple[Any, ...] = (
             job.task, job.queue, state, job.priority, job.args, job.kwargs, job.key, run_in,
             run_in, job.max_attempts, job.timeout, _after(job.expires_at, now),
             job.concurrency_key, job.concurrency_limit, job.tags, job.trace, job.flow_rate,
-            job.flow_period)).fetchone()
+            job.flow_period)
+        if rung:
+            assert ring is not None
+            got = conn.execute(sql.INSERT_JOB_RING,
+                               (*params, ring.decode("ascii"))).fetchone()
+        else:
+            got = conn.execute(sql.INSERT_JOB, params).fetchone()
         assert got is not None
         if job.tags is not None:
             conn.execute(sql.INSERT_JOB_TAGS, (got["id"], job.tags))
+        if ring is not None and not rung:
+            self.ring(ring)
         return _row(job, got, state)
 
     def insert_many(self, jobs: Sequence[NewJob | NewJobs], now: float,
-                    ) -> list[Mapping[str, Any]]:
+                    ring: bytes | None = None) -> list[Mapping[str, Any]]:
         """Insert ``jobs`` in order: keyed, tagged and traced ones one by one, runs of the
-        others with one statement, each ``NewJobs`` with one statement."""
+        others with one statement, each ``NewJobs`` with one statement; then ``ring`` (the
+        bell's message, sent at commit), if given."""
+        out = self._insert_all(jobs, now)
+        if ring is not None and out:
+            self.ring(ring)
+        return out
+
+    def _insert_all(self, jobs: Sequence[NewJob | NewJobs], now: float,
+                    ) -> list[Mapping[str, Any]]:
         out: list[Mapping[str, Any]] = []
         plain: list[NewJob] = []
         for job in jobs:

@@ -47,6 +47,13 @@ SELECT %s, %s, %s, %s, %s, %s, %s, t.now + %s, t.now + %s, t.now, %s, %s, t.now 
 FROM (SELECT {NOW} AS now) t
 {_RETURNED}
 """
+# INSERT_JOB and the bell's ring in one statement (its parameters, then the ring's byte): an
+# enqueue in autocommit is then one round trip, and the ring is delivered at its commit.
+# pg_notify is volatile, so the one-row subquery is always run.
+INSERT_JOB_RING = f"""
+WITH j AS ({INSERT_JOB})
+SELECT j.* FROM j, (SELECT pg_notify('litejobs.' || current_schema(), %s)) AS rung
+"""
 # Many keyless, untagged jobs as parallel arrays; rows go in (and take ids) in array order.
 INSERT_JOBS = f"""
 INSERT INTO jobs ({_INSERT_COLUMNS})
