@@ -15,7 +15,7 @@ from litejobs.aio import aget_job as _aget_job
 from litejobs.calls import build_job, encode, named_call, ring_for
 from litejobs.config import MAX_PAYLOAD, Config, check_durability, database_path, load_config
 from litejobs.config import redacted_url as _shown
-from litejobs.decoration import task_defaults
+from litejobs.decoration import check_new_task, task_defaults
 from litejobs.decoration import task_name as name_of
 from litejobs.deliver import deliver as _deliver
 from litejobs.deliver import register as _register_deliver
@@ -99,6 +99,7 @@ class App:
                                        max_payload=max_payload)
         self.max_payload = max_payload
         self.tasks: dict[str, Task[Any, Any]] = {}
+        self._origins: dict[tuple[str, str], str] = {}  # (file, qualname): auto-derived name
         self.cron_specs: dict[str, CronSpec] = {}
         self._bell: Ringer | None = None
         #: Per task (its defaults): the validated job of a plain call, arguments aside.
@@ -202,12 +203,7 @@ class App:
                 raise TypeError(f"@app.task needs a function, not {func!r}")
             task_name = name_of(func, name)
             defaults = defaults_of(task_name)
-            existing = self.tasks.get(task_name)
-            if existing is not None and existing.fn is not func and (
-                getattr(existing.fn, "__code__", None) is not getattr(func, "__code__", None)
-            ):
-                raise ValueError(f"a task named {task_name!r} is already registered (by "
-                                 f"{existing.fn!r}); give one of them another name=")
+            check_new_task(self.tasks, self._origins, task_name, func, named=name is not None)
             t: Task[Any, Any] = Task(self, func, defaults, check_redact(redact, func))
             self.tasks[task_name] = t
             return t

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import sys
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, MutableMapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from litejobs.redact import check_redact
 from litejobs.task import Backoff, TaskOptions
@@ -22,7 +23,10 @@ from litejobs.validate import (
     merge_flow_key,
 )
 
-__all__ = ["task_defaults", "task_name"]
+if TYPE_CHECKING:
+    from litejobs.task import Task
+
+__all__ = ["check_new_task", "task_defaults", "task_name"]
 
 
 def task_defaults(
@@ -82,3 +86,51 @@ def _main_module_name() -> str:
         return str(spec.name)
     path = getattr(main, "__file__", None)
     return os.path.splitext(os.path.basename(path))[0] if path else "__main__"
+
+
+def check_new_task(tasks: Mapping[str, Task[Any, Any]],
+                   origins: MutableMapping[tuple[str, str], str], name: str,
+                   func: Callable[..., Any], *, named: bool) -> None:
+    """Refuse (ValueError, one line saying what happened) a registration that would leave a
+    name nobody runs: another function under a taken name, the same function's file imported
+    twice under two module names with derived names (the producer enqueues one name, the
+    workers know the other), or its module run twice (a reload)."""
+    existing = tasks.get(name)
+    origin = _origin(func)
+    if existing is not None and existing.fn is not func and (
+        getattr(existing.fn, "__code__", None) is not getattr(func, "__code__", None)
+    ):
+        if origin is None or origin != _origin(existing.fn) or "<locals>" in origin[1]:
+            raise ValueError(f"a task named {name!r} is already registered (by "
+                             f"{existing.fn!r}); give one of them another name=")
+        if existing.fn.__module__ == func.__module__:
+            raise ValueError(
+                f"task {name!r} is registered again by a second copy of the same function "
+                f"({origin[0]}): its module {func.__module__} ran twice in this process "
+                "(importlib.reload); tasks register once per App: load the module once")
+        # The same source under one name (given, or __main__ and its module name): whichever
+        # copy runs, producers and workers agree.
+    if named or origin is None:
+        return
+    other = origins.setdefault(origin, name)
+    if other != name and other in tasks:
+        raise ValueError(
+            f"{origin[1]} in {origin[0]} is registered as {other!r} and as {name!r}: the file "
+            "was imported twice under two module names (e.g. `cd myapp && python web.py` "
+            "imports `tasks` and `myapp.tasks`), so producers and workers disagree on the "
+            "name; import it one way (run from the project root) or give the task an "
+            "explicit name=")
+
+
+def _origin(func: Callable[..., Any]) -> tuple[str, str] | None:
+    """The defining file and qualified name of a function (decorators unwrapped), which stay
+    the same however its module was imported."""
+    try:
+        inner = inspect.unwrap(func)
+    except ValueError:
+        return None
+    code = getattr(inner, "__code__", None)
+    qualname = getattr(inner, "__qualname__", None)
+    if code is None or not isinstance(qualname, str):
+        return None
+    return os.path.realpath(code.co_filename), qualname
