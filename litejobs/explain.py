@@ -40,8 +40,9 @@ class Explanation:
 def explain(store: Store, job_id: int, config: Config,
             tasks: Collection[str] | None = None, now: float | None = None) -> Explanation | None:
     """Explain job ``job_id`` (None when there is no such job). ``tasks``: the task names the
-    configured app registers, when known."""
-    now = time.time() if now is None else now
+    configured app registers, when known. ``now``: on the store's clock (the times it holds
+    are; on PostgreSQL the server's), by default this host's corrected by clock_offset."""
+    now = time.time() + store.clock_offset() if now is None else now
     job = store.get_job(job_id)
     if job is None:
         return None

@@ -1,0 +1,37 @@
+"""`litejobs explain` on a host whose clock is off (libfaketime): the stored run_at is the
+PostgreSQL server's time, so "N s from now" is measured on the server's clock, not this host's.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from tests.apps import basic
+from tests.conftest import REPO, clean_env
+
+pytestmark = [pytest.mark.timeout(60),
+              pytest.mark.skipif(shutil.which("faketime") is None,
+                                 reason="libfaketime's faketime command is not installed")]
+
+
+@pytest.mark.parametrize("offset", ["-1h", "+1h"])
+def test_explain_on_a_skewed_host_counts_the_delay_on_the_servers_clock(
+        pg_url: str, offset: str) -> None:
+    app = basic.make_app(pg_url)
+    job = app.tasks["basic.add"].options(delay=600.0).enqueue(1, 1)
+    done = subprocess.run(
+        ["faketime", "-f", offset, sys.executable, "-m", "litejobs", "explain", str(job.id),
+         "--database", pg_url, "--json"],
+        cwd=REPO, env=clean_env(pg_url), capture_output=True,  # type: ignore[arg-type]
+        text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    found = json.loads(done.stdout)
+    assert found["reason"] == "scheduled", found
+    # On this host's clock it would say 0.0 (an hour ahead) or 4200 s (an hour behind).
+    seconds = float(found["message"].split("; ")[1].split(" s from now")[0])
+    assert 590 <= seconds <= 600, found["message"]
