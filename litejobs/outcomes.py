@@ -238,7 +238,7 @@ def announce(recorded: list[Outcome]) -> None:
         elif kind == "interrupt":
             fields["outcome"] = "interrupted"
             lines.append((info, f"{head} interrupted ({o.error}): back to queued, to run again "
-                                "(not counted as an attempt)", fields))
+                                "(not counted against its retries)", fields))
         else:
             fields["outcome"] = "given back"
             lines.append((logging.DEBUG, f"{head} was given back before it started (it was "

@@ -119,7 +119,7 @@ def test_text_lines_at_debug_tell_each_outcome_and_carry_the_tasks_own_records(
                  "stopped"),
         ("INFO", f"job {drained} (logs.sleeper, attempt 1) interrupted (the grace period "
                  "(0.5 s) ran out while draining): back to queued, to run again (not counted "
-                 "as an attempt)"),
+                 "against its retries)"),
         ("INFO", f"job {chatty} (logs.chatty, attempt 1) myapp: hello 1"),
         ("DEBUG", f"job {chatty} (logs.chatty, attempt 1) myapp: details 2"),
         ("INFO", "myapp: logapp imported"),
