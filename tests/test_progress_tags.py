@@ -1,7 +1,8 @@
 """Tags, progress and metadata (issue 12, items 5 and 6): tags stored with the job and found
 by ``app.jobs(tag=...)`` and ``litejobs jobs --tag``; a task's progress and metadata travel
 to the supervisor (workers never open the file), are written fenced by attempt, and are seen
-by ``job.follow``; bad values refused with one clear error."""
+by ``job.follow``; bad values refused with one clear error. Each test of a database runs on
+both stores (the ``database`` fixture)."""
 
 from __future__ import annotations
 
@@ -25,8 +26,8 @@ from litejobs.testing import run_until_idle
 from tests.conftest import REPO, clean_env
 
 
-def _app(tmp_path: Path) -> tuple[litejobs.App, litejobs.Task[[int], int]]:
-    app = litejobs.App(tmp_path / "jobs.db")
+def _app(database: str) -> tuple[litejobs.App, litejobs.Task[[int], int]]:
+    app = litejobs.App(database)
 
     @app.task
     def add(x: int) -> int:
@@ -35,8 +36,8 @@ def _app(tmp_path: Path) -> tuple[litejobs.App, litejobs.Task[[int], int]]:
     return app, add
 
 
-def test_tags_round_trip_and_filter_jobs_newest_first(tmp_path: Path) -> None:
-    app, add = _app(tmp_path)
+def test_tags_round_trip_and_filter_jobs_newest_first(database: str) -> None:
+    app, add = _app(database)
     a = add.options(tags=["user:7", "import"]).enqueue(1)
     b = add.enqueue(2)
     c = add.options(tags=["import", "import"]).enqueue(3)  # a repeated tag is kept once
@@ -56,8 +57,8 @@ def test_tags_round_trip_and_filter_jobs_newest_first(tmp_path: Path) -> None:
         app.jobs(state="done")
 
 
-def test_enqueue_many_mixes_tagged_calls_with_a_bulk_run(tmp_path: Path) -> None:
-    app, add = _app(tmp_path)
+def test_enqueue_many_mixes_tagged_calls_with_a_bulk_run(database: str) -> None:
+    app, add = _app(database)
     calls = [add.prepare(i) for i in range(20)]
     calls.insert(10, add.options(tags=["mid"]).prepare(99))
     jobs = app.enqueue_many(calls)
@@ -67,8 +68,8 @@ def test_enqueue_many_mixes_tagged_calls_with_a_bulk_run(tmp_path: Path) -> None
     assert len(app.jobs(limit=100)) == 21
 
 
-def test_a_tasks_tags_go_on_every_job_unless_a_call_gives_its_own(tmp_path: Path) -> None:
-    app = litejobs.App(tmp_path / "jobs.db")
+def test_a_tasks_tags_go_on_every_job_unless_a_call_gives_its_own(database: str) -> None:
+    app = litejobs.App(database)
 
     @app.task(tags=["nightly"])
     def report(n: int) -> int:
@@ -93,18 +94,18 @@ def test_a_tasks_tags_go_on_every_job_unless_a_call_gives_its_own(tmp_path: Path
     ([7], "tag 7 is not usable"),
     ([f"t{i}" for i in range(17)], "at most 16 tags, not 17"),
 ])
-def test_bad_tags_are_refused_at_the_door(tmp_path: Path, tags: object, message: str) -> None:
-    app, add = _app(tmp_path)
+def test_bad_tags_are_refused_at_the_door(database: str, tags: object, message: str) -> None:
+    app, add = _app(database)
     with pytest.raises(ValueError, match=message):
         add.options(tags=tags).enqueue(1)  # type: ignore[arg-type]
     assert app.jobs() == []
 
 
-def test_cli_jobs_filters_by_tag_and_json_has_tags_progress_metadata(tmp_path: Path) -> None:
-    _, add = _app(tmp_path)
+def test_cli_jobs_filters_by_tag_and_json_has_tags_progress_metadata(database: str) -> None:
+    _, add = _app(database)
     a = add.options(tags=["blue"]).enqueue(1)
     add.enqueue(2)
-    db = str(tmp_path / "jobs.db")
+    db = database
     runner = CliRunner()
     res = runner.invoke(main, ["jobs", "--database", db, "--tag", "blue", "--json"])
     assert res.exit_code == 0, res.output
@@ -141,8 +142,8 @@ def crunch(steps: int) -> int:
 
 
 def test_a_running_job_reports_progress_and_metadata_that_follow_sees(
-        tmp_path: Path) -> None:
-    db = tmp_path / "jobs.db"
+        tmp_path: Path, database: str) -> None:
+    db = database
     (tmp_path / "progressapp.py").write_text(PROGRESS_APP)
     job = litejobs.App(db).enqueue("progressapp.crunch", args=[10])
     env = clean_env(db, PYTHONPATH=f"{tmp_path}{os.pathsep}{REPO}")
@@ -165,8 +166,8 @@ def test_a_running_job_reports_progress_and_metadata_that_follow_sees(
     assert running, "no progress was written while the job ran"
 
 
-def test_run_until_idle_records_progress_and_metadata(tmp_path: Path) -> None:
-    app = litejobs.App(tmp_path / "jobs.db")
+def test_run_until_idle_records_progress_and_metadata(database: str) -> None:
+    app = litejobs.App(database)
 
     @app.task
     def work() -> None:
@@ -193,8 +194,8 @@ def test_run_until_idle_records_progress_and_metadata(tmp_path: Path) -> None:
     (lambda c: c.set_metadata(blob="x" * 70_000), "over the limit of 65536"),
 ])
 def test_bad_progress_and_metadata_fail_the_task_with_a_clear_error(
-        tmp_path: Path, call: Any, message: str) -> None:
-    app = litejobs.App(tmp_path / "jobs.db")
+        database: str, call: Any, message: str) -> None:
+    app = litejobs.App(database)
 
     @app.task(retries=0)
     def work() -> None:
@@ -206,8 +207,8 @@ def test_bad_progress_and_metadata_fail_the_task_with_a_clear_error(
     assert job.progress is None and job.metadata == {}
 
 
-def test_a_stale_attempts_progress_is_not_written(tmp_path: Path) -> None:
-    app = litejobs.App(tmp_path / "jobs.db")
+def test_a_stale_attempts_progress_is_not_written(database: str) -> None:
+    app = litejobs.App(database)
     store = app.store
     job = app.enqueue("t.work")
     (row,) = store.write(lambda tx: tx.claim(["s:1:w"], [QueueLimits("default")], time.time(),

@@ -1,6 +1,7 @@
 """Cron entries stored at run time (issue 14, item 5): app.schedule/unschedule/schedules,
 `litejobs cron add/remove/list/next/trigger`, the ticker serving them beside the TOML and
-decorator entries, and real `litejobs run` processes picking them up while they run."""
+decorator entries, and real `litejobs run` processes picking them up while they run. Each test
+of a database runs on both stores (the ``database`` fixture)."""
 
 from __future__ import annotations
 
@@ -35,7 +36,7 @@ def ts(text: str) -> float:
     return utc(text).timestamp()
 
 
-def make_app(path: Path, **kwargs: Any) -> litejobs.App:
+def make_app(path: Path | str, **kwargs: Any) -> litejobs.App:
     app = litejobs.App(path, **kwargs)
 
     @app.task(name="t.log")
@@ -46,9 +47,12 @@ def make_app(path: Path, **kwargs: Any) -> litejobs.App:
 
 
 def fires(app: litejobs.App, entry: str | None = None) -> list[tuple[str, float, str]]:
-    conn = app.store.connection()
-    rows = conn.execute("SELECT entry, instant, outcome FROM cron_fires ORDER BY instant, entry")
-    return [(r[0], r[1], r[2]) for r in rows if entry is None or r[0] == entry]
+    query = "SELECT entry, instant, outcome FROM cron_fires ORDER BY instant, entry"
+    if "://" in app.database:  # the PostgreSQL store: the same table, read through its pool
+        rows = [(r["entry"], r["instant"], r["outcome"]) for r in app.store._read(query)]
+    else:
+        rows = [(r[0], r[1], r[2]) for r in app.store.connection().execute(query)]
+    return [r for r in rows if entry is None or r[0] == entry]
 
 
 def start_at(app: litejobs.App, name: str, since: float) -> None:
@@ -65,8 +69,8 @@ def start_at(app: litejobs.App, name: str, since: float) -> None:
 # --- the API ----------------------------------------------------------------------------------
 
 
-def test_schedule_round_trip(tmp_path: Path) -> None:
-    app = make_app(tmp_path / "s.db")
+def test_schedule_round_trip(database: str) -> None:
+    app = make_app(database)
 
     @app.cron("0 7 * * *", name="morning")
     def morning() -> None:
@@ -86,7 +90,7 @@ def test_schedule_round_trip(tmp_path: Path) -> None:
         "morning": "decorator", "five": "stored", "remote": "stored"}
     assert listed["remote"]["kwargs"] == {"n": 1}
     # another App on the file sees them
-    assert {e["name"] for e in make_app(tmp_path / "s.db").schedules()} == {"five", "remote"}
+    assert {e["name"] for e in make_app(database).schedules()} == {"five", "remote"}
     # replace: one entry, new settings
     app.schedule("five", "*/5 * * * *", "t.log", args=["y"])
     assert [r["args"] for r in app.store.schedules() if r["name"] == "five"] == ['["y"]']
@@ -95,8 +99,8 @@ def test_schedule_round_trip(tmp_path: Path) -> None:
     assert [e["name"] for e in app.schedules()] == ["morning", "remote"]
 
 
-def test_replace_keeps_history_and_a_changed_schedule_starts_afresh(tmp_path: Path) -> None:
-    app = make_app(tmp_path / "s.db")
+def test_replace_keeps_history_and_a_changed_schedule_starts_afresh(database: str) -> None:
+    app = make_app(database)
     app.schedule("e", "*/5 * * * *", "t.log")
     app.store.write(lambda tx: tx.cron_advance("e", 1000.0, None))
     first = {r["name"]: r for r in app.store.cron_entries()}["e"]
@@ -128,8 +132,8 @@ def test_replace_keeps_history_and_a_changed_schedule_starts_afresh(tmp_path: Pa
     ({"name": ""}, "cron entry name"),
 ])
 def test_invalid_entries_are_refused_before_anything_is_written(
-        tmp_path: Path, kwargs: dict[str, Any], fragment: str) -> None:
-    app = make_app(tmp_path / "s.db", max_payload=100)
+        database: str, kwargs: dict[str, Any], fragment: str) -> None:
+    app = make_app(database, max_payload=100)
     call: dict[str, Any] = {"name": "bad", "schedule": "* * * * *", "task": "t.log", **kwargs}
     with pytest.raises(ValueError) as info:
         app.schedule(**call)
@@ -138,10 +142,10 @@ def test_invalid_entries_are_refused_before_anything_is_written(
     assert app.store.schedules() == [] and app.store.cron_entries() == []
 
 
-def test_a_toml_or_decorator_name_is_refused(tmp_path: Path) -> None:
+def test_a_toml_or_decorator_name_is_refused(tmp_path: Path, database: str) -> None:
     cfg = tmp_path / "litejobs.toml"
-    cfg.write_text('database = "s.db"\n[cron.nightly]\nschedule = "0 3 * * *"\n'
-                   'task = "t.log"\n')
+    cfg.write_text(f'database = {json.dumps(database)}\n[cron.nightly]\n'
+                   'schedule = "0 3 * * *"\ntask = "t.log"\n')
     app = litejobs.App.from_config(cfg)
 
     @app.cron("@hourly", name="hourly")
@@ -161,8 +165,8 @@ def test_a_toml_or_decorator_name_is_refused(tmp_path: Path) -> None:
 
 
 def test_an_entry_added_at_half_past_fires_at_the_next_minute_and_not_after_removal(
-        tmp_path: Path) -> None:
-    app = make_app(tmp_path / "s.db")
+        database: str) -> None:
+    app = make_app(database)
     app.schedule("m", "* * * * *", "t.log", overlap="allow")
     start_at(app, "m", ts("2026-05-01T12:00:30"))
     t = Ticker(app, app.store, [])
@@ -177,8 +181,8 @@ def test_an_entry_added_at_half_past_fires_at_the_next_minute_and_not_after_remo
     assert t.refresh() and t.entries == []
 
 
-def test_a_changed_entry_never_fires_its_old_self(tmp_path: Path) -> None:
-    app = make_app(tmp_path / "s.db")
+def test_a_changed_entry_never_fires_its_old_self(database: str) -> None:
+    app = make_app(database)
     app.schedule("m", "* * * * *", "t.log", args=["old"], overlap="allow")
     start_at(app, "m", ts("2026-05-01T12:00:00"))
     t = Ticker(app, app.store, [])
@@ -192,8 +196,8 @@ def test_a_changed_entry_never_fires_its_old_self(tmp_path: Path) -> None:
 
 
 def test_stored_entries_unknown_tasks_are_logged_once_and_left_out(
-        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    app = make_app(tmp_path / "s.db")
+        database: str, caplog: pytest.LogCaptureFixture) -> None:
+    app = make_app(database)
     app.schedule("ghost", "* * * * *", "no.such.task")
     app.schedule("fine", "* * * * *", "t.log", overlap="allow")
     t = Ticker(app, app.store, [])
@@ -214,8 +218,8 @@ def test_stored_entries_unknown_tasks_are_logged_once_and_left_out(
     ("*/30 * * * *", "2026-10-24T22:00:00", "2026-10-25T03:00:00"),
 ])
 def test_a_stored_berlin_entry_over_dst_fires_as_a_declared_one(
-        tmp_path: Path, expression: str, start: str, end: str) -> None:
-    app = make_app(tmp_path / "s.db")
+        database: str, expression: str, start: str, end: str) -> None:
+    app = make_app(database)
     app.cron(expression, name="declared", timezone="Europe/Berlin", overlap="allow")(
         app.tasks["t.log"])
     app.schedule("stored", expression, "t.log", timezone="Europe/Berlin", overlap="allow")
@@ -239,11 +243,12 @@ def test_a_stored_berlin_entry_over_dst_fires_as_a_declared_one(
 
 
 class Cli:
-    def __init__(self, tmp_path: Path) -> None:
-        self.db = tmp_path / "jobs.db"
+    def __init__(self, tmp_path: Path, database: str) -> None:
+        self.db = database
         self.cfg = tmp_path / "litejobs.toml"
-        self.cfg.write_text(f'database = "{self.db}"\n[cron.nightly]\nschedule = "0 3 * * *"\n'
-                            'task = "t.log"\ntimezone = "Europe/Berlin"\n')
+        self.cfg.write_text(f'database = {json.dumps(self.db)}\n[cron.nightly]\n'
+                            'schedule = "0 3 * * *"\ntask = "t.log"\n'
+                            'timezone = "Europe/Berlin"\n')
         self.runner = CliRunner()
 
     def __call__(self, *args: str) -> Result:
@@ -256,11 +261,11 @@ class Cli:
 
 
 @pytest.fixture
-def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Cli:
+def cli(tmp_path: Path, database: str, monkeypatch: pytest.MonkeyPatch) -> Cli:
     monkeypatch.chdir(tmp_path)
     for var in ("LITEJOBS_DATABASE", "LITEJOBS_APP", "LITEJOBS_CONFIG"):
         monkeypatch.delenv(var, raising=False)
-    return Cli(tmp_path)
+    return Cli(tmp_path, database)
 
 
 def test_cli_add_list_next_trigger_remove(cli: Cli) -> None:
@@ -322,9 +327,10 @@ def test_cli_next_of_a_stored_berlin_entry_equals_the_toml_ones(cli: Cli) -> Non
 
 
 class Run:
-    def __init__(self, tmp_path: Path) -> None:
+    def __init__(self, tmp_path: Path, database: str) -> None:
         self.tmp = tmp_path
-        self.db = tmp_path / "jobs.db"
+        self.db = database
+        self.fires_log = tmp_path / "jobs.db.fires"
         self.cfg = tmp_path / "empty.toml"
         self.cfg.write_text("")
         self.procs: list[SupervisorProcess] = []
@@ -335,7 +341,8 @@ class Run:
         with open(log, "wb") as f:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "litejobs", "run", "--app", APP, "--workers", "2",
-                 "--config", str(self.cfg)], cwd=REPO, env=clean_env(self.db),
+                 "--config", str(self.cfg)], cwd=REPO,
+                env=clean_env(self.db, LITEJOBS_TEST_FIRES=str(self.fires_log)),
                 stdin=subprocess.DEVNULL, stdout=f, stderr=subprocess.STDOUT,
                 start_new_session=True)
         sup = SupervisorProcess(proc, log, time.monotonic())
@@ -347,7 +354,7 @@ class Run:
 
     def fires(self, tag: str | None = None) -> list[dict[str, Any]]:
         try:
-            text = Path(str(self.db) + ".fires").read_text()
+            text = self.fires_log.read_text()
         except FileNotFoundError:
             return []
         out = [json.loads(line) for line in text.splitlines(keepends=True)
@@ -359,8 +366,8 @@ class Run:
 
 
 @pytest.fixture
-def run(tmp_path: Path):  # type: ignore[no-untyped-def]
-    r = Run(tmp_path)
+def run(tmp_path: Path, database: str):  # type: ignore[no-untyped-def]
+    r = Run(tmp_path, database)
     yield r
     for p in r.procs:
         p.kill_group()
