@@ -30,6 +30,12 @@ SPEC = "tests.apps.asyncapp:app"
 
 
 @pytest.fixture
+def db_path(database: str) -> Path | str:
+    """Every test here runs on both stores: the app, `litejobs run` and the CLI all get it."""
+    return database if "://" in database else Path(database)
+
+
+@pytest.fixture
 def aapp(db_path: Path) -> litejobs.App:
     return asyncapp.make_app(db_path)
 

@@ -3,7 +3,8 @@ per task and per call, enforced per key in the claim, across workers and supervi
 
 The process tests check every limit from a log the tasks write themselves
 (``tests.apps.flowkeysapp``: start and end times, key, pid), never from what litejobs reports
-about itself; waiting is on conditions with deadlines. The store tests drive claims with
+about itself; waiting is on conditions with deadlines; they run on both stores (the
+``database`` fixture). The store tests drive claims with
 explicit times, to see a key over its rate parked and given back when its window has room.
 """
 
@@ -38,9 +39,9 @@ TERMINAL = {State.SUCCEEDED, State.FAILED, State.CANCELLED}
 class Keys:
     """One test's database, task log and supervisors."""
 
-    def __init__(self, tmp_path: Path) -> None:
+    def __init__(self, tmp_path: Path, database: str) -> None:
         self.dir = tmp_path
-        self.db = tmp_path / "keys.db"
+        self.db = database if "://" in database else tmp_path / "keys.db"
         self.log = tmp_path / "keys.log"
         self.app = flowkeysapp.make_app(self.db)
         self.sups: list[SupervisorProcess] = []
@@ -78,8 +79,9 @@ class Keys:
 
 
 @pytest.fixture
-def keys(tmp_path: Path) -> Iterator[Keys]:
-    k = Keys(tmp_path)
+def keys(tmp_path: Path, database: str) -> Iterator[Keys]:
+    """The real-supervisor tests' harness, on both stores (the ``database`` fixture)."""
+    k = Keys(tmp_path, database)
     yield k
     for sup in k.sups:
         sup.kill_group()
