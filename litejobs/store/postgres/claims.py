@@ -41,6 +41,9 @@ class PgClaimsMixin(PgFlowKeysMixin):
 
     conn: psycopg.Connection[Any]
     next_slot: float | None
+    #: Queues this transaction's ``queues()`` saw with no queued job of a concurrency key:
+    #: a claim of only those skips the keyed look (one round trip a cycle fewer).
+    _keyless: set[str]
 
     if TYPE_CHECKING:
         def _know_queues(self, queues: Iterable[str]) -> None: ...  # (PgInsertsMixin)
@@ -53,8 +56,14 @@ class PgClaimsMixin(PgFlowKeysMixin):
         """Every queue with queued jobs, and every paused one, with its paused flag."""
         names: set[str] = set()
         paused: set[str] = set()
+        keyless: set[str] = set()
         for row in self.conn.execute(sql.QUEUES_TO_VISIT):
             (paused if row["paused"] else names).add(str(row["name"]))
+            if not row["paused"] and not row["keyed"]:
+                keyless.add(str(row["name"]))
+        # A keyed job committed after this read waits for the next cycle, as one committed
+        # just after the claim would.
+        self._keyless = keyless
         return [(name, name in paused) for name in sorted(names | paused)]
 
     def claim(self, worker_ids: Sequence[str], queues: Iterable[QueueLimits], now: float,
@@ -98,7 +107,8 @@ class PgClaimsMixin(PgFlowKeysMixin):
                          if cap > 0 and not (ahead and name in rated)}
             if not workers or not open_caps:
                 continue
-            keyed = self._keyed(open_caps, ahead, len(workers), now, flow_picks)
+            keyed = ([] if self._keyless.issuperset(open_caps)
+                     else self._keyed(open_caps, ahead, len(workers), now, flow_picks))
             statement, picks = (sql.CLAIM_KEYED, [keyed]) if keyed else (sql.CLAIM, [])
             rows = self.conn.execute(statement, (
                 list(open_caps), list(open_caps.values()), ahead, *picks, list(workers),

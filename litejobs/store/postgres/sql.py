@@ -126,9 +126,12 @@ WITH RECURSIVE seen (name) AS (
     SELECT (SELECT min(queue) FROM jobs WHERE state = 'queued' AND queue > seen.name)
     FROM seen WHERE seen.name IS NOT NULL
 )
-SELECT name, false AS paused FROM seen WHERE name IS NOT NULL
+SELECT name, false AS paused,
+       EXISTS (SELECT 1 FROM jobs WHERE state = 'queued' AND concurrency_key IS NOT NULL
+                                    AND queue = seen.name) AS keyed
+FROM seen WHERE name IS NOT NULL
 UNION ALL
-SELECT name, true FROM queues WHERE paused
+SELECT name, true, false FROM queues WHERE paused
 """
 ADOPT_QUEUES = """
 INSERT INTO queues (name) SELECT DISTINCT queue FROM jobs WHERE state = 'queued'

@@ -39,6 +39,7 @@ class PgTx(PgClaimsMixin, PgInsertsMixin, PgCronMixin, PgUpkeepMixin, PgFiguresM
                  ) -> None:
         self.conn = conn
         self.next_slot: float | None = None
+        self._keyless: set[str] = set()
         self._queues_seen: set[str] = set() if queues_seen is None else queues_seen
 
     # --- outcomes --------------------------------------------------------------------------------
