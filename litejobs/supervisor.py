@@ -45,6 +45,7 @@ from litejobs.services.pruner import Pruner
 from litejobs.services.rescuer import Rescuer
 from litejobs.services.upkeep import QueueUpkeep
 from litejobs.store import open_store
+from litejobs.store.reach import until_reached
 from litejobs.ticker import Ticker, build_entries
 from litejobs.watchdog import Watchdog
 from litejobs.worker import HEARTBEAT as WORKER_HEARTBEAT
@@ -113,7 +114,8 @@ class Supervisor:
         """Serve until drained by a signal; returns the process exit code."""
         keep_heap()
         try:
-            listener = listen(self.store, self.id.replace(":", "-"))
+            listener = until_reached(lambda: listen(self.store, self.id.replace(":", "-")),
+                                     self.app.database)
         except BaseException:
             self.abandon()
             raise
@@ -189,10 +191,13 @@ class Supervisor:
             self.pool.forget(w)
 
     def _start(self) -> None:
-        now = time.time()
-        self.heartbeat.tick(now, time.monotonic())
-        self.rescuer.tick(now, time.monotonic())
-        self._tick(now)
+        def first() -> None:  # a server gone since `listen`: retried as there
+            now = time.time()
+            self.heartbeat.tick(now, time.monotonic())
+            self.rescuer.tick(now, time.monotonic())
+            self._tick(now)
+
+        until_reached(first, self.app.database)
         for w in self.pool.workers.values():  # spawned early by spawn_workers
             self._watch(w)
         # one that exited before the SIGCHLD handler was installed is reaped (and replaced)

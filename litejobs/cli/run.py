@@ -13,6 +13,7 @@ from litejobs import logs
 from litejobs.cli.common import Context, common_options, errors
 from litejobs.cli.startup import startup
 from litejobs.store import verify
+from litejobs.store.reach import until_reached
 from litejobs.validate import MAX_WORKERS, check_name
 
 __all__ = ["run"]
@@ -87,7 +88,7 @@ def run(config_path: str | None, database: str | None, app_spec: str | None,
     # Workers import the app while the file is checked (quick_check reads all of it).
     supervisor.spawn_workers()
     try:
-        verify(path)
+        until_reached(lambda: verify(path), path)  # a server not up yet: waited for
     except BaseException:
         supervisor.abandon()
         raise
