@@ -1,4 +1,6 @@
-"""Process faults: real `litejobs run` processes, real signals, real SQLite files.
+"""Process faults: real `litejobs run` processes, real signals, real SQLite files and a real
+PostgreSQL (each scenario runs on both stores: the ``database`` fixture; the PostgreSQL runs of
+the two chaos scenarios repeat fewer times under CI, see ``pg_fewer``).
 
 Every scenario ends the same way: the supervisors are stopped, the database passes
 ``PRAGMA integrity_check`` (read-only connection), and an audit of the task log
@@ -61,7 +63,41 @@ def _ro(db: Path) -> sqlite3.Connection:
     return conn
 
 
-def query(db: Path, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
+class PgRow(tuple):  # type: ignore[type-arg]
+    """A PostgreSQL row read by ``query``, by index or by column name as a ``sqlite3.Row``."""
+
+    names: tuple[str, ...] = ()
+
+    def __getitem__(self, key: Any) -> Any:
+        if isinstance(key, str):
+            key = self.names.index(key)
+        return tuple.__getitem__(self, key)
+
+    def keys(self) -> list[str]:
+        return list(self.names)
+
+
+def _pg_query(url: str, sql: str, params: Iterable[Any]) -> list[Any]:
+    """The same read on the PostgreSQL store's tables (a read-only transaction of its own)."""
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.read_only = True
+        cur = conn.execute(sql.replace("%", "%%").replace("?", "%s"), tuple(params))
+        if cur.description is None:
+            return []
+        names = tuple(c.name for c in cur.description)
+        rows = []
+        for values in cur.fetchall():
+            row = PgRow(values)
+            row.names = names
+            rows.append(row)
+        return rows
+
+
+def query(db: Path | str, sql: str, params: Iterable[Any] = ()) -> list[Any]:
+    if isinstance(db, str):
+        return _pg_query(db, sql, params)
     conn = _ro(db)
     try:
         return conn.execute(sql, tuple(params)).fetchall()
@@ -69,7 +105,7 @@ def query(db: Path, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
         conn.close()
 
 
-def count_pending(db: Path, ids: Iterable[int]) -> int:
+def count_pending(db: Path | str, ids: Iterable[int]) -> int:
     """How many jobs of ``ids`` are not terminal yet (a job missing from the file is not
     pending: the audit reports it as lost)."""
     wanted = set(ids)
@@ -77,8 +113,18 @@ def count_pending(db: Path, ids: Iterable[int]) -> int:
     return sum(1 for r in rows if r[0] in wanted)
 
 
-def integrity(db: Path) -> str:
-    """``PRAGMA integrity_check`` on a read-only connection: "ok" or the problems found."""
+def integrity(db: Path | str) -> str:
+    """``PRAGMA integrity_check`` on a read-only connection: "ok" or the problems found. On
+    PostgreSQL (no file to check) the store's own ``quick_check``: its tables all there and
+    no workflow step waiting on nothing."""
+    if isinstance(db, str):
+        from litejobs.store.postgres import PostgresStore
+
+        store = PostgresStore(db)
+        try:
+            return "; ".join(store.quick_check()) or "ok"
+        finally:
+            store.close()
     return "; ".join(str(r[0]) for r in query(db, "PRAGMA integrity_check"))
 
 
@@ -150,7 +196,7 @@ class Audit:
         assert not self.overlaps, "\n".join(self.overlaps[:20])
 
 
-def audit(db: Path, log: Path, ids: Iterable[int], killed: Mapping[int, float],
+def audit(db: Path | str, log: Path, ids: Iterable[int], killed: Mapping[int, float],
           frozen: Mapping[int, float] | None = None,
           groups: Mapping[int, float] | None = None, expect: str = "succeeded") -> Audit:
     """Check every job of ``ids`` against the task log.
@@ -257,9 +303,10 @@ def group_members(pgid: int) -> set[int]:
 class Harness:
     """Supervisors and producers of one scenario, all on one database and one task log."""
 
-    def __init__(self, tmp_path: Path) -> None:
+    def __init__(self, tmp_path: Path, database: str) -> None:
         self.tmp = tmp_path
-        self.db = tmp_path / "jobs.db"
+        #: A SQLite file, or a PostgreSQL URL (a str: a Path would fold its "//").
+        self.db: Path | str = database if "://" in database else tmp_path / "jobs.db"
         self.log = tmp_path / "tasks.log"
         self.supervisors: list[SupervisorProcess] = []
         self.producers: list[tuple[subprocess.Popen[bytes], Path]] = []
@@ -355,9 +402,9 @@ class Harness:
 
 
 @pytest.fixture
-def h(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Harness]:
+def h(request: pytest.FixtureRequest, tmp_path: Path, database: str) -> Iterator[Harness]:
     failed_before = request.session.testsfailed
-    harness = Harness(tmp_path)
+    harness = Harness(tmp_path, database)
     yield harness
     harness.close()
     if request.session.testsfailed > failed_before:  # shown under "Captured stdout teardown"
@@ -384,7 +431,7 @@ def stop(sup: SupervisorProcess, timeout: float = 30) -> int:
     return sup.wait(timeout)
 
 
-def wait_terminal(db: Path, ids: list[int], timeout: float, sups: list[SupervisorProcess],
+def wait_terminal(db: Path | str, ids: list[int], timeout: float, sups: list[SupervisorProcess],
                   on_wait: Callable[[], None] | None = None) -> None:
     """Wait until every job of ``ids`` is terminal, failing early if a supervisor died."""
     deadline = time.monotonic() + timeout
@@ -403,12 +450,18 @@ def wait_terminal(db: Path, ids: list[int], timeout: float, sups: list[Superviso
             time.sleep(0.05)
 
 
+def pg_fewer(h: Harness, full: int, ci: int, pg_ci: int) -> int:
+    """``repetitions(full, ci)``, with ``pg_ci`` for the PostgreSQL run under CI: the chaos
+    there proves the same rules on the other store, and CI's 2 cores run the suite in ~20 min."""
+    return repetitions(full=full, ci=pg_ci if isinstance(h.db, str) else ci)
+
+
 # --- 1. worker chaos ---------------------------------------------------------------------------
 
 
 def test_worker_chaos(h: Harness, report: Callable[..., None], seed: int) -> None:
     """Worker chaos: a random worker SIGKILLed every 200-400 ms"""
-    n = repetitions(full=3000, ci=1000)
+    n = pg_fewer(h, full=3000, ci=1000, pg_ci=500)
     rng = random.Random(seed)
     app = h.app()
     work = app.tasks["fault.work"]
@@ -458,7 +511,7 @@ def test_worker_chaos(h: Harness, report: Callable[..., None], seed: int) -> Non
 
 def test_group_kill_under_load(h: Harness, report: Callable[..., None], seed: int) -> None:
     """Whole process group SIGKILLed at random moments, restarted, producers enqueueing"""
-    rounds = repetitions(full=20, ci=6)
+    rounds = pg_fewer(h, full=20, ci=6, pg_ci=3)
     rng = random.Random(seed)
     stop_file = h.tmp / "stop-producers"
     for _ in range(2):
@@ -752,6 +805,8 @@ def test_sigterm_drain(h: Harness, report: Callable[..., None]) -> None:
 
 @pytest.mark.slow
 @pytest.mark.timeout(900)
+@pytest.mark.sqlite_only("durability = \"full\" is SQLite's synchronous=FULL: a commit on "
+                         "the file survives a power cut")
 def test_durability_full_under_sigkill(h: Harness, report: Callable[..., None],
                                        seed: int) -> None:
     """Durability "full": supervisor and producer SIGKILLed at random moments"""
