@@ -186,7 +186,7 @@ def test_file_changed_in_a_forked_child_is_about_its_own_connection(app, db_path
 
 STORE_PROTOCOLS = (protocols.Producer, protocols.Reads, protocols.ExplainFacts,
                    protocols.Admin, protocols.Maintenance, protocols.Supervising,
-                   protocols.Workflows)
+                   protocols.Workflows, protocols.Bells)
 TX_PROTOCOLS = (protocols.ProducerTx, protocols.ClaimTx, protocols.OutcomeTx,
                 protocols.LeaseTx, protocols.CronTx, protocols.UpkeepTx, protocols.WorkflowTx,
                 protocols.WriteTx)

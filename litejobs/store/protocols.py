@@ -367,6 +367,7 @@ class Listener(Protocol):
     def close(self) -> None: ...
 
 
+@runtime_checkable
 class Bells(Protocol):
     """The wake-up of a store, and what the supervisor must know of where it lives.
 
