@@ -15,9 +15,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -593,7 +595,10 @@ def test_refusal_before_anything_is_created_beside_a_read_only_file(tmp_path,
 def test_read_only_directory_with_wal_present(tmp_path, immutable) -> None:
     """A read-only directory whose -wal/-shm exist (a web app has the file open): `litejobs
     run` refuses in one line naming the directory, never with a traceback."""
-    folder = tmp_path / "app"
+    # A short path, so the wake-up sockets' directory goes beside the file: under pytest's
+    # tmp_path it crossed the socket-address limit once pytest's run number reached 1000
+    # (/tmp/pytest-of-root/pytest-1000/...), and the sockets went to the per-user fallback.
+    folder = Path(tempfile.mkdtemp(prefix="ro-", dir="/tmp")) / "app"
     folder.mkdir()
     db = folder / "jobs.db"
     app = basic.make_app(db)
@@ -608,6 +613,8 @@ def test_read_only_directory_with_wal_present(tmp_path, immutable) -> None:
         assert app.enqueue("basic.add", args=[3, 4]).id == 2
     finally:
         app.store.close()
+        chattr(folder, "-i")
+        shutil.rmtree(folder.parent, ignore_errors=True)
 
 
 def test_disk_full_before_the_shm_exists_is_storage_full(tmpfs, tmp_path) -> None:
