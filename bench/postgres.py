@@ -11,8 +11,7 @@ it and deletes its files at the end, whatever happened. Each system gets a fresh
 for each measurement. Systems:
 
 - litejobs on PostgreSQL: ``litejobs.App("postgresql://...")`` and ``litejobs run --database
-  postgresql://...`` (API.md, "Scale-out on PostgreSQL"); until the PostgreSQL store is wired
-  into App, this line reports the one-line refusal and is not run;
+  postgresql://...`` (API.md, "Scale-out on PostgreSQL");
 - Procrastinate (LISTEN/NOTIFY);
 - Celery with its broker and its result backend both on that PostgreSQL (bench/peers/pg_celery.py
   says exactly how);
