@@ -3,6 +3,7 @@ identity, a pool per process, and its refusals of what it does not do yet."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import sys
 import time
@@ -21,11 +22,28 @@ psycopg = pytest.importorskip("psycopg") if not os.environ.get("CI") else __impo
 from litejobs.store.postgres import PostgresStore  # noqa: E402  (after the driver's check)
 
 HOUR = 3600.0
+_names = itertools.count(1)
+
+
+def own_name() -> str:
+    """An application_name no other client of the shared server has: what a test may end."""
+    return f"litejobs-test-{os.getpid()}-{next(_names)}"
+
+
+def named(url: str, name: str) -> str:
+    """``url`` whose connections carry ``name`` (the URL's other parameters kept)."""
+    return f"{url}{'&' if '?' in url else '?'}application_name={name}"
 
 
 @pytest.fixture
-def store(pg_url: str) -> Iterator[Any]:
-    s = PostgresStore(pg_url)
+def client_name() -> str:
+    """The application_name of the test store's connections."""
+    return own_name()
+
+
+@pytest.fixture
+def store(pg_url: str, client_name: str) -> Iterator[Any]:
+    s = PostgresStore(named(pg_url, client_name))
     yield s
     s.close()
 
@@ -77,27 +95,31 @@ def test_a_supervisors_clock_does_not_matter(store: Any) -> None:
 # --- connections --------------------------------------------------------------------------------
 
 
-def terminate_clients(pg_server: str) -> int:
-    """End every other client's connection to the test database, as a server restart would."""
+def terminate_clients(pg_server: str, name: str) -> int:
+    """End the connections named ``name`` (this test's own, never another test's or another
+    engineer's on the shared server), as a server restart would; back once they are gone."""
     with psycopg.connect(pg_server, autocommit=True) as admin:
         return int(admin.execute(
-            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-            "WHERE datname = current_database() AND pid <> pg_backend_pid() "
-            "AND backend_type = 'client backend'").fetchone()[0])
+            "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid, 10000)) "
+            "FROM pg_stat_activity WHERE application_name = %s AND pid <> pg_backend_pid()",
+            (name,)).fetchone()[0])
 
 
 def test_lost_connection_is_a_storage_error_and_the_next_call_reconnects(
-        store: Any, pg_server: str) -> None:
+        store: Any, pg_server: str, client_name: str) -> None:
     now = time.time()
     first = store.insert_job(job(now), now)
-    assert terminate_clients(pg_server) >= 1
+    bystander = psycopg.connect(pg_server, autocommit=True)  # another client of the server
+    assert terminate_clients(pg_server, client_name) >= 1
+    assert bystander.execute("SELECT 1").fetchone() == (1,)  # left alone
+    bystander.close()
     with pytest.raises(StorageError) as caught:
         store.get_job(first["id"])
     assert "lost the connection to PostgreSQL" in one_line(caught.value)
     assert store.get_job(first["id"])["id"] == first["id"]  # reconnected
     assert store.insert_job(job(now), now)["id"] > first["id"]
     # the one-statement enqueue (autocommit) too: one line, then a connection that works
-    terminate_clients(pg_server)
+    assert terminate_clients(pg_server, client_name) >= 1
     with pytest.raises(StorageError) as caught:
         store.insert_job(job(now), now)
     assert "lost the connection to PostgreSQL" in one_line(caught.value)
@@ -212,14 +234,16 @@ def test_a_listener_that_lost_its_connection_says_look_again(store: Any,
                                                               pg_url: str) -> None:
     from litejobs.store.postgres.bell import PgBellListener
 
-    listener = PgBellListener(pg_url)
-    with psycopg.connect(pg_server, autocommit=True) as admin:
-        admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                      "WHERE query LIKE 'LISTEN%%' AND pid <> pg_backend_pid()")
+    name = own_name()
+    listener = PgBellListener(named(pg_url, name))
+    bystander = PgBellListener(pg_url)  # another listener: its connection is left alone
+    assert terminate_clients(pg_server, name) == 1
     assert wait_ring(listener) == b"e"  # it came back: rings may have been missed
     store.write(lambda tx: tx.ring(b"q"))
     assert wait_ring(listener) == b"q"
+    assert wait_ring(bystander) == b"q"  # not "e": it never lost its connection
     listener.close()
+    bystander.close()
 
 
 # --- the schema's identity ------------------------------------------------------------------------
