@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from litejobs.calls import ring_for
+from litejobs.store.inserts import NewRow
 
 if TYPE_CHECKING:
     from litejobs.app import App
@@ -52,25 +53,25 @@ class Batcher:
             while self.pending:
                 batch, self.pending = self.pending[:MOST], self.pending[MOST:]
                 try:
-                    rows, now = await run_in_threadpool(self._write, [j for j, _ in batch])
+                    rows = await run_in_threadpool(self._write, [j for j, _ in batch])
                 except Exception as exc:
                     for _, future in batch:
                         if not future.done():
                             future.set_exception(exc)
                     continue
-                seen: set[int] = set()
                 for (_, future), row in zip(batch, rows, strict=True):
-                    # a twin made by an earlier transaction has an earlier created_at; one
-                    # made in this batch (two requests of one key) was seen above
-                    new = row["created_at"] == now and row["id"] not in seen
-                    seen.add(int(row["id"]))
+                    # Both stores hand back a NewRow for a job this insert made and the row
+                    # read from the table for a live twin (made before, or earlier in this
+                    # batch: two requests of one key). Not created_at == now: on PostgreSQL
+                    # created_at is the server's clock, never this host's now.
+                    new = isinstance(row, NewRow)
                     if not future.done():  # its client may have gone
                         future.set_result((row, new))
         finally:
             self.flusher = None
 
-    def _write(self, jobs: Sequence[NewJob]) -> tuple[list[Mapping[str, Any]], float]:
+    def _write(self, jobs: Sequence[NewJob]) -> list[Mapping[str, Any]]:
         now = time.time()
         rows = self.app.store.insert_jobs(jobs, now)
         self.app.ring(ring_for(jobs, now))
-        return rows, now
+        return rows
