@@ -28,6 +28,15 @@ APP_SPEC = "tests.apps.basic:app"
 
 
 @pytest.fixture
+def db_path(database: str) -> Path | str:
+    """The test database on both stores (the ``database`` fixture): the app, `litejobs run`
+    and `litejobs serve` all get it. A test whose subject is the SQLite file, or a browser
+    test that exercises no store path beyond those the other tests run on PostgreSQL (the
+    browser is slow), is marked ``sqlite_only("why")``."""
+    return database if "://" in database else Path(database)
+
+
+@pytest.fixture
 def config_file(tmp_path: Path) -> Path:
     """A litejobs.toml with a queue limit and a cron entry (fires at 03:00 only)."""
     path = tmp_path / "litejobs.toml"
@@ -127,10 +136,12 @@ def browser() -> Iterator[Any]:
 
 
 @pytest.fixture
-def page(browser: Any) -> Iterator[Any]:
+def page(browser: Any, db_path: Path | str) -> Iterator[Any]:
     """A fresh browser page (1280x800) that records any console error or refused script."""
     context = browser.new_context(viewport=VIEWPORT)
     pg = context.new_page()
+    # the README's screenshots are the SQLite runs' (a PostgreSQL one shows a test URL)
+    pg.screenshots = "://" not in str(db_path)  # type: ignore[attr-defined]
     pg.errors = []  # type: ignore[attr-defined]
     pg.on("console", lambda m: m.type == "error" and pg.errors.append(m.text))
     pg.on("pageerror", lambda e: pg.errors.append(str(e)))

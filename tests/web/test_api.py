@@ -1,5 +1,6 @@
 """The HTTP API (``litejobs serve --api``) over real HTTP: a real `litejobs serve` subprocess,
-httpx as the client, a real supervisor running what was enqueued, the real database file."""
+httpx as the client, a real supervisor running what was enqueued, a real SQLite file and a
+real PostgreSQL (tests on ``db_path`` run on both stores: tests/web/conftest.py)."""
 
 from __future__ import annotations
 

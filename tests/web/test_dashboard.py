@@ -120,6 +120,8 @@ def test_supervisors_page_shows_a_running_job_without_reload(
     job.cancel()
 
 
+@pytest.mark.sqlite_only("the polling is browser behaviour; the supervisors page test "
+                         "polls the same PostgreSQL reads")
 def test_polling_pauses_while_the_tab_is_hidden(populated: SupervisorProcess,
                                                 serve: Callable[..., Dashboard],
                                                 page: Any) -> None:
@@ -216,6 +218,7 @@ def test_a_post_without_the_csrf_token_is_refused(populated: SupervisorProcess, 
     assert token not in board.output()
 
 
+@pytest.mark.sqlite_only("read-only refuses in the app, before any store call")
 def test_read_only_shows_no_actions_and_refuses_them(populated: SupervisorProcess, app: Any,
                                                     serve: Callable[..., Dashboard],
                                                     page: Any) -> None:
@@ -247,6 +250,7 @@ def test_without_credentials_only_loopback_host_names_are_served(
     assert guarded.get("/", headers={"Host": "jobs.example.com"}).status_code == 200
 
 
+@pytest.mark.sqlite_only("its subject is the SQLite file beside the app: it must never be served")
 def test_headers_and_what_is_never_served(populated: SupervisorProcess, db_path: Path,
                                           serve: Callable[..., Dashboard]) -> None:
     board = serve()

@@ -106,6 +106,7 @@ def test_filter_then_retry_everything_matching(app: litejobs.App, page: Any,
     assert problems(page) == []
 
 
+@pytest.mark.sqlite_only("the checkboxes are client-side script; no store path")
 def test_selection_buttons_follow_the_checkboxes(app: litejobs.App, page: Any,
                                                  serve: Callable[..., Dashboard]) -> None:
     made = history(app)
