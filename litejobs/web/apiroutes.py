@@ -64,16 +64,17 @@ def publish(app: App, body: dict[str, Any], key: str | None) -> tuple[int, dict[
     options = {k: v for k, v in values.items() if v is not None}
     if key is not None:
         options["key"] = key
-    before = _now()
+    before = _now(app)
     job = guarded(lambda: deliver(url, **options))
     return (201 if key is None or job.created_at >= before else 200), job_object(app, job)
 
 
-def _now() -> Any:
+def _now(app: App) -> Any:
     import time
     from datetime import UTC, datetime
 
-    return datetime.fromtimestamp(time.time(), UTC)
+    # on the store's clock, as the job's created_at (on PostgreSQL the server's)
+    return datetime.fromtimestamp(time.time() + app.store.clock_offset(), UTC)
 
 
 def schedule(app: App, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:

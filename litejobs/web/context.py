@@ -41,7 +41,7 @@ class Ui:
     """
 
     def __init__(self, app: App, read_only: bool = False, base_path: str = "") -> None:
-        from jinja2 import Environment, FileSystemLoader, select_autoescape
+        from jinja2 import Environment, FileSystemLoader, pass_context, select_autoescape
         from starlette.templating import Jinja2Templates
 
         self.app = app
@@ -51,7 +51,8 @@ class Ui:
         self.csrf_token = hmac.new(secret, b"litejobs csrf", hashlib.sha256).hexdigest()
         env = Environment(loader=FileSystemLoader(HERE / "templates"),
                           autoescape=select_autoescape(default=True, default_for_string=True))
-        env.filters.update(ago=ago, duration=duration, size=size, when=when, number=number)
+        env.filters.update(ago=_ago_in(pass_context), duration=duration, size=size, when=when,
+                           number=number)
         self.templates = Jinja2Templates(env=env)
         self.nav: list[tuple[str, str]] = list(PAGES)
         #: Paths (below the base path) whose POST only reads, e.g. a text search kept out of
@@ -79,8 +80,13 @@ class Ui:
         return self.templates.TemplateResponse(
             request, template_name,
             {"base_path": prefix, "csrf_token": self.csrf_token, "read_only": self.read_only,
-             "nav": nav, "now": time.time(), "ui": self, **context},
+             "nav": nav, "now": self.now(), "ui": self, **context},
             status_code=status_code)
+
+    def now(self) -> float:
+        """This host's clock on the store's (on PostgreSQL the server's, which every stored
+        time is on): what a page measures stored times against."""
+        return time.time() + self.app.store.clock_offset()
 
     def check_write(self, request: Request) -> None:
         """Refuse (HTTP 403) an action in read-only mode or without a valid CSRF token."""
@@ -141,6 +147,15 @@ def ago(ts: float | None, now: float | None = None) -> str:
         return "—"
     delta = (time.time() if now is None else now) - float(ts)
     return f"in {duration(-delta)}" if delta < 0 else f"{duration(delta)} ago"
+
+
+def _ago_in(pass_context: Any) -> Any:
+    """The ``ago`` filter, measuring from the page's ``now`` (the store's clock)."""
+
+    def ago_filter(ctx: Any, ts: float | None) -> str:
+        return ago(ts, ctx.get("now"))
+
+    return pass_context(ago_filter)
 
 
 def when(ts: float | None) -> str:

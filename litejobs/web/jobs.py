@@ -148,7 +148,8 @@ def routes(ui: Ui) -> list[BaseRoute]:
     def form_of(request: Request) -> tuple[FilterForm | None, str | None]:
         params = {k: request.query_params.getlist(k) for k in request.query_params}
         try:
-            return parse_form(params, searches), None
+            # "since 2h" is measured back from the store's clock, as created_at is
+            return parse_form(params, searches, now=ui.now()), None
         except ValueError as exc:
             return None, str(exc)
 

@@ -3,7 +3,6 @@ and day, queue depth and the age of each queue's oldest ready job."""
 
 from __future__ import annotations
 
-import time
 from typing import TYPE_CHECKING, Any
 
 from litejobs.job import State
@@ -35,7 +34,7 @@ def by_queue(store: Store) -> dict[str, dict[str, int]]:
 def overview_data(ui: Ui) -> dict[str, Any]:
     """Everything the overview shows, read now."""
     store = ui.app.store
-    now = time.time()
+    now = ui.now()  # outcome minutes are on the store's clock
     counts = by_queue(store)
     ready = store.oldest_ready(now)
     paused = dict(store.queue_list())

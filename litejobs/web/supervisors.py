@@ -4,7 +4,6 @@ running for, memory)."""
 
 from __future__ import annotations
 
-import time
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -22,7 +21,7 @@ LATE = 15.0
 
 def supervisor_rows(ui: Ui) -> list[dict[str, Any]]:
     store = ui.app.store
-    now = time.time()
+    now = ui.now()  # heartbeats and starts are on the store's clock
     workers: dict[str, list[dict[str, Any]]] = {}
     for w in store.workers():
         started = w["started_at"]
