@@ -28,7 +28,8 @@ def cron_rows(ui: Ui) -> tuple[list[dict[str, Any]], str | None]:
     except ValueError as exc:
         return [], str(exc)
     stored = {r["name"]: r for r in ui.app.store.cron_entries()}
-    now = datetime.now(UTC)
+    # the instants to come on the store's clock: the one supervisors fire them by
+    now = datetime.fromtimestamp(ui.now(), UTC)
     rows = []
     for e in entries:
         row = stored.get(e.name, {})

@@ -3,7 +3,6 @@ pause and resume actions."""
 
 from __future__ import annotations
 
-import time
 from typing import TYPE_CHECKING, Any
 
 from litejobs.validate import check_name
@@ -23,7 +22,7 @@ def queue_rows(ui: Ui) -> list[dict[str, Any]]:
     """Every queue a job, the config, a task or a pause has named, with its figures."""
     app = ui.app
     counts = by_queue(app.store)
-    ready = app.store.oldest_ready(time.time())
+    ready = app.store.oldest_ready(ui.now())
     paused = dict(app.store.queue_list())
     configured = app.config.queues
     names = (set(counts) | set(paused) | set(configured)

@@ -63,3 +63,18 @@ def test_an_idempotent_publish_answers_201_then_200(pg_url: str, skew: float,
     again = client.post("/api/v1/publish", json=body, headers={"Idempotency-Key": "p-1"})
     assert (first.status_code, again.status_code) == (201, 200), (first.text, again.text)
     assert first.json()["id"] == again.json()["id"]
+
+
+def test_the_cron_pages_next_instants_are_on_the_servers_clock(pg_url: str,
+                                                                skew: float) -> None:
+    app = litejobs.App(pg_url)
+
+    @app.task(name="c.tick")
+    def tick() -> None:
+        return None
+
+    app.cron("* * * * *", name="every-minute")(tick)
+    page = words(Board(app).get("/cron").text)
+    # the next instant within the minute, not an hour ahead or behind (the patch skews
+    # time.time only: a page reading datetime.now() would pass here on this host's clock)
+    assert re.search(r"\(in [\d.]+ s\)", page), page
