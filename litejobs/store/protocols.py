@@ -46,7 +46,9 @@ class Producer(Protocol):
 
     def insert_jobs(self, jobs: Sequence[NewJob | NewJobs], now: float,
                     ) -> list[Mapping[str, Any]]:
-        """Insert all of ``jobs`` or none; each one's row (or its live twin's, for a key)."""
+        """Insert all of ``jobs`` or none; each one's row (or its live twin's, for a key).
+        A row this call made is a ``NewRow`` and a twin's is not: the HTTP API answers 201 or
+        200 by it (litejobs/web/apibatch.py), on either store."""
         ...
 
     def insert_job(self, job: NewJob, now: float) -> Mapping[str, Any]:
