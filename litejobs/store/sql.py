@@ -269,9 +269,19 @@ INSERT INTO attempts (job_id, attempt, outcome, worker, started_at, finished_at,
 VALUES (?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (job_id, attempt) DO NOTHING
 """
+# A refused outcome (its job no longer runs that attempt) becomes a ``stale`` attempt, unless
+# it is that attempt's own outcome written again: the job succeeded at that attempt, or its
+# row already holds this failure or this very refusal. A batch sent again after its COMMIT's
+# answer was lost, and a rescue that read the job before its success committed, are that.
+# Only against a live row: the job may have been purged or pruned meanwhile.
+# (:job, :attempt, :worker, :started, :finished, :error: the failure reported, NULL for a
+# success; :stale: the refusal's text)
 RECORD_STALE = """
 INSERT INTO attempts (job_id, attempt, outcome, worker, started_at, finished_at, error, traceback)
-VALUES (?, ?, 'stale', ?, ?, ?, ?, ?)
+SELECT id, :attempt, 'stale', :worker, :started, :finished, :stale, NULL FROM jobs
+WHERE id = :job AND NOT (attempt = :attempt AND state = 'succeeded')
+  AND NOT EXISTS (SELECT 1 FROM attempts a WHERE a.job_id = :job AND a.attempt = :attempt
+                  AND (a.outcome = 'failed' AND a.error = :error OR instr(a.error, :stale) > 0))
 ON CONFLICT (job_id, attempt) DO UPDATE SET
     outcome = 'stale',
     error = coalesce(attempts.error || '; ', '') || excluded.error

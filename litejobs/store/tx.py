@@ -151,7 +151,7 @@ class Tx(ClaimsMixin, InsertsMixin, WorkflowsTxMixin, MetricsTxMixin):
             if crashed:  # its worker or supervisor died: maybe before its start was reported
                 self._settle_unknown_start(job_id, now)
             return True
-        self._stale(job_id, attempt, worker, started, now, f"reported failure: {error}")
+        self._stale(job_id, attempt, worker, started, now, f"reported failure: {error}", error)
         return False
 
     def interrupt(
@@ -208,13 +208,11 @@ class Tx(ClaimsMixin, InsertsMixin, WorkflowsTxMixin, MetricsTxMixin):
 
     def _stale(
         self, job_id: int, attempt: int, worker: str | None, started: float | None,
-        finished: float, what: str,
+        finished: float, what: str, error: str | None = None,
     ) -> None:
-        # The job may have been pruned or deleted meanwhile; only record against a live row.
-        if self.cursor.execute("SELECT 1 FROM jobs WHERE id = ?", (job_id,)).fetchone() is None:
-            return
-        self.cursor.execute(
-            sql.RECORD_STALE,
-            (job_id, attempt, worker, started, finished,
-             f"stale: attempt {attempt} {what} after losing its lease; outcome refused", None),
-        )
+        """Record a refused outcome of ``attempt`` (``error``: the failure it reported) as a
+        ``stale`` attempt, unless it is that attempt's recorded outcome written again."""
+        self.cursor.execute(sql.RECORD_STALE, {
+            "job": job_id, "attempt": attempt, "worker": worker, "started": started,
+            "finished": finished, "error": error,
+            "stale": f"stale: attempt {attempt} {what} after losing its lease; outcome refused"})
