@@ -9,38 +9,21 @@ from typing import Any
 from litejobs.job import Attempt, State
 from litejobs.store import sql
 from litejobs.store.connections import Connections
+from litejobs.store.filters import JobLists
 from litejobs.store.flowkeys import FLOW_WINDOW
 from litejobs.store.rows import Row, _like_prefix
 
 __all__ = ["StoreReads"]
 
 
-class StoreReads(Connections):
+class StoreReads(JobLists, Connections):
     """The read operations of Store (see protocols.Reads and protocols.ExplainFacts)."""
+
+    placeholder = "?"
 
     def get_job(self, job_id: int) -> Row | None:
         rows = self._read(sql.SELECT_JOB, (job_id,))
         return rows[0] if rows else None
-
-    def list_jobs(self, state: str | None = None, task: str | None = None,
-                  queue: str | None = None, limit: int = 100,
-                  tag: str | None = None, workflow: int | None = None) -> list[Row]:
-        """Jobs newest first; each filter given must match (``tag``: one of the job's)."""
-        clauses: list[str] = []
-        params: list[Any] = []
-        for column, value in (("state", state), ("task", task), ("queue", queue),
-                              ("workflow", workflow)):
-            if value is not None:
-                clauses.append(f"{column} = ?")
-                params.append(value)
-        if tag is not None:
-            # driven by job_tags' (tag, job_id) index: a rare tag is found without a scan
-            clauses.append(sql.HAS_TAG)
-            params.append(tag)
-        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-        params.append(limit)
-        return self._read(f"SELECT {sql.JOB_COLUMNS} FROM jobs {where} ORDER BY id DESC LIMIT ?",
-                          params)
 
     def attempts(self, job_id: int) -> list[Attempt]:
         """Every attempt of a job, oldest first; the running or successful one is read from

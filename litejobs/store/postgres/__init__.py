@@ -56,6 +56,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from litejobs.calls import ring_for
 from litejobs.job import Attempt, State
 from litejobs.newjob import NewJob, NewJobs
+from litejobs.store.filters import JobLists
 from litejobs.store.postgres import sql
 from litejobs.store.postgres.bell import RING, PgBellListener
 from litejobs.store.postgres.connections import PgConnections, driver, redacted
@@ -99,7 +100,7 @@ class PgRinger:
 
 
 class PostgresStore(PgConnections, PgSchedulesMixin, PgFactsMixin, PgCountsMixin, PgRunsMixin,
-                    PgViewsMixin, PgMaintenanceMixin):
+                    PgViewsMixin, PgMaintenanceMixin, JobLists):
     """A litejobs store in a PostgreSQL database, named by a ``postgresql://`` URL (a
     ``options=-csearch_path%3DNAME`` parameter puts it in schema NAME). Cheap to make; the
     pool opens on first use, one per process."""
@@ -117,6 +118,7 @@ class PostgresStore(PgConnections, PgSchedulesMixin, PgFactsMixin, PgCountsMixin
 
     #: Not a file of this host: no WAL to checkpoint, no file to watch or copy.
     local_file = False
+    placeholder = "%s"  # of list_jobs
 
     # --- the bell and the clock ------------------------------------------------------------------
 
@@ -204,25 +206,6 @@ class PostgresStore(PgConnections, PgSchedulesMixin, PgFactsMixin, PgCountsMixin
     def get_job(self, job_id: int) -> Row | None:
         rows = self._read(sql.SELECT_JOB, (job_id,))
         return rows[0] if rows else None
-
-    def list_jobs(self, state: str | None = None, task: str | None = None,
-                  queue: str | None = None, limit: int = 100,
-                  tag: str | None = None, workflow: int | None = None) -> list[Row]:
-        """Jobs newest first; each filter given must match (``tag``: one of the job's)."""
-        clauses: list[str] = []
-        params: list[Any] = []
-        for column, value in (("state", state), ("task", task), ("queue", queue),
-                              ("workflow", workflow)):
-            if value is not None:
-                clauses.append(f"{column} = %s")
-                params.append(value)
-        if tag is not None:
-            clauses.append(sql.HAS_TAG)
-            params.append(tag)
-        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-        params.append(limit)
-        return self._read(
-            f"SELECT {sql.JOB_COLUMNS} FROM jobs {where} ORDER BY id DESC LIMIT %s", params)
 
     def attempts(self, job_id: int) -> list[Attempt]:
         """Every attempt of a job, oldest first; the running or successful one is read from
