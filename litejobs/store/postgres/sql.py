@@ -283,10 +283,21 @@ INSERT INTO attempts (job_id, attempt, outcome, worker, started_at, finished_at,
 VALUES (%s, %s, %s, %s, {NOW} - %s, {NOW}, %s, %s)
 ON CONFLICT (job_id, attempt) DO NOTHING
 """
+# A refused outcome (its job no longer runs that attempt) becomes a ``stale`` attempt, unless
+# it is that attempt's own outcome written again: the job succeeded at that attempt, or its
+# row already holds this failure or this very refusal. A batch sent again after its COMMIT's
+# answer was lost, and a rescue that lost its race to the success, are that. Only against a
+# live row: the job may have been purged or pruned meanwhile. (job, attempt, worker, started
+# ago, error: the failure reported, NULL for a success; stale: the refusal's text)
 RECORD_STALE = f"""
 INSERT INTO attempts (job_id, attempt, outcome, worker, started_at, finished_at, error,
                       traceback)
-SELECT id, %s, 'stale', %s, {NOW} - %s, {NOW}, %s, NULL FROM jobs WHERE id = %s
+SELECT id, %(attempt)s, 'stale', %(worker)s, {NOW} - %(ago)s, {NOW}, %(stale)s, NULL
+FROM jobs
+WHERE id = %(job)s AND NOT (attempt = %(attempt)s AND state = 'succeeded')
+  AND NOT EXISTS (SELECT 1 FROM attempts a WHERE a.job_id = %(job)s AND a.attempt = %(attempt)s
+                  AND (a.outcome = 'failed' AND a.error = %(error)s
+                       OR strpos(a.error, %(stale)s) > 0))
 ON CONFLICT (job_id, attempt) DO UPDATE SET
     outcome = 'stale',
     error = coalesce(attempts.error || '; ', '') || excluded.error

@@ -102,7 +102,7 @@ class PgTx(PgClaimsMixin, PgInsertsMixin, PgCronMixin, PgUpkeepMixin, PgFiguresM
         if changed == 1:
             self._attempt(job_id, attempt, "failed", worker, started, now, error, traceback)
             return True
-        self._stale(job_id, attempt, worker, started, now, f"reported failure: {error}")
+        self._stale(job_id, attempt, worker, started, now, f"reported failure: {error}", error)
         return False
 
     def interrupt(self, job_id: int, attempt: int, reason: str, worker: str | None,
@@ -120,12 +120,13 @@ class PgTx(PgClaimsMixin, PgInsertsMixin, PgCronMixin, PgUpkeepMixin, PgFiguresM
                                                _ago(started, now), error, traceback))
 
     def _stale(self, job_id: int, attempt: int, worker: str | None, started: float | None,
-               now: float, what: str) -> None:
-        # Only against a live row: the job may have been purged or pruned meanwhile.
-        self.conn.execute(sql.RECORD_STALE, (
-            attempt, worker, _ago(started, now),
-            f"stale: attempt {attempt} {what} after losing its lease; outcome refused",
-            job_id))
+               now: float, what: str, error: str | None = None) -> None:
+        """Record a refused outcome of ``attempt`` (``error``: the failure it reported) as a
+        ``stale`` attempt, unless it is that attempt's recorded outcome written again."""
+        self.conn.execute(sql.RECORD_STALE, {
+            "job": job_id, "attempt": attempt, "worker": worker, "ago": _ago(started, now),
+            "error": error,
+            "stale": f"stale: attempt {attempt} {what} after losing its lease; outcome refused"})
 
     # --- the bell --------------------------------------------------------------------------------
 
