@@ -1,0 +1,126 @@
+"""An outcome written twice, and a rescue that lost its race to the outcome, on both stores
+(the ``database`` fixture).
+
+A supervisor whose outcome transaction committed on the server but reported an error (its
+connection lost with the COMMIT's answer on the way) puts the outcomes back and sends the
+batch again. The second pass finds the job no longer running; it must see the attempt as
+already recorded (a duplicate), not as a late report "after losing its lease" (``stale``),
+which once turned attempt 1 of a job that succeeded at attempt 1 into a ``stale`` row in the
+many-hosts chaos test. A rescuer that read a job as running before its success committed
+(PostgreSQL reads without the write lock SQLite takes) is the same case. A report that really
+came late, after a rescue ended the attempt, is still recorded ``stale``.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+
+import litejobs
+from litejobs import maintenance
+from litejobs.store import QueueLimits
+from tests.conftest import wait_for
+
+DEFAULT = [QueueLimits("default")]
+LEASE = 30.0
+
+
+@pytest.fixture
+def app(database: str) -> litejobs.App:
+    return litejobs.App(database)
+
+
+def claim(app: litejobs.App, n: int = 1, lease: float = LEASE) -> list[dict[str, Any]]:
+    now = time.time()
+    rows = app.store.write(lambda tx: tx.claim([f"sup:1:w{i}" for i in range(n)], DEFAULT,
+                                               now, lease))
+    assert len(rows) == n, rows
+    return rows
+
+
+def outcomes(app: litejobs.App, job_id: int) -> list[tuple[int, str]]:
+    return [(a.attempt, a.outcome) for a in app.store.attempts(job_id)]
+
+
+def test_a_success_written_twice_is_a_duplicate_not_stale(app: litejobs.App) -> None:
+    job = app.enqueue("t.work")
+    claim(app)
+    now = time.time()
+    assert app.store.write(lambda tx: tx.succeed(job.id, 1, "7", "sup:1:w0", now, now))
+    # the resend: refused (nothing is written twice), and no ``stale`` row for attempt 1
+    assert not app.store.write(lambda tx: tx.succeed(job.id, 1, "7", "sup:1:w0", now, now))
+    assert outcomes(app, job.id) == [(1, "succeeded")]
+    assert job.result(timeout=0) == 7
+
+
+def test_a_batch_of_successes_written_twice_is_a_duplicate_not_stale(
+        app: litejobs.App) -> None:
+    jobs = [app.enqueue("t.work") for _ in range(3)]
+    rows = claim(app, 3)
+    now = time.time()
+    batch = [(r["id"], r["attempt"], "1", r["leased_by"], now, now) for r in rows]
+    assert app.store.write(lambda tx: tx.succeed_many(batch)) == 3
+    assert app.store.write(lambda tx: tx.succeed_many(batch)) == 0
+    for job in jobs:
+        assert outcomes(app, job.id) == [(1, "succeeded")], job.id
+
+
+@pytest.mark.parametrize("retry", [True, False], ids=["retried", "final"])
+def test_a_failure_written_twice_is_a_duplicate_not_stale(app: litejobs.App,
+                                                          retry: bool) -> None:
+    job = app.enqueue("t.work")
+    claim(app)
+    now = time.time()
+
+    def fail(tx: Any) -> bool:
+        return bool(tx.fail(job.id, 1, "ValueError: boom", "tb", "sup:1:w0", now, now,
+                            now + 60 if retry else None))
+
+    assert app.store.write(fail)
+    assert not app.store.write(fail)
+    [attempt] = app.store.attempts(job.id)
+    assert (attempt.attempt, attempt.outcome, attempt.error) == (1, "failed", "ValueError: boom")
+    assert job.refresh().state.value == ("scheduled" if retry else "failed")
+
+
+def test_a_rescue_that_lost_its_race_to_the_success_records_nothing(
+        app: litejobs.App) -> None:
+    """The rescuer read the job as running with its lease ended; the supervisor holding it
+    recorded its success first. The rescuer's failure of that same attempt is refused and
+    must not mark the successful attempt ``stale``."""
+    job = app.enqueue("t.work")
+    claim(app)
+    now = time.time()
+    assert app.store.write(lambda tx: tx.succeed(job.id, 1, "7", "sup:1:w0", now, now))
+    assert not app.store.write(lambda tx: tx.fail(
+        job.id, 1, "WorkerDied: its lease expired (the worker or its supervisor stopped "
+        "renewing it)", None, "sup:1:w0", now, now + 1, now + 2, crashed=True))
+    assert outcomes(app, job.id) == [(1, "succeeded")]
+
+
+@pytest.mark.parametrize("late", ["success", "failure"])
+def test_a_report_after_a_rescue_is_still_stale_and_recorded_once(app: litejobs.App,
+                                                                  late: str) -> None:
+    job = app.enqueue("t.work")
+    claim(app, lease=0.05)  # ends on the store's clock at once
+    wait_for(lambda: app.store.write(lambda tx: maintenance.rescue_expired(
+        tx, time.time(), {}, crash_limit=50)), 10, "the lease to run out and the rescue")
+    [rescued] = app.store.attempts(job.id)
+    assert rescued.outcome == "failed" and "its lease expired" in str(rescued.error)
+    now = time.time()
+
+    def report(tx: Any) -> bool:
+        if late == "success":
+            return bool(tx.succeed(job.id, 1, "7", "sup:1:w0", now, now))
+        return bool(tx.fail(job.id, 1, "ValueError: late", None, "sup:1:w0", now, now, None))
+
+    assert not app.store.write(report)
+    assert not app.store.write(report)  # the late report sent twice
+    [stale] = app.store.attempts(job.id)
+    assert stale.outcome == "stale", stale
+    error = str(stale.error)
+    assert error.startswith("WorkerDied: its lease expired"), error
+    assert error.count("stale: attempt 1 reported") == 1, error
+    assert job.refresh().state.value in ("scheduled", "queued")
