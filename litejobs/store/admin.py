@@ -10,14 +10,14 @@ import apsw
 from litejobs.job import State
 from litejobs.store import sql
 from litejobs.store.connections import Connections
+from litejobs.store.retries import ManualRetry, blocking_root, retry_in
 from litejobs.store.rows import _id_list
-from litejobs.store.schema import TOKEN_TASK
 from litejobs.store.tx import Tx
 
 __all__ = ["StoreAdmin"]
 
 
-class StoreAdmin(Connections):
+class StoreAdmin(ManualRetry, Connections):
     """The admin operations of Store (see protocols.Admin)."""
 
     def cancel(self, job_id: int, reason: str, now: float) -> bool:
@@ -56,40 +56,8 @@ class StoreAdmin(Connections):
 
         return self._transaction(self.connection(), cancel)
 
-    def retry(self, job_id: int, retries: int, now: float) -> bool:
-        """Put a failed or cancelled job back to queued with ``retries`` more retries (a
-        workflow step: the steps it cancelled wait again). Raises ValueError for a step whose
-        upstream step has not succeeded, and for a token."""
-        blocked: list[tuple[int, int | None, str]] = []
-        done = self.retry_many([job_id], retries, now, blocked)
-        for _, upstream, task in blocked:
-            if task == TOKEN_TASK:
-                raise ValueError(f"job {job_id} is a token, which is not retried: create a new "
-                                 "token (app.create_token) and enqueue the steps after it again")
-            raise ValueError(self._blocked_advice(job_id, upstream))
-        return done == 1
-
-    def _blocked_advice(self, job_id: int, upstream: int | None) -> str:
-        """What to retry instead: the step that failed at the root of what blocks ``job_id``
-        (its direct upstream step may be blocked itself), or the token that ended."""
-
-        tx = Tx(self.connection().cursor())  # reads only: no write lock
-        root = tx.blocker(job_id)
-        for _ in range(100_000):  # a chain of steps is finite; this bounds a broken file
-            if root is None or root[2] == TOKEN_TASK or root[1] == "failed":
-                break
-            deeper = tx.blocker(root[0])
-            if deeper is None:
-                break
-            root = deeper
-        head = f"job {job_id} waits on step {upstream}, which has not succeeded"
-        if root is None:
-            return f"{head}: retry it first"
-        if root[2] == TOKEN_TASK:
-            return (f"{head}: it waits on token {root[0]}, which {root[1]} (a token is not "
-                    "retried): create a new token and enqueue the steps after it again")
-        return f"{head}: retry {root[0]} instead (the steps it cancelled wait again)"
-
+    def _blocking_root(self, job_id: int) -> tuple[int, str, str] | None:
+        return blocking_root(Tx(self.connection().cursor()), job_id)  # reads only: no write lock
 
     def set_paused(self, queue: str, paused: bool) -> None:
         """Pause or resume a queue (persisted: every supervisor on the file obeys it)."""
@@ -105,14 +73,11 @@ class StoreAdmin(Connections):
         cancelled go back to waiting."""
 
         def retry(cur: apsw.Cursor) -> int:
-            tx = Tx(cur)
-            stuck = tx.blocked_steps(ids)
-            skip = {job_id for job_id, _, _ in stuck}
-            todo = [i for i in ids if i not in skip] if skip else ids
-            n = tx.wait_again(todo, retries)
-            cur.execute(sql.RETRY_JOBS, (now, retries + 1, _id_list(todo)))
-            n += cur.connection.changes()
-            tx.revive(todo)
+            def requeue(todo: Sequence[int]) -> int:
+                cur.execute(sql.RETRY_JOBS, (now, retries + 1, _id_list(todo)))
+                return cur.connection.changes()
+
+            n, stuck = retry_in(Tx(cur), ids, retries, requeue)
             if blocked is not None:
                 blocked[:] = stuck
             return n

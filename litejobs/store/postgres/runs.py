@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from litejobs.store.flows import StepRow, run_state
 from litejobs.store.postgres import sql
 from litejobs.store.postgres.tx import PgTx
+from litejobs.store.retries import ManualRetry, blocking_root, retry_in
 from litejobs.store.rows import Row
 from litejobs.store.schema import TOKEN_TASK
 
@@ -49,7 +50,7 @@ UPDATE workflows SET cancelled_at = {sql.NOW} WHERE id = %s AND cancelled_at IS 
 """
 
 
-class PgRunsMixin:
+class PgRunsMixin(ManualRetry):
     """``PostgresStore``'s workflow operations outside the supervisor, and its retry."""
 
     if TYPE_CHECKING:
@@ -118,19 +119,6 @@ class PgRunsMixin:
 
     # --- the operator's retry --------------------------------------------------------------------
 
-    def retry(self, job_id: int, retries: int, now: float) -> bool:
-        """Put a failed or cancelled job back to queued with ``retries`` more retries (a
-        workflow step: the steps it cancelled wait again). Raises ValueError for a step whose
-        upstream step has not succeeded, and for a token."""
-        blocked: list[tuple[int, int | None, str]] = []
-        done = self.retry_many([job_id], retries, now, blocked)
-        for _, upstream, task in blocked:
-            if task == TOKEN_TASK:
-                raise ValueError(f"job {job_id} is a token, which is not retried: create a new "
-                                 "token (app.create_token) and enqueue the steps after it again")
-            raise ValueError(self._blocked_advice(job_id, upstream))
-        return done == 1
-
     def retry_many(self, ids: Sequence[int], retries: int, now: float,
                    blocked: list[tuple[int, int | None, str]] | None = None) -> int:
         """Manual retry of many failed or cancelled jobs, in one short transaction. Workflow
@@ -140,40 +128,13 @@ class PgRunsMixin:
         id_list = [int(i) for i in ids]
 
         def retry(tx: PgTx) -> tuple[int, list[tuple[int, int | None, str]]]:
-            stuck = tx.blocked_steps(id_list)
-            skip = {job_id for job_id, _, _ in stuck}
-            todo = [i for i in id_list if i not in skip]
-            n = tx.wait_again(todo, retries)
-            n += tx.conn.execute(sql.RETRY_JOBS, (retries + 1, todo)).rowcount
-            tx.revive(todo)
-            return n, stuck
+            return retry_in(tx, id_list, retries, lambda todo: int(
+                tx.conn.execute(sql.RETRY_JOBS, (retries + 1, list(todo))).rowcount))
 
         n, stuck = self.write(retry)
         if blocked is not None:
             blocked[:] = stuck
         return int(n)
 
-    def _blocked_advice(self, job_id: int, upstream: int | None) -> str:
-        """What to retry instead: the failed step at the root of what blocks ``job_id``, or
-        the token that ended."""
-
-        def walk(conn: psycopg.Connection[Any]) -> tuple[int, str, str] | None:
-            tx = PgTx(conn)
-            root = tx.blocker(job_id)
-            for _ in range(100_000):  # a chain of steps is finite; this bounds a broken one
-                if root is None or root[2] == TOKEN_TASK or root[1] == "failed":
-                    break
-                deeper = tx.blocker(root[0])
-                if deeper is None:
-                    break
-                root = deeper
-            return root
-
-        root = self._transaction(walk)
-        head = f"job {job_id} waits on step {upstream}, which has not succeeded"
-        if root is None:
-            return f"{head}: retry it first"
-        if root[2] == TOKEN_TASK:
-            return (f"{head}: it waits on token {root[0]}, which {root[1]} (a token is not "
-                    "retried): create a new token and enqueue the steps after it again")
-        return f"{head}: retry {root[0]} instead (the steps it cancelled wait again)"
+    def _blocking_root(self, job_id: int) -> tuple[int, str, str] | None:
+        return self._transaction(lambda conn: blocking_root(PgTx(conn), job_id))
