@@ -3,7 +3,6 @@ run, and the reads behind ``WorkflowRun``, ``litejobs workflows`` and ``show``."
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 
 import apsw
@@ -20,48 +19,18 @@ from litejobs.store.flows import (
     SELECT_RUN,
     UPSTREAM_OF,
     StepRow,
-    run_state,
 )
-from litejobs.store.rows import Row, _id_list
+from litejobs.store.rows import _id_list
+from litejobs.store.runreads import RunReads, RunSQL
 from litejobs.store.tx import Tx
 
 __all__ = ["StoreWorkflows"]
 
 
-class StoreWorkflows(Connections):
+class StoreWorkflows(RunReads, Connections):
     """``Store``'s workflow operations outside the supervisor's transaction."""
 
-    def run(self, run_id: int) -> Row | None:
-        """A run: id, name, created_at, cancelled_at, counts (by state), state."""
-        rows = self._read(SELECT_RUN, (run_id,))
-        if not rows:
-            return None
-        row = rows[0]
-        counts = {str(r["state"]): int(r["count(*)"])
-                  for r in self._read(RUN_COUNTS, (run_id,))}
-        row["counts"] = counts
-        row["state"] = run_state(counts, row["cancelled_at"] is not None)
-        return row
-
-    def runs(self, limit: int = 50, state: str | None = None) -> list[Row]:
-        """Runs newest first (at most ``limit`` scanned), each with counts and state."""
-        out: list[Row] = []
-        for row in self._read(LIST_RUNS, (limit,)):
-            counts = {k: int(v) for k, v in json.loads(row.pop("counts") or "{}").items()}
-            row["counts"] = counts
-            row["state"] = run_state(counts, row["cancelled_at"] is not None)
-            if state is None or row["state"] == state:
-                out.append(row)
-        return out
-
-    def run_sinks(self, run_id: int) -> list[int]:
-        return [int(r["id"]) for r in self._read(RUN_SINKS, (run_id,))]
-
-    def upstream_of(self, job_id: int) -> list[int]:
-        return [int(r["upstream"]) for r in self._read(UPSTREAM_OF, (job_id,))]
-
-    def downstream_of(self, job_id: int) -> list[int]:
-        return [int(r["job_id"]) for r in self._read(DOWNSTREAM_OF, (job_id,))]
+    run_sql = RunSQL(SELECT_RUN, RUN_COUNTS, LIST_RUNS, RUN_SINKS, UPSTREAM_OF, DOWNSTREAM_OF)
 
     def write_run(self, name: str | None, steps: Sequence[StepRow], now: float,
                   ) -> tuple[int, list[int]]:

@@ -8,11 +8,12 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from litejobs.store.flows import StepRow, run_state
+from litejobs.store.flows import StepRow
 from litejobs.store.postgres import sql
 from litejobs.store.postgres.tx import PgTx
 from litejobs.store.retries import ManualRetry, blocking_root, retry_in
 from litejobs.store.rows import Row
+from litejobs.store.runreads import RunReads, RunSQL
 from litejobs.store.schema import TOKEN_TASK
 
 if TYPE_CHECKING:
@@ -50,8 +51,10 @@ UPDATE workflows SET cancelled_at = {sql.NOW} WHERE id = %s AND cancelled_at IS 
 """
 
 
-class PgRunsMixin(ManualRetry):
+class PgRunsMixin(RunReads, ManualRetry):
     """``PostgresStore``'s workflow operations outside the supervisor, and its retry."""
+
+    run_sql = RunSQL(SELECT_RUN, RUN_COUNTS, LIST_RUNS, RUN_SINKS, UPSTREAM_OF, DOWNSTREAM_OF)
 
     if TYPE_CHECKING:
         def _read(self, statement: str, params: Any = ()) -> list[Row]: ...
@@ -59,37 +62,6 @@ class PgRunsMixin(ManualRetry):
         def write(self, fn: Callable[[PgTx], T]) -> T: ...
 
         def _transaction(self, fn: Callable[[psycopg.Connection[Any]], T]) -> T: ...
-
-    def run(self, run_id: int) -> Row | None:
-        """A run: id, name, created_at, cancelled_at, counts (by state), state."""
-        rows = self._read(SELECT_RUN, (run_id,))
-        if not rows:
-            return None
-        row = rows[0]
-        counts = {str(r["state"]): int(r["n"]) for r in self._read(RUN_COUNTS, (run_id,))}
-        row["counts"] = counts
-        row["state"] = run_state(counts, row["cancelled_at"] is not None)
-        return row
-
-    def runs(self, limit: int = 50, state: str | None = None) -> list[Row]:
-        """Runs newest first (at most ``limit`` scanned), each with counts and state."""
-        out: list[Row] = []
-        for row in self._read(LIST_RUNS, (limit,)):
-            counts = {str(k): int(v) for k, v in (row.pop("counts") or {}).items()}
-            row["counts"] = counts
-            row["state"] = run_state(counts, row["cancelled_at"] is not None)
-            if state is None or row["state"] == state:
-                out.append(row)
-        return out
-
-    def run_sinks(self, run_id: int) -> list[int]:
-        return [int(r["id"]) for r in self._read(RUN_SINKS, (run_id,))]
-
-    def upstream_of(self, job_id: int) -> list[int]:
-        return [int(r["upstream"]) for r in self._read(UPSTREAM_OF, (job_id,))]
-
-    def downstream_of(self, job_id: int) -> list[int]:
-        return [int(r["job_id"]) for r in self._read(DOWNSTREAM_OF, (job_id,))]
 
     def write_run(self, name: str | None, steps: Sequence[StepRow], now: float,
                   ) -> tuple[int, list[int]]:
