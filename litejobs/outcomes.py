@@ -207,9 +207,7 @@ class Outcomes:
             else:
                 tx.unclaim(a.id, a.attempt)
         if starts:  # after the jobs given back: a start reported for one is no start
-            # (only the SQLite store's claims send rated jobs ahead so far: not yet a
-            # protocol operation, see Tx._record_starts)
-            tx._record_starts(starts)
+            tx.record_starts(starts)
         return due
 
 

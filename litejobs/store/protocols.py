@@ -229,6 +229,10 @@ class ClaimTx(Protocol):
 
     def unclaim(self, job_id: int, attempt: int) -> bool: ...
 
+    def record_starts(self, starts: Sequence[tuple[int, float, int]]) -> None:
+        """Rated jobs a claim sent ahead (their row's ``unknown_start``) began: ``(job_id,
+        when, unknown_start)`` each; their starts in the rate windows get that time."""
+
     def adopt_orphan_queues(self) -> int: ...
 
     def unpark_free(self) -> int: ...

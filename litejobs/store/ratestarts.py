@@ -1,7 +1,7 @@
 """A claim's starts in the queues' rate windows (``rate_starts``), and the starts not yet known
 (schema 8): a rated job sent ahead, behind a job its worker runs, starts when that job ends,
 which its claim cannot know. Its row waits with the time +infinity (every window counts it)
-and its job id until its supervisor learns it began (``_record_starts``); a job given back
+and its job id until its supervisor learns it began (``record_starts``); a job given back
 unstarted drops its row (``ClaimsMixin.unclaim``), one that stops running with its start never
 reported counts from then (``_settle_unknown_start``, and the poll's ``sql.RATE_LEFT``). A
 flow key's starts (``flowkeys``) follow the same rule."""
@@ -51,13 +51,12 @@ class RateStartsMixin(FlowKeysMixin):
                 oldest = _scalar(self.cursor, sql.RATE_OLDEST, (queue, now - period))
                 self._slot(queue, _soonest(oldest, now) + period, now)
 
-    def _record_starts(self, starts: Sequence[tuple[int, float, int]]) -> None:
+    def record_starts(self, starts: Sequence[tuple[int, float, int]]) -> None:
         """Jobs sent ahead, claimed with their start not yet known, began: ``(job_id, when,
         unknown_start)`` each (``when``: the moment their supervisor learned it, no sooner
         than they began). Their rows in the rate windows get that time. A job given back
         unstarted in the same transaction (``unclaim``, recorded first) has no row left.
-        (``Outcomes.record`` calls it; an operation of ``protocols.ClaimTx`` once the
-        PostgreSQL store sends rated jobs ahead too.)"""
+        (``protocols.ClaimTx``; ``Outcomes.record`` calls it.)"""
         cur = self.cursor
         queued = [(job_id, at) for job_id, at, which in starts if which & QUEUE_RATED]
         if len(queued) == 1:
@@ -68,6 +67,8 @@ class RateStartsMixin(FlowKeysMixin):
         for job_id, at, which in starts:
             if which & FLOW_RATED:
                 cur.execute(FLOW_STARTED, (at, RATE_MARGIN, job_id))
+
+    _record_starts = record_starts  # (its name before it was a protocol operation)
 
     def _settle_unknown_start(self, job_id: int, now: float) -> None:
         """The job stopped running (its worker or supervisor died, or drain) with its start

@@ -15,10 +15,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from litejobs.store.claims import RATE_MARGIN, best_first
+from litejobs.store.claims import FLOW_RATED, QUEUE_RATED, RATE_MARGIN, best_first
 from litejobs.store.flowkeys import flow_window
 from litejobs.store.postgres import sql
-from litejobs.store.postgres.flowkeys import PgFlowKeysMixin
+from litejobs.store.postgres.ratestarts import PgRateStartsMixin
 from litejobs.store.rows import QueueLimits, Row
 
 if TYPE_CHECKING:
@@ -36,7 +36,7 @@ def _first(cursor: psycopg.Cursor[Any]) -> Row:
     return row
 
 
-class PgClaimsMixin(PgFlowKeysMixin):
+class PgClaimsMixin(PgRateStartsMixin):
     """``PgTx``'s claim statements (the ``ClaimTx`` protocol)."""
 
     conn: psycopg.Connection[Any]
@@ -76,8 +76,10 @@ class PgClaimsMixin(PgFlowKeysMixin):
         before its running jobs and its window's starts are counted. ``self.next_slot`` is set
         to the moment (on the caller's clock: ``now`` plus the server's wait) a rate-limited
         queue whose window is full gets its next slot. ``worker_ids[ahead_from:]`` are places
-        behind a running job: a job with an expiry or of a rate-limited queue only goes to
-        the places before it, which start at once.
+        behind a running job: a job with an expiry only goes to the places before it, which
+        start at once. A rated job (of a rate-limited queue, or with a rated flow key) sent
+        ahead has its start counted as not yet known (``ratestarts``) and its row says so
+        (``unknown_start``: ``QUEUE_RATED | FLOW_RATED``), as the SQLite store's claim.
         """
         self.next_slot = None
         n = len(worker_ids)
@@ -101,12 +103,12 @@ class PgClaimsMixin(PgFlowKeysMixin):
                     caps[name] = min(caps[name], count - self._window(name, count, period, now))
         front = n if ahead_from is None else max(0, min(n, ahead_from))
         claimed: list[Row] = []
-        flow_picks: dict[int, tuple[str, float]] = {}  # rated keyed picks: (key, period)
+        starts: tuple[list[str], list[int | None]] = ([], [])  # rated: queue, id if ahead
         for ahead, workers in ((False, worker_ids[:front]), (True, worker_ids[front:])):
-            open_caps = {name: cap for name, cap in caps.items()
-                         if cap > 0 and not (ahead and name in rated)}
+            open_caps = {name: cap for name, cap in caps.items() if cap > 0}
             if not workers or not open_caps:
                 continue
+            flow_picks: dict[int, tuple[str, float]] = {}  # rated keyed picks: (key, period)
             keyed = ([] if self._keyless.issuperset(open_caps)
                      else self._keyed(open_caps, ahead, len(workers), now, flow_picks))
             statement, picks = (sql.CLAIM_KEYED, [keyed]) if keyed else (sql.CLAIM, [])
@@ -115,15 +117,22 @@ class PgClaimsMixin(PgFlowKeysMixin):
                 list(workers), float(lease))).fetchall()
             for row in rows:
                 caps[row["queue"]] -= 1
+                if row["queue"] in rated:
+                    starts[0].append(row["queue"])
+                    starts[1].append(row["id"] if ahead else None)
+                if ahead and (row["queue"] in rated or row["id"] in flow_picks):
+                    # sent ahead: its start is not yet known; the supervisor reports it
+                    row["unknown_start"] = ((QUEUE_RATED if row["queue"] in rated else 0)
+                                            | (FLOW_RATED if row["id"] in flow_picks else 0))
+            # written before the places ahead are claimed: their keys' windows count these
+            self._flow_started([(*flow_picks[row["id"]], row["id"] if ahead else None)
+                                for row in rows if row["id"] in flow_picks])
             claimed.extend(rows)
-        started = [row["queue"] for row in claimed if row["queue"] in rated]
-        if started:
-            self.conn.execute(sql.RATE_START, (started,))
-            for name in set(started):
+        if starts[0]:
+            self.conn.execute(sql.RATE_START, starts)
+            for name in set(starts[0]):
                 if caps[name] == 0:  # maybe full now: when its oldest start leaves the window
                     self._window(name, *rated[name], now)
-        self._flow_started([flow_picks[row["id"]] for row in claimed
-                            if row["id"] in flow_picks])
         claimed.sort(key=best_first)
         steps = [row["id"] for row in claimed if row["workflow"] is not None]
         if steps:  # a workflow step takes its upstream steps' results to its worker
@@ -146,7 +155,7 @@ class PgClaimsMixin(PgFlowKeysMixin):
         room: dict[str, int] = {}  # running jobs (this claim's picks included) per key held
         passed: set[str] = set()  # full, or held by another claimer
         left = dict(caps)
-        flows: dict[str, tuple[int, float]] = {}  # rated keys held: (starts, wait)
+        flows: dict[str, tuple[int, float | None]] = {}  # rated keys held: (starts, wait)
         for _ in range(KEY_ROUNDS):
             before = len(passed)
             rows = conn.execute(sql.KEYED_CANDIDATES, (
@@ -171,17 +180,18 @@ class PgClaimsMixin(PgFlowKeysMixin):
                     passed.add(key)
                     continue
                 if r["frate"] is not None:
-                    if ahead:
-                        continue  # its start would not be known: not sent ahead
                     if key not in flows:  # held in an earlier round, for unrated jobs
                         flows.update(self._flow_used([key], now))
                     used, wait = flows[key]
+                    window = flow_window(float(r["fperiod"]))
                     if used >= r["frate"]:
                         passed.add(key)
-                        self._flow_full(wait, now)
+                        # (no start of known time: none leaves before a window from now)
+                        self._flow_full(window if wait is None else wait, now)
                         continue
-                    # (no start counted before: this one is the first to leave)
-                    flows[key] = (used + 1, wait if used else flow_window(float(r["fperiod"])))
+                    # (no start of known time before: this one is the first to leave, or,
+                    # sent ahead, none leaves sooner than a window from now)
+                    flows[key] = (used + 1, window if wait is None else min(wait, window))
                     if flow_picks is not None:
                         flow_picks[int(r["id"])] = (key, float(r["fperiod"]))
                 room[key] += 1
@@ -212,8 +222,8 @@ class PgClaimsMixin(PgFlowKeysMixin):
 
     def unclaim(self, job_id: int, attempt: int) -> bool:
         """Return a claimed job that never reached its worker to queued, taking back the
-        attempt number."""
-        return self.conn.execute(sql.UNCLAIM, (job_id, attempt)).rowcount == 1
+        attempt number; a start counted for it, not yet known, goes with it."""
+        return int(_first(self.conn.execute(sql.UNCLAIM, (job_id, attempt)))["n"]) == 1
 
     def adopt_orphan_queues(self) -> int:
         """Give every queue with queued jobs a row."""

@@ -18,12 +18,15 @@ RUNNING_IN_QUEUE = (
     "SELECT id FROM jobs WHERE state = 'running' AND queue = %s ORDER BY started_at LIMIT %s")
 RUNNING_WITH_KEY = (
     "SELECT id FROM jobs WHERE state = 'running' AND concurrency_key = %s ORDER BY started_at")
-# (queue, seconds ago)
+# (queue, seconds ago): the starts counted, and the oldest of known time (a start not yet
+# known, of a job sent ahead, is +infinity: counted, never the oldest), as the SQLite store's.
 RATE_WINDOW = f"""
-SELECT count(*) AS n, min(at) AS oldest FROM rate_starts WHERE queue = %s AND at > {NOW} - %s
+SELECT count(*) AS n, min(at) FILTER (WHERE job_id IS NULL) AS oldest FROM rate_starts
+WHERE queue = %s AND at > {NOW} - %s
 """
 FLOW_WINDOW = f"""
-SELECT count(*) AS n, min(until) AS first FROM flow_starts WHERE key = %s AND until > {NOW}
+SELECT count(*) AS n, min(until) FILTER (WHERE job_id IS NULL) AS first FROM flow_starts
+WHERE key = %s AND until > {NOW}
 """
 AHEAD_IN_QUEUE = """
 SELECT count(*) AS n FROM jobs

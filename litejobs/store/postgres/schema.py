@@ -1,4 +1,4 @@
-"""The PostgreSQL store's schema: the SQLite schema's tables and columns (version 7) where they
+"""The PostgreSQL store's schema: the SQLite schema's tables and columns (version 8) where they
 mean the same, a ``litejobs_meta`` table holding its own version, and its migrations.
 
 Decisions, and why:
@@ -30,7 +30,7 @@ from litejobs.store.postgres.flows import FLOW_TRIGGERS
 __all__ = ["MIGRATIONS", "SCHEMA", "SCHEMA_VERSION"]
 
 #: The PostgreSQL store's own schema version (not the SQLite file's ``user_version``).
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _STATES = ", ".join(f"'{s.value}'" for s in State)
 _LEGAL_MOVES = "\n        OR ".join(
@@ -159,10 +159,12 @@ CREATE TABLE job_deps (
 CREATE INDEX job_deps_upstream ON job_deps (upstream, job_id);
 
 CREATE TABLE rate_starts (
-    queue text NOT NULL,
-    at    double precision NOT NULL
+    queue  text NOT NULL,
+    at     double precision NOT NULL,
+    job_id bigint
 );
 CREATE INDEX rate_starts_window ON rate_starts (queue, at);
+CREATE INDEX rate_starts_job ON rate_starts (job_id) WHERE job_id IS NOT NULL;
 
 CREATE TABLE attempts (
     job_id      bigint NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
@@ -238,10 +240,12 @@ CREATE TABLE schedules (
     updated_at double precision NOT NULL
 );
 CREATE TABLE flow_starts (
-    key   text NOT NULL,
-    until double precision NOT NULL
+    key    text NOT NULL,
+    until  double precision NOT NULL,
+    job_id bigint
 );
 CREATE INDEX flow_starts_window ON flow_starts (key, until);
+CREATE INDEX flow_starts_job ON flow_starts (job_id) WHERE job_id IS NOT NULL;
 CREATE TABLE flow_waits (
     key   text PRIMARY KEY,
     until double precision NOT NULL,
@@ -249,6 +253,18 @@ CREATE TABLE flow_waits (
 );
 """ + FLOW_TRIGGERS
 
-#: ``MIGRATIONS[v]`` takes a schema at version ``v`` to ``v + 1`` (none yet: version 1 is the
-#: first; until the store ships, version 1 itself may still change).
-MIGRATIONS: dict[int, str] = {}
+# Version 1 -> 2: starts not yet known (the SQLite schema's version 8). A rated job sent ahead
+# to a worker still running another starts when that job ends, which its claim cannot know:
+# its row in `rate_starts` (or `flow_starts`) is written with the time +infinity, which every
+# window counts, and its `job_id`, until its supervisor learns when it began
+# (``ratestarts.PgRateStartsMixin.record_starts``). The rows already there are known starts.
+_MIGRATE_1_TO_2 = """
+ALTER TABLE rate_starts ADD COLUMN job_id bigint;
+ALTER TABLE flow_starts ADD COLUMN job_id bigint;
+CREATE INDEX rate_starts_job ON rate_starts (job_id) WHERE job_id IS NOT NULL;
+CREATE INDEX flow_starts_job ON flow_starts (job_id) WHERE job_id IS NOT NULL;
+"""
+
+#: ``MIGRATIONS[v]`` takes a schema at version ``v`` to ``v + 1``, inside the transaction
+#: that opens the store (under the schema's advisory lock).
+MIGRATIONS: dict[int, str] = {1: _MIGRATE_1_TO_2}

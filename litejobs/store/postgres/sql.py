@@ -152,14 +152,23 @@ SELECT queue, count(*) AS n FROM jobs WHERE state = 'running' AND queue = ANY(%s
 """
 # A rate-limited queue's window (its row locked, as for a concurrency limit): starts that left
 # it are forgotten, starts "in the future" (the server's clock stepped back since) count as
-# starting now, then (period) -> how many starts it holds, its oldest, and the server's now.
+# starting now, then (period) -> how many starts it holds, its oldest of known time (NULL when
+# none is known), and the server's now. A start not yet known (job_id set, at = +infinity:
+# a job sent ahead, see ratestarts) is counted and waits for its time.
 RATE_FORGET = f"DELETE FROM rate_starts WHERE queue = %s AND at <= {NOW} - %s"
-RATE_CLAMP = f"UPDATE rate_starts SET at = {NOW} WHERE queue = %s AND at > {NOW}"
-RATE_WINDOW = f"""
-SELECT count(*) AS used, min(at) AS oldest, {NOW} AS now FROM rate_starts
-WHERE queue = %s AND at > {NOW} - %s
+RATE_CLAMP = f"""
+UPDATE rate_starts SET at = {NOW} WHERE queue = %s AND at > {NOW} AND job_id IS NULL
 """
-RATE_START = f"INSERT INTO rate_starts (queue, at) SELECT unnest(%s::text[]), {NOW}"
+RATE_WINDOW = f"""
+SELECT count(*) AS used, min(at) FILTER (WHERE job_id IS NULL) AS oldest, {NOW} AS now
+FROM rate_starts WHERE queue = %s AND at > {NOW} - %s
+"""
+# (queues, job ids): one start each, now; a job id (not NULL) marks a start not yet known.
+RATE_START = f"""
+INSERT INTO rate_starts (queue, at, job_id)
+SELECT u.queue, CASE WHEN u.job IS NULL THEN {NOW} ELSE 'infinity'::float8 END, u.job
+FROM unnest(%s::text[], %s::bigint[]) AS u (queue, job)
+"""
 # Queued jobs with a concurrency key that a claim may take, best first, locked (SKIP LOCKED):
 # (queues, ahead, keys to pass over, limit). The claim picks among them in Python, each key
 # under its advisory lock (LOCK_CKEY), and hands its picks to CLAIM.
@@ -236,10 +245,20 @@ UPDATE jobs SET state = 'cancelled', finished_at = {NOW},
 WHERE id IN (SELECT id FROM jobs WHERE expires_at IS NOT NULL AND expires_at < {NOW}
              AND state IN ('scheduled', 'queued') LIMIT %s FOR UPDATE SKIP LOCKED)
 """
+# (id, attempt) -> n: 1 when given back. It never started: a start counted for it (not yet
+# known) is no start, and goes from the windows in the same statement.
 UNCLAIM = """
-UPDATE jobs SET state = 'queued', attempt = attempt - 1, leased_by = NULL, lease_until = NULL,
-                started_at = NULL
-WHERE id = %s AND attempt = %s AND state = 'running'
+WITH back AS (
+    UPDATE jobs SET state = 'queued', attempt = attempt - 1, leased_by = NULL,
+                    lease_until = NULL, started_at = NULL
+    WHERE id = %s AND attempt = %s AND state = 'running'
+    RETURNING id
+), rate AS (
+    DELETE FROM rate_starts WHERE job_id IN (SELECT id FROM back)
+), flow AS (
+    DELETE FROM flow_starts WHERE job_id IN (SELECT id FROM back)
+)
+SELECT count(*) AS n FROM back
 """
 
 # --- outcomes, fenced by the attempt number ------------------------------------------------------

@@ -101,6 +101,8 @@ class PgTx(PgClaimsMixin, PgInsertsMixin, PgCronMixin, PgUpkeepMixin, PgFiguresM
                 attempt)).rowcount
         if changed == 1:
             self._attempt(job_id, attempt, "failed", worker, started, now, error, traceback)
+            if crashed:  # its worker or supervisor died: maybe before its start was reported
+                self._settle_unknown_start(job_id)
             return True
         self._stale(job_id, attempt, worker, started, now, f"reported failure: {error}", error)
         return False
@@ -110,6 +112,7 @@ class PgTx(PgClaimsMixin, PgInsertsMixin, PgCronMixin, PgUpkeepMixin, PgFiguresM
         """Put a running job back to queued without counting the attempt (drain)."""
         if self.conn.execute(sql.REQUEUE_INTERRUPTED, (job_id, attempt)).rowcount == 1:
             self._attempt(job_id, attempt, "interrupted", worker, started, now, reason, None)
+            self._settle_unknown_start(job_id)  # (a rescue cannot tell if it began)
             return True
         return False
 
