@@ -19,7 +19,8 @@ The rules, as an operator expects of a move (pgloader, Oban's migrations):
   would run them, but without the crash a rescue counts, since the operator stopped it.
 - Parked jobs are moved unparked (the PostgreSQL claim parks nothing; a claim looks at each
   afresh), and so flow keys' waits (``flow_waits``) are not moved; starts not yet known
-  (``rate_starts``/``flow_starts`` rows of a job sent ahead) go with their requeued jobs.
+  (``rate_starts``/``flow_starts`` rows of a job sent ahead) are moved and count from the
+  move, as a drain counts a stopped job's (every job they belong to is stopped now).
   Supervisors' heartbeat rows are not moved: they describe processes of the old store.
 - PostgreSQL to SQLite is not a direction this command knows.
 """
@@ -54,11 +55,9 @@ NOT_MOVED = {
     "job_ids": "the highest id given: the new store's sequence starts past it",
     "flow_waits": "flow keys' waits: the new store's claims count the moved starts afresh",
 }
-#: Columns of the file the new store does not have, and why their values may go.
-DROPPED_COLUMNS = {
-    ("rate_starts", "job_id"): "a start not yet known belongs to a job returned to queued",
-    ("flow_starts", "job_id"): "a start not yet known belongs to a job returned to queued",
-}
+#: Columns of the file the new store does not have, and why their values may go (none since
+#: the PostgreSQL schema 2 took the windows' ``job_id``).
+DROPPED_COLUMNS: dict[tuple[str, str], str] = {}
 INTERRUPTED = ("its supervisor had stopped while it ran; moved to PostgreSQL by litejobs "
                "migrate-store and returned to queued, not counted as an attempt")
 #: Rows between two looks at the clock for the progress line.
@@ -179,7 +178,8 @@ class _Mover:
 
     def _source_columns(self, table: str, columns: list[str]) -> list[str]:
         # rate/flow starts: their job_id too, to leave out those of requeued jobs
-        if table in ("rate_starts", "flow_starts") and "job_id" in self.export.columns(table):
+        if (table in ("rate_starts", "flow_starts") and "job_id" not in columns
+                and "job_id" in self.export.columns(table)):
             return [*columns, "job_id"]  # read last, whether or not it is moved
         return columns
 
@@ -317,6 +317,7 @@ def _move(export: SqliteExport, url: str, report: MoveReport,
         report.source_rows = {t: export.count(t) for t in plan}
         mover = _Mover(export, restore, report, time.time(), progress)
         mover.run(plan)
+        restore.settle_unknown_starts()
         for table, top in export.tops().items():
             restore.set_top(table, top)
         _verify(restore, report)

@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 from litejobs.errors import StorageError
 from litejobs.store.postgres.connections import driver, redacted
+from litejobs.store.postgres.flowkeys import FLOW_UNTIL
+from litejobs.store.postgres.sql import NOW
 
 if TYPE_CHECKING:
     import psycopg
@@ -37,6 +39,12 @@ HAS_JOBS = "SELECT to_regclass('jobs') IS NOT NULL AS present"
 LOCK_TIMEOUT = "SET LOCAL lock_timeout = '5s'"
 SET_TOP = "SELECT setval(pg_get_serial_sequence(%s, 'id'), %s)"
 # The same text storemove.checksum builds from the rows it sent: ids and states, in id order.
+# Starts not yet known that were moved (rows of a job a dead supervisor had sent ahead): every
+# moved job is stopped, so each counts as begun now, as a drain counts a stopped job's.
+SETTLE_UNKNOWN_STARTS = f"""
+WITH rate AS (UPDATE rate_starts SET at = {NOW}, job_id = NULL WHERE job_id IS NOT NULL)
+UPDATE flow_starts SET until = {NOW} + {FLOW_UNTIL}, job_id = NULL WHERE job_id IS NOT NULL
+"""
 JOBS_CHECKSUM = ("SELECT md5(coalesce(string_agg(id::text || ':' || state, ',' ORDER BY id), "
                  "'')) AS sum FROM jobs")
 
@@ -110,6 +118,11 @@ class PgRestore:
         (or a deleted one had, before the move)."""
         if top > 0:
             self.conn.execute(SET_TOP, (table, top))
+
+    def settle_unknown_starts(self) -> int:
+        """Give the moved starts not yet known the time now (their jobs no longer run);
+        returns how many flow keys' starts got one."""
+        return int(self.conn.execute(SETTLE_UNKNOWN_STARTS).rowcount)
 
     def jobs_checksum(self) -> str:
         return str(self._scalar(JOBS_CHECKSUM))
