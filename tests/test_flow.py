@@ -13,7 +13,6 @@ import json
 import os
 import random
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -748,18 +747,10 @@ def assert_rate(starts: Iterable[float], count: int, period: float) -> None:
 
 
 def unknown_starts(flow: Flow, table: str = "rate_starts") -> int:
-    """Rows of a rate window whose start is not yet known (jobs sent ahead).
-
-    Always 0 on PostgreSQL: its claim sends no rated job ahead, so its window rows have no
-    job column (docs/postgres.md, "Not yet")."""
-    if isinstance(flow.db, str):
-        return 0
-    conn = sqlite3.connect(f"file:{flow.db}?mode=ro", uri=True, timeout=10)
-    try:
-        return int(conn.execute(f"SELECT count(*) FROM {table} WHERE job_id IS NOT NULL")
-                   .fetchone()[0])
-    finally:
-        conn.close()
+    """Rows of a rate window whose start is not yet known (jobs sent ahead), read through
+    the store: the statement is the same on SQLite and PostgreSQL."""
+    rows = flow.app.store._read(f"SELECT count(*) AS n FROM {table} WHERE job_id IS NOT NULL")
+    return int(rows[0]["n"])
 
 
 def seed_of_test() -> int:
@@ -768,8 +759,6 @@ def seed_of_test() -> int:
     return seed
 
 
-@pytest.mark.sqlite_only("sends rated jobs ahead with starts not yet known, which only the "
-                         "SQLite store's claim does (docs/postgres.md, Not yet)")
 @pytest.mark.parametrize(("kind", "run"), [("queue", 0), ("queue", 1), ("queue", 2),
                                            ("flow key", 0), ("flow key", 1)])
 def test_a_rate_limit_holds_for_rated_jobs_sent_ahead_behind_long_ones(
@@ -801,8 +790,6 @@ def test_a_rate_limit_holds_for_rated_jobs_sent_ahead_behind_long_ones(
     wait_for(lambda: unknown_starts(flow, table) == 0, 10, "every start to be known")
 
 
-@pytest.mark.sqlite_only("sends rated jobs ahead with starts not yet known, which only the "
-                         "SQLite store's claim does (docs/postgres.md, Not yet)")
 @pytest.mark.parametrize("how", ["cancelled", "revoked", "sigkilled"])
 def test_a_rated_job_sent_ahead_and_lost_does_not_hold_the_rate_shut(
         flow: Flow, how: str) -> None:
