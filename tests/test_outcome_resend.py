@@ -13,6 +13,7 @@ came late, after a rescue ended the attempt, is still recorded ``stale``.
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import Any
 
@@ -123,4 +124,62 @@ def test_a_report_after_a_rescue_is_still_stale_and_recorded_once(app: litejobs.
     error = str(stale.error)
     assert error.startswith("WorkerDied: its lease expired"), error
     assert error.count("stale: attempt 1 reported") == 1, error
+    assert job.refresh().state.value in ("scheduled", "queued")
+
+
+class _PausedAfterRead:
+    """A rescue's transaction that runs ``between`` right after it read expired leases (if
+    any): another writer comes in there."""
+
+    def __init__(self, tx: Any, between: Any) -> None:
+        self.tx = tx
+        self.between = between
+
+    def expired_leases(self, now: float, limit: int = 500) -> list[Any]:
+        rows = list(self.tx.expired_leases(now, limit))
+        if rows:
+            self.between(self.tx)
+        return rows
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.tx, name)
+
+
+def test_a_renewal_racing_a_rescue_learns_it_lost_the_lease(app: litejobs.App,
+                                                             database: str) -> None:
+    """A supervisor stalled past its lease renews it while another rescues the job. Either
+    may win, but not both: the job rescued and the renewal told the lease is kept would have
+    the job run on two hosts at once (until the next renewal). SQLite's rescue holds the
+    file's write lock from its read on; PostgreSQL's must lock the rows it read."""
+    if not database.startswith("postgresql"):
+        pytest.skip("SQLite: the rescue holds the file's write lock from its read on, so no "
+                    "writer can come between (see test_store's rescue tests)")
+    import psycopg
+
+    job = app.enqueue("t.work")
+    claim(app, lease=0.05)  # its lease ends at once, on the server's clock
+    renewed: list[list[tuple[int, int]]] = []
+    threads: list[threading.Thread] = []
+
+    def renew() -> None:
+        renewed.append(app.store.write(lambda tx: tx.renew([(job.id, 1)], time.time() + 30)))
+
+    def between(tx: Any) -> None:
+        me = tx.conn.execute("SELECT pg_backend_pid() AS pid").fetchone()["pid"]
+        threads.append(threading.Thread(target=renew))
+        threads[0].start()
+        with psycopg.connect(database, autocommit=True) as watch:
+            # the renewal commits (nothing held the row) or waits for this rescue's lock
+            wait_for(lambda: renewed or watch.execute(
+                "SELECT 1 FROM pg_stat_activity WHERE %s = ANY(pg_blocking_pids(pid))",
+                (me,)).fetchone(), 10, "the renewal to commit or to wait for the rescue")
+
+    def rescue(tx: Any) -> int:
+        return maintenance.rescue_expired(_PausedAfterRead(tx, between), time.time(), {},
+                                          crash_limit=50)
+
+    wait_for(lambda: app.store.write(rescue), 10, "the lease to run out and the rescue")
+    threads[0].join(10)
+    # the rescue took the job: the renewal that came between must hear that it lost it
+    assert renewed == [[(job.id, 1)]], (renewed, outcomes(app, job.id))
     assert job.refresh().state.value in ("scheduled", "queued")

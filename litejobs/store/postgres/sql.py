@@ -333,9 +333,13 @@ RETURNING jobs.id, jobs.attempt
 """
 _LEASE_COLUMNS = ("id, task, attempt, max_attempts, interrupts, crashes, leased_by, "
                   "started_at, priority, run_at")
+# Locked until the rescue commits (SQLite's rescue holds the file's write lock from its read
+# on): a late renewal or outcome of a job taken waits for it, then finds it no longer running
+# and learns it lost the lease; one a writer holds now is passed over until the next pass.
 EXPIRED_LEASES = f"""
 SELECT {_LEASE_COLUMNS} FROM jobs
 WHERE state = 'running' AND lease_until < {NOW} ORDER BY lease_until LIMIT %s
+FOR UPDATE SKIP LOCKED
 """
 RUNNING_LEASES = f"""
 SELECT {_LEASE_COLUMNS} FROM jobs WHERE state = 'running' AND leased_by LIKE %s ESCAPE '\\'
