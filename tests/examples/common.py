@@ -284,3 +284,68 @@ def docs_section(title: str) -> str:
         if block.startswith("# examples/"):
             return str(block)
     raise AssertionError(f"docs/testing.md's {title!r} section has no example test block")
+
+
+# --- the suite both examples' modules run ------------------------------------------------------
+
+
+class ShopTests:
+    """The end-to-end tests of an example shop, in the order they run (SIGTERM drains the shop
+    near the end). A module's subclass names the example and says how its web server starts
+    and how its forms are posted."""
+
+    example: Path
+    #: docs/testing.md's section that shows the example's own tests.
+    title: str
+    #: How many of the example's own tests pass.
+    own_tests: int
+
+    @classmethod
+    def server(cls, port: int) -> list[str]:
+        """The web server's command line, serving on ``port``."""
+        raise NotImplementedError
+
+    def post_upload(self, shop: Shop, name: str, content: bytes) -> httpx.Response:
+        raise NotImplementedError
+
+    def post_newsletter(self, shop: Shop, recipients: list[str]) -> httpx.Response:
+        """The newsletter (subject "News", body "hello") to ``recipients``."""
+        raise NotImplementedError
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def shop(cls, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shop]:
+        port = free_port()
+        yield from started(cls.example, tmp_path_factory.mktemp(cls.example.name),
+                           cls.server(port), port)
+
+    def test_a_file_is_processed_with_progress_and_the_page_shows_the_result(
+            self, shop: Shop) -> None:
+        check_upload(shop, self.post_upload(shop, "rows.txt", upload_text()))
+
+    def test_the_upload_form_and_its_progress_page_in_a_browser(self, shop: Shop,
+                                                               tmp_path: Path) -> None:
+        check_upload_in_a_browser(shop, tmp_path)
+
+    def test_a_newsletter_is_sent_never_faster_than_the_rate(self, shop: Shop) -> None:
+        recipients = [f"reader{i}@example.com" for i in range(12)]
+        check_newsletter(shop, self.post_newsletter(shop, recipients), len(recipients))
+
+    def test_the_daily_report_runs_when_its_cron_entry_is_triggered(self, shop: Shop) -> None:
+        check_cron_listed(shop)
+        check_daily_report(shop)
+
+    def test_a_webhook_is_answered_at_once_and_handled_by_a_job(self, shop: Shop) -> None:
+        check_webhook(shop)
+
+    def test_the_catalog_sync_reads_the_outside_api(self, shop: Shop) -> None:
+        check_sync(shop)
+
+    def test_sigterm_drains_the_server_and_the_workers(self, shop: Shop) -> None:
+        shop.stop()
+
+    def test_the_examples_own_tests_pass(self, tmp_path: Path) -> None:
+        run_example_tests(self.example, tmp_path, passed=self.own_tests)
+
+    def test_docs_testing_section_is_the_examples_test_file(self) -> None:
+        assert docs_section(self.title) == (self.example / "test_web.py").read_text()
