@@ -145,12 +145,15 @@ class _PausedAfterRead:
         return getattr(self.tx, name)
 
 
-def test_a_renewal_racing_a_rescue_learns_it_lost_the_lease(app: litejobs.App,
-                                                             database: str) -> None:
-    """A supervisor stalled past its lease renews it while another rescues the job. Either
-    may win, but not both: the job rescued and the renewal told the lease is kept would have
-    the job run on two hosts at once (until the next renewal). SQLite's rescue holds the
-    file's write lock from its read on; PostgreSQL's must lock the rows it read."""
+@pytest.mark.parametrize("late", ["renewal", "success"])
+def test_a_renewal_or_success_racing_a_rescue_learns_it_lost_the_lease(
+        app: litejobs.App, database: str, late: str) -> None:
+    """A supervisor stalled past its lease (a host frozen, then thawed) renews it or records
+    the job's success while another supervisor rescues the job. Either may win, not both: the
+    job rescued while its renewal was told the lease is kept would run on two hosts at once
+    (until the next renewal); a success taken while the rescue goes on made the many-hosts
+    chaos test's ``stale`` row for attempt 1 of a job that succeeded at attempt 1. SQLite's
+    rescue holds the file's write lock from its read on; PostgreSQL's locks the rows it read."""
     if not database.startswith("postgresql"):
         pytest.skip("SQLite: the rescue holds the file's write lock from its read on, so no "
                     "writer can come between (see test_store's rescue tests)")
@@ -158,21 +161,26 @@ def test_a_renewal_racing_a_rescue_learns_it_lost_the_lease(app: litejobs.App,
 
     job = app.enqueue("t.work")
     claim(app, lease=0.05)  # its lease ends at once, on the server's clock
-    renewed: list[list[tuple[int, int]]] = []
+    told: list[Any] = []
     threads: list[threading.Thread] = []
 
-    def renew() -> None:
-        renewed.append(app.store.write(lambda tx: tx.renew([(job.id, 1)], time.time() + 30)))
+    def report() -> None:
+        now = time.time()
+        if late == "renewal":
+            told.append(app.store.write(lambda tx: tx.renew([(job.id, 1)], now + 30)))
+        else:
+            told.append(app.store.write(lambda tx: tx.succeed(job.id, 1, "7", "sup:1:w0", now,
+                                                              now)))
 
     def between(tx: Any) -> None:
         me = tx.conn.execute("SELECT pg_backend_pid() AS pid").fetchone()["pid"]
-        threads.append(threading.Thread(target=renew))
+        threads.append(threading.Thread(target=report))
         threads[0].start()
         with psycopg.connect(database, autocommit=True) as watch:
-            # the renewal commits (nothing held the row) or waits for this rescue's lock
-            wait_for(lambda: renewed or watch.execute(
+            # it commits (nothing held the row) or waits for this rescue's lock
+            wait_for(lambda: told or watch.execute(
                 "SELECT 1 FROM pg_stat_activity WHERE %s = ANY(pg_blocking_pids(pid))",
-                (me,)).fetchone(), 10, "the renewal to commit or to wait for the rescue")
+                (me,)).fetchone(), 10, f"the {late} to commit or to wait for the rescue")
 
     def rescue(tx: Any) -> int:
         return maintenance.rescue_expired(_PausedAfterRead(tx, between), time.time(), {},
@@ -180,6 +188,12 @@ def test_a_renewal_racing_a_rescue_learns_it_lost_the_lease(app: litejobs.App,
 
     wait_for(lambda: app.store.write(rescue), 10, "the lease to run out and the rescue")
     threads[0].join(10)
-    # the rescue took the job: the renewal that came between must hear that it lost it
-    assert renewed == [[(job.id, 1)]], (renewed, outcomes(app, job.id))
+    # the rescue took the job: what came between it must hear that the lease was lost
+    history = outcomes(app, job.id)
+    if late == "renewal":
+        assert told == [[(job.id, 1)]], (told, history)
+        assert history == [(1, "failed")]
+    else:
+        assert told == [False], (told, history)
+        assert history == [(1, "stale")]
     assert job.refresh().state.value in ("scheduled", "queued")
