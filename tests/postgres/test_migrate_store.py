@@ -246,6 +246,31 @@ def test_move_is_refused_whole_when_the_file_changes_during_it(
     assert pg_rows(pg_url, "jobs", ["id"]) == []
 
 
+def test_a_start_not_yet_known_moves_and_counts_from_the_move(tmp_path: Path,
+                                                               pg_url: str) -> None:
+    """A rated job a killed supervisor had sent ahead (its start not yet known in the file)
+    is moved as queued; its window's row moves too (nothing dropped) and counts from the
+    move, as a drain counts a stopped job's start, not +infinity for ever."""
+    from litejobs.store import QueueLimits, Store
+    from litejobs.store.claims import QUEUE_RATED
+
+    db = tmp_path / "jobs.db"
+    app = litejobs.App(db)
+    app.task(name="t.x", queue="r")(lambda: None).enqueue()
+    file_store = Store(str(db))
+    (row,) = file_store.write(lambda tx: tx.claim(
+        ["w1"], [QueueLimits("r", None, (5, 60.0))], time.time(), 30.0, 0))
+    assert row["unknown_start"] == QUEUE_RATED
+    file_store.close()
+    before = time.time()
+    report = migrate_store(str(db), pg_url)
+    assert report.requeued == [row["id"]] and not report.dropped
+    assert report.copied["rate_starts"] == 1
+    moved = pg_rows(pg_url, "rate_starts", ["queue", "at", "job_id"])
+    assert len(moved) == 1 and moved[0][0] == "r" and moved[0][2] is None
+    assert before - 5 < moved[0][1] < time.time() + 5  # the move's time on the server
+
+
 def test_a_writer_on_the_destination_stops_the_move(tmp_path: Path, pg_url: str) -> None:
     """A process already writing into the new store (an uncommitted enqueue holds its row
     lock): the move waits 5 s for its lock, then stops in one line; nothing is written."""
