@@ -51,6 +51,12 @@ class Claimer:
         self.bell: Ringer | None = None  # rings the other supervisors when steps became ready
         #: Outcomes, durations and pickup delays counted, written once a second (see figures)
         self.figures = Figures()
+        # A store that can claim for idle workers in one statement (PostgreSQL): a turn with
+        # nothing else to write skips the transaction's round trips (see quick_claim).
+        self.claim_alone = getattr(store, "claim_alone", None)
+        self.limited = sorted(name for name, q in config.queues.items()
+                              if q.concurrency is not None or q.rate_limit)
+        self.quick_after = now  # monotonic: after a refusal, the full transaction until then
 
     def step(self, now: float, mono: float, draining: bool) -> tuple[bool, list[Outcome]]:
         """One turn's transaction, if anything is due. Returns whether the fallback poll came
@@ -77,6 +83,10 @@ class Claimer:
         expire = polled
         leases = self.leases.renewals(self.pool, mono)
         progressed = bool(self.outcomes.progress) and mono >= self.progress_at
+        alone = not (self.outcomes or promote or expire or leases is not None or progressed)
+        if (claim and alone and idle and self.claim_alone is not None
+                and mono >= self.quick_after and self.quick_claim(idle, now, mono)):
+            return polled, []
         if not (self.outcomes or promote or claim or expire or leases is not None
                 or progressed):
             if slot and not slots:
@@ -133,6 +143,23 @@ class Claimer:
             self.dispatch.lost(job_id, attempt)
         self.dispatch.hand_out(rows, now)
         return polled, outcomes
+
+    def quick_claim(self, idle: list[str], now: float, mono: float) -> bool:
+        """Claim for the idle workers in one statement (the store's ``claim_alone``): an
+        enqueue that wakes an idle supervisor then costs it one round trip to the server, not
+        a transaction's five. False when the store left it to the full transaction (a queue
+        with limits or keyed jobs); that one then runs, and is used alone for a poll's time."""
+        assert self.claim_alone is not None
+        rows: list[Row] | None = self.claim_alone(idle, self.queues, self.limited,
+                                                  self.config.lease)
+        if rows is None:
+            self.quick_after = mono + POLL
+            return False
+        self.figures.claimed(rows, now)
+        # all taken: more may wait, and the places behind running jobs were not offered
+        self.wake = len(rows) == len(idle)
+        self.dispatch.hand_out(rows, now)
+        return True
 
     def _local(self, stored: float | None) -> float | None:
         """A time read back from the store as a time of this host's clock: a PostgreSQL
