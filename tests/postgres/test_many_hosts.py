@@ -33,6 +33,7 @@ from __future__ import annotations
 import itertools
 import os
 import random
+import re
 import shutil
 import signal
 import subprocess
@@ -226,6 +227,38 @@ def rows(url: str, query: str) -> list[dict[str, Any]]:
         return list(conn.execute(query).fetchall())
 
 
+def evidence(url: str, hosts: list[Host], job_id: int) -> str:
+    """What the store, the tasks' log and every supervisor's log say about ``job_id``: a
+    failure of the chaos test must be explainable without running it again."""
+    out = [f"--- job {job_id}: {rows(url, f'SELECT * FROM jobs WHERE id = {job_id}')}"]
+    attempts = rows(url, f"SELECT * FROM attempts WHERE job_id = {job_id} ORDER BY attempt")
+    out += [f"attempt row: {a}" for a in attempts]
+    out += [f"task log: {r}" for r in rows(url, f"SELECT * FROM host_log WHERE job_id = {job_id} "
+                                                "ORDER BY t")]
+    # its lines, and those of the workers that ran it (``w<pid>`` in leased_by and worker)
+    workers = {m for a in attempts for m in re.findall(r":w(\d+)", str(a["worker"] or ""))}
+    workers.update(re.findall(r":w(\d+)", str(out[0])))
+    words = [rf"\bjobs? {job_id}\b", *(rf"\b{w}\b" for w in workers)]
+    pattern = re.compile("|".join(words))
+    for h in hosts:
+        for sup in h.all_sups:
+            out += [f"{sup.log_path.name}: {line}" for line in sup.output().splitlines()
+                    if pattern.search(line)]
+    return "\n".join(out)
+
+
+def trouble(hosts: list[Host], most: int = 60) -> str:
+    """The supervisors' warnings and errors (a lost connection, a back-off, a rescue), the
+    last ``most`` of each log."""
+    out: list[str] = []
+    for h in hosts:
+        for sup in h.all_sups:
+            lines = [line for line in sup.output().splitlines()
+                     if " WARNING " in line or " ERROR " in line or "Traceback" in line]
+            out += [f"{sup.log_path.name}: {line}" for line in lines[-most:]]
+    return "\n".join(out)
+
+
 def max_overlap(intervals: list[tuple[float, float]]) -> tuple[int, float]:
     """The most intervals open at one instant, and that instant (an end at t comes before a
     start at t: the store frees a slot before it gives it again)."""
@@ -357,121 +390,141 @@ def test_three_hosts_under_chaos_lose_no_job_run_none_twice_and_fire_cron_once(
             h.thaw()
             h.kill()
 
-    jobs = {r["id"]: r for r in rows(pg_url, "SELECT id, task, queue, state, attempt, error, "
-                                             "started_at, finished_at FROM jobs")}
-    mine = [jobs[i] for i in ids]
-    # none lost: every job ran to success (retries and the crash limit are generous)
-    assert all(j["state"] == "succeeded" for j in mine), [j for j in mine
-                                                          if j["state"] != "succeeded"]
-    attempts = {(a["job_id"], a["attempt"]): a for a in rows(pg_url, "SELECT * FROM attempts")}
-    for j in jobs.values():  # the successful attempt lives on its job's row
-        if j["state"] == "succeeded":
-            assert (j["id"], j["attempt"]) not in attempts, (j, attempts[(j["id"], j["attempt"])])
-            attempts[(j["id"], j["attempt"])] = {"outcome": "succeeded", **j}
-    log = rows(pg_url, "SELECT * FROM host_log ORDER BY t")
-    starts: dict[tuple[int, int], dict[str, Any]] = {}
-    ends: dict[tuple[int, int], dict[str, Any]] = {}
-    for rec in log:
-        key = (rec["job_id"], rec["attempt"])
-        into = starts if rec["event"] == "start" else ends
-        assert key not in into, f"attempt {key} logged {rec['event']} twice"
-        into[key] = rec
+    def see(*job_ids: int) -> str:
+        return "\n".join(evidence(pg_url, hosts, i) for i in job_ids)
 
-    # each succeeded job: one succeeded attempt, its last, whose run the log shows
-    for j in mine:
-        won = [n for (job_id, n), a in attempts.items()
-               if job_id == j["id"] and a["outcome"] == "succeeded"]
-        assert won == [j["attempt"]], (j, won)
-        assert ends[(j["id"], j["attempt"])]["ok"] is True, j
+    try:
+        jobs = {r["id"]: r for r in rows(pg_url, "SELECT id, task, queue, state, attempt, error, "
+                                                 "started_at, finished_at FROM jobs")}
+        mine = [jobs[i] for i in ids]
+        # none lost: every job ran to success (retries and the crash limit are generous)
+        lost = [j["id"] for j in mine if j["state"] != "succeeded"]
+        assert not lost, f"jobs not succeeded: {lost}\n" + see(*lost[:3])
+        attempts = {(a["job_id"], a["attempt"]): a for a in rows(pg_url, "SELECT * FROM attempts")}
+        for j in jobs.values():  # the successful attempt lives on its job's row
+            if j["state"] == "succeeded":
+                assert (j["id"], j["attempt"]) not in attempts, (
+                    f"job {j['id']} succeeded at attempt {j['attempt']}, which also has an "
+                    f"attempt row\n{see(j['id'])}")
+                attempts[(j["id"], j["attempt"])] = {"outcome": "succeeded", **j}
+        log = rows(pg_url, "SELECT * FROM host_log ORDER BY t")
+        starts: dict[tuple[int, int], dict[str, Any]] = {}
+        ends: dict[tuple[int, int], dict[str, Any]] = {}
+        for rec in log:
+            key = (rec["job_id"], rec["attempt"])
+            into = starts if rec["event"] == "start" else ends
+            assert key not in into, f"attempt {key} logged {rec['event']} twice\n{see(key[0])}"
+            into[key] = rec
 
-    # fencing: an attempt starts only after the store ended the one before it; an attempt
-    # still running after that is one whose lease ran out, and its outcome was not taken
-    stale_seen = 0
-    by_job: dict[int, list[int]] = defaultdict(list)
-    for job_id, n in starts:
-        by_job[job_id].append(n)
-    for job_id, numbers in by_job.items():
-        numbers.sort()
-        for a, b in itertools.pairwise(numbers):
-            before = attempts.get((job_id, a))
-            assert before is not None, f"job {job_id} attempt {a} ran but has no attempt row"
-            assert starts[(job_id, b)]["t"] >= before["finished_at"] - 0.001, (
-                f"job {job_id}: attempt {b} started at {starts[(job_id, b)]['t']} before the "
-                f"store ended attempt {a} at {before['finished_at']}", before)
-            end = ends.get((job_id, a))
-            if end is not None and end["t"] > starts[(job_id, b)]["t"]:
-                stale_seen += 1
-                assert before["outcome"] != "succeeded", (job_id, a, before)
+        # each succeeded job: one succeeded attempt, its last, whose run the log shows
+        for j in mine:
+            won = [n for (job_id, n), a in attempts.items()
+                   if job_id == j["id"] and a["outcome"] == "succeeded"]
+            assert won == [j["attempt"]], (
+                f"job {j['id']}: succeeded attempts {won}, not [{j['attempt']}]\n{see(j['id'])}")
+            assert ends[(j["id"], j["attempt"])]["ok"] is True, see(j["id"])
 
-    # the job frozen on purpose ran again on another host while its first attempt was frozen,
-    # and that attempt's outcome was not the one taken
-    first = attempts[frozen_job]
-    again = starts.get((frozen_job[0], frozen_job[1] + 1))
-    assert first["outcome"] != "succeeded", first
-    assert again is not None and thawed is not None and again["t"] < thawed, (again, thawed)
-    if target.uts:
-        assert again["host"] != starts[frozen_job]["host"], (again, starts[frozen_job])
+        # fencing: an attempt starts only after the store ended the one before it; an attempt
+        # still running after that is one whose lease ran out, and its outcome was not taken
+        stale_seen = 0
+        by_job: dict[int, list[int]] = defaultdict(list)
+        for job_id, n in starts:
+            by_job[job_id].append(n)
+        for job_id, numbers in by_job.items():
+            numbers.sort()
+            for a, b in itertools.pairwise(numbers):
+                before = attempts.get((job_id, a))
+                assert before is not None, (
+                    f"job {job_id} attempt {a} ran but has no attempt row\n{see(job_id)}")
+                assert starts[(job_id, b)]["t"] >= before["finished_at"] - 0.001, (
+                    f"job {job_id}: attempt {b} started at {starts[(job_id, b)]['t']} before the "
+                    f"store ended attempt {a} at {before['finished_at']}\n{see(job_id)}")
+                end = ends.get((job_id, a))
+                if end is not None and end["t"] > starts[(job_id, b)]["t"]:
+                    stale_seen += 1
+                    assert before["outcome"] != "succeeded", (
+                        f"job {job_id}: attempt {a} outlived the start of attempt {b} and its "
+                        f"success was taken\n{see(job_id)}")
 
-    # a rescue takes jobs only from a supervisor that was killed or frozen: never from a live
-    # one that renewed its leases (hosts' clocks differ: only the server's may be compared)
-    lives = {pid: span for h in hosts for pid, span in h.lives.items()}
-    freezes = {pid: spans for h in hosts for pid, spans in h.freezes.items()}
-    for (job_id, n), a in attempts.items():
-        error = a.get("error") or ""
-        if "its lease expired" not in error and "not been heard from" not in error:
-            continue
-        pid = int(str(a["worker"]).split(":")[1])
-        died = lives[pid][1] <= a["finished_at"]
-        # from its start in the log: the row's started_at is not on the server's clock when a
-        # host with a skewed clock rescued it (see test_a_host_ahead_..._live_hosts_jobs)
-        # (a worker frozen between the claim and its start row logs its start after the thaw:
-        # a freeze that ended less than a lease before either counts)
-        began = min(starts[(job_id, n)]["t"] if (job_id, n) in starts else a["finished_at"],
-                    a["finished_at"]) - LEASE
-        frozen = any(f0 <= a["finished_at"] and f1 >= began
-                     for f0, f1 in freezes.get(pid, []))
-        assert died or frozen, (
-            f"job {job_id} attempt {n} was rescued from supervisor {a['worker']}, which was "
-            f"neither killed nor frozen: {error}", a, lives[pid], freezes.get(pid),
-            starts.get((job_id, n)), ends.get((job_id, n)))
+        # the job frozen on purpose ran again on another host while its first attempt was frozen,
+        # and that attempt's outcome was not the one taken
+        first = attempts[frozen_job]
+        again = starts.get((frozen_job[0], frozen_job[1] + 1))
+        assert first["outcome"] != "succeeded", see(frozen_job[0])
+        assert again is not None and thawed is not None and again["t"] < thawed, (
+            f"thawed at {thawed}\n{see(frozen_job[0])}")
+        if target.uts:
+            assert again["host"] != starts[frozen_job]["host"], see(frozen_job[0])
 
-    # limits at every instant across hosts: each attempt counted from its start in the log to
-    # when the store stopped holding it running (its end in the log, or earlier when the
-    # store ended it first: a worker killed, a lease run out)
-    def held(key: tuple[int, int]) -> tuple[float, float]:
-        s = starts[key]["t"]
-        e = ends[key]["t"] if key in ends else float("inf")
-        row = attempts.get(key)
-        if row is not None and row["finished_at"] is not None:
-            e = min(e, row["finished_at"])
-        assert e != float("inf"), f"attempt {key} never ended"
-        return s, e
+        # a rescue takes jobs only from a supervisor that was killed or frozen: never from a live
+        # one that renewed its leases (hosts' clocks differ: only the server's may be compared)
+        lives = {pid: span for h in hosts for pid, span in h.lives.items()}
+        freezes = {pid: spans for h in hosts for pid, spans in h.freezes.items()}
+        for (job_id, n), a in attempts.items():
+            error = a.get("error") or ""
+            if "its lease expired" not in error and "not been heard from" not in error:
+                continue
+            pid = int(str(a["worker"]).split(":")[1])
+            died = lives[pid][1] <= a["finished_at"]
+            # from its start in the log: the row's started_at is not on the server's clock when a
+            # host with a skewed clock rescued it (see test_a_host_ahead_..._live_hosts_jobs)
+            # (a worker frozen between the claim and its start row logs its start after the thaw:
+            # a freeze that ended less than a lease before either counts)
+            began = min(starts[(job_id, n)]["t"] if (job_id, n) in starts else a["finished_at"],
+                        a["finished_at"]) - LEASE
+            frozen = any(f0 <= a["finished_at"] and f1 >= began
+                         for f0, f1 in freezes.get(pid, []))
+            assert died or frozen, (
+                f"job {job_id} attempt {n} was rescued from supervisor {a['worker']}, which was "
+                f"neither killed nor frozen: {error}\nits life {lives[pid]}, freezes "
+                f"{freezes.get(pid)}\n{see(job_id)}")
 
-    narrow_spans = [held(k) for k in starts if jobs[k[0]]["queue"] == hostsapp.NARROW]
-    most, at = max_overlap(narrow_spans)
-    assert most <= hostsapp.NARROW_LIMIT, f"{most} jobs of the queue ran at once at {at}"
-    args = {r["id"]: r["args"] for r in rows(pg_url, "SELECT id, args FROM jobs WHERE task = "
-                                                     "'hosts.keyed'")}
-    per_key: dict[str, list[tuple[float, float]]] = defaultdict(list)
-    for k in starts:
-        if k[0] in args:
-            per_key[args[k[0]].split(",")[0].strip("[ ")].append(held(k))
-    for key, spans in per_key.items():
-        most, at = max_overlap(spans)
-        assert most <= 1, f"{most} jobs of key {key} ran at once at {at}"
+        # limits at every instant across hosts: each attempt counted from its start in the log to
+        # when the store stopped holding it running (its end in the log, or earlier when the
+        # store ended it first: a worker killed, a lease run out)
+        def held(key: tuple[int, int]) -> tuple[float, float]:
+            s = starts[key]["t"]
+            e = ends[key]["t"] if key in ends else float("inf")
+            row = attempts.get(key)
+            if row is not None and row["finished_at"] is not None:
+                e = min(e, row["finished_at"])
+            assert e != float("inf"), f"attempt {key} never ended"
+            return s, e
 
-    # cron: each instant at most one job, and the instants kept coming through the chaos
-    fires = rows(pg_url, "SELECT instant, job_id FROM cron_fires WHERE entry = 'tick' AND "
-                         "outcome = 'fired'")
-    tick_jobs = {i for i, j in jobs.items() if j["task"].endswith("tick")}
-    fired_jobs = [f["job_id"] for f in fires]
-    assert len(fired_jobs) == len(set(fired_jobs))
-    assert set(fired_jobs) == tick_jobs, (sorted(set(fired_jobs) ^ tick_jobs))
-    instants = sorted(f["instant"] for f in fires if started <= f["instant"] <= ended)
-    assert len(instants) >= 0.3 * (ended - started), (len(instants), ended - started)
-    stale = sum(a["outcome"] == "stale" for a in attempts.values())
-    print(f"{len(ids)} jobs, {len(starts)} attempts, {len(fires)} cron fires, {stale} stale "
-          f"attempts (outcome refused), {stale_seen} fenced-out attempts overlapping the next")
+        def at_once(keys: list[tuple[int, int]], at: float) -> str:
+            return see(*[k[0] for k in keys if held(k)[0] <= at < held(k)[1]])
+
+        narrow = [k for k in starts if jobs[k[0]]["queue"] == hostsapp.NARROW]
+        most, at = max_overlap([held(k) for k in narrow])
+        assert most <= hostsapp.NARROW_LIMIT, (
+            f"{most} jobs of the queue ran at once at {at}\n{at_once(narrow, at)}")
+        args = {r["id"]: r["args"] for r in rows(pg_url, "SELECT id, args FROM jobs WHERE task = "
+                                                         "'hosts.keyed'")}
+        per_key: dict[str, list[tuple[int, int]]] = defaultdict(list)
+        for k in starts:
+            if k[0] in args:
+                per_key[args[k[0]].split(",")[0].strip("[ ")].append(k)
+        for key, keyed in per_key.items():
+            most, at = max_overlap([held(k) for k in keyed])
+            assert most <= 1, f"{most} jobs of key {key} ran at once at {at}\n{at_once(keyed, at)}"
+
+        # cron: each instant at most one job, and the instants kept coming through the chaos
+        fires = rows(pg_url, "SELECT instant, job_id FROM cron_fires WHERE entry = 'tick' AND "
+                             "outcome = 'fired'")
+        tick_jobs = {i for i, j in jobs.items() if j["task"].endswith("tick")}
+        fired_jobs = [f["job_id"] for f in fires]
+        assert len(fired_jobs) == len(set(fired_jobs))
+        assert set(fired_jobs) == tick_jobs, (sorted(set(fired_jobs) ^ tick_jobs))
+        instants = sorted(f["instant"] for f in fires if started <= f["instant"] <= ended)
+        assert len(instants) >= 0.3 * (ended - started), (len(instants), ended - started)
+        stale = sum(a["outcome"] == "stale" for a in attempts.values())
+        print(f"{len(ids)} jobs, {len(starts)} attempts, {len(fires)} cron fires, {stale} stale "
+              f"attempts (outcome refused), {stale_seen} fenced-out attempts overlapping the next")
+    except AssertionError as exc:
+        # the schedule, the seed and the logs are gone once pytest moves on: keep them here
+        raise AssertionError(f"{exc}\n\nchaos seed: {seed} (replay with LITEJOBS_CHAOS_SEED="
+                             f"{seed})\nactions: {'; '.join(actions)}\n{trouble(hosts)}"
+                             ) from None
 
 
 # --- skews bigger than a heartbeat's tolerance ----------------------------------------------
