@@ -1,14 +1,16 @@
-"""An outcome written twice, and a rescue that lost its race to the outcome, on both stores
-(the ``database`` fixture).
+"""An outcome written twice, and a rescue racing the outcome, on both stores (the
+``database`` fixture).
 
-A supervisor whose outcome transaction committed on the server but reported an error (its
-connection lost with the COMMIT's answer on the way) puts the outcomes back and sends the
-batch again. The second pass finds the job no longer running; it must see the attempt as
-already recorded (a duplicate), not as a late report "after losing its lease" (``stale``),
-which once turned attempt 1 of a job that succeeded at attempt 1 into a ``stale`` row in the
-many-hosts chaos test. A rescuer that read a job as running before its success committed
-(PostgreSQL reads without the write lock SQLite takes) is the same case. A report that really
-came late, after a rescue ended the attempt, is still recorded ``stale``.
+The many-hosts chaos test once found a ``stale`` row for attempt 1 of a job that succeeded at
+attempt 1. Its cause: a rescuer on PostgreSQL read the job as running with its lease ended,
+the supervisor holding it (stalled until then by a frozen host's lock, released at the same
+thaw) recorded its success, and the rescuer's failure of that attempt, refused, was written
+as a late report "after losing its lease". The rescue now locks the rows it read (as SQLite's
+write lock does), and a refused outcome that is its attempt's own outcome written again (the
+job succeeded at that attempt, or the row holds this failure) records nothing: a supervisor
+whose COMMIT reached the server but whose answer was lost sends its batch again, and that
+second pass is the same case. A report that really came late, after a rescue ended the
+attempt, is still recorded ``stale``, once.
 """
 
 from __future__ import annotations
