@@ -1,7 +1,7 @@
 """litejobs, Procrastinate and Celery on one local PostgreSQL, side by side (issue 16, "Figures").
 
     python bench/postgres.py [--jobs N] [--quick] [--repeat R] [--only NAME,...]
-                             [--timeout S] [--budget MIN] [--out FILE]
+                             [--workloads W,...] [--timeout S] [--budget MIN] [--out FILE]
 
 Creates bench/.venv-postgres (bench/requirements-postgres.txt plus this repo with its
 ``postgres`` extra, editable) and re-runs itself inside it. Starts one throwaway PostgreSQL
@@ -202,6 +202,9 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true", help="N=1000, 1 repetition")
     ap.add_argument("--repeat", type=int, default=None, help="repetitions (default 3)")
     ap.add_argument("--only", default="", help="comma-separated substrings of system labels")
+    ap.add_argument("--workloads", default="",
+                    help="comma-separated workloads to run (enqueue, bulk, drain2, drain8, "
+                         "latency; default all): e.g. latency alone, for short A/B runs")
     ap.add_argument("--timeout", type=float, default=None,
                     help="seconds one drain/latency phase may take (default 180, quick 60)")
     ap.add_argument("--budget", type=float, default=None,
@@ -224,6 +227,14 @@ def main() -> int:
                  ("drain2", peers.w_drain, {"workers": 2}),
                  ("drain8", peers.w_drain, {"workers": 8}),
                  ("latency", peers.w_latency, {"workers": 2})]
+    if opts.workloads:
+        chosen = {w.strip() for w in opts.workloads.split(",") if w.strip()}
+        if unknown := chosen - {w for w, _, _ in workloads}:
+            ap.error(f"unknown workload(s) {', '.join(sorted(unknown))}: choose among "
+                     + ", ".join(w for w, _, _ in workloads))
+        workloads = [w for w in workloads if w[0] in chosen]
+    # the ceiling rows bound enqueue, bulk and drain: measured only when one of those runs
+    ceilings = [c for c in CEILING if any(w[0].startswith(c[1]) for w in workloads)]
 
     # SIGTERM/SIGHUP end the run through the finally below: workers and the server are stopped
     def stop(signum, frame):
@@ -266,7 +277,7 @@ def main() -> int:
         for rep in range(reps):
             print(f"--- repetition {rep + 1}/{reps}", flush=True)
             import pg_ceiling
-            for k, (label, _, fn) in enumerate(CEILING):
+            for k, (label, _, fn) in enumerate(ceilings):
                 cell = ceiling.setdefault(label, peers.Cell())
                 peers.attempt(cell, lambda fn=fn, k=k: fn(pg_ceiling, ctx.fresh_pg(f"ceiling_{k}"),
                                                           n))
