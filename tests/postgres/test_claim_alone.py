@@ -150,3 +150,15 @@ def test_an_idle_supervisor_claims_an_enqueued_job_in_one_statement(tmp_path: Pa
         seen = dict(conn.execute("SELECT id, alone FROM claim_seen").fetchall())
     assert all(seen[i] for i in ids), (seen, sup.output())
     assert seen[limited.id] is False
+
+
+def test_a_workflow_step_takes_its_upstream_results(store: PostgresStore) -> None:
+    from tests.postgres.test_conformance_flows import step, steps
+
+    _, (a, b) = steps(store, step("a"), step("b", 0))
+    rows = store.claim_alone(["w0", "w1"], None, [], 30.0)
+    assert rows is not None and [r["id"] for r in rows] == [a] and "results" not in rows[0]
+    store.write(lambda tx: tx.succeed(a, 1, '"A"', "w0", time.time(), time.time()))
+    rows = store.claim_alone(["w0", "w1"], None, [], 30.0)
+    assert rows is not None and [r["id"] for r in rows] == [b]
+    assert rows[0]["results"] == '["A"]'
