@@ -51,6 +51,25 @@ def driver() -> tuple[Any, Any]:
 #: ``url`` without its password, for messages.
 redacted = redacted_url
 
+#: How long the server lets a connection sit idle in the middle of a transaction before it
+#: ends the session (``idle_in_transaction_session_timeout``): the transaction rolls back and
+#: its locks (a limited queue's row, the figures' rows) go. A client goes silent mid-way only
+#: when its host is frozen, paused or cut off (litejobs sends a transaction's statements back
+#: to back), and until then every supervisor that needs those locks waits: its renewals
+#: with it, so live hosts' leases would run out. 1.5 s keeps that wait under what a renewal
+#: every lease/3 can absorb down to a 3 s lease, and is a thousand times the gap between a
+#: live transaction's statements, so a starved but running client is not cut off. One
+#: constant, not one from the lease: it bounds how long a frozen host stalls the others,
+#: which a longer lease makes no more acceptable.
+IDLE_IN_TRANSACTION_MS = 1500
+
+
+def _configure(conn: psycopg.Connection[Any]) -> None:
+    """Every pooled connection: a transaction left silent loses its locks (set here, not in
+    the URL's ``options``, which a user's own ``-csearch_path=...`` lives in)."""
+    conn.execute(f"SET idle_in_transaction_session_timeout = {IDLE_IN_TRANSACTION_MS}")
+    conn.commit()
+
 
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
@@ -103,7 +122,7 @@ class PgConnections(PgQuickClaimMixin):
             pool: psycopg_pool.ConnectionPool[Any] = pools.ConnectionPool(
                 self.url, min_size=self.min_size, max_size=self.max_size, open=False,
                 timeout=self.connect_timeout, name="litejobs",
-                kwargs={"autocommit": False, "row_factory": dict_row})
+                kwargs={"autocommit": False, "row_factory": dict_row}, configure=_configure)
             pool.open(wait=False)
             self._pool, self._pid = pool, os.getpid()
             return pool
@@ -153,6 +172,14 @@ class PgConnections(PgQuickClaimMixin):
                 time.sleep(random.uniform(0, 0.005 * 2 ** attempt))
             except psycopg_pool.PoolTimeout:
                 raise self._no_connection() from None
+            except errors.IdleInTransactionSessionTimeout:
+                pool.check()
+                raise StorageError(
+                    f"PostgreSQL at {self.path} ended this process's session: it sat silent "
+                    f"mid-transaction for over {IDLE_IN_TRANSACTION_MS / 1000:g} s (this host "
+                    "frozen, paused or starved?) and its locks were freed for the other "
+                    "hosts; nothing of this call was committed. The next call reconnects"
+                ) from None
             except psycopg.OperationalError as exc:
                 raise self._storage_error(pool, exc) from None
         raise AssertionError("unreachable")

@@ -37,6 +37,10 @@ HAS_JOBS = "SELECT to_regclass('jobs') IS NOT NULL AS present"
 # Waits this long for a lock another session holds (a process already on the new store), then
 # the move stops: it never waits behind a running supervisor for ever.
 LOCK_TIMEOUT = "SET LOCAL lock_timeout = '5s'"
+# A move's one transaction sits idle between its statements while it reads the SQLite file
+# (a count or a table's first rows may take seconds): the session timeout that frees a frozen
+# supervisor's locks (connections.IDLE_IN_TRANSACTION_MS) would end it. Off for this one.
+NO_IDLE_TIMEOUT = "SET LOCAL idle_in_transaction_session_timeout = 0"
 SET_TOP = "SELECT setval(pg_get_serial_sequence(%s, 'id'), %s)"
 # The same text storemove.checksum builds from the rows it sent: ids and states, in id order.
 # Starts not yet known that were moved (rows of a job a dead supervisor had sent ahead): every
@@ -78,6 +82,7 @@ class PgRestore:
         """Lock every table against writers (readers still read) until the commit: nothing
         else writes into the store while it is filled and checked."""
         psycopg, _ = driver()
+        self.conn.execute(NO_IDLE_TIMEOUT)
         self.conn.execute(LOCK_TIMEOUT)
         try:
             self.conn.execute(
