@@ -3,8 +3,8 @@ with a rated flow key) to a place behind a running job counts its start as not y
 (+infinity, with its job id) and says so in the row (``unknown_start``); the windows count it
 and never take it for their oldest; the outcome transaction gives it its time
 (``record_starts``), a job given back drops it, one that stops running counts from then. And
-the PostgreSQL schema 1 -> 2 upgrade that made room for it, and exactness across two
-claiming processes with starts not yet known.
+the PostgreSQL schema 1 -> 2 upgrade that made room for it (and for parking), and exactness
+across two claiming processes with starts not yet known.
 """
 
 from __future__ import annotations
@@ -132,6 +132,11 @@ def test_schema_1_is_upgraded_keeping_its_starts(pg_url: str) -> None:
                      ("CREATE INDEX rate_starts_job ON rate_starts (job_id) WHERE job_id IS NOT "
                       "NULL;\n", ""),
                      ("CREATE INDEX flow_starts_job ON flow_starts (job_id) WHERE job_id IS NOT "
+                      "NULL;\n", ""),
+                     ("jobs_keyed     ON jobs (queue, parked, priority DESC, run_at, id)",
+                      "jobs_keyed     ON jobs (queue, priority DESC, run_at, id)"),
+                     ("CREATE INDEX jobs_parking   ON jobs (parked, concurrency_key, priority "
+                      "DESC, run_at, id)\n    WHERE state = 'queued' AND concurrency_key IS NOT "
                       "NULL;\n", "")]:
         assert new in v1
         v1 = v1.replace(new, old)
@@ -156,7 +161,7 @@ def test_schema_1_is_upgraded_keeping_its_starts(pg_url: str) -> None:
             "SELECT indexname FROM pg_indexes WHERE schemaname = current_schema()")}
         kept = conn.execute("SELECT at, job_id FROM rate_starts WHERE at = 1e12").fetchall()
     assert version == ("2",)
-    assert {"rate_starts_job", "flow_starts_job"} <= indexes
+    assert {"rate_starts_job", "flow_starts_job", "jobs_keyed", "jobs_parking"} <= indexes
     assert kept == [(1e12, None)]
 
 

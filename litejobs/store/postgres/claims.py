@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from litejobs.store.claims import FLOW_RATED, QUEUE_RATED, RATE_MARGIN, best_first
 from litejobs.store.flowkeys import flow_window
 from litejobs.store.postgres import sql
+from litejobs.store.postgres.parking import PgParkingMixin
 from litejobs.store.postgres.ratestarts import PgRateStartsMixin
 from litejobs.store.rows import QueueLimits, Row
 
@@ -36,7 +37,7 @@ def _first(cursor: psycopg.Cursor[Any]) -> Row:
     return row
 
 
-class PgClaimsMixin(PgRateStartsMixin):
+class PgClaimsMixin(PgRateStartsMixin, PgParkingMixin):
     """``PgTx``'s claim statements (the ``ClaimTx`` protocol)."""
 
     conn: psycopg.Connection[Any]
@@ -147,8 +148,9 @@ class PgClaimsMixin(PgRateStartsMixin):
         """The jobs with a concurrency key this claim may take (at most ``n``, within
         ``caps``), locked, best first: each key's running jobs are counted under the key's
         advisory lock, so a key's limit is exact across claimers. A key another claimer
-        holds is passed over; a full key's jobs are looked past, a few rounds, so that a
-        full key's backlog does not hide the other keys' jobs. A key's rate (flowkeys) is
+        holds is passed over; a full key's jobs are parked (``parking``: later claims skip them
+        until a slot of the key comes free) and looked past, a few rounds, so that a full
+        key's backlog does not hide the other keys' jobs. A key's rate (flowkeys) is
         counted under the same lock; its rated picks go in ``flow_picks``."""
         conn = self.conn
         picked: list[int] = []
@@ -156,6 +158,8 @@ class PgClaimsMixin(PgRateStartsMixin):
         passed: set[str] = set()  # full, or held by another claimer
         left = dict(caps)
         flows: dict[str, tuple[int, float | None]] = {}  # rated keys held: (starts, wait)
+        self.unpark_free()  # keys whose slot came free: their best parked job is a candidate
+        parked: set[str] = set()
         for _ in range(KEY_ROUNDS):
             before = len(passed)
             rows = conn.execute(sql.KEYED_CANDIDATES, (
@@ -178,6 +182,9 @@ class PgClaimsMixin(PgRateStartsMixin):
                     continue
                 if room[key] >= r["climit"]:
                     passed.add(key)
+                    if key not in parked:  # under its lock: later claims skip its jobs
+                        parked.add(key)
+                        self._park(key, room[key])
                     continue
                 if r["frate"] is not None:
                     if key not in flows:  # held in an earlier round, for unrated jobs
@@ -229,17 +236,15 @@ class PgClaimsMixin(PgRateStartsMixin):
         """Give every queue with queued jobs a row."""
         return self.conn.execute(sql.ADOPT_QUEUES).rowcount
 
-    def unpark_free(self) -> int:
-        """Nothing is parked in this store yet (it takes no concurrency keys): 0."""
-        return 0
-
     def expire_due(self, now: float, limit: int = 500) -> int:
         """Cancel (reason "expired") pending jobs not started by their ``expires_at`` on the
         server's clock; returns how many."""
         expired = self.conn.execute(sql.EXPIRE_DUE, (limit,)).rowcount
-        # as the SQLite store's: tokens past their timeout, flow keys' starts that left
+        # as the SQLite store's: tokens past their timeout, flow keys' starts that left, and
+        # keys' parked jobs whose slot came free (a claim of keyed jobs does it too)
         self.expire_tokens(now, limit)
         self._flow_forget()
+        self.unpark_free()
         return expired
 
     def promote_due(self, now: float, limit: int = 1000) -> int:

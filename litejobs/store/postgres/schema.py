@@ -13,10 +13,10 @@ Decisions, and why:
 - Arguments, results, tags and metadata are ``text`` holding JSON, not ``jsonb``: jsonb
   rewrites the text (spacing, key order, duplicate keys), and a job's arguments must reach its
   worker byte for byte as enqueued.
-- ``parked`` is a boolean (SQLite's 0/1).
+- ``parked`` is a boolean (SQLite's 0/1): a full concurrency key's queued jobs (``parking``).
 - The transition trigger repeats ``litejobs.job.TRANSITIONS``, as the SQLite schema's does;
   the workflow triggers (fan-in, cascade) are ``flows.FLOW_TRIGGERS``. There is no unpark
-  trigger: this store does not park jobs.
+  trigger: the claims give parked jobs back (``parking`` says why).
 
 The schema lives in the connection's current schema (the first of its ``search_path``), so
 one database can hold several litejobs stores, one per schema.
@@ -86,8 +86,13 @@ CREATE TABLE jobs (
 CREATE INDEX jobs_queued    ON jobs (queue, parked, priority DESC, run_at, id)
     WHERE state = 'queued';
 -- Queued jobs with a concurrency key, apart: a claim looks for them at every turn, and
--- without this it would read every queued job of a long backlog to find none.
-CREATE INDEX jobs_keyed     ON jobs (queue, priority DESC, run_at, id)
+-- without this it would read every queued job of a long backlog to find none; parked second,
+-- as in jobs_queued, so that it never steps over a full key's parked jobs.
+CREATE INDEX jobs_keyed     ON jobs (queue, parked, priority DESC, run_at, id)
+    WHERE state = 'queued' AND concurrency_key IS NOT NULL;
+-- Parking a full key's jobs (parked = false) and giving a key's best parked job back
+-- (parked = true, the keys with parked jobs found by a skip scan) are one seek each.
+CREATE INDEX jobs_parking   ON jobs (parked, concurrency_key, priority DESC, run_at, id)
     WHERE state = 'queued' AND concurrency_key IS NOT NULL;
 CREATE INDEX jobs_scheduled ON jobs (run_at) WHERE state = 'scheduled';
 CREATE INDEX jobs_running   ON jobs (lease_until) WHERE state = 'running';
@@ -258,11 +263,18 @@ CREATE TABLE flow_waits (
 # its row in `rate_starts` (or `flow_starts`) is written with the time +infinity, which every
 # window counts, and its `job_id`, until its supervisor learns when it began
 # (``ratestarts.PgRateStartsMixin.record_starts``). The rows already there are known starts.
+# And a full key's queued jobs are parked (``parking``): the keyed jobs' index gets `parked`,
+# and the index parking and giving back seek in.
 _MIGRATE_1_TO_2 = """
 ALTER TABLE rate_starts ADD COLUMN job_id bigint;
 ALTER TABLE flow_starts ADD COLUMN job_id bigint;
 CREATE INDEX rate_starts_job ON rate_starts (job_id) WHERE job_id IS NOT NULL;
 CREATE INDEX flow_starts_job ON flow_starts (job_id) WHERE job_id IS NOT NULL;
+DROP INDEX jobs_keyed;
+CREATE INDEX jobs_keyed     ON jobs (queue, parked, priority DESC, run_at, id)
+    WHERE state = 'queued' AND concurrency_key IS NOT NULL;
+CREATE INDEX jobs_parking   ON jobs (parked, concurrency_key, priority DESC, run_at, id)
+    WHERE state = 'queued' AND concurrency_key IS NOT NULL;
 """
 
 #: ``MIGRATIONS[v]`` takes a schema at version ``v`` to ``v + 1``, inside the transaction
