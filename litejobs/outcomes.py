@@ -46,6 +46,17 @@ class Outcome:
     #: kind "start" (a job sent ahead began at ``finished``): the rate windows that wait to
     #: learn it (``store.claims.QUEUE_RATED | FLOW_RATED``)
     rated: int = 0
+    #: How many write transactions it was sent in (more than one: an earlier one failed,
+    #: maybe after its COMMIT reached the server).
+    sends: int = 0
+    #: What the store decided, set by ``record``: "" recorded; REFUSED (its attempt no longer
+    #: held the job: its lease lost and the job rescued, or cancelled); UNSURE (not recorded by this write: refused,
+    #: or recorded already by an earlier send of it).
+    verdict: str = ""
+
+
+REFUSED = "refused"
+UNSURE = "unsure"
 
 
 class Outcomes:
@@ -181,12 +192,15 @@ class Outcomes:
     def record(tx: Tx, outcomes: list[Outcome]) -> float | None:
         """Write ``outcomes`` in the caller's transaction; returns the earliest retry time
         still in the future (the next promotion), if any."""
-        tx.succeed_many([(o.a.id, o.a.attempt, o.result, o.worker, o.a.started, o.finished)
-                         for o in outcomes if o.kind == "ok"])
+        oks = [o for o in outcomes if o.kind == "ok"]
+        taken = tx.succeed_many([(o.a.id, o.a.attempt, o.result, o.worker, o.a.started,
+                                  o.finished) for o in oks])
         due: float | None = None
         starts: list[tuple[int, float, int]] = []
         for o in outcomes:
             a = o.a
+            o.sends += 1
+            o.verdict = ""  # (an earlier send's, rolled back)
             if o.kind == "ok":
                 continue
             if o.kind == "start":
@@ -195,36 +209,68 @@ class Outcomes:
             if o.kind == "then":
                 kids, (cont, delay) = o.then
                 if not tx.continue_with(a.id, a.attempt, kids, cont, delay, o.worker, a.started,
-                                        o.finished, a.task):
-                    tx.succeed(a.id, a.attempt, "null", o.worker, a.started, o.finished)
+                                        o.finished, a.task) and not tx.succeed(
+                        a.id, a.attempt, "null", o.worker, a.started, o.finished):
+                    o.verdict = _not_recorded(o)
             elif o.kind == "fail":
-                tx.fail(a.id, a.attempt, o.error, o.traceback, o.worker, a.started, o.finished,
-                        o.retry_at, crashed=o.crashed)
-                if o.retry_at is not None and o.retry_at > o.finished:
+                if not tx.fail(a.id, a.attempt, o.error, o.traceback, o.worker, a.started,
+                               o.finished, o.retry_at, crashed=o.crashed):
+                    o.verdict = _not_recorded(o)
+                elif o.retry_at is not None and o.retry_at > o.finished:
                     due = o.retry_at if due is None else min(due, o.retry_at)
             elif o.kind == "interrupt":
-                tx.interrupt(a.id, a.attempt, o.error, o.worker, a.started, o.finished)
+                if not tx.interrupt(a.id, a.attempt, o.error, o.worker, a.started, o.finished):
+                    o.verdict = _not_recorded(o)
             else:
                 tx.unclaim(a.id, a.attempt)
         if starts:  # after the jobs given back: a start reported for one is no start
             tx.record_starts(starts)
+        if taken < len(oks):
+            _judge_successes(tx, oks, taken)
         return due
+
+
+def _not_recorded(o: Outcome) -> str:
+    """An outcome the store did not take: refused, unless an earlier send of it may have
+    been committed (then this one is its duplicate)."""
+    return REFUSED if o.sends <= 1 else UNSURE
+
+
+def _judge_successes(tx: Tx, oks: list[Outcome], taken: int) -> None:
+    """Which successes of a batch the store did not take (it says only how many): a job not
+    succeeded now was surely refused; if those are all the missing ones, the rest were taken.
+    (Only when some were missing: the common batch costs nothing more.)"""
+    missing = len(oks) - taken
+    gone = [o for o in oks if tx.job_state(o.a.id) != "succeeded"]
+    for o in gone:
+        o.verdict = REFUSED
+    if len(gone) < missing:  # refused as another attempt succeeded, or duplicates
+        for o in oks:
+            if not o.verdict:
+                o.verdict = UNSURE
 
 
 def announce(recorded: list[Outcome]) -> None:
     """Log one line per outcome just committed: what a user wants to know about each job.
     Jobs given back unstarted (sent ahead, then revoked) only at DEBUG."""
-    if not jobs_log.isEnabledFor(logging.INFO):
-        return  # (DEBUG, under INFO, is off too)
+    if not jobs_log.isEnabledFor(logging.INFO):  # (DEBUG, under INFO, is off too)
+        if jobs_log.isEnabledFor(logging.WARNING):
+            refused = [o for o in recorded if o.verdict]
+            if refused:
+                logs.job_lines(jobs_log, [_refused(o) for o in refused])
+        return
     info = logging.INFO
     lines: list[tuple[int, str, dict[str, Any]]] = []
     for o in recorded:
         a = o.a
-        fields: dict[str, Any] = {"job": a.id, "task": a.task, "attempt": a.attempt}
-        head = f"job {a.id} ({a.task}, attempt {a.attempt})"
         kind = o.kind
         if kind == "start":
             continue
+        if o.verdict:
+            lines.append(_refused(o))
+            continue
+        fields: dict[str, Any] = {"job": a.id, "task": a.task, "attempt": a.attempt}
+        head = f"job {a.id} ({a.task}, attempt {a.attempt})"
         if kind in ("ok", "then"):
             took = max(0.0, o.finished - a.started)
             fields["outcome"] = "succeeded"
@@ -243,6 +289,25 @@ def announce(recorded: list[Outcome]) -> None:
                                          "sent ahead to a worker); its claim is undone", fields))
     if lines:
         logs.job_lines(jobs_log, lines)
+
+
+def _refused(o: Outcome) -> tuple[int, str, dict[str, Any]]:
+    """The warning of an outcome the store did not take (``o.verdict``)."""
+    a = o.a
+    what = {"ok": "succeeded", "then": "succeeded", "fail": "failed",
+            "interrupt": "was interrupted"}.get(o.kind, "ended")
+    fields: dict[str, Any] = {"job": a.id, "task": a.task, "attempt": a.attempt,
+                              "outcome": "refused" if o.verdict == REFUSED else "unsure"}
+    head = f"job {a.id} ({a.task}, attempt {a.attempt}) {what}"
+    if o.verdict == REFUSED:
+        text = (f"{head}, but the store refused its outcome: that attempt no longer held "
+                "the job (its lease was lost, its supervisor or host silent past it, and the "
+                "job rescued; or it was cancelled). The job's state is not this attempt's")
+    else:
+        text = (f"{head}, but the store did not record it in this write: an earlier send of "
+                "it was committed, or its lease was lost and another attempt's outcome "
+                "stands; see `litejobs show` for the job")
+    return logging.WARNING, text, fields
 
 
 def _failed(o: Outcome, head: str, fields: dict[str, Any]) -> str:
