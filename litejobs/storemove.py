@@ -17,10 +17,11 @@ The rules, as an operator expects of a move (pgloader, Oban's migrations):
   grace ran out records it. Not refused: the supervisor is gone, so nothing else would
   ever return them, and the attempt's fate is unknown either way; run again, as a rescue
   would run them, but without the crash a rescue counts, since the operator stopped it.
-- Parked jobs are moved unparked (the PostgreSQL claim parks nothing; a claim looks at each
-  afresh), and so flow keys' waits (``flow_waits``) are not moved; starts not yet known
-  (``rate_starts``/``flow_starts`` rows of a job sent ahead) are moved and count from the
-  move, as a drain counts a stopped job's (every job they belong to is stopped now).
+- Parked jobs are moved unparked (a PostgreSQL claim looks at each afresh and parks them
+  again while their key is full), and so flow keys' waits (``flow_waits``) are not moved;
+  starts not yet known (``rate_starts``/``flow_starts`` rows of a job sent ahead) are moved
+  and count from the move, as a drain counts a stopped job's (every job they belong to is
+  stopped now).
   Supervisors' heartbeat rows are not moved: they describe processes of the old store.
 - PostgreSQL to SQLite is not a direction this command knows.
 """
