@@ -152,12 +152,16 @@ class PgConnections(PgQuickClaimMixin):
         psycopg, psycopg_pool = driver()
         errors = psycopg.errors
         for attempt in range(RETRIES):
+            committing = False  # fn's work is done: a drop from here may follow the commit
             try:
                 with pool.connection() as conn:
                     if not autocommit:
                         with conn.transaction():
-                            return fn(conn)
+                            out = fn(conn)
+                            committing = True  # leaving the block sends COMMIT
+                        return out
                     conn.autocommit = True
+                    committing = True  # the statement commits as it runs
                     try:
                         return fn(conn)
                     finally:
@@ -181,7 +185,7 @@ class PgConnections(PgQuickClaimMixin):
                     "hosts; nothing of this call was committed. The next call reconnects"
                 ) from None
             except psycopg.OperationalError as exc:
-                raise self._storage_error(pool, exc) from None
+                raise self._storage_error(pool, exc, committing) from None
         raise AssertionError("unreachable")
 
     def _no_connection(self) -> StorageError:
@@ -199,8 +203,10 @@ class PgConnections(PgQuickClaimMixin):
             f"this process's {self.max_size} connections all stayed busy")
 
     def _storage_error(self, pool: psycopg_pool.ConnectionPool[Any],
-                       exc: Exception) -> StorageError:
-        """An error about the server (not a bug of ours) as one line."""
+                       exc: Exception, committing: bool = False) -> StorageError:
+        """An error about the server (not a bug of ours) as one line. ``committing``: the
+        call's work was done and its commit sent; a connection lost then leaves unknown
+        whether the server committed it (it may have, its answer lost on the way)."""
         psycopg, _ = driver()
         errors = psycopg.errors
         what = _first_line(exc)
@@ -211,6 +217,12 @@ class PgConnections(PgQuickClaimMixin):
         sqlstate = getattr(exc, "sqlstate", None)
         if sqlstate is None or sqlstate.startswith(("08", "57P")):
             pool.check()  # drop the other connections the same outage broke
+            if committing:
+                return StorageError(
+                    f"lost the connection to PostgreSQL at {self.path} ({what}) while this call "
+                    "committed: it may or may not have been committed. The next call "
+                    "reconnects; before doing it again, check what it wrote (an enqueue: give "
+                    "it a key=, so that enqueueing it again makes no second job)")
             return StorageError(
                 f"lost the connection to PostgreSQL at {self.path} ({what}); nothing of "
                 "this call was committed. The next call reconnects")
