@@ -5,10 +5,16 @@ expiry and the claim of jobs for free worker slots go into one transaction (one 
 many jobs) when any of them has something to do. It also knows when it next has work
 without being woken: the next scheduled job's time, a rate-limited queue's next slot, the
 fallback poll.
+
+A turn that ended in an error may have committed all the same (the connection dropped at
+COMMIT, after the server had it): the next turn's transaction first gives back the jobs the
+store leases to us that no worker of ours holds (``Leases.give_back_strays``), so a claim
+whose answer was lost does not leave its jobs waiting for their lease to run out.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Sequence
 
@@ -22,6 +28,8 @@ from litejobs.store import QueueLimits, Row, Store, Tx
 from litejobs.store.protocols import Ringer
 
 __all__ = ["POLL", "PROGRESS_WRITES", "Claimer"]
+
+log = logging.getLogger("litejobs")
 
 POLL = 1.0  # fallback claim/promote poll when no bell rings (seconds)
 #: Seconds between two transactions run for jobs' progress alone: however many jobs report
@@ -57,6 +65,9 @@ class Claimer:
         self.limited = sorted(name for name, q in config.queues.items()
                               if q.concurrency is not None or q.rate_limit)
         self.quick_after = now  # monotonic: after a refusal, the full transaction until then
+        #: A turn ended in an error: whether it committed is unknown (see the module's
+        #: docstring). The next turn runs the transaction, strays given back first.
+        self.unsure = False
 
     def step(self, now: float, mono: float, draining: bool) -> tuple[bool, list[Outcome]]:
         """One turn's transaction, if anything is due. Returns whether the fallback poll came
@@ -83,12 +94,14 @@ class Claimer:
         expire = polled
         leases = self.leases.renewals(self.pool, mono)
         progressed = bool(self.outcomes.progress) and mono >= self.progress_at
-        alone = not (self.outcomes or promote or expire or leases is not None or progressed)
+        unsure = self.unsure
+        alone = not (self.outcomes or promote or expire or leases is not None or progressed
+                     or unsure)
         if (claim and alone and idle and self.claim_alone is not None
                 and mono >= self.quick_after and self.quick_claim(idle, now, mono)):
             return polled, []
         if not (self.outcomes or promote or claim or expire or leases is not None
-                or progressed):
+                or progressed or unsure):
             if slot and not slots:
                 self.next_slot = None  # a worker finishing will claim again anyway
             return polled, []
@@ -99,9 +112,12 @@ class Claimer:
             self.progress_at = mono + PROGRESS_WRITES
         lease = self.config.lease
 
-        def work(tx: Tx) -> tuple[list[Row], list[tuple[int, int]], float | None]:
+        def work(tx: Tx) -> tuple[list[Row], list[tuple[int, int]], float | None, list[int]]:
             tx.set_progress_many(progress)  # first: fenced to attempts still running
             due = self.outcomes.record(tx, outcomes)
+            # before this turn's claim: its jobs are not handed out yet
+            back = self.leases.give_back_strays(
+                tx, self.pool, [(o.a.id, o.a.attempt) for o in outcomes]) if unsure else []
             if promote:
                 tx.promote_due(now)
             lost = tx.renew(leases, now + lease) if leases else []
@@ -113,14 +129,21 @@ class Claimer:
             if claim:
                 rows = tx.claim(slots, self.served(tx.queues()), now, lease, len(idle))
                 self.next_slot = tx.next_slot
-            return rows, lost, due
+            return rows, lost, due, back
 
         try:
-            rows, lost, due = self.store.write(work)
+            rows, lost, due, back = self.store.write(work)
         except BaseException:
             self.outcomes.pending[:0] = outcomes  # recorded by the next transaction
             self.outcomes.keep_progress(progress)
+            self.unsure = True
             raise
+        if unsure:
+            self.unsure = False
+            if back:
+                log.warning("gave back %d job(s) claimed by an earlier transaction whose "
+                            "answer was lost but which had committed (job %s): back to queued, "
+                            "not counted as attempts", len(back), ", ".join(map(str, back)))
         if figures:
             self.figures.clear()
         self.figures.ended(outcomes, now)
@@ -150,8 +173,12 @@ class Claimer:
         a transaction's five. False when the store left it to the full transaction (a queue
         with limits or keyed jobs); that one then runs, and is used alone for a poll's time."""
         assert self.claim_alone is not None
-        rows: list[Row] | None = self.claim_alone(idle, self.queues, self.limited,
-                                                  self.config.lease)
+        try:
+            rows: list[Row] | None = self.claim_alone(idle, self.queues, self.limited,
+                                                      self.config.lease)
+        except BaseException:
+            self.unsure = True  # the statement may have claimed jobs all the same
+            raise
         if rows is None:
             self.quick_after = mono + POLL
             return False
@@ -194,6 +221,12 @@ class Claimer:
 
             self.store.write(work)
             self.figures.clear()
+        if self.unsure:  # a stray would otherwise wait for its lease (we leave no heartbeat)
+            def strays(tx: Tx) -> list[int]:
+                return self.leases.give_back_strays(tx, self.pool, [])
+
+            self.store.write(strays)
+            self.unsure = False
 
     def instants(self) -> list[float | None]:
         """Wall-clock times it next has work without being woken."""

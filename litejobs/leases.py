@@ -3,17 +3,20 @@
 A running job's lease is renewed every third of ``lease`` for the jobs of workers heard from
 recently (a frozen worker's jobs are let go, and rescued once their lease runs out). The held
 check compares what our workers hold with what the file says we hold: a job cancelled, or
-rescued by another supervisor, is no longer ours and is stopped. Leases are wall-clock times
-and the loop's timers monotonic, so a step of the wall clock renews every lease at once.
+rescued by another supervisor, is no longer ours and is stopped. The other way round, after a
+turn whose end is unknown (its commit's answer lost), ``give_back_strays`` returns the jobs
+the store gives us that none of our workers holds. Leases are wall-clock times and the loop's
+timers monotonic, so a step of the wall clock renews every lease at once.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterable
 
 from litejobs.pool import Pool
-from litejobs.store import Store
+from litejobs.store import Store, Tx
 
 __all__ = ["CLOCK_STEP", "HELD_CHECK", "Leases"]
 
@@ -68,6 +71,24 @@ class Leases:
             return []
         held = self.store.held_by(self.prefix)
         return [(job_id, attempt) for job_id, attempt in busy if held.get(job_id) != attempt]
+
+    def give_back_strays(self, tx: Tx, pool: Pool,
+                         waiting: Iterable[tuple[int, int]]) -> list[int]:
+        """In the caller's transaction, give back the running jobs the store leases to us that
+        no worker of ours runs or was sent and whose outcome is not ``waiting`` to be written:
+        a claim whose commit reached the store though its answer was lost (the connection
+        dropped at COMMIT) left them leased to us with no worker, to sit until their lease
+        ran out and be rescued as a crash. They never reached a worker, so the claim is
+        undone (the attempt number given back, nothing counted). Returns their ids."""
+        ours = {(a.id, a.attempt) for w in pool.workers.values() for a in w.assignments()}
+        ours.update(waiting)
+        back: list[int] = []
+        for row in tx.leases_of(self.prefix):
+            pair = (int(row["id"]), int(row["attempt"]))
+            # guarded by attempt and state: one rescued or cancelled meanwhile is left alone
+            if pair not in ours and tx.unclaim(*pair):
+                back.append(pair[0])
+        return back
 
     def clock_step(self) -> float:
         """The wall clock's step since the last look (0.0 when under ``CLOCK_STEP``). After a
