@@ -129,6 +129,10 @@ class PgClaimsMixin(PgRateStartsMixin, PgParkingMixin):
             self._flow_started([(*flow_picks[row["id"]], row["id"] if ahead else None)
                                 for row in rows if row["id"] in flow_picks])
             claimed.extend(rows)
+            if len(rows) < len(workers):
+                # Short: nothing more is claimable now (a place ahead takes no job a place in
+                # front would not), so the places ahead cost no round trip.
+                break
         if starts[0]:
             self.conn.execute(sql.RATE_START, starts)
             for name in set(starts[0]):
