@@ -150,10 +150,18 @@ class Claimer:
         self.figures.claimed(rows, now)
         if due is not None:
             self.next_due = due if self.next_due is None else min(self.next_due, due)
-        if promote:
-            self.next_due = self._local(self.store.next_scheduled())
         if claim:
             self.wake = len(rows) == len(slots)
+        for job_id, attempt in lost:
+            self.dispatch.lost(job_id, attempt)
+        # handed out before the calls below, which may fail: claimed jobs never wait on them
+        try:
+            self.dispatch.hand_out(rows, now)
+        except BaseException:
+            self.unsure = True  # (a bug) the rows not handed out are given back next turn
+            raise
+        if promote:
+            self.next_due = self._local(self.store.next_scheduled())
         if any(o.a.step or o.kind == "then" for o in outcomes):
             # A step's end may have readied steps (queued, or scheduled with a delay), maybe
             # of a queue only another supervisor serves: it is rung like an enqueue rings it.
@@ -162,9 +170,6 @@ class Claimer:
             if self.bell is None:
                 self.bell = self.store.bell()
             self.bell.ring(b"e")
-        for job_id, attempt in lost:
-            self.dispatch.lost(job_id, attempt)
-        self.dispatch.hand_out(rows, now)
         return polled, outcomes
 
     def quick_claim(self, idle: list[str], now: float, mono: float) -> bool:
