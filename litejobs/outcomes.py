@@ -50,8 +50,8 @@ class Outcome:
     #: maybe after its COMMIT reached the server).
     sends: int = 0
     #: What the store decided, set by ``record``: "" recorded; REFUSED (its attempt no longer
-    #: held the job: its lease lost and the job rescued, or cancelled); UNSURE (not recorded by this write: refused,
-    #: or recorded already by an earlier send of it).
+    #: held the job: its lease lost and the job rescued, or cancelled); UNSURE (not recorded
+    #: by this write: refused, or recorded already by an earlier send of it).
     verdict: str = ""
 
 
