@@ -140,10 +140,7 @@ class Claimer:
             raise
         if unsure:
             self.unsure = False
-            if back:
-                log.warning("gave back %d job(s) claimed by an earlier transaction whose "
-                            "answer was lost but which had committed (job %s): back to queued, "
-                            "not counted as attempts", len(back), ", ".join(map(str, back)))
+            _gave_back(back)
         if figures:
             self.figures.clear()
         self.figures.ended(outcomes, now)
@@ -230,7 +227,7 @@ class Claimer:
             def strays(tx: Tx) -> list[int]:
                 return self.leases.give_back_strays(tx, self.pool, [])
 
-            self.store.write(strays)
+            _gave_back(self.store.write(strays))
             self.unsure = False
 
     def instants(self) -> list[float | None]:
@@ -239,3 +236,11 @@ class Claimer:
         if self.outcomes.progress:
             progress = time.time() + max(0.0, self.progress_at - time.monotonic())
         return [self.next_due, self.next_slot, progress]
+
+
+def _gave_back(ids: list[int]) -> None:
+    """The one line for the strays ``Leases.give_back_strays`` gave back, if any."""
+    if ids:
+        log.warning("gave back %d job(s) claimed by an earlier transaction whose answer was "
+                    "lost but which had committed (job %s): back to queued, not counted as "
+                    "attempts", len(ids), ", ".join(map(str, ids)))

@@ -9,6 +9,7 @@ relayed. The lease is 30 s; the jobs must run long before it would run out."""
 from __future__ import annotations
 
 import re
+import signal
 import sys
 import time
 from pathlib import Path
@@ -34,18 +35,20 @@ def _through(url: str, port: int) -> str:
     return urlunsplit((parts.scheme, netloc_out, parts.path, query, parts.fragment))
 
 
-@pytest.mark.parametrize("path", ["transaction", "alone"])
+@pytest.mark.parametrize("path", ["transaction", "alone", "drained"])
 def test_jobs_of_a_claim_whose_commit_answer_was_lost_run_at_once_and_once(
         pg_url: str, tmp_path: Path, path: str) -> None:
     """``transaction``: the queue has a concurrency limit, so the idle supervisor claims in
     its transaction and the answer to its COMMIT is lost. ``alone``: an unlimited queue, the
     one-statement claim (autocommit) whose answer is lost, most runs (a claim that falls on
-    the fallback poll's turn runs in that turn's transaction: its COMMIT's answer is lost)."""
+    the fallback poll's turn runs in that turn's transaction: its COMMIT's answer is lost).
+    ``drained``: as ``transaction``, then SIGTERM during the back-off after the error: the
+    supervisor exits at once (nothing runs) and gives the jobs back on its way out."""
     parts = urlsplit(pg_url)
     proxy = CommitCutter(parts.hostname or "127.0.0.1", parts.port or 5432)
     sup_url = _through(pg_url, proxy.port)
     config = tmp_path / "litejobs.toml"
-    limit = "[queues.cut]\nconcurrency = 10\n" if path == "transaction" else ""
+    limit = "[queues.cut]\nconcurrency = 10\n" if path != "alone" else ""
     config.write_text(f'app = "tests.apps.basic:app"\nlease = {LEASE}\n{limit}')
     cmd = [sys.executable, "-m", "litejobs", "run", "--app", "tests.apps.basic:app",
            "--workers", "2", "--config", str(config), "--database", sup_url]
@@ -65,19 +68,30 @@ def test_jobs_of_a_claim_whose_commit_answer_was_lost_run_at_once_and_once(
                  details=sup.output)
         cut_at = time.monotonic()
         print(f"the answer lost: {proxy.how}'s")
-        if path == "transaction":
+        if path != "alone":
             assert proxy.how == "COMMIT"
+        if path == "drained":
+            sup.send(signal.SIGTERM)
+            assert sup.wait(20) == 0, sup.output()
+            for i in ids:  # back to queued as never claimed (or run once, if a turn came first)
+                row = store.get_job(i) or {}
+                attempts = [(a.attempt, a.outcome) for a in store.attempts(i)]
+                print(f"job {i} after the drain: {row.get('state')}")
+                if row.get("state") == "queued":
+                    assert row["attempt"] == 0 and attempts == [], (row, attempts)
+                else:
+                    assert attempts == [(1, "succeeded")], (row, attempts)
+        else:
+            def done() -> bool:
+                return all((store.get_job(i) or {}).get("state") == "succeeded" for i in ids)
 
-        def done() -> bool:
-            return all((store.get_job(i) or {}).get("state") == "succeeded" for i in ids)
-
-        # well under the lease: without the fix they wait for it (30 s), then are rescued
-        wait_for(done, 10, "the claimed jobs to run", details=sup.output)
-        assert time.monotonic() - cut_at < LEASE / 3
-        for i in ids:
-            assert len(log.starts(i)) == 1, (i, log.records())  # each ran exactly once
-            attempts = store.attempts(i)
-            assert [(a.attempt, a.outcome) for a in attempts] == [(1, "succeeded")], attempts
+            # well under the lease: without the fix they wait for it (30 s), then are rescued
+            wait_for(done, 10, "the claimed jobs to run", details=sup.output)
+            assert time.monotonic() - cut_at < LEASE / 3
+            for i in ids:
+                assert len(log.starts(i)) == 1, (i, log.records())  # each ran exactly once
+                attempts = store.attempts(i)
+                assert [(a.attempt, a.outcome) for a in attempts] == [(1, "succeeded")], attempts
         out = sup.output()
         lost = [line for line in out.splitlines() if "may or may not have been committed" in line]
         assert len(lost) == 1, out
