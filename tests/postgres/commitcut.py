@@ -7,6 +7,7 @@ of ``conn.transaction()``, or to an autocommit claim statement), it closes both 
 instead of relaying that answer: the server has committed, the client only sees its
 connection drop. Once only. It speaks just enough of the wire protocol (v3) to find message
 boundaries; the client must not ask for TLS or GSS encryption (``sslmode=disable``).
+``mark`` picks another statement instead of the claim (an enqueue's ``INSERT INTO jobs``).
 """
 
 from __future__ import annotations
@@ -49,8 +50,9 @@ class CommitCutter:
     ``cut`` is set once a claim's commit answer was dropped; ``how`` says whether it was the
     answer to a ``COMMIT`` ("COMMIT") or to an autocommit statement ("statement")."""
 
-    def __init__(self, host: str, port: int) -> None:
+    def __init__(self, host: str, port: int, mark: bytes = CLAIM_MARK) -> None:
         self.upstream = (host, port)
+        self.mark = mark
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port: int = self.listener.getsockname()[1]
         self.armed = threading.Event()
@@ -61,6 +63,8 @@ class CommitCutter:
         threading.Thread(target=self._accept, daemon=True).start()
 
     def arm(self) -> None:
+        """Cut the next marked statement's commit answer (again, after a cut)."""
+        self.cut.clear()
         self.armed.set()
 
     def close(self) -> None:
@@ -125,11 +129,11 @@ class CommitCutter:
                 name, rest = body.split(b"\0", 1)
                 text = rest.split(b"\0", 1)[0]
                 link.names[name] = text
-                if CLAIM_MARK in text:
+                if self.mark in text:
                     link.expect_claim = True
             elif kind == b"B":  # Bind: portal, statement
                 statement = body.split(b"\0", 2)[1]
-                if CLAIM_MARK in link.names.get(statement, b""):
+                if self.mark in link.names.get(statement, b""):
                     link.expect_claim = True
             elif kind == b"Q":
                 text = body.rstrip(b"\0").strip().upper()
@@ -178,7 +182,7 @@ class CommitCutter:
             if kind == b"C" and link.expect_claim:
                 link.expect_claim = False
                 tag = body.rstrip(b"\0").split()
-                took = (tag[:1] == [b"UPDATE"] and int(tag[-1]) > 0) or link.took
+                took = (tag[:1] in ([b"UPDATE"], [b"INSERT"]) and int(tag[-1]) > 0) or link.took
                 link.took = False
                 if self.armed.is_set() and not self.cut.is_set() and took:
                     link.claimed, link.commit_sent = True, False
@@ -189,6 +193,8 @@ class CommitCutter:
                 return b"", False
             if body[:1] == b"I":  # idle: committed, this is the commit's answer
                 self.how = "COMMIT" if link.commit_sent else "statement"
+                link.claimed = False
+                self.armed.clear()
                 self.cut.set()
                 return b"", True
             held, link.held = link.held, []

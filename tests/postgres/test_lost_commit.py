@@ -17,6 +17,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
+import litejobs
 from litejobs.store.postgres import PostgresStore
 from tests.apps import basic
 from tests.conftest import REPO, JobLog, launch_supervisor, wait_for
@@ -106,5 +107,35 @@ def test_jobs_of_a_claim_whose_commit_answer_was_lost_run_at_once_and_once(
     finally:
         if sup is not None:
             sup.kill_group()
+        proxy.close()
+        store.close()
+
+
+def test_an_enqueue_whose_answer_was_lost_says_it_may_have_been_committed(
+        pg_url: str) -> None:
+    """The producer's side: an enqueue whose commit reached the server but whose answer was
+    lost gets one StorageError line that says it may have been committed (it was) and what
+    to do; it must not say "nothing of this call was committed". Both of the enqueue's
+    paths: a transaction (a queue not seen before) and the one autocommit statement."""
+    parts = urlsplit(pg_url)
+    proxy = CommitCutter(parts.hostname or "127.0.0.1", parts.port or 5432,
+                         mark=b"INSERT INTO jobs")
+    app = litejobs.App(_through(pg_url, proxy.port))
+    store = PostgresStore(pg_url)
+    try:
+        for how in ("COMMIT", "statement"):
+            proxy.arm()
+            with pytest.raises(litejobs.StorageError) as caught:
+                app.enqueue("t.work", [1])
+            assert proxy.how == how
+            line = str(caught.value)
+            assert "\n" not in line and "may or may not have been committed" in line, line
+            assert "nothing of this call was committed" not in line and "key=" in line, line
+            # the next call reconnects (and, its queue now known, takes the one statement)
+            assert app.enqueue("t.work", [2]).id > 0
+        # it was committed, both times: the line was right to say so
+        assert sorted(r["args"] for r in store.list_jobs()) == ["[1]", "[1]", "[2]", "[2]"]
+    finally:
+        app.store.close()
         proxy.close()
         store.close()
