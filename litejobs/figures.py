@@ -62,6 +62,8 @@ class Figures:
         h: list[float] = []
         for o in outcomes:
             kind = o.kind
+            if o.verdict == "refused":  # outcomes.REFUSED: the store did not end the attempt
+                continue
             if kind in {"ok", "then"}:
                 i = _SUCCEEDED
             elif kind == "fail":

@@ -13,6 +13,7 @@ from typing import Any
 
 import litejobs
 from litejobs import maintenance
+from litejobs.figures import Figures
 from litejobs.outcomes import REFUSED, UNSURE, Outcome, Outcomes
 from litejobs.pool import Assignment
 from litejobs.store import QueueLimits
@@ -78,6 +79,11 @@ def test_a_batch_tells_which_successes_the_store_refused(database: str) -> None:
         assert [o.verdict for o in oks] == ["", REFUSED, ""]
         assert [app.get_job(o.a.id).state.value for o in oks] == [
             "succeeded", "queued", "succeeded"]
+        # /metrics counts what the store recorded: the refused success is not a success
+        figures = Figures()
+        figures.ended(oks, time.time())
+        counted = {(row[2], row[3]): row[4] for row in figures.rows() if row[1] == "outcome"}
+        assert counted == {("t.work", "succeeded"): 2.0}, counted
     finally:
         app.store.close()
 

@@ -41,8 +41,8 @@ instants of a schedule (the fire's identity across hosts), not times measured fr
 The times read back are the server's.
 
 Errors: a server that cannot be reached or a connection lost mid-call raise StorageError in
-one line; nothing of that call was committed, and the next call reconnects (the pool drops
-the broken connections). A deadlock or serialization failure runs the transaction again
+one line, saying whether the call may have committed (a drop while its COMMIT was on the
+way: maybe) or not, and the next call reconnects (the pool drops the broken connections). A deadlock or serialization failure runs the transaction again
 whole. A pool is per process, opened on first use; a forked child opens its own.
 """
 
