@@ -42,8 +42,9 @@ The times read back are the server's.
 
 Errors: a server that cannot be reached or a connection lost mid-call raise StorageError in
 one line, saying whether the call may have committed (a drop while its COMMIT was on the
-way: maybe) or not, and the next call reconnects (the pool drops the broken connections). A deadlock or serialization failure runs the transaction again
-whole. A pool is per process, opened on first use; a forked child opens its own.
+way: maybe) or not, and the next call reconnects (the pool drops the broken connections).
+A deadlock or serialization failure runs the transaction again whole. A pool is per
+process, opened on first use; a forked child opens its own.
 """
 
 from __future__ import annotations
@@ -64,6 +65,7 @@ from litejobs.store.postgres.counts import PgCountsMixin
 from litejobs.store.postgres.facts import PgFactsMixin
 from litejobs.store.postgres.figures import FIGURE_READS
 from litejobs.store.postgres.maintenance import PgMaintenanceMixin
+from litejobs.store.postgres.quickclaim import PgQuickClaimMixin
 from litejobs.store.postgres.runs import PgRunsMixin
 from litejobs.store.postgres.schedules import PgSchedulesMixin
 from litejobs.store.postgres.schema import SCHEMA_VERSION
@@ -99,8 +101,8 @@ class PgRinger:
         self.store.ring(message)
 
 
-class PostgresStore(PgConnections, PgSchedulesMixin, PgFactsMixin, PgCountsMixin, PgRunsMixin,
-                    PgViewsMixin, PgMaintenanceMixin, JobLists):
+class PostgresStore(PgConnections, PgQuickClaimMixin, PgSchedulesMixin, PgFactsMixin,
+                    PgCountsMixin, PgRunsMixin, PgViewsMixin, PgMaintenanceMixin, JobLists):
     """A litejobs store in a PostgreSQL database, named by a ``postgresql://`` URL (a
     ``options=-csearch_path%3DNAME`` parameter puts it in schema NAME). Cheap to make; the
     pool opens on first use, one per process."""

@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from litejobs.config import redacted_url
 from litejobs.errors import StorageError, StorageFull
 from litejobs.store.postgres import sql
-from litejobs.store.postgres.quickclaim import PgQuickClaimMixin
 from litejobs.store.postgres.schema import MIGRATIONS, SCHEMA, SCHEMA_VERSION
 from litejobs.store.rows import Row
 
@@ -76,10 +75,10 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-class PgConnections(PgQuickClaimMixin):
+class PgConnections:
     """A PostgreSQL database: a connection pool per process (opened lazily), transactions
     retried whole on a deadlock or serialization failure, reads; errors about the server as
-    StorageError. (With ``claim_alone``, the one claim that runs as a statement of its own.)"""
+    StorageError."""
 
     def __init__(self, url: str, *, min_size: int = 1, max_size: int = 4,
                  connect_timeout: float = 10.0) -> None:
