@@ -29,6 +29,10 @@ __all__ = ["KEY_ROUNDS", "PgClaimsMixin"]
 
 #: Most looks for keyed candidates one claim takes (each past the keys found full or held).
 KEY_ROUNDS = 4
+#: ... and most while each look finds keys over their rate (their jobs parked as it goes),
+#: each look twice as wide as the last, up to ``KEY_LOOK_MOST`` jobs.
+KEY_ROUNDS_PARKING = 12
+KEY_LOOK_MOST = 1000
 
 
 def _first(cursor: psycopg.Cursor[Any]) -> Row:
@@ -156,18 +160,31 @@ class PgClaimsMixin(PgRateStartsMixin, PgParkingMixin):
         until a slot of the key comes free) and looked past, a few rounds, so that a full
         key's backlog does not hide the other keys' jobs. A key's rate (flowkeys) is
         counted under the same lock; its rated picks go in ``flow_picks``."""
+        self.unpark_free()  # keys whose slot came free: their best parked job is a candidate
+        self._flow_waits_due(now)  # keys whose rate window has room again: the same
+        # rated keys held: (seconds until their window has room, found over their rate: its
+        # jobs parked; else filled by this claim: the wait alone written)
+        waits: dict[str, tuple[float, bool]] = {}
+        picked = self._keyed_rounds(caps, ahead, n, now, flow_picks, set(), waits)
+        self._flow_park(waits)
+        return picked
+
+    def _keyed_rounds(self, caps: Mapping[str, int], ahead: bool, n: int, now: float,
+                      flow_picks: dict[int, tuple[str, float]] | None, parked: set[str],
+                      waits: dict[str, tuple[float, bool]]) -> list[int]:
         conn = self.conn
         picked: list[int] = []
         room: dict[str, int] = {}  # running jobs (this claim's picks included) per key held
         passed: set[str] = set()  # full, or held by another claimer
         left = dict(caps)
         flows: dict[str, tuple[int, float | None]] = {}  # rated keys held: (starts, wait)
-        self.unpark_free()  # keys whose slot came free: their best parked job is a candidate
-        parked: set[str] = set()
-        for _ in range(KEY_ROUNDS):
+        limit, parking = n * 4, False
+        for round_ in range(KEY_ROUNDS_PARKING):
+            if round_ >= KEY_ROUNDS and not parking:
+                break
             before = len(passed)
             rows = conn.execute(sql.KEYED_CANDIDATES, (
-                list(caps), ahead, sorted(passed), n * 4)).fetchall()
+                list(caps), ahead, sorted(passed), limit)).fetchall()
             if not rows:
                 break
             new = sorted({r["ckey"] for r in rows} - room.keys() - passed)
@@ -198,11 +215,14 @@ class PgClaimsMixin(PgRateStartsMixin, PgParkingMixin):
                     if used >= r["frate"]:
                         passed.add(key)
                         # (no start of known time: none leaves before a window from now)
-                        self._flow_full(window if wait is None else wait, now)
+                        waits[key] = (window if wait is None else wait, True)
+                        self._flow_full(waits[key][0], now)
                         continue
                     # (no start of known time before: this one is the first to leave, or,
                     # sent ahead, none leaves sooner than a window from now)
                     flows[key] = (used + 1, window if wait is None else min(wait, window))
+                    if used + 1 >= r["frate"]:  # filled: its parked jobs wait for room
+                        waits[key] = (flows[key][1] or 0.0, False)
                     if flow_picks is not None:
                         flow_picks[int(r["id"])] = (key, float(r["fperiod"]))
                 room[key] += 1
@@ -210,6 +230,16 @@ class PgClaimsMixin(PgRateStartsMixin, PgParkingMixin):
                 picked.append(int(r["id"]))
                 if len(picked) == n:
                     return picked
+            over = {k: w for k, w in waits.items() if w[1]}
+            if over:
+                # Parked now, so the next look reads past them; while looks keep finding keys
+                # over their rate (a long run of blocked keys' jobs), more and wider looks
+                # reach the jobs behind them in this claim, not one poll later.
+                self._flow_park(over)
+                for k in over:
+                    del waits[k]
+                limit = min(limit * 2, KEY_LOOK_MOST)
+            parking = bool(over)
             if len(passed) == before:
                 break  # a new look would find the same jobs
         return picked

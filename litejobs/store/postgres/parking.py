@@ -45,7 +45,8 @@ UPDATE jobs SET parked = true WHERE id IN (
 # Each key with parked jobs (a skip scan of jobs_parking), and its best parked job, back to
 # the claims when the key has a slot free for it (one seek: a key's jobs share its limit, and
 # looking for a lower one that fits would read the whole backlog of a full key at every
-# claim). Returns the ids given back.
+# claim). A key waiting for room in its rate window (flow_waits) is left alone: its wait gives
+# its jobs back (flowkeys). Returns the ids given back.
 UNPARK_SWEEP = """
 UPDATE jobs SET parked = false WHERE id IN (
     WITH RECURSIVE k (ckey) AS (
@@ -60,7 +61,9 @@ UPDATE jobs SET parked = false WHERE id IN (
         SELECT p.id, coalesce(p.concurrency_limit, 1) AS room FROM jobs p
         WHERE p.state = 'queued' AND p.parked AND p.concurrency_key = k.ckey
         ORDER BY p.priority DESC, p.run_at, p.id LIMIT 1) best
-    WHERE k.ckey IS NOT NULL AND best.room > (
+    WHERE k.ckey IS NOT NULL
+      AND NOT EXISTS (SELECT 1 FROM flow_waits w WHERE w.key = k.ckey)
+      AND best.room > (
         SELECT count(*) FROM jobs r WHERE r.state = 'running' AND r.concurrency_key = k.ckey))
 RETURNING id
 """
