@@ -1,6 +1,6 @@
 """What flow keys cost (issue 14, item 4): claims and pickup with 10,000 keys blocked.
 
-    python bench/flowkeys.py [--keys N] [--claims N] [--pickups N] [--out FILE]
+    python bench/flowkeys.py [--keys N] [--claims N] [--pickups N] [--database DB] [--out FILE]
 
 - claim cost: one write transaction claiming for 4 workers (as ``litejobs run`` does), the
   jobs claimed then finished untimed. Setups: plain jobs alone; the same with N keys (default
@@ -10,6 +10,11 @@
 - pickup: an idle ``litejobs run --workers 2`` on a file with and without those blocked keys;
   jobs enqueued 10 ms apart, alternately plain and of a fresh key with a rate ("10/s", never
   reached), ``started_at - created_at``.
+
+``--database`` picks the store: a directory for the SQLite files (default: a temporary one)
+or a ``postgresql://`` URL, on whose server each setup gets a fresh schema (dropped after).
+On PostgreSQL a key over its rate is not parked unless the store parks it: "parked" there
+counts the keys' queued jobs a claim passes over.
 
 Prints a table and appends it to bench/results-limits.md. This file is also the app the
 supervisor runs (``--app bench/flowkeys.py:app``, on ``$LITEJOBS_BENCH_DB``).
@@ -21,7 +26,6 @@ import argparse
 import datetime as dt
 import os
 import signal
-import sqlite3
 import statistics
 import subprocess
 import sys
@@ -32,6 +36,9 @@ from typing import Any
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
+sys.path.insert(0, HERE)
+
+from storedb import Databases, Reader  # noqa: E402
 
 import litejobs  # noqa: E402
 from litejobs.store import QueueLimits, Store, Tx  # noqa: E402
@@ -69,7 +76,14 @@ def claim(store: Store, at: float, workers: list[str] = WORKERS) -> tuple[int, f
 def parked(store: Store) -> int:
     def count(tx: Tx) -> int:
         return int(tx.cursor.execute("SELECT count(*) FROM jobs WHERE parked = 1").fetchone()[0])
-    return store.write(count)
+
+    def count_pg(tx: Any) -> int:
+        # passed over, parked or not: the keys' queued jobs
+        row = tx.conn.execute("SELECT count(*) FILTER (WHERE parked) AS p, count(*) AS q "
+                              "FROM jobs WHERE state = 'queued' AND flow_rate IS NOT NULL"
+                              ).fetchone()
+        return int(row["q"])
+    return store.write(count if isinstance(store, Store) else count_pg)
 
 
 def enqueue_blocked(a: litejobs.App, keys: int) -> int:
@@ -89,11 +103,12 @@ def block_keys(a: litejobs.App, keys: int, now: float) -> None:
     want = enqueue_blocked(a, keys)
     stand_ins = [f"setup:1:w{i}" for i in range(200)]
     for _ in range(10_000):
-        claim(a.store, now, stand_ins)
-        if parked(a.store) >= want:
+        got, _ = claim(a.store, now, stand_ins)
+        if parked(a.store) >= want and (isinstance(a.store, Store) or not got):
             # as a supervisor bounds the WAL: a long one slows every page read (a frame
             # lookup goes through each 4096-frame index of the WAL)
-            a.store.checkpoint(truncate=True)
+            if isinstance(a.store, Store):
+                a.store.checkpoint(truncate=True)
             return
     raise SystemExit(f"bench: the keys did not all block ({parked(a.store)} of {want} parked)")
 
@@ -113,9 +128,9 @@ def timed_claims(a: litejobs.App, claims: int, at: float) -> list[float]:
     return sorted(times)
 
 
-def claims_cost(keys: int, claims: int, blocked: bool) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory(prefix="litejobs-flowkeys-") as tmp:
-        path = os.path.join(tmp, "jobs.db")
+def claims_cost(keys: int, claims: int, blocked: bool, dbs: Databases) -> dict[str, Any]:
+    if True:
+        path = dbs.fresh(f"jobs-{int(blocked)}.db")
         a = make_app(path)
         now = time.time()
         out: dict[str, Any] = {}
@@ -127,8 +142,9 @@ def claims_cost(keys: int, claims: int, blocked: bool) -> dict[str, Any]:
             a = make_app(path)
         times = timed_claims(a, claims, now + 1)
         out.update(median=statistics.median(times), p90=times[int(len(times) * 0.9) - 1])
-        if blocked:
+        if blocked and isinstance(a.store, Store):
             # every "1/h" window ends at once: the claims that give each key a job back
+            # (SQLite only: a PostgreSQL claim's times are the server's, not the ``at`` given)
             later = now + 3600 + 0.2
             ended: list[float] = []
             while True:
@@ -142,8 +158,9 @@ def claims_cost(keys: int, claims: int, blocked: bool) -> dict[str, Any]:
         return out
 
 
-def pickup(keys: int, count: int, blocked: bool, workdir: str) -> dict[str, list[float]]:
-    db = os.path.join(workdir, f"pickup-{int(blocked)}.db")
+def pickup(keys: int, count: int, blocked: bool, workdir: str,
+           dbs: Databases) -> dict[str, list[float]]:
+    db = dbs.fresh(f"pickup-{int(blocked)}.db")
     a = make_app(db)
     a.enqueue("fk.noop", args=[-1])  # its pickup shows the supervisor is ready
     env = {k: v for k, v in os.environ.items() if not k.startswith("LITEJOBS_")}
@@ -153,7 +170,7 @@ def pickup(keys: int, count: int, blocked: bool, workdir: str) -> dict[str, list
         [sys.executable, "-m", "litejobs", "run", "--app", f"{HERE}/flowkeys.py:app",
          "--database", db, "--workers", "2", "--grace", "5"],
         cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT)
-    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, isolation_level=None)
+    conn = Reader(db)
 
     def wait(done: Callable[[], bool]) -> None:
         deadline = time.monotonic() + 120
@@ -169,8 +186,13 @@ def pickup(keys: int, count: int, blocked: bool, workdir: str) -> dict[str, list
         ).fetchone()[0] == 1)
         if blocked:  # the supervisor itself starts each key once and parks the rest
             want = enqueue_blocked(a, keys)
-            wait(lambda: conn.execute(
-                "SELECT count(*) FROM jobs WHERE parked = 1").fetchone()[0] >= want)
+            if conn.pg:  # each key started once (a key over its rate is not parked there)
+                wait(lambda: conn.execute(
+                    "SELECT count(*) FROM jobs WHERE flow_rate IS NOT NULL AND state = "
+                    "'succeeded'").fetchone()[0] >= keys + 1)
+            else:
+                wait(lambda: conn.execute(
+                    "SELECT count(*) FROM jobs WHERE parked = 1").fetchone()[0] >= want)
         for i in range(count):
             if i % 2:
                 ids["fresh key"].append(a.enqueue("fk.noop", args=[i], flow_key=f"fresh{i}",
@@ -198,33 +220,52 @@ def main() -> int:
     parser.add_argument("--keys", type=int, default=10_000, help="blocked keys")
     parser.add_argument("--claims", type=int, default=300, help="claims timed per setup")
     parser.add_argument("--pickups", type=int, default=200, help="jobs timed per setup")
+    parser.add_argument("--database", help="a directory for the SQLite files (default: a "
+                        "temporary one) or a postgresql:// URL (a fresh schema per setup)")
     parser.add_argument("--out", default=os.path.join(HERE, "results-limits.md"))
     opts = parser.parse_args()
+    dbs = Databases(opts.database)
+    try:
+        return run(opts, dbs)
+    finally:
+        dbs.close()
+
+
+def run(opts: argparse.Namespace, dbs: Databases) -> int:
+    store = "PostgreSQL" if dbs.tmp is None else "SQLite"
     lines = [
         "", f"## {dt.datetime.now(dt.UTC).strftime('%Y-%m-%d %H:%M UTC')} — "
-        f"`python bench/flowkeys.py --keys {opts.keys}` (flow keys, issue 14)", "",
+        f"`python bench/flowkeys.py --keys {opts.keys}` (flow keys, issue 14)"
+        + ("" if store == "SQLite" else f", {store}"), "",
         f"{opts.keys:,} keys blocked by their rate (\"1/h\", one start each, 2 jobs of each "
         f"parked) and a {BACKLOG:,}-job backlog of one key at \"1/s\"; claims for 4 workers, "
         "ms; pickup of an idle `litejobs run --workers 2`, jobs 10 ms apart, ms.", "",
         "| figure | no keys blocked | keys blocked |", "|---|---:|---:|"]
-    base = claims_cost(opts.keys, opts.claims, False)
-    with_keys = claims_cost(opts.keys, opts.claims, True)
+    base = claims_cost(opts.keys, opts.claims, False, dbs)
+    with_keys = claims_cost(opts.keys, opts.claims, True, dbs)
     lines.append(f"| claim of 4 plain jobs, median | {base['median']:.3f} | "
                  f"{with_keys['median']:.3f} |")
     lines.append(f"| claim of 4 plain jobs, p90 | {base['p90']:.3f} | {with_keys['p90']:.3f} |")
     lines.append(f"| the same, median, in the connection that parked the keys | — | "
                  f"{with_keys['same']:.3f} |")
-    n, longest, left = with_keys["ended"]
     print("\n".join(lines[-2:]), flush=True)
     with tempfile.TemporaryDirectory(prefix="litejobs-flowkeys-") as workdir:
-        free = pickup(opts.keys, opts.pickups, False, workdir)
-        held = pickup(opts.keys, opts.pickups, True, workdir)
+        free = pickup(opts.keys, opts.pickups, False, workdir, dbs)
+        held = pickup(opts.keys, opts.pickups, True, workdir, dbs)
     for kind in ("plain", "fresh key"):
         for name, q in (("p50", 50), ("p99", 99)):
             def cut(s: list[float], q: int = q) -> float:
                 return statistics.quantiles(s, n=100, method="inclusive")[q - 1]
             lines.append(f"| pickup, {kind} job, {name} | {cut(free[kind]):.2f} | "
                          f"{cut(held[kind]):.2f} |")
+    if "ended" not in with_keys:
+        lines += ["", f"Load average at the end: {os.getloadavg()[0]:.2f}.", ""]
+        print("\n".join(lines[-3:]))
+        with open(opts.out, "a", encoding="utf-8") as f:
+            f.write("\n".join(lines))
+        print(f"appended to {opts.out}")
+        return 0
+    n, longest, left = with_keys["ended"]
     lines += ["", f"When all {opts.keys:,} windows end at once, the claims that follow give "
               "each key's best parked job back (at most 100 keys a claim) and start them, "
               f"4 a claim: {n:,} claims, the longest {longest:.1f} ms; {left:,} jobs stay "
