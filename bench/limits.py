@@ -1,6 +1,7 @@
 """What flow control costs: drain rate with queue and key limits enabled versus without.
 
-    python bench/limits.py [--jobs N] [--repeat R] [--quick] [--dir DIR] [--out FILE]
+    python bench/limits.py [--jobs N] [--repeat R] [--quick] [--dir DIR] [--database URL]
+                           [--out FILE]
 
 Each setup gets a fresh database with N queued no-op jobs, then ``litejobs run --workers 2``
 drains it. The rate is N over the time from the first job's start to the last one's finish
@@ -21,6 +22,8 @@ counts. Setups:
 
 The issue's bar: the limits must not cost more than half the throughput (ratio >= 0.5).
 Prints a table and appends it, with the machine's details, to bench/results-limits.md.
+``--database postgresql://...`` runs every setup on that server instead, each drain on a fresh
+schema (dropped after); the SQLite files (the default) go in ``--dir``.
 
 This file is also the app the supervisor runs (``--app limits.py:app``): importing it builds
 the App on ``$LITEJOBS_BENCH_DB``; only running it as a script benchmarks.
@@ -35,7 +38,6 @@ import os
 import platform
 import shutil
 import signal
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -43,6 +45,9 @@ import time
 from dataclasses import dataclass
 
 import litejobs
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from storedb import Databases, Reader
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 KEYS = 50
@@ -118,8 +123,10 @@ def fresh(path: str) -> str:
     return path
 
 
-def drain(workdir: str, index: int, name: str, queue: str, keyed: bool, n: int) -> Result:
-    db = fresh(os.path.join(workdir, f"limits-{index}.db"))
+def drain(workdir: str, index: int, name: str, queue: str, keyed: bool, n: int,
+          dbs: Databases | None = None) -> Result:
+    db = (fresh(os.path.join(workdir, f"limits-{index}.db")) if dbs is None
+          else dbs.fresh(f"limits-{index}.db"))
     producer = make_app(db)
     task = producer.tasks["limits.keyed" if keyed else "limits.noop"]
     bound = task.options(queue=queue)
@@ -137,7 +144,7 @@ def drain(workdir: str, index: int, name: str, queue: str, keyed: bool, n: int) 
     env = {k: v for k, v in os.environ.items() if not k.startswith("LITEJOBS_")}
     env["LITEJOBS_BENCH_DB"] = db
     log_path = os.path.join(workdir, "supervisor.log")
-    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, isolation_level=None)
+    conn = Reader(db)
     start = time.perf_counter()
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(
@@ -191,9 +198,12 @@ def main() -> int:
                         help="runs per setup, interleaved; the median counts (default 3)")
     parser.add_argument("--quick", action="store_true", help="N = 500, for CI")
     parser.add_argument("--dir", help="where the database files go (default: a temp dir)")
+    parser.add_argument("--database", help="a postgresql:// URL: each drain on a fresh schema "
+                        "of that server (default: SQLite files in --dir)")
     parser.add_argument("--out", default=os.path.join(HERE, "results-limits.md"),
                         help="the Markdown file the results are appended to")
     opts = parser.parse_args()
+    dbs = Databases(opts.database) if opts.database else None
     n = 500 if opts.quick else opts.jobs
     if n < 1 or opts.repeat < 1:
         parser.error("--jobs and --repeat must be at least 1")
@@ -204,13 +214,16 @@ def main() -> int:
     try:
         for round_ in range(opts.repeat):
             for index, (name, queue, keyed) in enumerate(SETUPS):
-                r = drain(workdir, index, name, queue, keyed, n)
+                r = drain(workdir, index, name, queue, keyed, n, dbs)
                 runs[index].append(r)
                 print(f"  [{round_ + 1}] {name:<50} {r.rate:>8,.0f} jobs/s  ({r.busy:.2f} s; "
                       f"wall {r.wall:.2f} s)", flush=True)
     except BaseException:
         print(f"bench failed; files kept in {workdir}", file=sys.stderr)
         raise
+    finally:
+        if dbs is not None:
+            dbs.close()
     results = [median(r) for r in runs]
     spread = [f"{min(x.rate for x in r):,.0f}–{max(x.rate for x in r):,.0f}" for r in runs]
     base = results[0].rate
@@ -219,7 +232,8 @@ def main() -> int:
     lines = [
         "",
         f"## {dt.datetime.now(dt.UTC).strftime('%Y-%m-%d %H:%M UTC')} — "
-        f"`python bench/limits.py{' --quick' if opts.quick else f' --jobs {n}'}`",
+        f"`python bench/limits.py{' --quick' if opts.quick else f' --jobs {n}'}`"
+        + (", PostgreSQL" if dbs is not None else ""),
         "",
         f"{machine()}. N = {n} no-op jobs per setup, `litejobs run --workers 2`; rate = N / "
         f"(last finish − first start), the median of {opts.repeat} interleaved run(s). Load "
