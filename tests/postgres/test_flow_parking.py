@@ -81,3 +81,24 @@ def test_a_rate_holds_across_two_processes_parking_and_giving_back(where: str,
     starts = sorted(store.get_job(i)["started_at"] for i in claimed)
     for k in range(len(starts) - 3):
         assert starts[k + 3] - starts[k] >= 0.5 - 1e-6, starts[k:k + 4]
+
+
+def test_a_slow_sweep_spaced_out_still_gives_a_freed_slot_back(pg_url: str,
+                                                               monkeypatch: Any) -> None:
+    """Every sweep counted slow: claims sweep only after ten times its length, and a slot
+    freed on another connection still comes back to a claim soon after."""
+    from litejobs.store.postgres import parking
+    from tests.postgres.stores import open_store
+
+    monkeypatch.setattr(parking, "SWEEP_QUICK", 0.0)
+    a, b = open_store(pg_url), open_store(pg_url)
+    try:
+        ids = enqueue(a, *[job(concurrency_key="k", concurrency_limit=1) for _ in range(3)])
+        (first,) = claim(a, ["w1"])
+        assert claim(a, ["w2"]) == [] and parked(a) == 2
+        finish(b, first)  # the slot comes free on another connection
+        (row,) = wait_for("the freed slot's job", lambda: claim(a, ["w2"]))
+        assert row["id"] == ids[1]
+    finally:
+        a.close()
+        b.close()

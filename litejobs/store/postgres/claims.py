@@ -166,7 +166,7 @@ class PgClaimsMixin(PgRateStartsMixin, PgParkingMixin):
         until a slot of the key comes free) and looked past, a few rounds, so that a full
         key's backlog does not hide the other keys' jobs. A key's rate (flowkeys) is
         counted under the same lock; its rated picks go in ``flow_picks``."""
-        self.unpark_free()  # keys whose slot came free: their best parked job is a candidate
+        self._unpark_soon()  # keys whose slot came free: their best parked job is a candidate
         self._flow_waits_due(now)  # keys whose rate window has room again: the same
         # rated keys held: (seconds until their window has room, found over their rate: its
         # jobs parked; else filled by this claim: the wait alone written)
