@@ -91,6 +91,7 @@ def test_a_slow_sweep_spaced_out_still_gives_a_freed_slot_back(pg_url: str,
     from tests.postgres.stores import open_store
 
     monkeypatch.setattr(parking, "SWEEP_QUICK", 0.0)
+    monkeypatch.setattr(parking, "SWEEP_SPACED_WAITS", 0)
     a, b = open_store(pg_url), open_store(pg_url)
     try:
         ids = enqueue(a, *[job(concurrency_key="k", concurrency_limit=1) for _ in range(3)])

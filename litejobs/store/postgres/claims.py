@@ -166,8 +166,9 @@ class PgClaimsMixin(PgRateStartsMixin, PgParkingMixin):
         until a slot of the key comes free) and looked past, a few rounds, so that a full
         key's backlog does not hide the other keys' jobs. A key's rate (flowkeys) is
         counted under the same lock; its rated picks go in ``flow_picks``."""
-        self._unpark_soon()  # keys whose slot came free: their best parked job is a candidate
-        self._flow_waits_due(now)  # keys whose rate window has room again: the same
+        # keys whose rate window has room again, then keys whose slot came free: their best
+        # parked jobs are candidates
+        self._unpark_soon(self._flow_waits_due(now))
         # rated keys held: (seconds until their window has room, found over their rate: its
         # jobs parked; else filled by this claim: the wait alone written)
         waits: dict[str, tuple[float, bool]] = {}

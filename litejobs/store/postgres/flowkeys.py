@@ -89,7 +89,7 @@ SELECT u.key, {NOW} + u.secs, {NOW} FROM unnest(%s::text[], %s::float8[]) AS u (
 ON CONFLICT (key) DO UPDATE SET until = excluded.until, since = excluded.since
 """
 # Seconds until the first wait ends (<= 0: some key's wait has ended; NULL: none waits).
-FLOW_NEXT_WAIT = f"SELECT min(until) - {NOW} AS wait FROM flow_waits"
+FLOW_NEXT_WAIT = f"SELECT min(until) - {NOW} AS wait, count(*) AS n FROM flow_waits"
 FLOW_DUE = f"SELECT key FROM flow_waits WHERE until <= {NOW} ORDER BY until LIMIT %s"
 FLOW_WAIT_DONE = "DELETE FROM flow_waits WHERE key = %s"
 # The rate of a key's best parked rated job: the one its window is measured for.
@@ -160,14 +160,16 @@ class PgFlowKeysMixin:
             keys = sorted(waits)
             self.conn.execute(FLOW_WAITS, (keys, [waits[k][0] for k in keys]))
 
-    def _flow_waits_due(self, now: float) -> None:
+    def _flow_waits_due(self, now: float) -> int:
         """Give back the parked jobs of keys whose wait has ended (as many as each window
         has room for; a window still full gets its wait again); ``next_slot`` learns the next
-        wait's end. One read of an empty table when no key waits."""
+        wait's end. Returns how many keys wait (read before). One read of an empty table
+        when no key waits."""
         conn = self.conn
         wait = conn.execute(FLOW_NEXT_WAIT).fetchone()
         if wait is None or wait["wait"] is None:
-            return
+            return 0
+        waiting = int(wait["n"])
         if float(wait["wait"]) <= 0:
             held_elsewhere = False
             for row in conn.execute(FLOW_DUE, (FLOW_DUE_PER_CLAIM,)).fetchall():
@@ -188,8 +190,9 @@ class PgFlowKeysMixin:
                                            True)})
             wait = conn.execute(FLOW_NEXT_WAIT).fetchone()
             if wait is None or wait["wait"] is None:
-                return
+                return waiting
             if held_elsewhere:
                 self._flow_full(max(_HELD_RETRY, float(wait["wait"])), now)
-                return
+                return waiting
         self._flow_full(max(0.0, float(wait["wait"])), now)
+        return waiting

@@ -22,8 +22,9 @@ plain jobs drained at 40-53 jobs/s instead of ~1,200 (docs/postgres.md, Decision
 - **A slow sweep is spaced out.** The sweep seeks once per key with parked jobs; with
   thousands of keys over their rate (parked and waiting, ``flowkeys``) it took 11-13 ms a
   claim with 2,000 keys and ~60 ms with 10,000, and an idle supervisor's pickup rose to
-  120-280 ms. A sweep over ``SWEEP_QUICK`` runs again only after ten times its length (and at
-  each poll's ``expire_due``), so a slot freed on another host waits at most that long.
+  120-280 ms. With ``SWEEP_SPACED_WAITS`` keys waiting or more, a sweep over ``SWEEP_QUICK``
+  runs again only after ten times its length (and at each poll's ``expire_due``), so a slot
+  freed on another host waits at most that long.
 """
 
 from __future__ import annotations
@@ -75,8 +76,10 @@ RETURNING id
 """
 
 
-#: A sweep this quick (seconds) runs at every claim that looks at keyed jobs.
+#: A sweep this quick (seconds), or with fewer keys than this waiting for their rate, runs
+#: at every claim that looks at keyed jobs.
 SWEEP_QUICK = 0.005
+SWEEP_SPACED_WAITS = 500
 # Per database and schema (the connection's DSN names both): when this process last swept
 # and how long it took.
 _SWEPT: dict[str, tuple[float, float]] = {}
@@ -100,11 +103,14 @@ class PgParkingMixin:
         _SWEPT[self.conn.info.dsn] = (time.monotonic(), time.perf_counter() - start)
         return given
 
-    def _unpark_soon(self) -> None:
-        """A claim's sweep: every claim while the sweep is quick; a slow one (it seeks once per
-        key with parked jobs: 10,000 keys over their rate, ~60 ms) at most a tenth of the
-        time, so a slot freed on another host is given back within ten sweeps' time (and by
-        the next poll's ``expire_due``) rather than every claim paying for the walk."""
+    def _unpark_soon(self, waiting: int) -> None:
+        """A claim's sweep, ``waiting`` keys waiting for their rate (parked, ``flowkeys``):
+        every claim while few wait or the sweep is quick; a slow one (it seeks once per key
+        with parked jobs: 10,000 keys over their rate, ~60 ms) at most a tenth of the time,
+        so a slot freed on another host is given back within ten sweeps' time (and by the
+        next poll's ``expire_due``) rather than every claim paying for the walk. Only many
+        waiting keys space it out: a sweep slowed by a busy machine is not."""
         at, took = _SWEPT.get(self.conn.info.dsn, (0.0, 0.0))
-        if took < SWEEP_QUICK or time.monotonic() - at >= took * 10:
+        if (waiting < SWEEP_SPACED_WAITS or took < SWEEP_QUICK
+                or time.monotonic() - at >= took * 10):
             self.unpark_free()
