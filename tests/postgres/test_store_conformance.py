@@ -471,3 +471,28 @@ def test_cancel_retry_purge(store: Any) -> None:
     assert store.cancel_many([queued, running], "bulk", time.time()) == 2
     assert store.purge([queued, running]) == 2
     assert store.stats()["states"] == {s: 0 for s in store.stats()["states"]}
+
+
+def test_a_retried_attempts_end_and_its_retry_time_agree_exactly(store: Any) -> None:
+    """A failed attempt's row ends exactly ``retry_at - now`` before the job is due again,
+    and its start is ``now - started`` before its end: on PostgreSQL each statement has a now
+    of its own, so the attempt's row takes the now of the statement that ended the attempt
+    (the next attempt once started "0.294 s" after a 0.3 s back-off)."""
+    for failing, row_time in ((job(max_attempts=3), "run_at"), (job(max_attempts=1),
+                                                                "finished_at")):
+        (jid,) = enqueue(store, failing)
+        claim(store, ["w"])
+        now = time.time()
+        retry_at = now + 30 if row_time == "run_at" else None
+        assert store.write(lambda tx: tx.fail(jid, 1, "boom", None, "w", now - 2, now,
+                                              retry_at))
+        (attempt,) = store.attempts(jid)
+        due = store.get_job(jid)[row_time]
+        assert due - (30 if retry_at else 0) == pytest.approx(attempt.finished_at, abs=1e-6)
+        assert attempt.finished_at - attempt.started_at == pytest.approx(2, abs=1e-6)
+    (jid,) = enqueue(store, job())
+    claim(store, ["w"])
+    now = time.time()
+    assert store.write(lambda tx: tx.interrupt(jid, 1, "drain", "w", now - 1, now))
+    (attempt,) = store.attempts(jid)
+    assert store.get_job(jid)["run_at"] == pytest.approx(attempt.finished_at, abs=1e-6)

@@ -284,22 +284,27 @@ FINISH_RETRY = f"""
 UPDATE jobs SET state = %s, run_at = {NOW} + %s, error = %s, crashes = crashes + %s,
                 leased_by = NULL, lease_until = NULL
 WHERE id = %s AND attempt = %s AND state = 'running'
+RETURNING {NOW} AS now
 """
 FINISH_FAILED = f"""
 UPDATE jobs SET state = 'failed', error = %s, crashes = crashes + %s, finished_at = {NOW},
                 leased_by = NULL, lease_until = NULL
 WHERE id = %s AND attempt = %s AND state = 'running'
+RETURNING {NOW} AS now
 """
 REQUEUE_INTERRUPTED = f"""
 UPDATE jobs SET state = 'queued', run_at = {NOW}, interrupts = interrupts + 1,
                 leased_by = NULL, lease_until = NULL
 WHERE id = %s AND attempt = %s AND state = 'running'
+RETURNING {NOW} AS now
 """
-# (id, attempt, outcome, worker, started ago, error, traceback)
-RECORD_ATTEMPT = f"""
+# (id, attempt, outcome, worker, started ago, finished (the server's now of the statement
+# that ended the attempt, so that its times and the job's agree to the microsecond: each
+# statement has a now of its own), error, traceback)
+RECORD_ATTEMPT = """
 INSERT INTO attempts (job_id, attempt, outcome, worker, started_at, finished_at, error,
                       traceback)
-VALUES (%s, %s, %s, %s, {NOW} - %s, {NOW}, %s, %s)
+VALUES (%s, %s, %s, %s, %s::float8 - %s, %s, %s, %s)
 ON CONFLICT (job_id, attempt) DO NOTHING
 """
 # A refused outcome (its job no longer runs that attempt) becomes a ``stale`` attempt, unless

@@ -92,15 +92,16 @@ class PgTx(PgClaimsMixin, PgInsertsMixin, PgCronMixin, PgUpkeepMixin, PgFiguresM
         server's clock, or failed when ``retry_at`` is None."""
         crash = 1 if crashed else 0
         if retry_at is None:
-            changed = self.conn.execute(sql.FINISH_FAILED,
-                                        (error, crash, job_id, attempt)).rowcount
+            ended = self.conn.execute(sql.FINISH_FAILED,
+                                      (error, crash, job_id, attempt)).fetchone()
         else:
             state = State.SCHEDULED.value if retry_at > now else State.QUEUED.value
-            changed = self.conn.execute(sql.FINISH_RETRY, (
+            ended = self.conn.execute(sql.FINISH_RETRY, (
                 state, float(max(retry_at - now, 0.0)), error, crash, job_id,
-                attempt)).rowcount
-        if changed == 1:
-            self._attempt(job_id, attempt, "failed", worker, started, now, error, traceback)
+                attempt)).fetchone()
+        if ended is not None:
+            self._attempt(job_id, attempt, "failed", worker, started, now, ended["now"], error,
+                          traceback)
             if crashed:  # its worker or supervisor died: maybe before its start was reported
                 self._settle_unknown_start(job_id)
             return True
@@ -110,17 +111,21 @@ class PgTx(PgClaimsMixin, PgInsertsMixin, PgCronMixin, PgUpkeepMixin, PgFiguresM
     def interrupt(self, job_id: int, attempt: int, reason: str, worker: str | None,
                   started: float | None, now: float) -> bool:
         """Put a running job back to queued without counting the attempt (drain)."""
-        if self.conn.execute(sql.REQUEUE_INTERRUPTED, (job_id, attempt)).rowcount == 1:
-            self._attempt(job_id, attempt, "interrupted", worker, started, now, reason, None)
+        ended = self.conn.execute(sql.REQUEUE_INTERRUPTED, (job_id, attempt)).fetchone()
+        if ended is not None:
+            self._attempt(job_id, attempt, "interrupted", worker, started, now, ended["now"],
+                          reason, None)
             self._settle_unknown_start(job_id)  # (a rescue cannot tell if it began)
             return True
         return False
 
     def _attempt(self, job_id: int, attempt: int, outcome: str, worker: str | None,
-                 started: float | None, now: float, error: str | None,
+                 started: float | None, now: float, ended: float, error: str | None,
                  traceback: str | None) -> None:
-        self.conn.execute(sql.RECORD_ATTEMPT, (job_id, attempt, outcome, worker,
-                                               _ago(started, now), error, traceback))
+        """The attempt's row: it ended at ``ended`` on the server's clock (the now of the
+        statement that ended it), and began ``now - started`` seconds before."""
+        self.conn.execute(sql.RECORD_ATTEMPT, (job_id, attempt, outcome, worker, ended,
+                                               _ago(started, now), ended, error, traceback))
 
     def _stale(self, job_id: int, attempt: int, worker: str | None, started: float | None,
                now: float, what: str, error: str | None = None) -> None:
