@@ -5,18 +5,32 @@ PostgreSQL server's time, so "N s from now" is measured on the server's clock, n
 from __future__ import annotations
 
 import json
-import shutil
+import os
 import subprocess
 import sys
+import time
 
 import pytest
 
 from tests.apps import basic
 from tests.conftest import REPO, clean_env
+from tests.postgres.skew import needs_faketime, skewed_env
 
-pytestmark = [pytest.mark.timeout(60),
-              pytest.mark.skipif(shutil.which("faketime") is None,
-                                 reason="libfaketime's faketime command is not installed")]
+pytestmark = [pytest.mark.timeout(60), needs_faketime]
+
+
+@pytest.mark.parametrize(("offset", "hours"), [("-1h", -1), ("+1h", 1)])
+def test_the_skew_is_real(offset: str, hours: int) -> None:
+    """The skewed environment (tests/postgres/skew.py) moves a child's clock, and its
+    children's: else the skewed-host tests would prove nothing."""
+    code = ("import subprocess, sys, time; print(time.time()); sys.stdout.flush(); "
+            "subprocess.run([sys.executable, '-c', 'import time; print(time.time())'])")
+    before = time.time()
+    done = subprocess.run([sys.executable, "-c", code], env={**os.environ, **skewed_env(offset)},
+                          capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    for line in done.stdout.split():
+        assert float(line) - before == pytest.approx(hours * 3600, abs=30), done.stdout
 
 
 @pytest.mark.parametrize("offset", ["-1h", "+1h"])
@@ -25,9 +39,10 @@ def test_explain_on_a_skewed_host_counts_the_delay_on_the_servers_clock(
     app = basic.make_app(pg_url)
     job = app.tasks["basic.add"].options(delay=600.0).enqueue(1, 1)
     done = subprocess.run(
-        ["faketime", "-f", offset, sys.executable, "-m", "litejobs", "explain", str(job.id),
-         "--database", pg_url, "--json"],
-        cwd=REPO, env=clean_env(pg_url), capture_output=True,  # type: ignore[arg-type]
+        [sys.executable, "-m", "litejobs", "explain", str(job.id), "--database", pg_url,
+         "--json"],
+        cwd=REPO, env=clean_env(pg_url, **skewed_env(offset)),  # type: ignore[arg-type]
+        capture_output=True,
         text=True, timeout=30)
     assert done.returncode == 0, done.stderr
     found = json.loads(done.stdout)

@@ -5,7 +5,6 @@ and two supervisors on skewed clocks fire each instant once."""
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 import time
@@ -16,18 +15,17 @@ import pytest
 
 from tests.apps import basic
 from tests.conftest import APP_SPEC, REPO, SupervisorProcess, clean_env, wait_for
+from tests.postgres.skew import needs_faketime, skewed_env
 
-pytestmark = [pytest.mark.timeout(90),
-              pytest.mark.skipif(shutil.which("faketime") is None,
-                                 reason="libfaketime's faketime command is not installed")]
+pytestmark = [pytest.mark.timeout(90), needs_faketime]
 
 
 def skewed(cmd: list[str], offset: str, db: str, log_path: Path,
            **env: str) -> SupervisorProcess:
-    """``cmd`` run under ``faketime`` (its clock ``offset`` from ours, e.g. "-1h")."""
+    """``cmd`` run under libfaketime (its clock ``offset`` from ours, e.g. "-1h")."""
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen(["faketime", "-f", offset, *cmd], cwd=REPO,
-                                env=clean_env(db, **env),  # type: ignore[arg-type]
+        proc = subprocess.Popen(cmd, cwd=REPO,  # type: ignore[call-overload]
+                                env=clean_env(db, **skewed_env(offset), **env),
                                 stdin=subprocess.DEVNULL, stdout=log,
                                 stderr=subprocess.STDOUT, start_new_session=True)
     sup = SupervisorProcess(proc, log_path, time.monotonic())
