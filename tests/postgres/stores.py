@@ -3,6 +3,7 @@ claiming as the supervisor does."""
 
 from __future__ import annotations
 
+import multiprocessing
 import time
 from collections.abc import Callable
 from typing import Any
@@ -54,3 +55,24 @@ def wait_for(what: str, check: Callable[[], Any]) -> Any:
             return value
         time.sleep(0.02)
     raise AssertionError(f"not within {DEADLINE} s: {what}")
+
+
+def race(target: Callable[..., None], where: str, each: list[tuple[Any, ...]],
+         timeout: float = 60, gate: str = "barrier") -> list[Any]:
+    """Run ``target(where, start, out, *args)`` in a spawned process per ``args`` of ``each``,
+    released together by ``start`` (a Barrier of them all, each process waiting at it when
+    ready; or, with ``gate="event"``, an Event set once they are started), and return what
+    each put on ``out``, in the order they came. Every process must exit cleanly."""
+    ctx = multiprocessing.get_context("spawn")
+    start: Any = (ctx.Barrier(len(each), timeout=60) if gate == "barrier" else ctx.Event())
+    out: Any = ctx.Queue()
+    procs = [ctx.Process(target=target, args=(where, start, out, *args)) for args in each]
+    for p in procs:
+        p.start()
+    if gate == "event":
+        start.set()
+    results = [out.get(timeout=timeout) for _ in procs]
+    for p in procs:
+        p.join(30)
+        assert p.exitcode == 0, (f"{target.__name__} exited with {p.exitcode}", results)
+    return results

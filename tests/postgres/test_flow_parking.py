@@ -5,11 +5,10 @@ give back."""
 
 from __future__ import annotations
 
-import multiprocessing
 from typing import Any
 
 from litejobs.validate import UNLIMITED
-from tests.postgres.stores import enqueue, job, wait_for
+from tests.postgres.stores import enqueue, job, race, wait_for
 from tests.postgres.test_flow_races import _flow_claimer
 from tests.postgres.test_parking import claim, finish, parked
 
@@ -65,17 +64,8 @@ def test_a_rate_holds_across_two_processes_parking_and_giving_back(where: str,
     """Two processes claim a key's backlog at 3 per 0.5 s for 1.8 s: each window's jobs are
     given back by whichever claims first, and no 0.5 s holds more than 3 starts."""
     enqueue(store, *[rated("host", 3, 0.5, queue="f") for _ in range(60)])
-    ctx = multiprocessing.get_context("spawn")
-    start, out = ctx.Barrier(2, timeout=60), ctx.Queue()
-    procs = [ctx.Process(target=_flow_claimer, args=(where, start, out, 1.8))
-             for _ in range(2)]
-    for p in procs:
-        p.start()
-    results = [out.get(timeout=60) for _ in procs]
+    results = race(_flow_claimer, where, [(1.8,)] * 2)
     assert all(isinstance(r, list) for r in results), results
-    for p in procs:
-        p.join(30)
-        assert p.exitcode == 0
     claimed = [i for ids in results for i in ids]
     assert len(claimed) == len(set(claimed)) >= 9  # three windows' worth at least
     starts = sorted(store.get_job(i)["started_at"] for i in claimed)

@@ -5,14 +5,13 @@ becomes ready exactly once)."""
 
 from __future__ import annotations
 
-import multiprocessing
 import time
 from typing import Any
 
 from litejobs.store import QueueLimits
 from litejobs.store.flows import StepRow
 from litejobs.validate import UNLIMITED
-from tests.postgres.stores import enqueue, job, open_store
+from tests.postgres.stores import enqueue, job, open_store, race
 
 
 def _flow_claimer(where: str, start: Any, out: Any, seconds: float) -> None:
@@ -39,17 +38,8 @@ def test_flow_key_rate_exact_across_three_claiming_processes(where: str, store: 
     enqueue(store, *[job("fetch", queue="f", concurrency_key="host",
                          concurrency_limit=UNLIMITED, flow_rate=3, flow_period=0.5)
                      for _ in range(60)])
-    ctx = multiprocessing.get_context("spawn")
-    start, out = ctx.Barrier(3, timeout=60), ctx.Queue()
-    procs = [ctx.Process(target=_flow_claimer, args=(where, start, out, 1.6))
-             for _ in range(3)]
-    for p in procs:
-        p.start()
-    results = [out.get(timeout=60) for _ in procs]
+    results = race(_flow_claimer, where, [(1.6,)] * 3)
     assert all(isinstance(r, list) for r in results), results
-    for p in procs:
-        p.join(30)
-        assert p.exitcode == 0
     claimed = [i for ids in results for i in ids]
     assert len(claimed) == len(set(claimed)) >= 6
     starts = sorted(store.get_job(i)["started_at"] for i in claimed)
@@ -84,16 +74,7 @@ def test_chord_fan_in_exact_when_its_upstream_steps_end_at_once(where: str,
     got = store.write(lambda tx: tx.claim([f"w{i}" for i in range(2 * chords)],
                                           [QueueLimits("default", None)], time.time(), 60))
     assert len(got) == 2 * chords
-    ctx = multiprocessing.get_context("spawn")
-    start, out = ctx.Barrier(2, timeout=60), ctx.Queue()
-    procs = [ctx.Process(target=_finisher, args=(where, start, out, [p[k] for p in pairs]))
-             for k in (0, 1)]
-    for p in procs:
-        p.start()
-    assert [out.get(timeout=60) for _ in procs] == [chords, chords]
-    for p in procs:
-        p.join(30)
-        assert p.exitcode == 0
+    assert race(_finisher, where, [([p[k] for p in pairs],) for k in (0, 1)]) == [chords, chords]
     for a, b, c in pairs:
         row = store.get_job(c)
         assert row["state"] == "queued", (a, b, c, row["state"])

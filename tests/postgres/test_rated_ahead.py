@@ -10,7 +10,6 @@ across two claiming processes with starts not yet known.
 from __future__ import annotations
 
 import math
-import multiprocessing
 import random
 import time
 from typing import Any
@@ -19,7 +18,7 @@ import pytest
 
 from litejobs.store import QueueLimits
 from litejobs.store.claims import FLOW_RATED, QUEUE_RATED
-from tests.postgres.stores import enqueue, job, open_store
+from tests.postgres.stores import enqueue, job, open_store, race
 
 RATED = [QueueLimits("r", None, (2, 10.0))]
 
@@ -199,16 +198,7 @@ def test_queue_rate_exact_across_two_processes_sending_jobs_ahead(where: str,
     seed = random.randrange(2**32)
     print(f"seed {seed}")
     enqueue(store, *[job(queue="r") for _ in range(40)])
-    ctx = multiprocessing.get_context("spawn")
-    start, out = ctx.Barrier(2, timeout=60), ctx.Queue()
-    procs = [ctx.Process(target=_claim_ahead_loop, args=(where, start, out, 1.6, seed + i))
-             for i in range(2)]
-    for p in procs:
-        p.start()
-    results = [out.get(timeout=60) for _ in procs]
-    for p in procs:
-        p.join(30)
-        assert p.exitcode == 0
+    results = race(_claim_ahead_loop, where, [(1.6, seed + i) for i in range(2)])
     claimed = [i for ids in results for i in ids]
     assert len(claimed) == len(set(claimed)) >= 6
     assert unknown(store) == []

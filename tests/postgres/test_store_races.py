@@ -6,17 +6,16 @@ in a loop), and each test fails on the PostgreSQL store when the lock it proves 
 
 from __future__ import annotations
 
-import multiprocessing
 import time
 from typing import Any
 
 import pytest
 
 from litejobs.store import QueueLimits
-from tests.postgres.stores import claim, enqueue, job, open_store
+from tests.postgres.stores import claim, enqueue, job, open_store, race
 
 
-def _insert_keys(where: str, start: Any, keys: int, out: Any) -> None:
+def _insert_keys(where: str, start: Any, out: Any, keys: int) -> None:
     store = open_store(where)
     store.queue_list()  # connected before the race starts, so that they do race
     ids = []
@@ -30,15 +29,7 @@ def _insert_keys(where: str, start: Any, keys: int, out: Any) -> None:
 
 def test_one_job_per_key_across_concurrent_producers(where: str, store: Any) -> None:
     store.queue_list()  # the schema exists before the producers race
-    ctx = multiprocessing.get_context("spawn")
-    start, out = ctx.Barrier(4, timeout=60), ctx.Queue()
-    procs = [ctx.Process(target=_insert_keys, args=(where, start, 30, out)) for _ in range(4)]
-    for p in procs:
-        p.start()
-    results = [out.get(timeout=60) for _ in procs]
-    for p in procs:
-        p.join(30)
-        assert p.exitcode == 0
+    results = race(_insert_keys, where, [(30,)] * 4)
     assert all(r == results[0] for r in results)  # every producer got the same job per key
     assert len(set(results[0])) == 30
     assert store.stats()["states"]["queued"] == 30
@@ -62,16 +53,7 @@ def _rated_claimer(where: str, start: Any, out: Any, seconds: float) -> None:
 
 def test_queue_rate_limit_exact_across_two_claiming_processes(where: str, store: Any) -> None:
     enqueue(store, *[job(queue="r") for _ in range(40)])
-    ctx = multiprocessing.get_context("spawn")
-    start, out = ctx.Barrier(2, timeout=60), ctx.Queue()
-    procs = [ctx.Process(target=_rated_claimer, args=(where, start, out, 1.6))
-             for _ in range(2)]
-    for p in procs:
-        p.start()
-    results = [out.get(timeout=60) for _ in procs]
-    for p in procs:
-        p.join(30)
-        assert p.exitcode == 0
+    results = race(_rated_claimer, where, [(1.6,)] * 2)
     claimed = [i for ids in results for i in ids]
     assert len(claimed) == len(set(claimed)) >= 6
     starts = sorted(store.get_job(i)["started_at"] for i in claimed)
@@ -118,17 +100,8 @@ def test_limit_exact_across_two_claiming_processes(where: str, store: Any,
     if limit_by == "key":
         more = {"concurrency_key": "k", "concurrency_limit": 3}
     ids = enqueue(store, *[job(queue="lim", **more) for _ in range(60)])
-    ctx = multiprocessing.get_context("spawn")
-    start, out = ctx.Event(), ctx.Queue()
     limit = 3 if limit_by == "queue" else None
-    procs = [ctx.Process(target=_claimer, args=(where, start, out, limit)) for _ in range(2)]
-    for p in procs:
-        p.start()
-    start.set()
-    results = [out.get(timeout=120) for _ in procs]
-    for p in procs:
-        p.join(30)
-        assert p.exitcode == 0
+    results = race(_claimer, where, [(limit,)] * 2, timeout=120, gate="event")
     claimed = [i for seen, _ in results for i in seen]
     assert sorted(claimed) == ids  # each job claimed once, by one of them
     assert all(seen for seen, _ in results)  # both took part
@@ -153,16 +126,7 @@ def _fire_instants(where: str, start: Any, out: Any, instants: int) -> None:
 def test_cron_instant_makes_one_job_across_concurrent_supervisors(where: str,
                                                                   store: Any) -> None:
     store.queue_list()
-    ctx = multiprocessing.get_context("spawn")
-    start, out = ctx.Barrier(4, timeout=60), ctx.Queue()
-    procs = [ctx.Process(target=_fire_instants, args=(where, start, out, 20))
-             for _ in range(4)]
-    for p in procs:
-        p.start()
-    results = [out.get(timeout=60) for _ in procs]
-    for p in procs:
-        p.join(30)
-        assert p.exitcode == 0
+    results = race(_fire_instants, where, [(20,)] * 4)
     made = [i for r in results for i in r]
     assert len(made) == len(set(made)) == 20
     assert store.stats()["states"]["queued"] == 20
