@@ -7,6 +7,7 @@ Shared by the worker's loop of sync jobs (``litejobs.worker.run_job``) and its c
 
 from __future__ import annotations
 
+import time
 import traceback
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -48,6 +49,7 @@ def context(task: Task[Any, Any], msg: JobMessage,
     """What ``current_job()`` returns inside the attempt, and its progress on the way."""
     scheduled = to_datetime(msg.scheduled_at)
     assert scheduled is not None
+    msg.began = time.perf_counter()
     report = ProgressReport(msg.id, msg.attempt, send)
     return JobContext(msg.id, task.name, msg.attempt, msg.queue, scheduled, msg.max_attempts,
                       report, msg.results), report
@@ -66,7 +68,7 @@ def succeeded(app: App, msg: JobMessage, value: Any) -> bytes:
             f"ResultTooLarge: the task's result takes {size} bytes as JSON, over the cap "
             f"of {app.max_payload} bytes (max_payload); store large results elsewhere (a "
             "file, a table) and return where to find them", None, False, None)
-    return protocol.outcome_ok(msg.id, msg.attempt, result)
+    return protocol.outcome_ok(msg.id, msg.attempt, result, _took(msg))
 
 
 def failed(task: Task[Any, Any], msg: JobMessage, exc: BaseException) -> bytes:
@@ -77,7 +79,13 @@ def failed(task: Task[Any, Any], msg: JobMessage, exc: BaseException) -> bytes:
     tb = "".join(traceback.format_exception(exc))
     if len(tb) > MAX_TRACEBACK:
         tb = tb[-MAX_TRACEBACK:]
-    return protocol.outcome_failed(msg.id, msg.attempt, error_text(exc), tb, retry, delay)
+    return protocol.outcome_failed(msg.id, msg.attempt, error_text(exc), tb, retry, delay,
+                                   _took(msg))
+
+
+def _took(msg: JobMessage) -> float:
+    """Seconds the attempt has run in this worker (0.0 when it never began)."""
+    return time.perf_counter() - msg.began if msg.began else 0.0
 
 
 def error_text(exc: BaseException) -> str:

@@ -59,12 +59,32 @@ from typing import Any
 
 from litejobs.framing import LENGTH as _LENGTH
 from litejobs.framing import MAX_FRAME, ProtocolError, Reader, frame
-from litejobs.newjob import NewJob
+from litejobs.thenframes import StepJob, decode_then, outcome_then
 
-__all__ = ["HEARTBEAT", "MAX_FRAME", "NO_RESULTS", "PROGRESS_INTERVAL", "Cancel", "JobMessage",
-           "ProtocolError", "Reader", "cancel", "decode_job", "decode_report", "encode_job",
-           "frame", "outcome_failed", "outcome_ok", "outcome_then", "progress", "ready",
-           "revoke", "revoked", "task_log"]
+__all__ = [
+    "HEARTBEAT",
+    "MAX_FRAME",
+    "NO_RESULTS",
+    "PROGRESS_INTERVAL",
+    "Cancel",
+    "JobMessage",
+    "ProtocolError",
+    "Reader",
+    "StepJob",
+    "cancel",
+    "decode_job",
+    "decode_report",
+    "encode_job",
+    "frame",
+    "outcome_failed",
+    "outcome_ok",
+    "outcome_then",
+    "progress",
+    "ready",
+    "revoke",
+    "revoked",
+    "task_log",
+]
 
 #: Seconds between two progress frames of one job, at least (the newest waits, coalesced).
 PROGRESS_INTERVAL = 0.25
@@ -78,6 +98,7 @@ _EXTRA = struct.Struct(">II")
 #: nr of a "K" frame whose job has no upstream results (it is not a waiting step).
 NO_RESULTS = 0xFFFFFFFF
 _SUCCESS = struct.Struct(">qq")
+_TIMED = struct.Struct(">qqd")  # a success: id, attempt, seconds it ran (``took``)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -159,6 +180,10 @@ class JobMessage:
     trace: str | None = None
     #: The attempt's timeout in seconds (None: none).
     timeout: float | None = None
+    #: ``time.perf_counter()`` in the worker when the attempt began (``jobrun.context``): its
+    #: outcome says how long it ran (``took``), which the supervisor's pace of the worker
+    #: uses, not the time the outcome waited for the supervisor to read it.
+    began: float = 0.0
 
 
 def decode_job(payload: bytes) -> JobMessage | list[tuple[int, int]] | Cancel:
@@ -242,16 +267,21 @@ def revoked(pairs: Iterable[tuple[int, int]]) -> bytes:
     return frame(f'{{"revoked":[{body}]}}'.encode())
 
 
-def outcome_ok(job_id: int, attempt: int, result: str) -> bytes:
-    """A success; ``result`` is the return value as JSON text already."""
-    body = b"O" + _SUCCESS.pack(job_id, attempt) + result.encode()
+def outcome_ok(job_id: int, attempt: int, result: str, took: float = 0.0) -> bytes:
+    """A success; ``result`` is the return value as JSON text already; ``took``: seconds
+    the attempt ran in its worker."""
+    body = b"O" + _TIMED.pack(job_id, attempt, took) + result.encode()
     return _LENGTH.pack(len(body)) + body
 
 
 def outcome_failed(job_id: int, attempt: int, error: str, traceback: str | None,
-                   retry: bool, delay: float | None) -> bytes:
-    body = json.dumps({"ok": False, "error": error, "traceback": traceback, "retry": retry,
-                       "delay": delay})
+                   retry: bool, delay: float | None, took: float | None = None) -> bytes:
+    """A failure (``took``: seconds the attempt ran in its worker, when it ran)."""
+    fields: dict[str, Any] = {"ok": False, "error": error, "traceback": traceback,
+                              "retry": retry, "delay": delay}
+    if took is not None:
+        fields["took"] = took
+    body = json.dumps(fields)
     return frame(f'{{"id":{job_id},"attempt":{attempt},{body[1:]}'.encode())
 
 
@@ -313,62 +343,6 @@ def _decode_progress(payload: bytes) -> dict[str, Any]:
         None if fraction is None else float(fraction), message, meta)}
 
 
-#: A job of a then() success on the wire: these ``NewJob`` fields in this order, then its
-#: delay, each with its type and whether it may be null. Encoded and decoded from here alone.
-_NEW_JOB_FIELDS: tuple[tuple[str, type | tuple[type, ...], bool], ...] = (
-    ("task", str, False), ("queue", str, False), ("priority", int, False),
-    ("args", str, False), ("kwargs", str, False), ("run_at", (int, float), False),
-    ("max_attempts", int, False), ("timeout", (int, float), True),
-    ("expires_at", (int, float), True), ("concurrency_key", str, True),
-    ("concurrency_limit", int, True), ("tags", str, True))
-# what _new_job checks each field against: the fields' kinds, then the delay's
-_NEW_JOB_KINDS = [(kind, nullable) for _, kind, nullable in _NEW_JOB_FIELDS] + [
-    ((float, int), True)]
-
-StepJob = tuple[NewJob, float | None]  # a job and its delay (see workflows.step_job)
-
-
-def outcome_then(job_id: int, attempt: int, children: list[StepJob],
-                 continuation: StepJob) -> bytes:
-    """A success that returned ``litejobs.then``: its children and continuation, each a job
-    and its delay."""
-    def fields(job: NewJob, delay: float | None) -> list[Any]:
-        return [getattr(job, name) for name, _, _ in _NEW_JOB_FIELDS] + [delay]
-
-    body = [[fields(*c) for c in children], fields(*continuation)]
-    return frame(json.dumps({"id": job_id, "attempt": attempt, "ok": True, "then": body},
-                            separators=(",", ":")).encode())
-
-
-def _new_job(fields: Any) -> StepJob:
-    if type(fields) is not list or len(fields) != len(_NEW_JOB_KINDS):
-        raise ProtocolError("a job of a then() success is not a list of its fields")
-    for value, (kind, nullable) in zip(fields, _NEW_JOB_KINDS, strict=True):
-        if not ((value is None and nullable) or (type(value) is not bool
-                                                 and isinstance(value, kind))):
-            raise ProtocolError(f"a job of a then() success has a bad field: {value!r}")
-    (task, queue, priority, args, kwargs, run_at, max_attempts, timeout, expires_at, ckey,
-     climit, tags, delay) = fields
-    return NewJob(task, queue, priority, args, kwargs, float(run_at), max_attempts,
-                  None if timeout is None else float(timeout),
-                  expires_at=None if expires_at is None else float(expires_at),
-                  concurrency_key=ckey, concurrency_limit=climit, tags=tags), (
-        None if delay is None else float(delay))
-
-
-def _decode_then(msg: dict[str, Any], payload: bytes) -> dict[str, Any]:
-    try:
-        children, continuation = msg["then"]
-        if type(msg["id"]) is not int or type(msg["attempt"]) is not int:
-            raise ProtocolError("no id and attempt")
-        kids = [_new_job(c) for c in children]
-        cont = _new_job(continuation)
-    except (TypeError, ValueError, ProtocolError) as exc:
-        raise ProtocolError(f"an unreadable then() success ({exc}): {payload[:200]!r}") from None
-    return {"id": msg["id"], "attempt": msg["attempt"], "ok": True, "result": "null",
-            "then": (kids, cont)}
-
-
 def _not_json(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
@@ -385,13 +359,13 @@ def decode_report(payload: bytes) -> dict[str, Any] | None:
     kind = payload[:1]
     if kind == b"O":
         try:
-            job_id, attempt = _SUCCESS.unpack_from(payload, 1)
-            result = payload[1 + _SUCCESS.size:].decode()
+            job_id, attempt, took = _TIMED.unpack_from(payload, 1)
+            result = payload[1 + _TIMED.size:].decode()
             # it goes into a JSON array of the store's: strict JSON only (no NaN)
             _STRICT.decode(result)
         except (struct.error, ValueError) as exc:
             raise ProtocolError(f"an unreadable success: {payload[:200]!r}") from exc
-        return {"id": job_id, "attempt": attempt, "ok": True, "result": result}
+        return {"id": job_id, "attempt": attempt, "ok": True, "result": result, "took": took}
     if payload == b"h":
         return None
     if kind == b"P":
@@ -407,7 +381,7 @@ def decode_report(payload: bytes) -> dict[str, Any] | None:
     if "ready" in msg or "revoked" in msg:
         return msg
     if msg.get("ok") is True and "then" in msg:
-        return _decode_then(msg, payload)
+        return decode_then(msg, payload)
     if not (type(msg.get("id")) is int and type(msg.get("attempt")) is int
             and msg.get("ok") is False and isinstance(msg.get("error"), str)):
         raise ProtocolError(f"a failure without id, attempt and error: {payload[:200]!r}")

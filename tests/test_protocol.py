@@ -66,13 +66,18 @@ def test_revokes_and_reports_round_trip() -> None:
     assert protocol.decode_job(payload) == [(1, 2), (3, 4)]
     frames = (protocol.ready(42) + protocol.HEARTBEAT + protocol.outcome_ok(1, 1, '{"a":[1]}')
               + protocol.outcome_failed(2, 3, "ValueError: x\ny", "tb", True, 0.5)
-              + protocol.revoked([(5, 6)]))
+              + protocol.revoked([(5, 6)]) + protocol.outcome_ok(7, 1, "null", 0.25)
+              + protocol.outcome_failed(8, 2, "E: e", None, False, None, 0.125))
     decoded = [protocol.decode_report(p) for p in protocol.Reader().feed(frames)]
     assert decoded == [
-        {"ready": 42}, None, {"id": 1, "attempt": 1, "ok": True, "result": '{"a":[1]}'},
+        {"ready": 42}, None,
+        {"id": 1, "attempt": 1, "ok": True, "result": '{"a":[1]}', "took": 0.0},
         {"id": 2, "attempt": 3, "ok": False, "error": "ValueError: x\ny", "traceback": "tb",
          "retry": True, "delay": 0.5},
-        {"revoked": [[5, 6]]}]
+        {"revoked": [[5, 6]]},
+        {"id": 7, "attempt": 1, "ok": True, "result": "null", "took": 0.25},
+        {"id": 8, "attempt": 2, "ok": False, "error": "E: e", "traceback": None,
+         "retry": False, "delay": None, "took": 0.125}]
 
 
 @pytest.mark.parametrize("payload", [b"{not json", b"[1,2]", b'{"id": 1}',
