@@ -100,8 +100,7 @@ class Claimer:
         if (claim and alone and idle and self.claim_alone is not None
                 and mono >= self.quick_after and self.quick_claim(idle, now, mono)):
             return polled, []
-        if not (self.outcomes or promote or claim or expire or leases is not None
-                or progressed or unsure):
+        if alone and not claim:
             if slot and not slots:
                 self.next_slot = None  # a worker finishing will claim again anyway
             return polled, []
@@ -152,11 +151,7 @@ class Claimer:
         for job_id, attempt in lost:
             self.dispatch.lost(job_id, attempt)
         # handed out before the calls below, which may fail: claimed jobs never wait on them
-        try:
-            self.dispatch.hand_out(rows, now)
-        except BaseException:
-            self.unsure = True  # (a bug) the rows not handed out are given back next turn
-            raise
+        self._hand_out(rows, now)
         if promote:
             self.next_due = self._local(self.store.next_scheduled())
         if any(o.a.step or o.kind == "then" for o in outcomes):
@@ -187,8 +182,17 @@ class Claimer:
         self.figures.claimed(rows, now)
         # all taken: more may wait, and the places behind running jobs were not offered
         self.wake = len(rows) == len(idle)
-        self.dispatch.hand_out(rows, now)
+        self._hand_out(rows, now)
         return True
+
+    def _hand_out(self, rows: list[Row], now: float) -> None:
+        """Send claimed ``rows`` to workers; a failure (a bug) leaves the turn unsure, so the
+        rows not handed out are given back by the next one."""
+        try:
+            self.dispatch.hand_out(rows, now)
+        except BaseException:
+            self.unsure = True
+            raise
 
     def _local(self, stored: float | None) -> float | None:
         """A time read back from the store as a time of this host's clock: a PostgreSQL
