@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from litejobs.store.claims import best_first
-from litejobs.store.postgres.sql import NOW
+from litejobs.store.postgres.sql import CLAIMED, NOW, QUEUED_NAMES
 from litejobs.store.rows import Row
 
 if TYPE_CHECKING:
@@ -43,12 +43,7 @@ T = TypeVar("T")
 # expired) are locked, the best n of all handed one per worker in order, as sql.CLAIM does
 # for places that start at once.
 CLAIM_ALONE = f"""
-WITH RECURSIVE seen (name) AS (
-    SELECT min(queue) FROM jobs WHERE state = 'queued'
-    UNION ALL
-    SELECT (SELECT min(queue) FROM jobs WHERE state = 'queued' AND queue > seen.name)
-    FROM seen WHERE seen.name IS NOT NULL
-), visit AS (
+{QUEUED_NAMES}, visit AS (
     SELECT name FROM seen
     WHERE name IS NOT NULL AND (%s::text[] IS NULL OR name = ANY(%s::text[]))
       AND NOT EXISTS (SELECT 1 FROM queues q WHERE q.name = seen.name AND q.paused)
@@ -75,8 +70,7 @@ WITH RECURSIVE seen (name) AS (
                     leased_by = (%s::text[])[best.n], lease_until = {NOW} + %s,
                     started_at = {NOW}
     FROM best WHERE jobs.id = best.id
-    RETURNING jobs.id, task, queue, args, kwargs, attempt, max_attempts, interrupts, crashes,
-              timeout, scheduled_at, leased_by, priority, run_at, workflow, trace
+    RETURNING {CLAIMED}
 )
 SELECT (SELECT b FROM blocked) AS blocked, c.*
 FROM (VALUES (1)) AS one (x) LEFT JOIN claimed c ON true

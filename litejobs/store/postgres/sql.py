@@ -125,14 +125,17 @@ COUNT_BY_QUEUE_STATE = "SELECT queue, state, count(*) AS n FROM jobs GROUP BY qu
 # parameters' values. Reads elsewhere (state = %s, skewed) keep their custom plans.
 GENERIC_PLANS = """CASE WHEN current_setting('server_version_num')::int >= 120000
     THEN set_config('plan_cache_mode', 'force_generic_plan', true) END"""
-# The distinct queues of queued jobs (one index seek each), and the paused queues.
-QUEUES_TO_VISIT = f"""
-WITH RECURSIVE seen (name) AS (
+# `seen`: the distinct queues of queued jobs (one index seek each; NULL last). Also the head
+# of quickclaim.CLAIM_ALONE.
+QUEUED_NAMES = """WITH RECURSIVE seen (name) AS (
     SELECT min(queue) FROM jobs WHERE state = 'queued'
     UNION ALL
     SELECT (SELECT min(queue) FROM jobs WHERE state = 'queued' AND queue > seen.name)
     FROM seen WHERE seen.name IS NOT NULL
-)
+)"""
+# The distinct queues of queued jobs, and the paused queues.
+QUEUES_TO_VISIT = f"""
+{QUEUED_NAMES}
 SELECT name, false AS paused,
        EXISTS (SELECT 1 FROM jobs WHERE state = 'queued' AND concurrency_key IS NOT NULL
                                     AND queue = seen.name) AS keyed
@@ -190,6 +193,9 @@ RUNNING_WITH_KEYS = """
 SELECT concurrency_key AS ckey, count(*) AS n FROM jobs
 WHERE state = 'running' AND concurrency_key = ANY(%s) GROUP BY concurrency_key
 """
+# The columns a claim returns (of `jobs`, as its UPDATE names them), here and in CLAIM_ALONE.
+CLAIMED = """jobs.id, task, queue, args, kwargs, attempt, max_attempts, interrupts, crashes,
+          timeout, scheduled_at, leased_by, priority, run_at, workflow, trace"""
 # The claim: (queue names, their caps, ahead, [keyed jobs picked,] worker ids, worker ids,
 # lease seconds). Each queue's best `cap` claimable jobs without a key, locked (SKIP LOCKED: rows
 # another claimer holds are passed over, not waited for), and the keyed jobs the claim picked
@@ -224,8 +230,7 @@ WITH caps (queue, cap) AS (
 UPDATE jobs SET state = 'running', attempt = attempt + 1,
                 leased_by = (%s::text[])[best.n], lease_until = {NOW} + %s, started_at = {NOW}
 FROM best WHERE jobs.id = best.id
-RETURNING jobs.id, task, queue, args, kwargs, attempt, max_attempts, interrupts, crashes,
-          timeout, scheduled_at, leased_by, priority, run_at, workflow, trace
+RETURNING {CLAIMED}
 """
 CLAIM = _CLAIM.format(keyed="")
 # CLAIM with the keyed jobs picked (one more parameter, after `ahead`): a statement of its
