@@ -323,7 +323,7 @@ def test_a_rated_job_sent_ahead_counts_from_when_it_began(store: Store) -> None:
     assert len(claim_rated(NOW + 100, 4)) == 1
     # the supervisor learns one began (the job before it ended) at NOW + 100, the other is
     # given back unstarted: the first counts from NOW + 100, the other not at all
-    store.write(lambda tx: (tx._record_starts([(ahead[0], NOW + 100, claims_module.QUEUE_RATED)]),
+    store.write(lambda tx: (tx.record_starts([(ahead[0], NOW + 100, claims_module.QUEUE_RATED)]),
                             tx.unclaim(ahead[1], 1)))
     assert _unknown(store) == []
     assert [r[0] for r in store.connection().execute(
@@ -368,7 +368,7 @@ def test_a_flow_key_start_sent_ahead_counts_from_when_it_began(store: Store) -> 
         lambda tx: tx.claim(WORKERS, served(tx), NOW, LEASE, 0))]
     assert len(ahead) == 2 and _unknown(store, "flow_starts") == [(i,) for i in ahead]
     assert claim(store, NOW + 100) == []  # not yet known: counted
-    store.write(lambda tx: tx._record_starts([(ahead[0], NOW + 100, claims_module.FLOW_RATED)]))
+    store.write(lambda tx: tx.record_starts([(ahead[0], NOW + 100, claims_module.FLOW_RATED)]))
     store.write(lambda tx: tx.unclaim(ahead[1], 1))
     assert _unknown(store, "flow_starts") == []
     assert [r[0] for r in store.connection().execute("SELECT until FROM flow_starts")] == [
@@ -383,7 +383,7 @@ def test_many_starts_learned_at_once_each_get_their_own_time(store: Store) -> No
     rows = store.write(lambda tx: tx.claim(WORKERS, served(tx, limits=rated), NOW, LEASE, 1))
     assert [r.get("unknown_start") for r in rows] == [None, 1, 1, 1]
     ids = [int(r["id"]) for r in rows[1:]]
-    store.write(lambda tx: tx._record_starts([(i, NOW + 1 + k, claims_module.QUEUE_RATED)
+    store.write(lambda tx: tx.record_starts([(i, NOW + 1 + k, claims_module.QUEUE_RATED)
                                        for k, i in enumerate(ids)]))
     assert sorted(r[0] for r in store.connection().execute(
         "SELECT at FROM rate_starts WHERE job_id IS NULL")) == [NOW, NOW + 1, NOW + 2, NOW + 3]

@@ -531,7 +531,7 @@ def test_a_version_7_file_is_migrated_to_8_gaining_starts_not_yet_known(
     (row,) = store.write(lambda tx: tx.claim(["s:1:w"], limits, NOW + 1, 30.0, 0))
     assert row["unknown_start"] == 1
     assert _dump(old, "SELECT job_id FROM rate_starts WHERE queue = 'default'") == [(row["id"],)]
-    store.write(lambda tx: tx._record_starts([(row["id"], NOW + 2, 1)]))
+    store.write(lambda tx: tx.record_starts([(row["id"], NOW + 2, 1)]))
     assert _dump(old, "SELECT at, job_id FROM rate_starts WHERE queue = 'default'") == [
         (NOW + 2, None)]
 

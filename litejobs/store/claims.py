@@ -151,7 +151,7 @@ class ClaimsMixin(RateStartsMixin):
         job sent ahead starts when the job before it ends, which no claim knows: its start is
         counted as not yet known (time +infinity, which every window counts) and its row
         says so (``unknown_start``: ``QUEUE_RATED | FLOW_RATED``); its supervisor sets the
-        time once it learns the job began (``_record_starts``). Starts in the slots that start at
+        time once it learns the job began (``record_starts``). Starts in the slots that start at
         once are counted at the claim.
         """
         self.next_slot = None
@@ -339,7 +339,7 @@ class ClaimsMixin(RateStartsMixin):
         their window and runs ``unpark_free`` (the supervisor calls this once a poll)."""
         self.cursor.execute(sql.EXPIRE_DUE, (now, now, limit))
         expired = self.cursor.connection.changes()
-        # the safety net under _record_starts/unclaim: a start never reported whose job no longer
+        # the safety net under record_starts/unclaim: a start never reported whose job no longer
         # runs (cancelled while sent ahead, its supervisor rescued) is counted from now
         self.cursor.execute(sql.RATE_LEFT, (now,))
         self.expire_tokens(now, limit)  # type: ignore[attr-defined]  # (WorkflowsTxMixin)

@@ -12,7 +12,7 @@ checked against the window in the claim itself.
 
 A rated job sent ahead to a worker that runs another job starts when that job ends (schema 8):
 its row waits with ``until`` = +infinity and its ``job_id`` until its supervisor learns when it
-began (``Tx._record_starts``); every window counts it meanwhile, and waits are measured from now.
+began (``Tx.record_starts``); every window counts it meanwhile, and waits are measured from now.
 """
 
 from __future__ import annotations

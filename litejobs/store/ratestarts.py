@@ -68,8 +68,6 @@ class RateStartsMixin(FlowKeysMixin):
             if which & FLOW_RATED:
                 cur.execute(FLOW_STARTED, (at, RATE_MARGIN, job_id))
 
-    _record_starts = record_starts  # (its name before it was a protocol operation)
-
     def _settle_unknown_start(self, job_id: int, now: float) -> None:
         """The job stopped running (its worker or supervisor died, or drain) with its start
         maybe never reported: counted as begun ``now``, which is no sooner than it did."""

@@ -83,7 +83,7 @@ CREATE INDEX flow_waits_since ON flow_waits (since);
 # 8: starts not yet known. A rated job sent ahead to a worker that still runs another job
 # starts when that job ends, which its claim cannot know: its row in `rate_starts` (or
 # `flow_starts`) is written with the time +infinity, which every window counts, and its
-# `job_id`; the supervisor that learns the job began sets the time (Tx._record_starts) and clears
+# `job_id`; the supervisor that learns the job began sets the time (Tx.record_starts) and clears
 # `job_id`. A row of a known start has job_id NULL, so the index holds only the unknown ones.
 # Fresh files get the columns by the same ALTER TABLE: one shape whatever a file's history.
 _V8_COLUMNS = """
