@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from litejobs.store.sql import JOB_COLUMNS
+from litejobs.store.sql import HAS_TAG, JOB_COLUMNS
 
 if TYPE_CHECKING:
     from litejobs.store.rows import Row
@@ -14,8 +14,6 @@ __all__ = ["JobLists"]
 
 # Written with "?"; JobLists puts in the store's placeholder.
 LIST_JOBS = f"SELECT {JOB_COLUMNS} FROM jobs {{where}} ORDER BY id DESC LIMIT ?"
-# Driven by job_tags' (tag, job_id) index: a rare tag is found without a scan.
-HAS_TAG = "id IN (SELECT job_id FROM job_tags WHERE tag = ?)"
 
 
 class JobLists:
@@ -40,6 +38,7 @@ class JobLists:
                 clauses.append(f"{column} = {mark}")
                 params.append(value)
         if tag is not None:
+            # driven by job_tags' (tag, job_id) index: a rare tag is found without a scan
             clauses.append(HAS_TAG.replace("?", mark))
             params.append(tag)
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
