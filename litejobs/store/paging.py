@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from litejobs.job import State
 from litejobs.store.rows import Row, _like_prefix
+from litejobs.store.sql import HAS_TAG
 
 __all__ = ["GRAPH_STEPS", "PAGE_COLUMNS", "PAGE_SCAN", "JobFilter", "JobPage", "JobPages",
            "PageSQL", "few_in_states"]
@@ -51,7 +52,7 @@ _SHARED = {
     "task_is": "task = ?",
     "queue_is": "queue = ?",
     "workflow_is": "workflow = ?",
-    "has_tag": "id IN (SELECT job_id FROM job_tags WHERE tag = ?)",
+    "has_tag": HAS_TAG,
     "created_since": "created_at >= ?",
     "created_until": "created_at < ?",
     # A page's window of ids: below ``before``, down to the floor.
