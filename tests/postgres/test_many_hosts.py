@@ -536,15 +536,21 @@ def started_on(url: str, job_id: int, timeout: float = 30) -> dict[str, Any]:
                                       "event = 'start'"), timeout, f"job {job_id} to start")[0]
 
 
+def long_job_started(ontime: Host, url: str, seconds: float,
+                     ) -> tuple[litejobs.Job, dict[str, Any]]:
+    """Start the host on time, enqueue a ``hosts.long`` job of ``seconds``: the job and the
+    start row of its first attempt, once it runs there."""
+    ontime.start()
+    job = hostsapp.make_app(url).tasks["hosts.long"].enqueue(seconds)
+    return job, started_on(url, job.id)
+
+
 @pytest.mark.parametrize("hosts", [[("host-ahead", "+90s"), ("host-ontime", "+0s")]],
                          indirect=True)
 def test_a_host_ahead_by_more_than_the_silence_rule_leaves_live_hosts_jobs(
         hosts: list[Host], pg_url: str) -> None:
     ahead, ontime = hosts
-    ontime.start()
-    app = hostsapp.make_app(pg_url)
-    job = app.tasks["hosts.long"].enqueue(6.0)
-    started_on(pg_url, job.id)
+    job, _ = long_job_started(ontime, pg_url, 6.0)
     ahead.start()  # it rescues at its start, and again every second
     assert job.result(timeout=30) == 6.0
     assert job.refresh().attempt == 1, (job.attempts(), ahead.sup and ahead.sup.output())
@@ -555,10 +561,7 @@ def test_a_host_ahead_by_more_than_the_silence_rule_leaves_live_hosts_jobs(
 def test_an_attempt_rescued_by_a_host_behind_started_before_it_finished(
         hosts: list[Host], pg_url: str) -> None:
     behind, ontime = hosts
-    ontime.start()
-    app = hostsapp.make_app(pg_url)
-    job = app.tasks["hosts.long"].enqueue(30.0)
-    start = started_on(pg_url, job.id)
+    job, start = long_job_started(ontime, pg_url, 30.0)
     behind.start()
     ontime.kill()  # its lease runs out on the server's clock; the host behind rescues it
     wait_for(lambda: rows(pg_url, f"SELECT 1 FROM attempts WHERE job_id = {job.id}"), 30,
