@@ -25,13 +25,7 @@ from litejobs.store.rows import QueueLimits, Row
 if TYPE_CHECKING:
     import psycopg
 
-__all__ = ["KEY_ROUNDS", "LOCK_CKEYS", "PgClaimsMixin"]
-
-# The keys' locks (LOCK_CKEY's), each tried once, in one round trip: the keys held.
-LOCK_CKEYS = f"""
-SELECT k.key FROM unnest(%s::text[]) AS k (key)
-WHERE pg_try_advisory_xact_lock({sql.LOCK_CKEY_CLASS}, hashtext(k.key))
-"""
+__all__ = ["KEY_ROUNDS", "PgClaimsMixin"]
 
 #: Most looks for keyed candidates one claim takes (each past the keys found full or held).
 KEY_ROUNDS = 4
@@ -195,7 +189,8 @@ class PgClaimsMixin(PgRateStartsMixin, PgParkingMixin):
             if not rows:
                 break
             new = sorted({r["ckey"] for r in rows} - room.keys() - passed)
-            held = sorted(str(r["key"]) for r in conn.execute(LOCK_CKEYS, (new,))) if new else []
+            held = (sorted(str(r["key"]) for r in conn.execute(sql.LOCK_CKEYS, (new,)))
+                    if new else [])
             passed.update(set(new) - set(held))
             if held:
                 running = {r["ckey"]: int(r["n"])

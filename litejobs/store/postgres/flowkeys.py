@@ -28,7 +28,7 @@ from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from litejobs.store.flowkeys import flow_window
-from litejobs.store.postgres.sql import LOCK_CKEY_CLASS, NOW
+from litejobs.store.postgres.sql import LOCK_CKEY, NOW
 from litejobs.store.ratestarts import RATE_MARGIN
 
 if TYPE_CHECKING:
@@ -104,7 +104,6 @@ UPDATE jobs SET parked = false WHERE id IN (
     SELECT id FROM jobs WHERE state = 'queued' AND parked AND concurrency_key = %s
     ORDER BY priority DESC, run_at, id LIMIT %s FOR UPDATE SKIP LOCKED)
 """
-LOCK_KEY = f"SELECT pg_try_advisory_xact_lock({LOCK_CKEY_CLASS}, hashtext(%s)) AS held"
 
 #: Most keys whose wait ended that one claim handles (the rest: the claim after it).
 FLOW_DUE_PER_CLAIM = 100
@@ -174,7 +173,7 @@ class PgFlowKeysMixin:
             held_elsewhere = False
             for row in conn.execute(FLOW_DUE, (FLOW_DUE_PER_CLAIM,)).fetchall():
                 key = str(row["key"])
-                if not conn.execute(LOCK_KEY, (key,)).fetchone()["held"]:  # type: ignore[index]
+                if not conn.execute(LOCK_CKEY, (key,)).fetchone()["held"]:  # type: ignore[index]
                     held_elsewhere = True  # its holder may be parking it: next claim
                     continue
                 conn.execute(FLOW_WAIT_DONE, (key,))

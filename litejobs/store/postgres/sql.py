@@ -174,7 +174,7 @@ FROM unnest(%s::text[], %s::bigint[]) AS u (queue, job)
 """
 # Queued jobs with a concurrency key that a claim may take, best first, locked (SKIP LOCKED):
 # (queues, ahead, keys to pass over, limit). The claim picks among them in Python, each key
-# under its advisory lock (LOCK_CKEY), and hands its picks to CLAIM.
+# under its advisory lock (LOCK_CKEYS), and hands its picks to CLAIM.
 KEYED_CANDIDATES = f"""
 SELECT id, queue, concurrency_key AS ckey, coalesce(concurrency_limit, 1) AS climit,
        flow_rate AS frate, flow_period AS fperiod
@@ -189,6 +189,11 @@ FOR UPDATE SKIP LOCKED
 # A concurrency key's lock, not waited for: a key another claimer holds is passed over by
 # this claim (as SKIP LOCKED passes over its rows); held, the key's running count is exact.
 LOCK_CKEY = f"SELECT pg_try_advisory_xact_lock({LOCK_CKEY_CLASS}, hashtext(%s)) AS held"
+# (keys) -> the keys held: LOCK_CKEY of each, tried once, in one round trip.
+LOCK_CKEYS = f"""
+SELECT k.key FROM unnest(%s::text[]) AS k (key)
+WHERE pg_try_advisory_xact_lock({LOCK_CKEY_CLASS}, hashtext(k.key))
+"""
 RUNNING_WITH_KEYS = """
 SELECT concurrency_key AS ckey, count(*) AS n FROM jobs
 WHERE state = 'running' AND concurrency_key = ANY(%s) GROUP BY concurrency_key
