@@ -42,7 +42,8 @@ class PgInsertsMixin:
     conn: psycopg.Connection[Any]
     _queues_seen: set[str]
 
-    def ring(self, message: bytes = b"e") -> None: ...  # PgTx's: pg_notify at commit
+    if TYPE_CHECKING:
+        def ring(self, message: bytes = b"e") -> None: ...  # PgTx's: pg_notify at commit
 
     def insert(self, job: NewJob, now: float, ring: bytes | None = None,
                ) -> Mapping[str, Any]:
