@@ -141,7 +141,7 @@ SELECT id FROM jobs WHERE workflow = ? AND state IN ('waiting', 'scheduled', 'qu
 ORDER BY id
 """
 SELECT_RUN = "SELECT id, name, created_at, cancelled_at FROM workflows WHERE id = ?"
-RUN_COUNTS = "SELECT state, count(*) FROM jobs WHERE workflow = ? GROUP BY state"
+RUN_COUNTS = "SELECT state, count(*) AS n FROM jobs WHERE workflow = ? GROUP BY state"
 # The steps nothing waits on, each followed to the end of its continuations by the caller.
 RUN_SINKS = """
 SELECT j.id FROM jobs j

@@ -47,9 +47,8 @@ class RunReads:
         if not rows:
             return None
         row = rows[0]
-        # by position: the count's column is named differently by the two stores
-        counts = {str(state): int(n) for state, n in
-                  (r.values() for r in self._read(self.run_sql.run_counts, (run_id,)))}
+        counts = {str(r["state"]): int(r["n"])
+                  for r in self._read(self.run_sql.run_counts, (run_id,))}
         row["counts"] = counts
         row["state"] = run_state(counts, row["cancelled_at"] is not None)
         return row
