@@ -51,8 +51,9 @@ class Ui:
         self.csrf_token = hmac.new(secret, b"litejobs csrf", hashlib.sha256).hexdigest()
         env = Environment(loader=FileSystemLoader(HERE / "templates"),
                           autoescape=select_autoescape(default=True, default_for_string=True))
-        env.filters.update(ago=_ago_in(pass_context), duration=duration, size=size, when=when,
-                           number=number)
+        # ago measures from the page's now (the store's clock)
+        env.filters.update(ago=pass_context(lambda ctx, ts: ago(ts, ctx.get("now"))),
+                           duration=duration, size=size, when=when, number=number)
         self.templates = Jinja2Templates(env=env)
         self.nav: list[tuple[str, str]] = list(PAGES)
         #: Paths (below the base path) whose POST only reads, e.g. a text search kept out of
@@ -147,15 +148,6 @@ def ago(ts: float | None, now: float | None = None) -> str:
         return "—"
     delta = (time.time() if now is None else now) - float(ts)
     return f"in {duration(-delta)}" if delta < 0 else f"{duration(delta)} ago"
-
-
-def _ago_in(pass_context: Any) -> Any:
-    """The ``ago`` filter, measuring from the page's ``now`` (the store's clock)."""
-
-    def ago_filter(ctx: Any, ts: float | None) -> str:
-        return ago(ts, ctx.get("now"))
-
-    return pass_context(ago_filter)
 
 
 def when(ts: float | None) -> str:
