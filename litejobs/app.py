@@ -13,8 +13,14 @@ from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar, overload
 from litejobs import workflows as _workflows
 from litejobs.aio import aget_job as _aget_job
 from litejobs.calls import build_job, encode, named_call, ring_for
-from litejobs.config import MAX_PAYLOAD, Config, check_durability, database_path, load_config
-from litejobs.config import redacted_url as _shown
+from litejobs.config import (
+    MAX_PAYLOAD,
+    Config,
+    check_durability,
+    database_path,
+    load_config,
+    redacted_url,
+)
 from litejobs.decoration import check_new_task, task_defaults
 from litejobs.decoration import task_name as name_of
 from litejobs.deliver import deliver as _deliver
@@ -93,7 +99,7 @@ class App:
         #: The database as given, absolute (a PostgreSQL URL with its password: never print it)
         self.database = database_path(database)
         #: The file's absolute path; for PostgreSQL the URL without its password.
-        self.path = _shown(self.database)
+        self.path = redacted_url(self.database)
         self._store: Store | None = None
         self.config = config or Config(database=self.database, durability=durability,
                                        max_payload=max_payload)
