@@ -382,7 +382,6 @@ UPDATE jobs SET state = 'queued', run_at = {NOW}, max_attempts = attempt - inter
                 crashes = 0, error = NULL, finished_at = NULL, result = NULL, expires_at = NULL
 WHERE id = ANY(%s) AND state IN ('failed', 'cancelled')
 """
-WORKFLOW_IDS = "SELECT id FROM jobs WHERE id = ANY(%s) AND workflow IS NOT NULL"
 PURGE = "DELETE FROM jobs WHERE id = ANY(%s) AND state IN ('succeeded', 'failed', 'cancelled')"
 SET_PAUSED = """
 INSERT INTO queues (name, paused) VALUES (%s, %s)
