@@ -268,6 +268,11 @@ class App:
         with contextlib.suppress(StorageError):  # the write it follows is committed: a
             self._bell.ring(message)  # supervisor's poll finds it
 
+    def ring_inserted(self, message: bytes) -> None:
+        """``ring`` after an insert of new jobs, unless the store's insert rang already."""
+        if not self.store.inserts_ring:
+            self.ring(message)
+
     def enqueue(
         self,
         task: str,
@@ -297,7 +302,7 @@ class App:
         now = self.clock()
         job = build_job(call, now, self._plain, self.max_payload)
         row = self.store.insert_job(job, now)
-        self.ring(ring_for([job], now))
+        self.ring_inserted(ring_for([job], now))
         return Job(self, row)
 
     def enqueue_many(self, calls: Iterable[Prepared]) -> list[Job]:
@@ -311,7 +316,7 @@ class App:
         if not new:
             return []
         rows = self.store.insert_jobs(new, now)
-        self.ring(ring_for(new, now))
+        self.ring_inserted(ring_for(new, now))
         return [Job(self, row) for row in rows]
 
     #: ``app.deliver(url, json=None, body=None, method="POST", headers=None, timeout=None,

@@ -103,6 +103,7 @@ class Store(StoreReads, StoreAdmin, StoreMaintenance, StoreWorkflows, StoreMetri
 
     #: The jobs are in a file of this host (see protocols.Bells).
     local_file = True
+    inserts_ring = False  # (the App rings the file's bell after an insert)
 
     def bell(self) -> Bell:
         """Rings the supervisors listening beside this file."""

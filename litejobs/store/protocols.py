@@ -382,10 +382,14 @@ class Bells(Protocol):
     gives and nothing above the store knows which one it is. ``local_file`` is True where
     the jobs live in a file of this host (WAL checkpoints, file watching and ``backup`` make
     sense there only). ``clock_offset`` is the store's clock minus this process's: times read
-    back from the store minus it are this process's times (0 for a local file)."""
+    back from the store minus it are this process's times (0 for a local file).
+    ``inserts_ring`` is True where ``insert_job``/``insert_jobs`` wake the supervisors
+    themselves (PostgreSQL: the NOTIFY rides in the insert's own statement), so the App
+    rings nothing after them."""
 
     path: str
     local_file: bool
+    inserts_ring: bool
 
     def bell(self) -> Ringer: ...
 

@@ -73,5 +73,5 @@ class Batcher:
     def _write(self, jobs: Sequence[NewJob]) -> list[Mapping[str, Any]]:
         now = time.time()
         rows = self.app.store.insert_jobs(jobs, now)
-        self.app.ring(ring_for(jobs, now))
+        self.app.ring_inserted(ring_for(jobs, now))
         return rows

@@ -49,7 +49,6 @@ process, opened on first use; a forked child opens its own.
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -85,22 +84,6 @@ T = TypeVar("T")
 OFFSET_REFRESH = 30.0
 
 
-class PgRinger:
-    """``PostgresStore.bell()``: what ``App.ring`` rings through. The ring an enqueue sends
-    right after ``insert_job``/``insert_jobs`` is skipped: the insert sent it at its commit,
-    in its own statement (one round trip per enqueue, not two)."""
-
-    def __init__(self, store: PostgresStore) -> None:
-        self.store = store
-
-    def ring(self, message: bytes = b"e") -> None:
-        rung = self.store._rung
-        if getattr(rung, "message", None) == message:
-            rung.message = None
-            return
-        self.store.ring(message)
-
-
 class PostgresStore(PgConnections, PgQuickClaimMixin, PgSchedulesMixin, PgFactsMixin,
                     PgCountsMixin, PgRunsMixin, PgViewsMixin, PgMaintenanceMixin, JobLists):
     """A litejobs store in a PostgreSQL database, named by a ``postgresql://`` URL (a
@@ -115,18 +98,20 @@ class PostgresStore(PgConnections, PgQuickClaimMixin, PgSchedulesMixin, PgFactsM
         self._queues: set[str] = set()
         self._offset = 0.0
         self._offset_at = -OFFSET_REFRESH  # monotonic time it was measured
-        # The ring this thread's last insert sent (PgRinger skips the App's copy of it).
-        self._rung = threading.local()
 
     #: Not a file of this host: no WAL to checkpoint, no file to watch or copy.
     local_file = False
+    #: An insert's NOTIFY rides in its own statement, delivered at its commit: the App's ring
+    #: after it would be a second round trip per enqueue.
+    inserts_ring = True
     placeholder = "%s"  # of list_jobs
 
     # --- the bell and the clock ------------------------------------------------------------------
 
-    def bell(self) -> PgRinger:
-        """Rings the supervisors listening to this store (``pg_notify``, one statement)."""
-        return PgRinger(self)
+    def bell(self) -> PostgresStore:
+        """Rings the supervisors listening to this store (``ring``: ``pg_notify``, one
+        statement)."""
+        return self
 
     def bell_listener(self, name: str) -> PgBellListener:
         """A supervisor's ear: ``LISTEN`` on this store's channel (``name`` is unused: every
@@ -158,9 +143,7 @@ class PostgresStore(PgConnections, PgQuickClaimMixin, PgSchedulesMixin, PgFactsM
         """Insert ``jobs`` in one transaction; returns each one's row, in order (a keyed
         job's live twin's row instead, when it has one)."""
         message = ring_for(jobs, now)
-        rows = self.write(lambda tx: tx.insert_many(jobs, now, message))
-        self._rung.message = message if rows else None
-        return rows
+        return self.write(lambda tx: tx.insert_many(jobs, now, message))
 
     def insert_job(self, job: NewJob, now: float) -> Mapping[str, Any]:
         """``insert_jobs`` for one job. The common one (no key, no tags, a queue known to
@@ -172,7 +155,6 @@ class PostgresStore(PgConnections, PgQuickClaimMixin, PgSchedulesMixin, PgFactsM
         else:
             row = self._statement(
                 lambda conn: PgTx(conn, self._queues).insert(job, now, message))
-        self._rung.message = message
         return row
 
     # --- Supervising -----------------------------------------------------------------------------
