@@ -112,7 +112,6 @@ SELECT_ATTEMPTS = (
     "SELECT attempt, outcome, worker, started_at, finished_at, error, traceback "
     "FROM attempts WHERE job_id = %s ORDER BY attempt"
 )
-HAS_TAG = "id IN (SELECT job_id FROM job_tags WHERE tag = %s)"
 SELECT_QUEUES = "SELECT name, paused FROM queues ORDER BY name"
 COUNT_BY_QUEUE_STATE = "SELECT queue, state, count(*) AS n FROM jobs GROUP BY queue, state"
 
